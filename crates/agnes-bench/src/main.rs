@@ -1,0 +1,51 @@
+//! `cargo run -p agnes-bench -- <scenario>…`: measure, compare with a baseline taken in
+//! the same run, and rewrite that scenario's section of `BENCHMARKS.md`.
+//!
+//! Runs in the same cargo profile as the tests and the demo (dependencies, DuckDB above
+//! all, are built optimised there), so benchmarking never costs a second DuckDB build.
+
+mod report;
+mod scenarios;
+
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "agnes benchmarks")]
+struct Args {
+    /// Scenarios to run (default: all).
+    #[arg(value_enum)]
+    scenarios: Vec<Scenario>,
+    /// Where results are written.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    output: PathBuf,
+    /// Size factor for generated inputs (1 = the sizes quoted in BENCHMARKS.md).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// CSV → published parquet through the files connector vs DuckDB's own COPY.
+    Publish,
+    /// Orchestrator rebuild of 10, 100 and 1,000 single-file tables.
+    Rebuild,
+    /// `agnes serve` start-up time on an existing data dir and idle RSS.
+    Serve,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let scenarios = if args.scenarios.is_empty() { Scenario::value_variants().to_vec() } else { args.scenarios };
+    for s in scenarios {
+        let section = match s {
+            Scenario::Publish => scenarios::publish(args.scale)?,
+            Scenario::Rebuild => scenarios::rebuild(args.scale)?,
+            Scenario::Serve => scenarios::serve()?,
+        };
+        println!("{}", section.body);
+        report::write_section(&args.output, &section)?;
+    }
+    println!("results written to {}", args.output.display());
+    Ok(())
+}

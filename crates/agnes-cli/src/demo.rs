@@ -1,0 +1,215 @@
+//! `agnes demo`: the whole server-side flow on embedded defaults, in one command.
+
+use agnes_core::{PartitionGranularity, QueryMode, SourceType, SyncStrategy, TableSpec};
+use agnes_server::auth::{password, pat, secret};
+use agnes_server::sync::{Progress, Selection};
+use agnes_store::identity::{ADMIN_GROUP, User};
+use agnes_store::Store;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Server data directory (created if missing; the dataset goes under its files root).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Address to serve on after setting up.
+    #[arg(long, env = "AGNES_BIND", default_value = "127.0.0.1:8000")]
+    bind: SocketAddr,
+    /// Dataset size: 1 = 50k customers, 400k orders, 3M web sessions.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
+    scale: f64,
+    /// Seed of the generator: the same seed and scale give the same data.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Set everything up, print the summary, and exit instead of serving.
+    #[arg(long)]
+    no_serve: bool,
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v > 0.0 && v <= 100.0 {
+        Ok(v)
+    } else {
+        Err("scale must be greater than 0 and at most 100".into())
+    }
+}
+
+const ADMIN_EMAIL: &str = "admin@demo.agnes.local";
+const ANALYST_EMAIL: &str = "analyst@demo.agnes.local";
+const ANALYSTS_GROUP: &str = "Analysts";
+/// Not granted to analysts: the demo shows that access is per table.
+const RESTRICTED_TABLE: &str = "customers";
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let config = agnes_server::ServerConfig::load(args.data_dir.clone(), args.bind, None)?;
+    let files_root = config.files_root.clone();
+    std::fs::create_dir_all(&files_root).with_context(|| format!("cannot create {}", files_root.display()))?;
+
+    println!("agnes demo: generating the dataset (scale {}, seed {}) under {}", args.scale, args.seed, files_root.display());
+    let tables = generate(&files_root, args.scale, args.seed).await?;
+
+    let state = agnes_server::serve::prepare(config.clone()).await?;
+    register_tables(&state.store, &tables).await?;
+    let (admin, analyst) = ensure_users(&state.store, &state.layout.state_dir()).await?;
+
+    println!("Syncing {} tables through the files connector…", tables.len() + 1);
+    let printer = |p: Progress<'_>| match p {
+        Progress::Started { table, index, total } => println!("  [{}/{}] {} …", index + 1, total, table.name),
+        Progress::Finished(o) if o.status == "ok" => println!(
+            "        {} rows, {:.1} MiB, {:.1} s",
+            o.rows.unwrap_or(0),
+            o.size_bytes.unwrap_or(0) as f64 / 1048576.0,
+            o.duration_ms as f64 / 1000.0
+        ),
+        Progress::Finished(o) => println!("        FAILED: {}", o.error.as_deref().unwrap_or("")),
+        Progress::Rebuilding => println!("  rebuilding the analytics database…"),
+    };
+    let ids: Vec<String> = state.store.registry().list().await?.into_iter().map(|t| t.id).collect();
+    let report = state.sync.run(Selection::Tables(ids), Some(&printer)).await?;
+    let failed: Vec<_> = report.failed().map(|t| format!("{}: {}", t.id, t.error.as_deref().unwrap_or(""))).collect();
+    if !failed.is_empty() {
+        anyhow::bail!("{} table(s) failed to sync:\n  {}", failed.len(), failed.join("\n  "));
+    }
+
+    let key = secret::load_or_create(&state.layout.state_dir())?;
+    let admin_token = pat::issue(&state.store, &key, &admin, "agnes demo", Some(chrono::Duration::days(90))).await?;
+    let analyst_token = pat::issue(&state.store, &key, &analyst, "agnes demo", Some(chrono::Duration::days(90))).await?;
+    let url = format!("http://{}", args.bind);
+    let credentials = state.layout.state_dir().join("demo-credentials.txt");
+    println!(
+        "\nReady: {} tables in {}.\n\n\
+         Users (passwords are in {}):\n  admin    {ADMIN_EMAIL}  (group {ADMIN_GROUP})\n  analyst  {ANALYST_EMAIL}  (group {ANALYSTS_GROUP}: every table except '{RESTRICTED_TABLE}')\n\n\
+         Tokens (valid 90 days; shown once):\n  admin    {}\n  analyst  {}\n\n\
+         Try it (in another terminal, while this one serves):\n  \
+         export AGNES_SERVER={url}\n  \
+         export AGNES_TOKEN={}\n  \
+         curl -s $AGNES_SERVER/api/health\n  \
+         curl -s $AGNES_SERVER/api/version\n  \
+         curl -s $AGNES_SERVER/metrics | grep agnes_published\n",
+        report.exposed_tables,
+        state.layout.analytics_db().display(),
+        credentials.display(),
+        admin_token.token,
+        analyst_token.token,
+        analyst_token.token,
+    );
+    if args.no_serve {
+        state.store.close().await;
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|source| agnes_server::ServerError::Bind { addr: args.bind.to_string(), source })?;
+    println!("Serving on {url} — Ctrl-C to stop.");
+    agnes_server::Server::from_parts(state, listener).run(agnes_server::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn generate(root: &Path, scale: f64, seed: u64) -> anyhow::Result<Vec<agnes_engine::demo_data::DemoTable>> {
+    let bar = if std::io::stdout().is_terminal() { ProgressBar::new(1) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("  {spinner} [{bar:30}] {pos}/{len} {msg} ({elapsed})").expect("static template").progress_chars("=> "));
+    let root = root.to_path_buf();
+    let b = bar.clone();
+    let plain = bar.is_hidden();
+    let tables = tokio::task::spawn_blocking(move || {
+        agnes_engine::demo_data::generate(&root, scale, seed, |name, done, total| {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+            b.set_message(name.to_string());
+            if plain {
+                println!("  generated {name} ({done}/{total})");
+            }
+        })
+    })
+    .await??;
+    bar.finish_and_clear();
+    Ok(tables)
+}
+
+/// Register every demo table (and one materialized summary) unless already registered.
+async fn register_tables(store: &Store, tables: &[agnes_engine::demo_data::DemoTable]) -> anyhow::Result<()> {
+    let mut specs = Vec::new();
+    for t in tables {
+        let mut spec = TableSpec::new(t.name, SourceType::Files, QueryMode::Local);
+        spec.source_table = Some(t.source_table.clone());
+        spec.description = Some(t.description.to_string());
+        spec.primary_key = t.primary_key.iter().map(|s| s.to_string()).collect();
+        spec.folder = Some("demo".into());
+        spec.registered_by = Some(ADMIN_EMAIL.into());
+        if let Some((column, granularity)) = t.partition {
+            spec.sync_strategy = SyncStrategy::Partitioned;
+            spec.partition_by = Some(column.into());
+            spec.partition_granularity = Some(granularity.parse::<PartitionGranularity>()?);
+        }
+        specs.push(spec);
+    }
+    let mut daily = TableSpec::new("daily_revenue", SourceType::Files, QueryMode::Materialized);
+    daily.description = Some("Revenue and order count per day from completed and shipped orders.".into());
+    daily.source_query = Some(
+        "SELECT CAST(ordered_at AS DATE) AS day, count(*) AS orders, SUM(total_amount) AS revenue \
+         FROM read_csv(source_path('demo/orders.csv')) WHERE status IN ('completed', 'shipped') \
+         GROUP BY 1 ORDER BY 1"
+            .into(),
+    );
+    daily.folder = Some("demo".into());
+    daily.registered_by = Some(ADMIN_EMAIL.into());
+    specs.push(daily);
+    for spec in specs {
+        if store.registry().get(&spec.id).await?.is_none() {
+            store.registry().insert(&spec).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The demo admin and analyst, their group and grants. Passwords are generated once and
+/// kept in `state/demo-credentials.txt` (mode 0600).
+async fn ensure_users(store: &Store, state_dir: &Path) -> anyhow::Result<(User, User)> {
+    let ids = store.identity();
+    let credentials = state_dir.join("demo-credentials.txt");
+    let mut lines = Vec::new();
+    let admin = ensure_user(store, ADMIN_EMAIL, &mut lines).await?;
+    let analyst = ensure_user(store, ANALYST_EMAIL, &mut lines).await?;
+    if !lines.is_empty() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(&credentials)?;
+        writeln!(f, "{}", lines.join("\n"))?;
+    }
+    let admin_group = ids.group_by_name(ADMIN_GROUP).await?.context("the Admin group is seeded at start")?;
+    ids.add_member(&admin.id, &admin_group.id, "system_seed", Some("agnes demo")).await?;
+    let analysts = match ids.group_by_name(ANALYSTS_GROUP).await? {
+        Some(g) => g,
+        None => ids.create_group(ANALYSTS_GROUP, Some("Demo analysts"), ADMIN_EMAIL).await?,
+    };
+    ids.add_member(&analyst.id, &analysts.id, "admin", Some(ADMIN_EMAIL)).await?;
+    for t in store.registry().list().await? {
+        if t.id != RESTRICTED_TABLE {
+            ids.grant(&analysts.id, "table", &t.id, Some(ADMIN_EMAIL)).await?;
+        }
+    }
+    Ok((admin, analyst))
+}
+
+/// The user with `email`, created with a fresh password (appended to `lines`) if new.
+async fn ensure_user(store: &Store, email: &str, lines: &mut Vec<String>) -> anyhow::Result<User> {
+    if let Some(u) = store.identity().user_by_email(email).await? {
+        return Ok(u);
+    }
+    let pw = random_password();
+    let hash = password::hash(&pw).map_err(anyhow::Error::msg)?;
+    lines.push(format!("{email}\t{pw}"));
+    Ok(store.identity().create_user(email, email.split('@').next(), Some(&hash)).await?)
+}
+
+fn random_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..16).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+}

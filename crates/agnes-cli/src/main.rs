@@ -1,0 +1,66 @@
+//! The `agnes` binary. Errors become one readable line plus a hint on stderr and the
+//! documented exit code; `anyhow` is used only here, at the edge.
+
+mod demo;
+mod exit;
+mod logging;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "agnes", version, about = "Data distribution for AI analysts", propagate_version = true)]
+struct Cli {
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text, env = "AGNES_LOG_FORMAT")]
+    log_format: logging::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Generate a synthetic company dataset, register and sync it, create users, then serve.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ServeArgs {
+    /// Server data directory (created if missing).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "AGNES_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// instance.yaml to read (default: CONFIG_DIR/instance.yaml when present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return exit::report(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => exit::report(e),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = agnes_server::ServerConfig::load(args.data_dir, args.bind, args.config.as_deref())?;
+    agnes_server::serve(config).await?;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    DuckDb(#[from] duckdb::Error),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid identifier {0:?}: must match ^[a-zA-Z_][a-zA-Z0-9_]{{0,63}}$")]
+    InvalidIdentifier(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl EngineError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EngineError {
+        let path = path.into();
+        move |source| EngineError::Io { action, path, source }
+    }
+}

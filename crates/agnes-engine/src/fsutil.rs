@@ -1,0 +1,107 @@
+//! Durable file replacement: write to a temporary name in the same directory, fsync it,
+//! rename it over the target, fsync the directory. A reader sees the old file or the new
+//! one, never a torn one, and a crash at any point leaves the old file in place.
+
+use crate::{EngineError, Result};
+use md5::{Digest, Md5};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The temporary sibling of `target`: hidden (so `*.parquet` globs never match it) and
+/// unique per process and call.
+pub fn temp_path_for(target: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    target.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
+}
+
+/// Names produced by [`temp_path_for`] and the directory variant used for partitioned
+/// writes; swept on start-up.
+pub fn is_temporary_name(name: &str) -> bool {
+    (name.starts_with('.') && (name.ends_with(".tmp") || name.ends_with(".tmpdir")))
+        || name.ends_with(".duckdb.tmp")
+        || name.ends_with(".duckdb.tmp.wal")
+}
+
+pub fn fsync_file(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(EngineError::io("fsync", path))
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|f| f.sync_all()).map_err(EngineError::io("fsync directory", dir))
+}
+
+/// fsync `tmp`, rename it to `target`, fsync the directory.
+pub fn commit_rename(tmp: &Path, target: &Path) -> Result<()> {
+    fsync_file(tmp)?;
+    std::fs::rename(tmp, target).map_err(EngineError::io("rename into place", target))?;
+    if let Some(dir) = target.parent() {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// MD5 hex digest of a file's whole content (the manifest's `hash`).
+pub fn md5_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).map_err(EngineError::io("open", path))?;
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(EngineError::io("read", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Remove a file if it exists.
+pub fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(EngineError::Io { action: "remove", path: path.to_path_buf(), source: e }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_hidden_unique_and_recognised() {
+        let a = temp_path_for(Path::new("/x/data/orders.parquet"));
+        let b = temp_path_for(Path::new("/x/data/orders.parquet"));
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".orders.parquet."), "{name}");
+        assert!(is_temporary_name(&name));
+        assert!(!is_temporary_name("orders.parquet"));
+    }
+
+    #[test]
+    fn md5_matches_known_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"hello").unwrap();
+        assert_eq!(md5_file(&p).unwrap(), "5d41402abc4b2a76b9719d911017c592");
+    }
+
+    #[test]
+    fn commit_rename_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t.parquet");
+        std::fs::write(&target, b"old").unwrap();
+        let tmp = temp_path_for(&target);
+        std::fs::write(&tmp, b"new").unwrap();
+        commit_rename(&tmp, &target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert!(!tmp.exists());
+    }
+}

@@ -1,0 +1,100 @@
+//! The server data directory (DESIGN.md, "Server data directory"):
+//!
+//! ```text
+//! DATA_DIR/
+//!   state/system.db                 state (SQLite)
+//!   extracts/<source>/extract.duckdb _meta (+ _remote_attach) + one view per table
+//!   extracts/<source>/data/<table>.parquet  or data/<table>/<part>.parquet
+//!   analytics/server.duckdb         master views over every extract
+//!   sources/                        default root of the files connector
+//!   tmp/                            DuckDB spill space
+//! ```
+
+use crate::{EngineError, Result};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct DataLayout {
+    root: PathBuf,
+}
+
+impl DataLayout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataLayout { root: root.into() }
+    }
+
+    /// Create every directory of the layout (idempotent).
+    pub fn create(&self) -> Result<()> {
+        for dir in [self.state_dir(), self.extracts_dir(), self.analytics_dir(), self.default_files_root(), self.tmp_dir()] {
+            std::fs::create_dir_all(&dir).map_err(EngineError::io("create directory", &dir))?;
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+    pub fn state_db(&self) -> PathBuf {
+        self.state_dir().join("system.db")
+    }
+    pub fn extracts_dir(&self) -> PathBuf {
+        self.root.join("extracts")
+    }
+    pub fn source_dir(&self, source: &str) -> PathBuf {
+        self.extracts_dir().join(source)
+    }
+    pub fn extract_db(&self, source: &str) -> PathBuf {
+        self.source_dir(source).join("extract.duckdb")
+    }
+    pub fn source_data_dir(&self, source: &str) -> PathBuf {
+        self.source_dir(source).join("data")
+    }
+    /// `data/<table>.parquet` of a single-file table.
+    pub fn table_file(&self, source: &str, table: &str) -> PathBuf {
+        self.source_data_dir(source).join(format!("{table}.parquet"))
+    }
+    /// `data/<table>/` of a partitioned table.
+    pub fn table_part_dir(&self, source: &str, table: &str) -> PathBuf {
+        self.source_data_dir(source).join(table)
+    }
+    pub fn analytics_dir(&self) -> PathBuf {
+        self.root.join("analytics")
+    }
+    pub fn analytics_db(&self) -> PathBuf {
+        self.analytics_dir().join("server.duckdb")
+    }
+    pub fn default_files_root(&self) -> PathBuf {
+        self.root.join("sources")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Remove temporary files an interrupted write may have left behind (`.*.tmp` files
+    /// and `.*.tmpdir` directories under `extracts/`, `analytics/server.duckdb.tmp*`).
+    /// None of them is ever visible to readers; this only reclaims space. Returns how many
+    /// entries were removed.
+    pub fn sweep_temporaries(&self) -> Result<usize> {
+        let mut removed = 0;
+        let mut stack = vec![self.extracts_dir(), self.analytics_dir()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                if crate::fsutil::is_temporary_name(&name) {
+                    let r = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                    r.map_err(EngineError::io("remove temporary", &path))?;
+                    removed += 1;
+                } else if is_dir {
+                    stack.push(path);
+                }
+            }
+        }
+        Ok(removed)
+    }
+}

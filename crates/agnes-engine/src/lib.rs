@@ -1,0 +1,22 @@
+//! Everything DuckDB: the extract contract, atomic publish, the orchestrator and the
+//! confined connections connectors run in.
+//!
+//! This is the only crate that links DuckDB. All functions here are blocking; async
+//! callers run them on `spawn_blocking` (DESIGN decision 3).
+
+pub mod confined;
+mod error;
+pub mod extract;
+pub mod fsutil;
+pub mod layout;
+pub mod orchestrator;
+pub mod publish;
+pub mod demo_data;
+
+pub use error::EngineError;
+pub use layout::DataLayout;
+
+/// DuckDB, re-exported for crates that must name its types in signatures (tests, bench).
+pub use duckdb;
+
+pub type Result<T> = std::result::Result<T, EngineError>;

@@ -1,0 +1,217 @@
+//! Atomic publish of query results as parquet (DESIGN decision 5).
+//!
+//! The result is written to a hidden temporary file beside the target, fsynced and
+//! renamed into place; the MD5, row count and size are then taken from the published
+//! file itself. A failure at any step removes the temporary and leaves the previous file
+//! (and whatever describes it) untouched.
+
+use crate::fsutil::{commit_rename, md5_file, remove_if_exists, temp_path_for};
+use crate::{EngineError, Result};
+use agnes_core::ident::quote_literal;
+use duckdb::Connection;
+use std::path::{Path, PathBuf};
+
+/// A parquet file as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedFile {
+    pub path: PathBuf,
+    pub md5: String,
+    pub rows: i64,
+    pub size_bytes: i64,
+}
+
+/// One part of a partitioned table: `key` is the file stem (`2024_03`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPart {
+    pub key: String,
+    pub file: PublishedFile,
+}
+
+/// Run `select_sql` and publish its result at `target`.
+pub fn publish_query(conn: &Connection, select_sql: &str, target: &Path) -> Result<PublishedFile> {
+    let dir = target.parent().ok_or_else(|| EngineError::Invalid(format!("no parent: {}", target.display())))?;
+    std::fs::create_dir_all(dir).map_err(EngineError::io("create directory", dir))?;
+    let tmp = temp_path_for(target);
+    let result = copy_to_parquet(conn, select_sql, &tmp).and_then(|()| commit_rename(&tmp, target));
+    if let Err(e) = result {
+        let _ = remove_if_exists(&tmp);
+        return Err(e);
+    }
+    describe(conn, target)
+}
+
+fn copy_to_parquet(conn: &Connection, select_sql: &str, dest: &Path) -> Result<()> {
+    conn.execute_batch(&format!(
+        "COPY ({select_sql}) TO {} (FORMAT PARQUET)",
+        quote_literal(&dest.to_string_lossy())
+    ))?;
+    Ok(())
+}
+
+/// MD5, rows and size of a parquet file, taken from the file.
+pub fn describe(conn: &Connection, path: &Path) -> Result<PublishedFile> {
+    let size_bytes = std::fs::metadata(path).map_err(EngineError::io("stat", path))?.len() as i64;
+    let rows: i64 = conn.query_row(
+        &format!("SELECT COALESCE(SUM(num_rows), 0)::BIGINT FROM parquet_file_metadata({})", quote_literal(&path.to_string_lossy())),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(PublishedFile { path: path.to_path_buf(), md5: md5_file(path)?, rows, size_bytes })
+}
+
+/// Run `select_sql` and publish one parquet per value of `partition_expr` under
+/// `target_dir` as `<key>.parquet`. Each part is replaced atomically; parts whose key no
+/// longer occurs are removed after every new part is in place. A NULL key becomes the
+/// part `__null__`.
+pub fn publish_partitioned(
+    conn: &Connection,
+    select_sql: &str,
+    partition_expr: &str,
+    target_dir: &Path,
+) -> Result<Vec<PublishedPart>> {
+    std::fs::create_dir_all(target_dir).map_err(EngineError::io("create directory", target_dir))?;
+    let staging = target_dir.with_file_name(format!(
+        ".{}.{}.tmpdir",
+        target_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = stage_and_publish(conn, select_sql, partition_expr, target_dir, &staging);
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+fn stage_and_publish(
+    conn: &Connection,
+    select_sql: &str,
+    partition_expr: &str,
+    target_dir: &Path,
+    staging: &Path,
+) -> Result<Vec<PublishedPart>> {
+    conn.execute_batch(&format!(
+        "COPY (SELECT *, ({partition_expr})::VARCHAR AS __agnes_part FROM ({select_sql})) TO {} \
+         (FORMAT PARQUET, PARTITION_BY (__agnes_part), WRITE_PARTITION_COLUMNS false)",
+        quote_literal(&staging.to_string_lossy())
+    ))?;
+    let mut staged: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    if staging.exists() {
+        for entry in std::fs::read_dir(staging).map_err(EngineError::io("list", staging))? {
+            let entry = entry.map_err(EngineError::io("list", staging))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(value) = name.strip_prefix("__agnes_part=") else { continue };
+            let key = part_key(value)?;
+            let mut files: Vec<PathBuf> = std::fs::read_dir(entry.path())
+                .map_err(EngineError::io("list", entry.path()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+                .collect();
+            files.sort();
+            staged.push((key, files));
+        }
+    }
+    staged.sort();
+
+    let mut parts = Vec::with_capacity(staged.len());
+    for (key, files) in staged {
+        let target = target_dir.join(format!("{key}.parquet"));
+        let file = if files.len() == 1 {
+            let tmp = temp_path_for(&target);
+            std::fs::rename(&files[0], &tmp).map_err(EngineError::io("stage part", &tmp))?;
+            if let Err(e) = commit_rename(&tmp, &target) {
+                let _ = remove_if_exists(&tmp);
+                return Err(e);
+            }
+            describe(conn, &target)?
+        } else {
+            let list = files.iter().map(|p| quote_literal(&p.to_string_lossy())).collect::<Vec<_>>().join(", ");
+            publish_query(conn, &format!("SELECT * FROM read_parquet([{list}])"), &target)?
+        };
+        parts.push(PublishedPart { key, file });
+    }
+
+    let keep: std::collections::HashSet<String> = parts.iter().map(|p| format!("{}.parquet", p.key)).collect();
+    for entry in std::fs::read_dir(target_dir).map_err(EngineError::io("list", target_dir))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".parquet") && !name.starts_with('.') && !keep.contains(&name) {
+            remove_if_exists(&entry.path())?;
+        }
+    }
+    crate::fsutil::fsync_dir(target_dir)?;
+    Ok(parts)
+}
+
+/// Part keys come from `strftime`, so they are digits and underscores; anything else
+/// (a partition column with odd values) is refused rather than used as a file name.
+fn part_key(value: &str) -> Result<String> {
+    if value == "NULL" {
+        return Ok("__null__".to_string());
+    }
+    if !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        Ok(value.to_string())
+    } else {
+        Err(EngineError::Invalid(format!("partition key {value:?} is not usable as a file name")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        Connection::open_in_memory().unwrap()
+    }
+
+    #[test]
+    fn publishes_and_describes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("data/t.parquet");
+        let c = conn();
+        let f = publish_query(&c, "SELECT range AS i FROM range(1000)", &target).unwrap();
+        assert_eq!(f.rows, 1000);
+        assert_eq!(f.size_bytes as u64, std::fs::metadata(&target).unwrap().len());
+        assert_eq!(f.md5, md5_file(&target).unwrap());
+        let again = publish_query(&c, "SELECT range AS i FROM range(1000)", &target).unwrap();
+        assert_eq!(again.md5, f.md5, "same data must publish the same bytes");
+    }
+
+    #[test]
+    fn failing_write_keeps_old_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t.parquet");
+        let c = conn();
+        let good = publish_query(&c, "SELECT 1 AS a", &target).unwrap();
+        // Fails mid-query: the error is raised while rows are being produced.
+        let err = publish_query(&c, "SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS a FROM range(10000)", &target);
+        assert!(err.is_err());
+        assert_eq!(md5_file(&target).unwrap(), good.md5, "old file untouched");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "only the published file remains: {leftovers:?}");
+    }
+
+    #[test]
+    fn partitioned_publish_replaces_and_prunes_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("data/events");
+        let c = conn();
+        let sql = "SELECT DATE '2024-01-01' + INTERVAL (range) DAY AS d, range AS v FROM range(70)";
+        let parts = publish_partitioned(&c, sql, "strftime(d, '%Y_%m')", &target).unwrap();
+        let keys: Vec<_> = parts.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["2024_01", "2024_02", "2024_03"]);
+        assert_eq!(parts.iter().map(|p| p.file.rows).sum::<i64>(), 70);
+        let cols: Vec<String> = c
+            .prepare(&format!("DESCRIBE SELECT * FROM read_parquet('{}')", target.join("2024_01.parquet").display()))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(cols, ["d", "v"], "the partition key column is not written");
+
+        let parts = publish_partitioned(&c, "SELECT * FROM (VALUES (DATE '2024-02-10', 1), (NULL, 2)) t(d, v)", "strftime(d, '%Y_%m')", &target).unwrap();
+        let keys: Vec<_> = parts.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["2024_02", "__null__"]);
+        let mut files: Vec<_> = std::fs::read_dir(&target).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        files.sort();
+        assert_eq!(files, ["2024_02.parquet", "__null__.parquet"], "stale parts pruned");
+    }
+}

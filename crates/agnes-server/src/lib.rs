@@ -1,0 +1,18 @@
+//! The agnes server: HTTP routes, the sync service, metrics and the serve loop.
+//!
+//! Only this crate knows HTTP routes. Handlers stay thin: they resolve the caller and the
+//! resource, then call the store, the engine or the sync service.
+
+pub mod auth;
+pub mod config;
+mod error;
+pub mod metrics;
+mod routes;
+pub mod serve;
+pub mod state;
+pub mod sync;
+
+pub use config::ServerConfig;
+pub use error::{ApiError, ServerError};
+pub use serve::{serve, shutdown_signal, Server};
+pub use state::AppState;

@@ -1,0 +1,16 @@
+use crate::config::ServerConfig;
+use crate::sync::SyncService;
+use agnes_engine::DataLayout;
+use agnes_store::Store;
+use std::sync::Arc;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ServerConfig>,
+    pub layout: DataLayout,
+    pub store: Store,
+    pub sync: SyncService,
+    pub metrics: crate::metrics::Metrics,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}

@@ -1,0 +1,84 @@
+use crate::error::Result;
+use crate::migrate;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::time::Duration;
+
+/// A handle on the state database. Cheap to clone (a connection pool).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Open (creating if needed) the state DB at `path`, migrate it, and seed the system
+    /// groups. Refuses, without writing anything, a DB from a newer agnes.
+    pub async fn open(path: &Path) -> Result<Store> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        let store = Store { pool };
+        migrate::migrate(&store.pool).await?;
+        store.identity().seed_system_groups().await?;
+        Ok(store)
+    }
+
+    /// An in-memory store for unit tests.
+    pub async fn open_in_memory() -> Result<Store> {
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true);
+        // One connection: each in-memory connection would be a separate database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let store = Store { pool };
+        migrate::migrate(&store.pool).await?;
+        store.identity().seed_system_groups().await?;
+        Ok(store)
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The schema version found and expected, for `/api/health`.
+    pub async fn schema_status(&self) -> Result<migrate::SchemaStatus> {
+        migrate::status(&self.pool).await
+    }
+
+    pub fn registry(&self) -> crate::registry::RegistryRepo<'_> {
+        crate::registry::RegistryRepo::new(&self.pool)
+    }
+
+    pub fn sync_state(&self) -> crate::sync_state::SyncStateRepo<'_> {
+        crate::sync_state::SyncStateRepo::new(&self.pool)
+    }
+
+    pub fn view_ownership(&self) -> crate::view_ownership::ViewOwnershipRepo<'_> {
+        crate::view_ownership::ViewOwnershipRepo::new(&self.pool)
+    }
+
+    pub fn identity(&self) -> crate::identity::IdentityRepo<'_> {
+        crate::identity::IdentityRepo::new(&self.pool)
+    }
+
+    pub fn audit(&self) -> crate::audit::AuditRepo<'_> {
+        crate::audit::AuditRepo::new(&self.pool)
+    }
+
+    /// Flush the WAL into the main file and close every connection.
+    pub async fn close(&self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,31 @@
+//! The agnes state store: migrations and one repository per table family.
+//!
+//! State lives in SQLite in WAL mode (DESIGN decision 2). Only this crate writes SQL for
+//! state; every query is runtime-checked portable SQL so a PostgreSQL backend can follow.
+
+mod db;
+mod error;
+mod migrate;
+pub mod registry;
+pub mod sync_state;
+pub mod view_ownership;
+pub mod identity;
+pub mod audit;
+
+pub use db::Store;
+pub use error::StoreError;
+pub use migrate::{LATEST_SCHEMA_VERSION, SchemaStatus};
+
+/// Timestamps are stored as RFC 3339 text in UTC.
+pub(crate) fn now_text() -> String {
+    ts_text(chrono::Utc::now())
+}
+
+pub(crate) fn ts_text(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub(crate) fn parse_ts(s: Option<String>) -> Option<chrono::DateTime<chrono::Utc>> {
+    s.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}

@@ -1,0 +1,281 @@
+//! Per-table sync state, the parts of partitioned tables, and the sync history.
+//!
+//! Rows are keyed by registry id. A success replaces rows/size/hash; an error only sets
+//! `status` and `error`, so the last good data stays described (and served).
+
+use crate::error::Result;
+use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SyncState {
+    pub table_id: String,
+    pub source_name: Option<String>,
+    pub last_sync: Option<DateTime<Utc>>,
+    /// When the published content (hash) last changed.
+    pub last_changed: Option<DateTime<Utc>>,
+    pub rows: i64,
+    pub file_size_bytes: i64,
+    pub hash: String,
+    pub status: String,
+    pub error: Option<String>,
+}
+
+/// One published file of a partitioned table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartState {
+    pub part: String,
+    pub hash: String,
+    pub rows: i64,
+    pub size_bytes: i64,
+}
+
+/// What a successful sync published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub source_name: String,
+    pub rows: i64,
+    pub size_bytes: i64,
+    /// MD5 of the file, or of the part hashes in part order for partitioned tables.
+    pub hash: String,
+    /// Empty for single-file tables.
+    pub parts: Vec<PartState>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    table_id: String,
+    source_name: Option<String>,
+    last_sync: Option<String>,
+    last_changed: Option<String>,
+    rows: i64,
+    file_size_bytes: i64,
+    hash: String,
+    status: String,
+    error: Option<String>,
+}
+
+impl From<Row> for SyncState {
+    fn from(r: Row) -> Self {
+        SyncState {
+            table_id: r.table_id,
+            source_name: r.source_name,
+            last_sync: crate::parse_ts(r.last_sync),
+            last_changed: crate::parse_ts(r.last_changed),
+            rows: r.rows,
+            file_size_bytes: r.file_size_bytes,
+            hash: r.hash,
+            status: r.status,
+            error: r.error,
+        }
+    }
+}
+
+const COLUMNS: &str = "table_id, source_name, last_sync, last_changed, rows, file_size_bytes, hash, status, error";
+
+pub struct SyncStateRepo<'a> {
+    pool: &'a SqlitePool,
+}
+
+impl<'a> SyncStateRepo<'a> {
+    pub(crate) fn new(pool: &'a SqlitePool) -> Self {
+        SyncStateRepo { pool }
+    }
+
+    pub async fn get(&self, table_id: &str) -> Result<Option<SyncState>> {
+        let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sync_state WHERE table_id = ?"))
+            .bind(table_id)
+            .fetch_optional(self.pool)
+            .await?;
+        Ok(row.map(SyncState::from))
+    }
+
+    pub async fn list(&self) -> Result<Vec<SyncState>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sync_state ORDER BY table_id"))
+            .fetch_all(self.pool)
+            .await?;
+        Ok(rows.into_iter().map(SyncState::from).collect())
+    }
+
+    pub async fn parts(&self, table_id: &str) -> Result<Vec<PartState>> {
+        let rows: Vec<(String, String, i64, i64)> =
+            sqlx::query_as("SELECT part, hash, rows, size_bytes FROM sync_parts WHERE table_id = ? ORDER BY part")
+                .bind(table_id)
+                .fetch_all(self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(part, hash, rows, size_bytes)| PartState { part, hash, rows, size_bytes }).collect())
+    }
+
+    /// Record a successful sync: replace the published description, keep `last_changed`
+    /// unless the hash moved, and append a history row. Returns whether the data changed.
+    pub async fn record_success(&self, table_id: &str, p: &Published, duration_ms: i64) -> Result<bool> {
+        let now = crate::now_text();
+        let mut tx = self.pool.begin().await?;
+        let old: Option<(String,)> = sqlx::query_as("SELECT hash FROM sync_state WHERE table_id = ?")
+            .bind(table_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let changed = old.map(|(h,)| h != p.hash).unwrap_or(true);
+        sqlx::query(
+            "INSERT INTO sync_state (table_id, source_name, last_sync, last_changed, rows, file_size_bytes, hash, status, error) \
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, 'ok', NULL) \
+             ON CONFLICT (table_id) DO UPDATE SET source_name = ?2, last_sync = ?3, \
+               last_changed = CASE WHEN sync_state.hash = ?6 THEN sync_state.last_changed ELSE ?3 END, \
+               rows = ?4, file_size_bytes = ?5, hash = ?6, status = 'ok', error = NULL",
+        )
+        .bind(table_id)
+        .bind(&p.source_name)
+        .bind(&now)
+        .bind(p.rows)
+        .bind(p.size_bytes)
+        .bind(&p.hash)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM sync_parts WHERE table_id = ?").bind(table_id).execute(&mut *tx).await?;
+        for part in &p.parts {
+            sqlx::query("INSERT INTO sync_parts (table_id, part, hash, rows, size_bytes) VALUES (?, ?, ?, ?, ?)")
+                .bind(table_id)
+                .bind(&part.part)
+                .bind(&part.hash)
+                .bind(part.rows)
+                .bind(part.size_bytes)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_history(&mut tx, table_id, &now, Some(p.rows), duration_ms, "ok", None, Some(changed)).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Record a failed sync: only `status` and `error` change (a first-ever failure
+    /// creates a row with no `last_sync`), and a history row is appended.
+    pub async fn record_error(&self, table_id: &str, source_name: &str, error: &str, duration_ms: i64) -> Result<()> {
+        let now = crate::now_text();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sync_state (table_id, source_name, status, error) VALUES (?1, ?2, 'error', ?3) \
+             ON CONFLICT (table_id) DO UPDATE SET status = 'error', error = ?3",
+        )
+        .bind(table_id)
+        .bind(source_name)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        insert_history(&mut tx, table_id, &now, None, duration_ms, "error", Some(error), None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The most recent history rows of a table, newest first.
+    pub async fn history(&self, table_id: &str, limit: i64) -> Result<Vec<HistoryEntry>> {
+        let rows: Vec<HistoryEntry> = sqlx::query_as(
+            "SELECT table_id, synced_at, rows, duration_ms, status, error, changed FROM sync_history \
+             WHERE table_id = ? ORDER BY synced_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(table_id)
+        .bind(limit)
+        .fetch_all(self.pool)
+        .await?;
+        Ok(rows)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct HistoryEntry {
+    pub table_id: String,
+    pub synced_at: String,
+    pub rows: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub status: String,
+    pub error: Option<String>,
+    pub changed: Option<bool>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_history(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    table_id: &str,
+    now: &str,
+    rows: Option<i64>,
+    duration_ms: i64,
+    status: &str,
+    error: Option<&str>,
+    changed: Option<bool>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sync_history (id, table_id, synced_at, rows, duration_ms, status, error, changed) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(table_id)
+    .bind(now)
+    .bind(rows)
+    .bind(duration_ms)
+    .bind(status)
+    .bind(error)
+    .bind(changed)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    fn published(hash: &str, rows: i64) -> Published {
+        Published { source_name: "files".into(), rows, size_bytes: 100, hash: hash.into(), parts: vec![] }
+    }
+
+    #[tokio::test]
+    async fn success_error_success() {
+        let store = Store::open_in_memory().await.unwrap();
+        let repo = store.sync_state();
+        assert!(repo.record_success("orders", &published("aaa", 10), 12).await.unwrap());
+        let first = repo.get("orders").await.unwrap().unwrap();
+        assert_eq!((first.rows, first.hash.as_str(), first.status.as_str()), (10, "aaa", "ok"));
+
+        repo.record_error("orders", "files", "boom", 3).await.unwrap();
+        let failed = repo.get("orders").await.unwrap().unwrap();
+        assert_eq!(failed.status, "error");
+        assert_eq!(failed.error.as_deref(), Some("boom"));
+        assert_eq!((failed.rows, failed.hash.as_str()), (10, "aaa"), "last good data stays described");
+        assert_eq!(failed.last_sync, first.last_sync);
+
+        assert!(!repo.record_success("orders", &published("aaa", 10), 5).await.unwrap(), "same hash = unchanged");
+        let again = repo.get("orders").await.unwrap().unwrap();
+        assert_eq!(again.status, "ok");
+        assert_eq!(again.last_changed, first.last_changed, "unchanged data keeps last_changed");
+
+        let history = repo.history("orders", 10).await.unwrap();
+        assert_eq!(history.len(), 3);
+        assert_eq!(history[1].status, "error");
+        assert_eq!(history[0].duration_ms, Some(5));
+        assert_eq!(history[0].changed, Some(false));
+    }
+
+    #[tokio::test]
+    async fn first_failure_has_no_last_sync() {
+        let store = Store::open_in_memory().await.unwrap();
+        store.sync_state().record_error("t", "files", "bad csv", 1).await.unwrap();
+        let s = store.sync_state().get("t").await.unwrap().unwrap();
+        assert!(s.last_sync.is_none());
+        assert_eq!(s.hash, "");
+    }
+
+    #[tokio::test]
+    async fn parts_are_replaced() {
+        let store = Store::open_in_memory().await.unwrap();
+        let mut p = published("x", 3);
+        p.parts = vec![
+            PartState { part: "2024_01".into(), hash: "h1".into(), rows: 1, size_bytes: 10 },
+            PartState { part: "2024_02".into(), hash: "h2".into(), rows: 2, size_bytes: 20 },
+        ];
+        store.sync_state().record_success("t", &p, 1).await.unwrap();
+        p.parts.truncate(1);
+        p.hash = "y".into();
+        store.sync_state().record_success("t", &p, 1).await.unwrap();
+        assert_eq!(store.sync_state().parts("t").await.unwrap().len(), 1);
+    }
+}
