@@ -53,7 +53,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("agnes demo: generating the dataset (scale {}, seed {}) under {}", args.scale, args.seed, files_root.display());
     let tables = generate(&files_root, args.scale, args.seed).await?;
 
-    let state = agnes_server::serve::prepare(config.clone()).await?;
+    let state = agnes_server::prepare(config.clone()).await?;
     register_tables(&state.store, &tables).await?;
     let (admin, analyst) = ensure_users(&state.store, &state.layout.state_dir()).await?;
 

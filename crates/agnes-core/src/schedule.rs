@@ -24,6 +24,9 @@ impl FromStr for Schedule {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || InvalidSchedule(s.to_string());
         if let Some(rest) = s.strip_prefix("every ") {
+            if !rest.is_ascii() {
+                return Err(bad());
+            }
             let (digits, unit) = rest.split_at(rest.len().saturating_sub(1));
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad());
@@ -105,7 +108,7 @@ mod tests {
         for bad in [
             "", "every", "every m", "every 5", "every 5s", "every -5m", "every  5m", "Every 5m",
             " every 5m", "every 5m ", "daily", "daily ", "daily 3:00", "daily 24:00",
-            "daily 03:60", "daily 03:00,", "daily 03:00, 04:00", "hourly", "every 1.5h",
+            "daily 03:60", "daily 03:00,", "daily 03:00, 04:00", "hourly", "every 1.5h", "every 5ü", "daily 0ü:00",
         ] {
             assert!(bad.parse::<Schedule>().is_err(), "{bad:?} should be rejected");
         }

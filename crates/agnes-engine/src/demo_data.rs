@@ -16,7 +16,6 @@ pub struct DemoTable {
     /// Path or glob relative to the files root.
     pub source_table: String,
     pub description: &'static str,
-    pub rows: i64,
     pub primary_key: &'static [&'static str],
     /// `(partition_by, granularity)` for tables published in parts.
     pub partition: Option<(&'static str, &'static str)>,
@@ -55,7 +54,7 @@ pub fn generate(files_root: &Path, scale: f64, seed: u64, mut progress: impl FnM
     let dir = files_root.join(DIR);
     let marker = dir.join(".agnes-demo");
     let fingerprint = format!("seed={seed} scale={scale} version=1\n");
-    let tables = tables(&size);
+    let tables = tables();
     let steps = 4 + chunks(&size) as usize;
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(fingerprint.as_str()) {
         progress("(already generated)", steps, steps);
@@ -68,7 +67,8 @@ pub fn generate(files_root: &Path, scale: f64, seed: u64, mut progress: impl FnM
     let conn = Connection::open_in_memory()?;
     conn.execute_batch(&format!(
         "CREATE MACRO rnd(i, salt) AS (hash(i, salt, {seed}::UBIGINT) % 1000000)::DOUBLE / 1000000.0;
-         CREATE MACRO pick(arr, i, salt) AS arr[(1 + hash(i, salt, {seed}::UBIGINT) % len(arr))::BIGINT];"
+         CREATE MACRO pick(arr, i, salt) AS arr[(1 + hash(i, salt, {seed}::UBIGINT) % len(arr))::BIGINT];
+         CREATE MACRO pickn(i, salt, n) AS (hash(i, salt, {seed}::UBIGINT) % n)::BIGINT;"
     ))?;
     let out = |name: &str| -> PathBuf { dir.join(name) };
     let mut done = 0;
@@ -99,14 +99,13 @@ fn copy_sql(select: &str, path: &Path, options: &str) -> String {
     format!("COPY ({select}) TO {} ({options})", quote_literal(&path.to_string_lossy()))
 }
 
-fn tables(size: &DemoSize) -> Vec<DemoTable> {
-    let items = (size.orders as f64 * 2.5) as i64; // approximate; the exact count is in sync state
+fn tables() -> Vec<DemoTable> {
     vec![
-        DemoTable { name: "customers", source_table: format!("{DIR}/customers.csv"), description: "One row per customer account: who they are, where, and which segment.", rows: size.customers, primary_key: &["customer_id"], partition: None },
-        DemoTable { name: "products", source_table: format!("{DIR}/products.json"), description: "The product catalogue with list price and unit cost.", rows: size.products, primary_key: &["product_id"], partition: None },
-        DemoTable { name: "orders", source_table: format!("{DIR}/orders.csv"), description: "One row per order: when, by whom, through which channel, its status and total.", rows: size.orders, primary_key: &["order_id"], partition: None },
-        DemoTable { name: "order_items", source_table: format!("{DIR}/order_items.parquet"), description: "Order lines: product, quantity, unit price and discount.", rows: items, primary_key: &["order_id", "line_no"], partition: None },
-        DemoTable { name: "web_sessions", source_table: format!("{DIR}/web_sessions/*.csv"), description: "Website and app sessions, anonymous or signed in, with traffic source and conversion.", rows: size.web_sessions, primary_key: &["session_id"], partition: Some(("started_at", "month")) },
+        DemoTable { name: "customers", source_table: format!("{DIR}/customers.csv"), description: "One row per customer account: who they are, where, and which segment.", primary_key: &["customer_id"], partition: None },
+        DemoTable { name: "products", source_table: format!("{DIR}/products.json"), description: "The product catalogue with list price and unit cost.", primary_key: &["product_id"], partition: None },
+        DemoTable { name: "orders", source_table: format!("{DIR}/orders.csv"), description: "One row per order: when, by whom, through which channel, its status and total.", primary_key: &["order_id"], partition: None },
+        DemoTable { name: "order_items", source_table: format!("{DIR}/order_items.parquet"), description: "Order lines: product, quantity, unit price and discount.", primary_key: &["order_id", "line_no"], partition: None },
+        DemoTable { name: "web_sessions", source_table: format!("{DIR}/web_sessions/*.csv"), description: "Website and app sessions, anonymous or signed in, with traffic source and conversion.", primary_key: &["session_id"], partition: Some(("started_at", "month")) },
     ]
 }
 
@@ -157,19 +156,19 @@ fn order_items_table_sql(s: &DemoSize) -> String {
     format!(
         "CREATE TABLE order_items AS
          WITH lines AS (
-             SELECT o + 1 AS order_id, l + 1 AS line_no, o, l
+             SELECT o + 1 AS order_id, l + 1 AS line_no, o * 7 + l AS k,
+                    1 + pickn(o * 7 + l, 'prod', {products}) AS product_id
              FROM range({orders}) a(o), range(6) b(l)
              WHERE l < 1 + CAST(floor(4 * rnd(o, 'nlines') * rnd(o, 'nlines2')) AS INTEGER) + (CASE WHEN rnd(o, 'big') < 0.1 THEN 2 ELSE 0 END)
          )
-         SELECT order_id, line_no,
-                1 + (hash(o, l, 'prod', {seed_salt}) % {products})::BIGINT AS product_id,
-                1 + CAST(floor(3 * rnd(o * 7 + l, 'qty') * rnd(o * 7 + l, 'qty2')) AS INTEGER) AS quantity,
-                CAST(round(5 + exp(rnd((hash(o, l, 'prod', {seed_salt}) % {products})::BIGINT, 'price') * 5.5), 2) AS DECIMAL(10,2)) AS unit_price,
-                CAST(CASE WHEN rnd(o * 7 + l, 'disc') < 0.15 THEN 0.1 WHEN rnd(o * 7 + l, 'disc') < 0.2 THEN 0.25 ELSE 0 END AS DECIMAL(4,2)) AS discount
+         SELECT order_id, line_no, product_id,
+                1 + CAST(floor(3 * rnd(k, 'qty') * rnd(k, 'qty2')) AS INTEGER) AS quantity,
+                -- The product's list price (same formula as the products table).
+                CAST(round(5 + exp(rnd(product_id - 1, 'price') * 5.5), 2) AS DECIMAL(10,2)) AS unit_price,
+                CAST(CASE WHEN rnd(k, 'disc') < 0.15 THEN 0.1 WHEN rnd(k, 'disc') < 0.2 THEN 0.25 ELSE 0 END AS DECIMAL(4,2)) AS discount
          FROM lines",
         orders = s.orders,
         products = s.products,
-        seed_salt = "'items'"
     )
 }
 
@@ -189,7 +188,7 @@ fn orders_sql(s: &DemoSize, path: &Path) -> String {
                  FROM range({n}) t(i)
              )
              SELECT b.order_id,
-                    1 + (hash(i, 'cust') % {customers})::BIGINT AS customer_id,
+                    1 + pickn(i, 'cust', {customers}) AS customer_id,
                     b.ordered_at,
                     CASE WHEN rnd(i, 'status') < 0.80 THEN 'completed' WHEN rnd(i, 'status') < 0.88 THEN 'shipped'
                          WHEN rnd(i, 'status') < 0.94 THEN 'cancelled' WHEN rnd(i, 'status') < 0.98 THEN 'refunded' ELSE 'pending' END AS status,
@@ -213,13 +212,13 @@ fn sessions_sql(s: &DemoSize, chunk: i64, path: &Path) -> String {
     copy_sql(
         &format!(
             "SELECT i + 1 AS session_id,
-                    CASE WHEN rnd(i, 'anon') < 0.4 THEN NULL ELSE 1 + (hash(i, 'scust') % {customers})::BIGINT END AS customer_id,
+                    CASE WHEN rnd(i, 'anon') < 0.4 THEN NULL ELSE 1 + pickn(i, 'scust', {customers}) END AS customer_id,
                     TIMESTAMP '2024-01-01' + INTERVAL (CAST(floor(730 * sqrt(rnd(i, 'sday'))) AS INTEGER)) DAY
                         + INTERVAL (CAST(floor(86400 * rnd(i, 'ssec')) AS INTEGER)) SECOND AS started_at,
                     CAST(floor(-300 * ln(1 - 0.999 * rnd(i, 'dur'))) AS INTEGER) AS duration_seconds,
                     pick(['desktop','desktop','mobile','mobile','mobile','tablet'], i, 'device') AS device,
                     pick(['organic','organic','paid','email','social','direct','referral'], i, 'src') AS traffic_source,
-                    pick(['/','/','/sale','/products','/blog','/product/' || (1 + hash(i, 'lp') % {products})], i, 'landing') AS landing_page,
+                    pick(['/','/','/sale','/products','/blog','/product/' || (1 + pickn(i, 'lp', {products}))], i, 'landing') AS landing_page,
                     1 + CAST(floor(-4 * ln(1 - 0.999 * rnd(i, 'pages'))) AS INTEGER) AS pages_viewed,
                     rnd(i, 'conv') < 0.032 AS converted
              FROM range({start}, {end}) t(i)",

@@ -16,11 +16,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct DataLayout {
     root: PathBuf,
+    state_dir: Option<PathBuf>,
 }
 
 impl DataLayout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DataLayout { root: root.into() }
+        DataLayout { root: root.into(), state_dir: None }
+    }
+
+    /// Keep state somewhere other than `DATA_DIR/state` (the `STATE_DIR` variable).
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
     }
 
     /// Create every directory of the layout (idempotent).
@@ -35,7 +42,7 @@ impl DataLayout {
         &self.root
     }
     pub fn state_dir(&self) -> PathBuf {
-        self.root.join("state")
+        self.state_dir.clone().unwrap_or_else(|| self.root.join("state"))
     }
     pub fn state_db(&self) -> PathBuf {
         self.state_dir().join("system.db")

@@ -228,7 +228,10 @@ impl Orchestrator {
         }
         report.present = clean.then_some(present);
 
-        // Pass 2: one master view per _meta row, then the filesystem fallback.
+        // Pass 2: one master view per _meta row, then the filesystem fallback. Views are
+        // validated by preparing their SELECT and created together in one transaction:
+        // DuckDB commits (and syncs its WAL) per statement otherwise.
+        let mut views = PendingViews::default();
         let mut exposed_names: HashSet<String> = HashSet::new();
         for s in sources {
             let mut exposed = Vec::new();
@@ -247,17 +250,13 @@ impl Orchestrator {
                         report.problems.push(problem(msg));
                         continue;
                     }
-                    let sql = format!(
-                        "CREATE OR REPLACE VIEW {} AS SELECT * FROM {}.main.{}",
-                        quote_ident(&m.table_name),
-                        quote_ident(&s.name),
-                        quote_ident(&m.table_name)
-                    );
-                    if let Err(e) = conn.execute_batch(&sql) {
-                        report.problems.push(problem(format!("view creation failed: {e}")));
+                    let select = format!("SELECT * FROM {}.main.{}", quote_ident(&s.name), quote_ident(&m.table_name));
+                    if let Err(e) = conn.prepare(&select) {
+                        report.problems.push(problem(format!("view cannot be read: {e}")));
                         continue;
                     }
                     exposed_names.insert(m.table_name.clone());
+                    views.push(&s.name, &m.table_name, select);
                     exposed.push(ExposedTable {
                         name: m.table_name.clone(),
                         rows: m.rows,
@@ -267,11 +266,18 @@ impl Orchestrator {
                     });
                 }
             }
-            self.fallback(&conn, s, input, &mut ownership, &mut exposed_names, &mut exposed, report);
+            self.fallback(&conn, s, input, &mut ownership, &mut exposed_names, &mut exposed, &mut views, report);
             if !exposed.is_empty() {
                 report.exposed.insert(s.name.clone(), exposed);
             }
         }
+        for (source, view, message) in views.create_all(&conn) {
+            report.problems.push(Problem { source: source.clone(), table: Some(view.clone()), message });
+            if let Some(list) = report.exposed.get_mut(&source) {
+                list.retain(|t| t.name != view);
+            }
+        }
+        report.exposed.retain(|_, list| !list.is_empty());
         conn.execute_batch("CHECKPOINT")?;
         drop(conn);
         Ok(())
@@ -286,6 +292,7 @@ impl Orchestrator {
         ownership: &mut BTreeMap<String, String>,
         exposed_names: &mut HashSet<String>,
         exposed: &mut Vec<ExposedTable>,
+        views: &mut PendingViews,
         report: &mut RebuildReport,
     ) {
         let Ok(entries) = std::fs::read_dir(&s.data_dir) else { return };
@@ -311,24 +318,52 @@ impl Orchestrator {
                 continue;
             }
             let literal = quote_literal(&path.to_string_lossy());
-            let created = conn
-                .execute_batch(&format!("CREATE OR REPLACE VIEW {} AS SELECT * FROM read_parquet({literal})", quote_ident(&stem)))
-                .and_then(|()| {
-                    conn.query_row(
-                        &format!("SELECT COALESCE(SUM(num_rows), 0)::BIGINT FROM parquet_file_metadata({literal})"),
-                        [],
-                        |r| r.get::<_, i64>(0),
-                    )
-                });
-            match created {
+            let select = format!("SELECT * FROM read_parquet({literal})");
+            let checked = conn.prepare(&select).and_then(|_| {
+                conn.query_row(
+                    &format!("SELECT COALESCE(SUM(num_rows), 0)::BIGINT FROM parquet_file_metadata({literal})"),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            });
+            match checked {
                 Ok(rows) => {
                     exposed_names.insert(stem.clone());
+                    views.push(&s.name, &stem, select);
                     let size_bytes = std::fs::metadata(&path).map(|m| m.len() as i64).unwrap_or(0);
-                    exposed.push(ExposedTable { name: stem, rows, size_bytes, query_mode: "materialized".into(), from_fallback: true });
+                    exposed.push(ExposedTable { name: stem.clone(), rows, size_bytes, query_mode: "materialized".into(), from_fallback: true });
                 }
                 Err(e) => report.problems.push(problem(format!("fallback view failed: {e}"))),
             }
         }
+    }
+}
+
+/// Master views waiting to be created: `(source, view, select)`.
+#[derive(Default)]
+struct PendingViews(Vec<(String, String, String)>);
+
+impl PendingViews {
+    fn push(&mut self, source: &str, view: &str, select: String) {
+        self.0.push((source.to_string(), view.to_string(), select));
+    }
+
+    /// Create every view in one transaction; if that fails, one by one so a single bad
+    /// view cannot take the others down. Returns the views that failed, and why.
+    fn create_all(self, conn: &Connection) -> Vec<(String, String, String)> {
+        let ddl = |view: &str, select: &str| format!("CREATE OR REPLACE VIEW {} AS {select};", quote_ident(view));
+        let batch: String = self.0.iter().map(|(_, v, s)| ddl(v, s)).collect();
+        if conn.execute_batch(&format!("BEGIN TRANSACTION; {batch} COMMIT;")).is_ok() {
+            return Vec::new();
+        }
+        let _ = conn.execute_batch("ROLLBACK");
+        let mut failed = Vec::new();
+        for (source, view, select) in self.0 {
+            if let Err(e) = conn.execute_batch(&ddl(&view, &select)) {
+                failed.push((source, view, format!("view creation failed: {e}")));
+            }
+        }
+        failed
     }
 }
 

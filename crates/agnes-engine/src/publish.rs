@@ -143,7 +143,7 @@ fn stage_and_publish(
 /// Part keys come from `strftime`, so they are digits and underscores; anything else
 /// (a partition column with odd values) is refused rather than used as a file name.
 fn part_key(value: &str) -> Result<String> {
-    if value == "NULL" {
+    if value == "__HIVE_DEFAULT_PARTITION__" || value == "NULL" {
         return Ok("__null__".to_string());
     }
     if !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    /// `STATE_DIR`, default `DATA_DIR/state`.
+    pub state_dir: PathBuf,
     pub bind: SocketAddr,
     /// Root of the files connector (`data_source.files.root`, default `DATA_DIR/sources`).
     pub files_root: PathBuf,
@@ -27,7 +29,8 @@ impl ServerConfig {
     /// Build from the data dir, bind address and optional explicit config file; the
     /// environment supplies the rest.
     pub fn load(data_dir: PathBuf, bind: SocketAddr, config_file: Option<&Path>) -> Result<ServerConfig, ServerError> {
-        let layout = DataLayout::new(&data_dir);
+        let state_dir = std::env::var_os("STATE_DIR").filter(|s| !s.is_empty()).map(PathBuf::from).unwrap_or_else(|| data_dir.join("state"));
+        let layout = DataLayout::new(&data_dir).with_state_dir(&state_dir);
         let static_file = match config_file {
             Some(p) => Some(p.to_path_buf()),
             None => {
@@ -39,7 +42,7 @@ impl ServerConfig {
         if let Some(p) = &static_file {
             deep_merge(&mut instance, read_yaml(p)?);
         }
-        let overlay = std::env::var_os("STATE_DIR").map(PathBuf::from).unwrap_or_else(|| layout.state_dir()).join("instance.yaml");
+        let overlay = state_dir.join("instance.yaml");
         if overlay.is_file() {
             deep_merge(&mut instance, read_yaml(&overlay)?);
         }
@@ -64,11 +67,11 @@ impl ServerConfig {
             threads: get(&instance, &["engine", "threads"]).and_then(Value::as_u64).map(|t| t as usize),
             temp_directory: Some(layout.tmp_dir()),
         };
-        Ok(ServerConfig { data_dir, bind, files_root, default_sync_schedule, limits, instance })
+        Ok(ServerConfig { data_dir, state_dir, bind, files_root, default_sync_schedule, limits, instance })
     }
 
     pub fn layout(&self) -> DataLayout {
-        DataLayout::new(&self.data_dir)
+        DataLayout::new(&self.data_dir).with_state_dir(&self.state_dir)
     }
 }
 

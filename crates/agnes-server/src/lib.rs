@@ -8,11 +8,11 @@ pub mod config;
 mod error;
 pub mod metrics;
 mod routes;
-pub mod serve;
+mod serve;
 pub mod state;
 pub mod sync;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, ServerError};
-pub use serve::{serve, shutdown_signal, Server};
+pub use serve::{prepare, serve, shutdown_signal, Server};
 pub use state::AppState;

@@ -97,24 +97,29 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGINT or SIGTERM. The handlers are registered when this is called, not
+/// when the future is first polled, so a signal that arrives while the server is still
+/// starting is not lost (nor fatal).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut i), Ok(mut t)) => {
+                tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
             }
-            Err(_) => std::future::pending::<()>().await,
+            _ => {
+                tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutdown signal received");
+        tracing::info!("shutdown signal received");
+    }
 }
 
 /// Build and run with the process's signals.
 pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
-    Server::build(config).await?.run(shutdown_signal()).await
+    let signals = shutdown_signal();
+    Server::build(config).await?.run(signals).await
 }

@@ -47,6 +47,7 @@ impl Store {
         Ok(store)
     }
 
+    #[cfg(test)]
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }

@@ -59,8 +59,8 @@ impl TryFrom<Row> for TableSpec {
             bucket: r.bucket,
             source_table: r.source_table,
             source_query: r.source_query,
-            sync_strategy: r.sync_strategy.parse().map_err(|e| corrupt("sync_strategy", e))?,
-            query_mode: r.query_mode.parse().map_err(|e| corrupt("query_mode", e))?,
+            sync_strategy: r.sync_strategy.parse::<agnes_core::SyncStrategy>().map_err(|e| corrupt("sync_strategy", e))?,
+            query_mode: r.query_mode.parse::<QueryMode>().map_err(|e| corrupt("query_mode", e))?,
             sync_schedule: r.sync_schedule,
             profile_after_sync: r.profile_after_sync,
             primary_key: serde_json::from_str(&r.primary_key).map_err(|e| corrupt("primary_key", e))?,
@@ -75,7 +75,7 @@ impl TryFrom<Row> for TableSpec {
             partition_by: r.partition_by,
             partition_granularity: r
                 .partition_granularity
-                .map(|s| s.parse())
+                .map(|s| s.parse::<agnes_core::PartitionGranularity>())
                 .transpose()
                 .map_err(|e| corrupt("partition_granularity", e))?,
             initial_load_chunk_days: r.initial_load_chunk_days,

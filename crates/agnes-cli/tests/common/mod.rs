@@ -13,6 +13,7 @@ pub fn agnes() -> Command {
     c.env_remove("DATA_DIR")
         .env_remove("AGNES_BIND")
         .env_remove("JWT_SECRET_KEY")
+        .env_remove("STATE_DIR")
         .env_remove("AGNES_METRICS_TOKEN")
         .env("CONFIG_DIR", "/nonexistent-agnes-config")
         .env("RUST_LOG", "info");

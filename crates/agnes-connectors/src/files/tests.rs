@@ -191,7 +191,7 @@ fn invalid_table_names_are_refused() {
 fn concise_keeps_what_and_where() {
     let msg = "Conversion Error: CSV Error on Line: 3\nOriginal Line: 2,x3\nError when converting\n\n  file = /r/bad.csv\n  delimiter = ,";
     assert_eq!(
-        extract::concise(msg),
+        super::extract::concise(msg),
         "Conversion Error: CSV Error on Line: 3 | Original Line: 2,x3 | Error when converting | file = /r/bad.csv"
     );
 }

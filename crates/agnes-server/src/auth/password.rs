@@ -1,6 +1,6 @@
 //! Argon2id password hashes (PHC strings), never logged or returned.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -9,7 +9,7 @@ pub fn hash(password: &str) -> Result<String, String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(format!("Password must be at least {MIN_PASSWORD_LEN} characters"));
     }
-    let salt = SaltString::generate(&mut OsRng);
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
     Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
 }
 
