@@ -37,16 +37,25 @@ pub fn publish(scale: f64) -> anyhow::Result<Section> {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nycflights13/flights.csv");
     if shared.is_file() {
         std::fs::copy(&shared, root.join("flights.csv"))?;
-        inputs.push(("nycflights13 flights.csv (real, 336,776 rows)".into(), "flights.csv".into(), vec![root.join("flights.csv")]));
+        inputs.push((
+            "nycflights13 flights.csv (real, 336,776 rows)".into(),
+            "flights.csv".into(),
+            vec![root.join("flights.csv")],
+        ));
     }
     eprintln!("generating the demo dataset at scale {scale}…");
     agnes_engine::demo_data::generate(&root, scale, 42, |_, _, _| {})?;
     let sessions: Vec<PathBuf> = {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("demo/web_sessions"))?.flatten().map(|e| e.path()).collect();
+        let mut v: Vec<PathBuf> =
+            std::fs::read_dir(root.join("demo/web_sessions"))?.flatten().map(|e| e.path()).collect();
         v.sort();
         v
     };
-    inputs.push((format!("demo web_sessions ({} CSV files)", sessions.len()), "demo/web_sessions/*.csv".into(), sessions));
+    inputs.push((
+        format!("demo web_sessions ({} CSV files)", sessions.len()),
+        "demo/web_sessions/*.csv".into(),
+        sessions,
+    ));
     inputs.push(("demo orders.csv".into(), "demo/orders.csv".into(), vec![root.join("demo/orders.csv")]));
 
     let connector = FilesConnector::new(FilesConfig { root: root.clone() });
@@ -63,7 +72,10 @@ pub fn publish(scale: f64) -> anyhow::Result<Section> {
             let conn = open_with_limits(&limits)?;
             let out = work.path().join("baseline.parquet");
             let t = Instant::now();
-            conn.execute_batch(&format!("COPY ({reader}) TO {} (FORMAT PARQUET)", quote_literal(&out.to_string_lossy())))?;
+            conn.execute_batch(&format!(
+                "COPY ({reader}) TO {} (FORMAT PARQUET)",
+                quote_literal(&out.to_string_lossy())
+            ))?;
             base.push(t.elapsed());
             drop(conn);
             std::fs::remove_file(&out)?;
@@ -118,7 +130,14 @@ pub fn rebuild(scale: f64) -> anyhow::Result<Section> {
                 "COPY (SELECT range AS id, 'row ' || range AS label FROM range(100)) TO {} (FORMAT PARQUET)",
                 quote_literal(&path.to_string_lossy())
             ))?;
-            let meta = MetaRow { table_name: name, description: None, rows: 100, size_bytes: 0, extracted_at: None, query_mode: "local".into() };
+            let meta = MetaRow {
+                table_name: name,
+                description: None,
+                rows: 100,
+                size_bytes: 0,
+                extracted_at: None,
+                query_mode: "local".into(),
+            };
             tables.push(ExtractTable::over_parquet(meta, &path));
         }
         write_extract(&layout.extract_db("bench"), &tables, &[])?;
@@ -127,7 +146,8 @@ pub fn rebuild(scale: f64) -> anyhow::Result<Section> {
         let mut ownership = Default::default();
         for _ in 0..REPS {
             let t = Instant::now();
-            let report = orchestrator.rebuild(&RebuildInput { ownership: std::mem::take(&mut ownership), ..Default::default() })?;
+            let report = orchestrator
+                .rebuild(&RebuildInput { ownership: std::mem::take(&mut ownership), ..Default::default() })?;
             times.push(t.elapsed());
             anyhow::ensure!(report.table_count() == n, "expected {n} tables, got {}", report.table_count());
             ownership = report.new_claims.clone();
@@ -137,7 +157,11 @@ pub fn rebuild(scale: f64) -> anyhow::Result<Section> {
         }
         let m = median(times);
         per_table.push((n, m));
-        rows_md.push_str(&format!("| {n} | {:.0} ms | {:.2} ms |\n", m.as_secs_f64() * 1e3, m.as_secs_f64() * 1e3 / n as f64));
+        rows_md.push_str(&format!(
+            "| {n} | {:.0} ms | {:.2} ms |\n",
+            m.as_secs_f64() * 1e3,
+            m.as_secs_f64() * 1e3 / n as f64
+        ));
     }
     let growth = match (per_table.first(), per_table.last()) {
         (Some((n0, t0)), Some((n1, t1))) if n1 > n0 => format!(
@@ -222,7 +246,9 @@ pub fn serve() -> anyhow::Result<Section> {
 }
 
 fn health_ok(port: u16) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     if s.write_all(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
         return false;

@@ -3,7 +3,7 @@
 use agnes_core::{PartitionGranularity, QueryMode, SourceType, SyncStrategy, TableSpec};
 use agnes_server::auth::{password, pat, secret};
 use agnes_server::sync::{Progress, Selection};
-use agnes_store::identity::{ADMIN_GROUP, User};
+use agnes_store::identity::{User, ADMIN_GROUP};
 use agnes_store::Store;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -50,7 +50,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let files_root = config.files_root.clone();
     std::fs::create_dir_all(&files_root).with_context(|| format!("cannot create {}", files_root.display()))?;
 
-    println!("agnes demo: generating the dataset (scale {}, seed {}) under {}", args.scale, args.seed, files_root.display());
+    println!(
+        "agnes demo: generating the dataset (scale {}, seed {}) under {}",
+        args.scale,
+        args.seed,
+        files_root.display()
+    );
     let tables = generate(&files_root, args.scale, args.seed).await?;
 
     let state = agnes_server::prepare(config.clone()).await?;
@@ -78,7 +83,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let key = secret::load_or_create(&state.layout.state_dir())?;
     let admin_token = pat::issue(&state.store, &key, &admin, "agnes demo", Some(chrono::Duration::days(90))).await?;
-    let analyst_token = pat::issue(&state.store, &key, &analyst, "agnes demo", Some(chrono::Duration::days(90))).await?;
+    let analyst_token =
+        pat::issue(&state.store, &key, &analyst, "agnes demo", Some(chrono::Duration::days(90))).await?;
     let url = format!("http://{}", args.bind);
     let credentials = state.layout.state_dir().join("demo-credentials.txt");
     println!(
@@ -112,7 +118,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 async fn generate(root: &Path, scale: f64, seed: u64) -> anyhow::Result<Vec<agnes_engine::demo_data::DemoTable>> {
     let bar = if std::io::stdout().is_terminal() { ProgressBar::new(1) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("  {spinner} [{bar:30}] {pos}/{len} {msg} ({elapsed})").expect("static template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("  {spinner} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
     let root = root.to_path_buf();
     let b = bar.clone();
     let plain = bar.is_hidden();

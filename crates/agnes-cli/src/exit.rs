@@ -15,11 +15,15 @@ pub fn report(e: anyhow::Error) -> ExitCode {
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
     if let Some(server) = e.downcast_ref::<agnes_server::ServerError>() {
         return match server {
-            agnes_server::ServerError::Bind { .. } => Some("is another agnes already listening there? pick another address with --bind"),
+            agnes_server::ServerError::Bind { .. } => {
+                Some("is another agnes already listening there? pick another address with --bind")
+            }
             agnes_server::ServerError::Store(agnes_store::StoreError::NewerSchema { .. }) => {
                 Some("this data dir was written by a newer agnes: run that version, or restore a backup")
             }
-            agnes_server::ServerError::Config(_) => Some("check instance.yaml and the environment variables it references"),
+            agnes_server::ServerError::Config(_) => {
+                Some("check instance.yaml and the environment variables it references")
+            }
             _ => None,
         };
     }

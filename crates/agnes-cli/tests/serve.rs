@@ -35,7 +35,9 @@ async fn fresh_data_dir_serves_health_version_and_metrics() {
 
     let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
-        metrics.lines().any(|l| l.starts_with("agnes_http_requests_total") && l.contains("route=\"/api/health\"") && l.contains("status=\"200\"")),
+        metrics.lines().any(|l| l.starts_with("agnes_http_requests_total")
+            && l.contains("route=\"/api/health\"")
+            && l.contains("status=\"200\"")),
         "{metrics}"
     );
     assert!(metrics.contains("agnes_http_request_duration_seconds_bucket"), "latency is a histogram");
@@ -74,13 +76,15 @@ async fn restart_is_a_no_op_migration_and_sweeps_temporaries() {
     assert_eq!(body["status"], "ok");
     assert!(!data_dir.join(".orders.parquet.4242-0.tmp").exists());
     assert!(!data.join("analytics/server.duckdb.tmp").exists());
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("state/system.db").display())).await.unwrap();
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("state/system.db").display())).await.unwrap();
     let (versions,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schema_version").fetch_one(&pool).await.unwrap();
     assert_eq!(versions, 1, "restart must not re-apply migrations");
-    let (groups,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM user_groups WHERE name IN ('Admin', 'Everyone') AND is_system = 1")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (groups,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM user_groups WHERE name IN ('Admin', 'Everyone') AND is_system = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(groups, 2);
 }
 
@@ -92,7 +96,10 @@ async fn newer_state_db_is_refused_with_a_hint() {
     let db = data.join("state/system.db");
     {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES (9999, 'future')").execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES (9999, 'future')")
+            .execute(&pool)
+            .await
+            .unwrap();
         pool.close().await;
     }
     let out = agnes().args(["serve", "--bind", "127.0.0.1:0", "--data-dir"]).arg(&data).output().unwrap();

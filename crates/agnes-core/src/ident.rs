@@ -20,9 +20,7 @@ pub fn is_quoted_identifier(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// BigQuery project ids: `^[a-z][a-z0-9-]{4,28}[a-z0-9]$`
@@ -30,9 +28,7 @@ pub fn is_bq_project(s: &str) -> bool {
     let b = s.as_bytes();
     (6..=30).contains(&b.len())
         && b[0].is_ascii_lowercase()
-        && b[1..b.len() - 1]
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[1..b.len() - 1].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
 }
 
@@ -61,16 +57,7 @@ mod tests {
         for ok in ["a", "_", "orders", "Orders_2024", &"a".repeat(64)] {
             assert!(is_strict_identifier(ok), "{ok} should pass");
         }
-        for bad in [
-            "",
-            "1abc",
-            "a-b",
-            "a.b",
-            "a b",
-            "x\"; DROP TABLE y; --",
-            "ü",
-            &"a".repeat(65),
-        ] {
+        for bad in ["", "1abc", "a-b", "a.b", "a b", "x\"; DROP TABLE y; --", "ü", &"a".repeat(65)] {
             assert!(!is_strict_identifier(bad), "{bad} should fail");
         }
     }

@@ -43,10 +43,7 @@ impl FromStr for Schedule {
             if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit() || b == b':' || b == b',') {
                 return Err(bad());
             }
-            let times = rest
-                .split(',')
-                .map(|t| parse_hh_mm(t).ok_or_else(bad))
-                .collect::<Result<Vec<_>, _>>()?;
+            let times = rest.split(',').map(|t| parse_hh_mm(t).ok_or_else(bad)).collect::<Result<Vec<_>, _>>()?;
             return Ok(Schedule::Daily { times });
         }
         Err(bad())
@@ -106,9 +103,27 @@ mod tests {
         assert_eq!("every 0m".parse(), Ok(Schedule::Every { minutes: 0 }));
         assert!(matches!("daily 03:00,15:30".parse(), Ok(Schedule::Daily { times }) if times.len() == 2));
         for bad in [
-            "", "every", "every m", "every 5", "every 5s", "every -5m", "every  5m", "Every 5m",
-            " every 5m", "every 5m ", "daily", "daily ", "daily 3:00", "daily 24:00",
-            "daily 03:60", "daily 03:00,", "daily 03:00, 04:00", "hourly", "every 1.5h", "every 5ü", "daily 0ü:00",
+            "",
+            "every",
+            "every m",
+            "every 5",
+            "every 5s",
+            "every -5m",
+            "every  5m",
+            "Every 5m",
+            " every 5m",
+            "every 5m ",
+            "daily",
+            "daily ",
+            "daily 3:00",
+            "daily 24:00",
+            "daily 03:60",
+            "daily 03:00,",
+            "daily 03:00, 04:00",
+            "hourly",
+            "every 1.5h",
+            "every 5ü",
+            "daily 0ü:00",
         ] {
             assert!(bad.parse::<Schedule>().is_err(), "{bad:?} should be rejected");
         }

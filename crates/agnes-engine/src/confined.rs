@@ -82,7 +82,9 @@ mod tests {
         let conn = open_confined(&[&inside], &Limits::default()).unwrap();
 
         let n: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM read_csv('{}')", inside.join("a.csv").display()), [], |r| r.get(0))
+            .query_row(&format!("SELECT count(*) FROM read_csv('{}')", inside.join("a.csv").display()), [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(n, 2);
         for escape in [

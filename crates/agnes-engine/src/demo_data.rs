@@ -49,7 +49,12 @@ const DIR: &str = "demo";
 /// Generate the dataset under `<files_root>/demo/`, calling `progress(table, done, total)`
 /// as tables complete. Skips the work when a marker says the same seed and scale are
 /// already there. Returns the tables to register.
-pub fn generate(files_root: &Path, scale: f64, seed: u64, mut progress: impl FnMut(&str, usize, usize)) -> Result<Vec<DemoTable>> {
+pub fn generate(
+    files_root: &Path,
+    scale: f64,
+    seed: u64,
+    mut progress: impl FnMut(&str, usize, usize),
+) -> Result<Vec<DemoTable>> {
     let size = DemoSize::at_scale(scale);
     let dir = files_root.join(DIR);
     let marker = dir.join(".agnes-demo");
@@ -82,7 +87,11 @@ pub fn generate(files_root: &Path, scale: f64, seed: u64, mut progress: impl FnM
     step("products", &conn, products_sql(&size, &out("products.json")))?;
     conn.execute_batch(&order_items_table_sql(&size))?;
     step("orders", &conn, orders_sql(&size, &out("orders.csv")))?;
-    step("order_items", &conn, copy_sql("SELECT * FROM order_items ORDER BY order_id, line_no", &out("order_items.parquet"), "FORMAT PARQUET"))?;
+    step(
+        "order_items",
+        &conn,
+        copy_sql("SELECT * FROM order_items ORDER BY order_id, line_no", &out("order_items.parquet"), "FORMAT PARQUET"),
+    )?;
     for c in 0..chunks(&size) {
         let path = sessions_dir.join(format!("part-{c:04}.csv"));
         step("web_sessions", &conn, sessions_sql(&size, c, &path))?;
@@ -101,11 +110,41 @@ fn copy_sql(select: &str, path: &Path, options: &str) -> String {
 
 fn tables() -> Vec<DemoTable> {
     vec![
-        DemoTable { name: "customers", source_table: format!("{DIR}/customers.csv"), description: "One row per customer account: who they are, where, and which segment.", primary_key: &["customer_id"], partition: None },
-        DemoTable { name: "products", source_table: format!("{DIR}/products.json"), description: "The product catalogue with list price and unit cost.", primary_key: &["product_id"], partition: None },
-        DemoTable { name: "orders", source_table: format!("{DIR}/orders.csv"), description: "One row per order: when, by whom, through which channel, its status and total.", primary_key: &["order_id"], partition: None },
-        DemoTable { name: "order_items", source_table: format!("{DIR}/order_items.parquet"), description: "Order lines: product, quantity, unit price and discount.", primary_key: &["order_id", "line_no"], partition: None },
-        DemoTable { name: "web_sessions", source_table: format!("{DIR}/web_sessions/*.csv"), description: "Website and app sessions, anonymous or signed in, with traffic source and conversion.", primary_key: &["session_id"], partition: Some(("started_at", "month")) },
+        DemoTable {
+            name: "customers",
+            source_table: format!("{DIR}/customers.csv"),
+            description: "One row per customer account: who they are, where, and which segment.",
+            primary_key: &["customer_id"],
+            partition: None,
+        },
+        DemoTable {
+            name: "products",
+            source_table: format!("{DIR}/products.json"),
+            description: "The product catalogue with list price and unit cost.",
+            primary_key: &["product_id"],
+            partition: None,
+        },
+        DemoTable {
+            name: "orders",
+            source_table: format!("{DIR}/orders.csv"),
+            description: "One row per order: when, by whom, through which channel, its status and total.",
+            primary_key: &["order_id"],
+            partition: None,
+        },
+        DemoTable {
+            name: "order_items",
+            source_table: format!("{DIR}/order_items.parquet"),
+            description: "Order lines: product, quantity, unit price and discount.",
+            primary_key: &["order_id", "line_no"],
+            partition: None,
+        },
+        DemoTable {
+            name: "web_sessions",
+            source_table: format!("{DIR}/web_sessions/*.csv"),
+            description: "Website and app sessions, anonymous or signed in, with traffic source and conversion.",
+            primary_key: &["session_id"],
+            partition: Some(("started_at", "month")),
+        },
     ]
 }
 

@@ -42,7 +42,10 @@ pub struct ExtractTable {
 impl ExtractTable {
     /// A table whose inner view reads published parquet (`path` may be a glob).
     pub fn over_parquet(meta: MetaRow, path: &Path) -> ExtractTable {
-        ExtractTable { view_sql: format!("SELECT * FROM read_parquet({})", quote_literal(&path.to_string_lossy())), meta }
+        ExtractTable {
+            view_sql: format!("SELECT * FROM read_parquet({})", quote_literal(&path.to_string_lossy())),
+            meta,
+        }
     }
 }
 
@@ -88,7 +91,9 @@ fn build(tmp: &Path, tables: &[ExtractTable], remote: &[RemoteAttach]) -> Result
         }
     }
     if !remote.is_empty() {
-        conn.execute_batch("CREATE TABLE _remote_attach (alias VARCHAR, extension VARCHAR, url VARCHAR, token_env VARCHAR)")?;
+        conn.execute_batch(
+            "CREATE TABLE _remote_attach (alias VARCHAR, extension VARCHAR, url VARCHAR, token_env VARCHAR)",
+        )?;
         let mut insert = conn.prepare("INSERT INTO _remote_attach VALUES (?, ?, ?, ?)")?;
         for r in remote {
             insert.execute(params![r.alias, r.extension, r.url, r.token_env])?;
@@ -172,8 +177,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("extract.duckdb");
         let t = ExtractTable { meta: meta("orders", 3), view_sql: "SELECT 1 AS a".into() };
-        let remote = RemoteAttach { alias: "kbc".into(), extension: "keboola".into(), url: "https://x".into(), token_env: "KBC_TOKEN".into() };
-        write_extract(&path, &[t.clone()], &[remote.clone()]).unwrap();
+        let remote = RemoteAttach {
+            alias: "kbc".into(),
+            extension: "keboola".into(),
+            url: "https://x".into(),
+            token_env: "KBC_TOKEN".into(),
+        };
+        write_extract(&path, std::slice::from_ref(&t), std::slice::from_ref(&remote)).unwrap();
         let got = read_meta(&path).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].table_name, "orders");
@@ -187,7 +197,8 @@ mod tests {
         assert_eq!(a, 1);
         drop(conn);
 
-        write_extract(&path, &[ExtractTable { meta: meta("customers", 5), view_sql: "SELECT 2 AS b".into() }], &[]).unwrap();
+        write_extract(&path, &[ExtractTable { meta: meta("customers", 5), view_sql: "SELECT 2 AS b".into() }], &[])
+            .unwrap();
         let got = read_meta(&path).unwrap();
         assert_eq!(got.iter().map(|m| m.table_name.as_str()).collect::<Vec<_>>(), ["customers"]);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();

@@ -27,9 +27,7 @@ pub fn is_temporary_name(name: &str) -> bool {
 }
 
 pub fn fsync_file(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(EngineError::io("fsync", path))
+    File::open(path).and_then(|f| f.sync_all()).map_err(EngineError::io("fsync", path))
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
@@ -44,6 +42,24 @@ pub fn commit_rename(tmp: &Path, target: &Path) -> Result<()> {
         fsync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Like [`commit_rename`], and also return the MD5 of the content. The hash is read while
+/// the fsync runs (the pages were just written, so both work from the page cache and the
+/// disk at once); the bytes hashed are exactly the bytes renamed into place.
+pub fn commit_rename_hashed(tmp: &Path, target: &Path) -> Result<String> {
+    let (synced, md5) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| md5_file(tmp));
+        let synced = fsync_file(tmp);
+        (synced, hasher.join().unwrap_or_else(|_| Err(EngineError::Invalid("MD5 thread panicked".into()))))
+    });
+    synced?;
+    let md5 = md5?;
+    std::fs::rename(tmp, target).map_err(EngineError::io("rename into place", target))?;
+    if let Some(dir) = target.parent() {
+        fsync_dir(dir)?;
+    }
+    Ok(md5)
 }
 
 /// MD5 hex digest of a file's whole content (the manifest's `hash`).

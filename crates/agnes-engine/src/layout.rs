@@ -32,7 +32,9 @@ impl DataLayout {
 
     /// Create every directory of the layout (idempotent).
     pub fn create(&self) -> Result<()> {
-        for dir in [self.state_dir(), self.extracts_dir(), self.analytics_dir(), self.default_files_root(), self.tmp_dir()] {
+        for dir in
+            [self.state_dir(), self.extracts_dir(), self.analytics_dir(), self.default_files_root(), self.tmp_dir()]
+        {
             std::fs::create_dir_all(&dir).map_err(EngineError::io("create directory", &dir))?;
         }
         Ok(())
@@ -88,7 +90,9 @@ impl DataLayout {
         let mut removed = 0;
         let mut stack = vec![self.extracts_dir(), self.analytics_dir()];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().into_owned();

@@ -5,13 +5,13 @@
 //! callers run them on `spawn_blocking` (DESIGN decision 3).
 
 pub mod confined;
+pub mod demo_data;
 mod error;
 pub mod extract;
 pub mod fsutil;
 pub mod layout;
 pub mod orchestrator;
 pub mod publish;
-pub mod demo_data;
 
 pub use error::EngineError;
 pub use layout::DataLayout;

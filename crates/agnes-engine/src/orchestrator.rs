@@ -185,7 +185,11 @@ impl Orchestrator {
                 continue;
             }
             if !is_strict_identifier(&name) || RESERVED_CATALOGS.contains(&name.to_lowercase().as_str()) {
-                report.problems.push(Problem { source: name, table: None, message: "invalid source directory name".into() });
+                report.problems.push(Problem {
+                    source: name,
+                    table: None,
+                    message: "invalid source directory name".into(),
+                });
                 continue;
             }
             let extract = self.layout.extract_db(&name);
@@ -237,7 +241,11 @@ impl Orchestrator {
             let mut exposed = Vec::new();
             if let Some((meta, inner)) = metas.get(&s.name) {
                 for m in meta {
-                    let problem = |msg: String| Problem { source: s.name.clone(), table: Some(m.table_name.clone()), message: msg };
+                    let problem = |msg: String| Problem {
+                        source: s.name.clone(),
+                        table: Some(m.table_name.clone()),
+                        message: msg,
+                    };
                     if !is_strict_identifier(&m.table_name) {
                         report.problems.push(problem("invalid table name".into()));
                         continue;
@@ -246,7 +254,9 @@ impl Orchestrator {
                         report.problems.push(problem("no inner view or table of that name in the extract".into()));
                         continue;
                     }
-                    if let Err(msg) = claim(&mut ownership, &mut report.new_claims, &exposed_names, &m.table_name, &s.name) {
+                    if let Err(msg) =
+                        claim(&mut ownership, &mut report.new_claims, &exposed_names, &m.table_name, &s.name)
+                    {
                         report.problems.push(problem(msg));
                         continue;
                     }
@@ -295,7 +305,9 @@ impl Orchestrator {
         views: &mut PendingViews,
         report: &mut RebuildReport,
     ) {
-        let Ok(entries) = std::fs::read_dir(&s.data_dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&s.data_dir) else {
+            return;
+        };
         let mut files: Vec<(String, PathBuf)> = entries
             .flatten()
             .filter_map(|e| {
@@ -331,7 +343,13 @@ impl Orchestrator {
                     exposed_names.insert(stem.clone());
                     views.push(&s.name, &stem, select);
                     let size_bytes = std::fs::metadata(&path).map(|m| m.len() as i64).unwrap_or(0);
-                    exposed.push(ExposedTable { name: stem.clone(), rows, size_bytes, query_mode: "materialized".into(), from_fallback: true });
+                    exposed.push(ExposedTable {
+                        name: stem.clone(),
+                        rows,
+                        size_bytes,
+                        query_mode: "materialized".into(),
+                        from_fallback: true,
+                    });
                 }
                 Err(e) => report.problems.push(problem(format!("fallback view failed: {e}"))),
             }
@@ -405,17 +423,25 @@ fn attach_and_read(
     apply_remote_attach(conn, &s.name, policy, report)?;
     let meta = read_meta_attached(conn, &s.name)?;
     let mut stmt = conn.prepare("SELECT table_name FROM information_schema.tables WHERE table_catalog = ?")?;
-    let inner = stmt
-        .query_map([&s.name], |r| r.get::<_, String>(0))?
-        .collect::<std::result::Result<HashSet<_>, _>>()?;
+    let inner =
+        stmt.query_map([&s.name], |r| r.get::<_, String>(0))?.collect::<std::result::Result<HashSet<_>, _>>()?;
     Ok((meta, inner))
 }
 
 /// Attach the external catalogs a source's views need. Extensions are only LOADed,
 /// never installed: agnes runs offline, and a missing extension is a per-row problem.
-fn apply_remote_attach(conn: &Connection, source: &str, policy: &RemotePolicy, report: &mut RebuildReport) -> Result<()> {
+fn apply_remote_attach(
+    conn: &Connection,
+    source: &str,
+    policy: &RemotePolicy,
+    report: &mut RebuildReport,
+) -> Result<()> {
     for r in read_remote_attach_attached(conn, source)? {
-        let problem = |msg: String| Problem { source: source.to_string(), table: None, message: format!("_remote_attach {}: {msg}", r.alias) };
+        let problem = |msg: String| Problem {
+            source: source.to_string(),
+            table: None,
+            message: format!("_remote_attach {}: {msg}", r.alias),
+        };
         if let Some(why) = policy.refusal(&r) {
             report.problems.push(problem(why));
             continue;
@@ -431,7 +457,10 @@ fn apply_remote_attach(conn: &Connection, source: &str, policy: &RemotePolicy, r
                 }
             }
         };
-        let attached: i64 = conn.query_row("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [&r.alias], |row| row.get(0))?;
+        let attached: i64 =
+            conn.query_row("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [&r.alias], |row| {
+                row.get(0)
+            })?;
         if attached > 0 {
             continue;
         }
@@ -439,7 +468,8 @@ fn apply_remote_attach(conn: &Connection, source: &str, policy: &RemotePolicy, r
             Some(t) => format!("TYPE {}, READ_ONLY, TOKEN {}", r.extension, quote_literal(t)),
             None => format!("TYPE {}, READ_ONLY", r.extension),
         };
-        let sql = format!("LOAD {}; ATTACH {} AS {} ({options})", r.extension, quote_literal(&r.url), quote_ident(&r.alias));
+        let sql =
+            format!("LOAD {}; ATTACH {} AS {} ({options})", r.extension, quote_literal(&r.url), quote_ident(&r.alias));
         if let Err(e) = conn.execute_batch(&sql) {
             report.problems.push(problem(format!("attach failed: {e}")));
         }
@@ -464,8 +494,12 @@ pub fn open_analytics_reader(layout: &DataLayout) -> Result<Connection> {
     names.sort();
     for name in names {
         let extract = layout.extract_db(&name);
-        if is_strict_identifier(&name) && !RESERVED_CATALOGS.contains(&name.to_lowercase().as_str()) && extract.is_file() {
-            let sql = format!("ATTACH {} AS {} (READ_ONLY)", quote_literal(&extract.to_string_lossy()), quote_ident(&name));
+        if is_strict_identifier(&name)
+            && !RESERVED_CATALOGS.contains(&name.to_lowercase().as_str())
+            && extract.is_file()
+        {
+            let sql =
+                format!("ATTACH {} AS {} (READ_ONLY)", quote_literal(&extract.to_string_lossy()), quote_ident(&name));
             if let Err(e) = conn.execute_batch(&sql) {
                 tracing::warn!(source = %name, "cannot attach extract for reading: {e}");
             }

@@ -5,7 +5,7 @@
 //! file itself. A failure at any step removes the temporary and leaves the previous file
 //! (and whatever describes it) untouched.
 
-use crate::fsutil::{commit_rename, md5_file, remove_if_exists, temp_path_for};
+use crate::fsutil::{commit_rename_hashed, md5_file, remove_if_exists, temp_path_for};
 use crate::{EngineError, Result};
 use agnes_core::ident::quote_literal;
 use duckdb::Connection;
@@ -32,31 +32,37 @@ pub fn publish_query(conn: &Connection, select_sql: &str, target: &Path) -> Resu
     let dir = target.parent().ok_or_else(|| EngineError::Invalid(format!("no parent: {}", target.display())))?;
     std::fs::create_dir_all(dir).map_err(EngineError::io("create directory", dir))?;
     let tmp = temp_path_for(target);
-    let result = copy_to_parquet(conn, select_sql, &tmp).and_then(|()| commit_rename(&tmp, target));
-    if let Err(e) = result {
-        let _ = remove_if_exists(&tmp);
-        return Err(e);
+    let result = copy_to_parquet(conn, select_sql, &tmp).and_then(|()| commit_rename_hashed(&tmp, target));
+    match result {
+        Ok(md5) => describe_with_md5(conn, target, md5),
+        Err(e) => {
+            let _ = remove_if_exists(&tmp);
+            Err(e)
+        }
     }
-    describe(conn, target)
 }
 
 fn copy_to_parquet(conn: &Connection, select_sql: &str, dest: &Path) -> Result<()> {
-    conn.execute_batch(&format!(
-        "COPY ({select_sql}) TO {} (FORMAT PARQUET)",
-        quote_literal(&dest.to_string_lossy())
-    ))?;
+    conn.execute_batch(&format!("COPY ({select_sql}) TO {} (FORMAT PARQUET)", quote_literal(&dest.to_string_lossy())))?;
     Ok(())
 }
 
 /// MD5, rows and size of a parquet file, taken from the file.
 pub fn describe(conn: &Connection, path: &Path) -> Result<PublishedFile> {
+    describe_with_md5(conn, path, md5_file(path)?)
+}
+
+fn describe_with_md5(conn: &Connection, path: &Path, md5: String) -> Result<PublishedFile> {
     let size_bytes = std::fs::metadata(path).map_err(EngineError::io("stat", path))?.len() as i64;
     let rows: i64 = conn.query_row(
-        &format!("SELECT COALESCE(SUM(num_rows), 0)::BIGINT FROM parquet_file_metadata({})", quote_literal(&path.to_string_lossy())),
+        &format!(
+            "SELECT COALESCE(SUM(num_rows), 0)::BIGINT FROM parquet_file_metadata({})",
+            quote_literal(&path.to_string_lossy())
+        ),
         [],
         |r| r.get(0),
     )?;
-    Ok(PublishedFile { path: path.to_path_buf(), md5: md5_file(path)?, rows, size_bytes })
+    Ok(PublishedFile { path: path.to_path_buf(), md5, rows, size_bytes })
 }
 
 /// Run `select_sql` and publish one parquet per value of `partition_expr` under
@@ -98,7 +104,9 @@ fn stage_and_publish(
         for entry in std::fs::read_dir(staging).map_err(EngineError::io("list", staging))? {
             let entry = entry.map_err(EngineError::io("list", staging))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(value) = name.strip_prefix("__agnes_part=") else { continue };
+            let Some(value) = name.strip_prefix("__agnes_part=") else {
+                continue;
+            };
             let key = part_key(value)?;
             let mut files: Vec<PathBuf> = std::fs::read_dir(entry.path())
                 .map_err(EngineError::io("list", entry.path()))?
@@ -117,11 +125,13 @@ fn stage_and_publish(
         let file = if files.len() == 1 {
             let tmp = temp_path_for(&target);
             std::fs::rename(&files[0], &tmp).map_err(EngineError::io("stage part", &tmp))?;
-            if let Err(e) = commit_rename(&tmp, &target) {
-                let _ = remove_if_exists(&tmp);
-                return Err(e);
+            match commit_rename_hashed(&tmp, &target) {
+                Ok(md5) => describe_with_md5(conn, &target, md5)?,
+                Err(e) => {
+                    let _ = remove_if_exists(&tmp);
+                    return Err(e);
+                }
             }
-            describe(conn, &target)?
         } else {
             let list = files.iter().map(|p| quote_literal(&p.to_string_lossy())).collect::<Vec<_>>().join(", ");
             publish_query(conn, &format!("SELECT * FROM read_parquet([{list}])"), &target)?
@@ -146,7 +156,10 @@ fn part_key(value: &str) -> Result<String> {
     if value == "__HIVE_DEFAULT_PARTITION__" || value == "NULL" {
         return Ok("__null__".to_string());
     }
-    if !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if !value.is_empty()
+        && value.len() <= 64
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         Ok(value.to_string())
     } else {
         Err(EngineError::Invalid(format!("partition key {value:?} is not usable as a file name")))
@@ -181,7 +194,11 @@ mod tests {
         let c = conn();
         let good = publish_query(&c, "SELECT 1 AS a", &target).unwrap();
         // Fails mid-query: the error is raised while rows are being produced.
-        let err = publish_query(&c, "SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS a FROM range(10000)", &target);
+        let err = publish_query(
+            &c,
+            "SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS a FROM range(10000)",
+            &target,
+        );
         assert!(err.is_err());
         assert_eq!(md5_file(&target).unwrap(), good.md5, "old file untouched");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
@@ -207,10 +224,17 @@ mod tests {
             .collect();
         assert_eq!(cols, ["d", "v"], "the partition key column is not written");
 
-        let parts = publish_partitioned(&c, "SELECT * FROM (VALUES (DATE '2024-02-10', 1), (NULL, 2)) t(d, v)", "strftime(d, '%Y_%m')", &target).unwrap();
+        let parts = publish_partitioned(
+            &c,
+            "SELECT * FROM (VALUES (DATE '2024-02-10', 1), (NULL, 2)) t(d, v)",
+            "strftime(d, '%Y_%m')",
+            &target,
+        )
+        .unwrap();
         let keys: Vec<_> = parts.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["2024_02", "__null__"]);
-        let mut files: Vec<_> = std::fs::read_dir(&target).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        let mut files: Vec<_> =
+            std::fs::read_dir(&target).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
         files.sort();
         assert_eq!(files, ["2024_02.parquet", "__null__.parquet"], "stale parts pruned");
     }

@@ -29,7 +29,10 @@ impl ServerConfig {
     /// Build from the data dir, bind address and optional explicit config file; the
     /// environment supplies the rest.
     pub fn load(data_dir: PathBuf, bind: SocketAddr, config_file: Option<&Path>) -> Result<ServerConfig, ServerError> {
-        let state_dir = std::env::var_os("STATE_DIR").filter(|s| !s.is_empty()).map(PathBuf::from).unwrap_or_else(|| data_dir.join("state"));
+        let state_dir = std::env::var_os("STATE_DIR")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("state"));
         let layout = DataLayout::new(&data_dir).with_state_dir(&state_dir);
         let static_file = match config_file {
             Some(p) => Some(p.to_path_buf()),
@@ -51,7 +54,11 @@ impl ServerConfig {
         let files_root = get_str(&instance, &["data_source", "files", "root"])
             .map(|r| {
                 let p = PathBuf::from(r);
-                if p.is_absolute() { p } else { data_dir.join(p) }
+                if p.is_absolute() {
+                    p
+                } else {
+                    data_dir.join(p)
+                }
             })
             .unwrap_or_else(|| layout.default_files_root());
         let default_sync_schedule = std::env::var("AGNES_DEFAULT_SYNC_SCHEDULE")
@@ -76,7 +83,8 @@ impl ServerConfig {
 }
 
 fn read_yaml(path: &Path) -> Result<Value, ServerError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
     if text.trim().is_empty() {
         return Ok(Value::Object(Default::default()));
     }
@@ -153,7 +161,8 @@ mod tests {
     fn load_reads_yaml_and_rejects_bad_schedule() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("instance.yaml");
-        std::fs::write(&cfg, "data_source:\n  files:\n    root: raw\nengine:\n  memory_limit: 1GB\n  threads: 1\n").unwrap();
+        std::fs::write(&cfg, "data_source:\n  files:\n    root: raw\nengine:\n  memory_limit: 1GB\n  threads: 1\n")
+            .unwrap();
         let c = ServerConfig::load(dir.path().join("data"), "127.0.0.1:0".parse().unwrap(), Some(&cfg)).unwrap();
         assert_eq!(c.files_root, dir.path().join("data/raw"));
         assert_eq!(c.limits.memory_limit.as_deref(), Some("1GB"));

@@ -24,7 +24,8 @@ impl Server {
     pub async fn build(config: ServerConfig) -> Result<Server, ServerError> {
         let state = prepare(config).await?;
         let addr = state.config.bind;
-        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: addr.to_string(), source })?;
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: addr.to_string(), source })?;
         Ok(Server { state, listener })
     }
 
@@ -79,7 +80,9 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
         config.limits.clone(),
         config.default_sync_schedule.clone(),
     );
-    if !layout.analytics_db().is_file() && layout.extracts_dir().read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
+    if !layout.analytics_db().is_file()
+        && layout.extracts_dir().read_dir().map(|mut d| d.next().is_some()).unwrap_or(false)
+    {
         let sync = sync.clone();
         tokio::spawn(async move {
             if let Err(e) = sync.rebuild().await {

@@ -51,10 +51,8 @@ impl<'a> AuditRepo<'a> {
 
     /// Number of records with this action (used by tests and the health view).
     pub async fn count_action(&self, action: &str) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = ?")
-            .bind(action)
-            .fetch_one(self.pool)
-            .await?;
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = ?").bind(action).fetch_one(self.pool).await?;
         Ok(n)
     }
 }

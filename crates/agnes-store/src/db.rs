@@ -21,10 +21,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         let store = Store { pool };
         migrate::migrate(&store.pool).await?;
         store.identity().seed_system_groups().await?;
@@ -33,14 +30,9 @@ impl Store {
 
     /// An in-memory store for unit tests.
     pub async fn open_in_memory() -> Result<Store> {
-        let options = SqliteConnectOptions::new()
-            .in_memory(true)
-            .foreign_keys(true);
+        let options = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
         // One connection: each in-memory connection would be a separate database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
         let store = Store { pool };
         migrate::migrate(&store.pool).await?;
         store.identity().seed_system_groups().await?;

@@ -55,10 +55,9 @@ impl<'a> IdentityRepo<'a> {
 
     /// (Re)seed `Admin` and `Everyone`; idempotent.
     pub async fn seed_system_groups(&self) -> Result<()> {
-        for (name, description) in [
-            (ADMIN_GROUP, "Full access to every resource and admin endpoint"),
-            (EVERYONE_GROUP, "Every active user"),
-        ] {
+        for (name, description) in
+            [(ADMIN_GROUP, "Full access to every resource and admin endpoint"), (EVERYONE_GROUP, "Every active user")]
+        {
             sqlx::query(
                 "INSERT INTO user_groups (id, name, description, is_system, created_at, created_by) \
                  VALUES (?, ?, ?, 1, ?, 'system:seed') ON CONFLICT (name) DO UPDATE SET is_system = 1",
@@ -154,7 +153,13 @@ impl<'a> IdentityRepo<'a> {
     }
 
     /// Grant `(resource_type, resource_id)` to a group; an existing grant is a no-op.
-    pub async fn grant(&self, group_id: &str, resource_type: &str, resource_id: &str, assigned_by: Option<&str>) -> Result<()> {
+    pub async fn grant(
+        &self,
+        group_id: &str,
+        resource_type: &str,
+        resource_id: &str,
+        assigned_by: Option<&str>,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT OR IGNORE INTO resource_grants (id, group_id, resource_type, resource_id, assigned_at, assigned_by) \
              VALUES (?, ?, ?, ?, ?, ?)",

@@ -3,18 +3,18 @@
 //! State lives in SQLite in WAL mode (DESIGN decision 2). Only this crate writes SQL for
 //! state; every query is runtime-checked portable SQL so a PostgreSQL backend can follow.
 
+pub mod audit;
 mod db;
 mod error;
+pub mod identity;
 mod migrate;
 pub mod registry;
 pub mod sync_state;
 pub mod view_ownership;
-pub mod identity;
-pub mod audit;
 
 pub use db::Store;
 pub use error::StoreError;
-pub use migrate::{LATEST_SCHEMA_VERSION, SchemaStatus};
+pub use migrate::{SchemaStatus, LATEST_SCHEMA_VERSION};
 
 /// Timestamps are stored as RFC 3339 text in UTC.
 pub(crate) fn now_text() -> String {
@@ -26,6 +26,5 @@ pub(crate) fn ts_text(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 pub(crate) fn parse_ts(s: Option<String>) -> Option<chrono::DateTime<chrono::Utc>> {
-    s.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
-        .map(|t| t.with_timezone(&chrono::Utc))
+    s.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&chrono::Utc))
 }

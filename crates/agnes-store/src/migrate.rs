@@ -45,11 +45,9 @@ pub(crate) async fn migrate(pool: &SqlitePool) -> Result<()> {
     if current > LATEST_SCHEMA_VERSION {
         return Err(StoreError::NewerSchema { found: current, supported: LATEST_SCHEMA_VERSION });
     }
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)",
-    )
-    .execute(pool)
-    .await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
+        .execute(pool)
+        .await?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let mut tx = pool.begin().await?;
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
@@ -79,10 +77,8 @@ mod tests {
         store.close().await;
 
         let store = Store::open(&path).await.unwrap();
-        let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schema_version")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+        let (rows,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM schema_version").fetch_one(store.pool()).await.unwrap();
         assert_eq!(rows, MIGRATIONS.len() as i64, "re-running must not add versions");
         let (groups,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM user_groups WHERE is_system = 1")
             .fetch_one(store.pool())

@@ -55,11 +55,18 @@ impl TryFrom<Row> for TableSpec {
         Ok(TableSpec {
             id: r.id,
             name: r.name,
-            source_type: r.source_type.map(|s| s.parse::<SourceType>()).transpose().map_err(|e| corrupt("source_type", e))?,
+            source_type: r
+                .source_type
+                .map(|s| s.parse::<SourceType>())
+                .transpose()
+                .map_err(|e| corrupt("source_type", e))?,
             bucket: r.bucket,
             source_table: r.source_table,
             source_query: r.source_query,
-            sync_strategy: r.sync_strategy.parse::<agnes_core::SyncStrategy>().map_err(|e| corrupt("sync_strategy", e))?,
+            sync_strategy: r
+                .sync_strategy
+                .parse::<agnes_core::SyncStrategy>()
+                .map_err(|e| corrupt("sync_strategy", e))?,
             query_mode: r.query_mode.parse::<QueryMode>().map_err(|e| corrupt("query_mode", e))?,
             sync_schedule: r.sync_schedule,
             profile_after_sync: r.profile_after_sync,
@@ -67,7 +74,8 @@ impl TryFrom<Row> for TableSpec {
             folder: r.folder,
             description: r.description,
             registered_by: r.registered_by,
-            registered_at: crate::parse_ts(Some(r.registered_at)).ok_or_else(|| corrupt("registered_at", "not RFC 3339"))?,
+            registered_at: crate::parse_ts(Some(r.registered_at))
+                .ok_or_else(|| corrupt("registered_at", "not RFC 3339"))?,
             incremental_window_days: r.incremental_window_days,
             max_history_days: r.max_history_days,
             incremental_column: r.incremental_column,
@@ -91,9 +99,8 @@ impl<'a> RegistryRepo<'a> {
     }
 
     pub async fn list(&self) -> Result<Vec<TableSpec>> {
-        let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM table_registry ORDER BY id"))
-            .fetch_all(self.pool)
-            .await?;
+        let rows: Vec<Row> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM table_registry ORDER BY id")).fetch_all(self.pool).await?;
         rows.into_iter().map(TableSpec::try_from).collect()
     }
 

@@ -91,9 +91,8 @@ impl<'a> SyncStateRepo<'a> {
     }
 
     pub async fn list(&self) -> Result<Vec<SyncState>> {
-        let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sync_state ORDER BY table_id"))
-            .fetch_all(self.pool)
-            .await?;
+        let rows: Vec<Row> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM sync_state ORDER BY table_id")).fetch_all(self.pool).await?;
         Ok(rows.into_iter().map(SyncState::from).collect())
     }
 

@@ -15,9 +15,8 @@ impl<'a> ViewOwnershipRepo<'a> {
 
     /// view name → owning source.
     pub async fn load(&self) -> Result<BTreeMap<String, String>> {
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT view_name, source_name FROM view_ownership")
-            .fetch_all(self.pool)
-            .await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT view_name, source_name FROM view_ownership").fetch_all(self.pool).await?;
         Ok(rows.into_iter().collect())
     }
 
@@ -32,17 +31,18 @@ impl<'a> ViewOwnershipRepo<'a> {
         let mut tx = self.pool.begin().await?;
         let now = crate::now_text();
         for (view, source) in new_claims {
-            sqlx::query("INSERT OR IGNORE INTO view_ownership (view_name, source_name, registered_at) VALUES (?, ?, ?)")
-                .bind(view)
-                .bind(source)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO view_ownership (view_name, source_name, registered_at) VALUES (?, ?, ?)",
+            )
+            .bind(view)
+            .bind(source)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
         }
         if let Some(present) = present {
-            let owned: Vec<(String, String)> = sqlx::query_as("SELECT view_name, source_name FROM view_ownership")
-                .fetch_all(&mut *tx)
-                .await?;
+            let owned: Vec<(String, String)> =
+                sqlx::query_as("SELECT view_name, source_name FROM view_ownership").fetch_all(&mut *tx).await?;
             for (view, source) in owned {
                 if !present.contains(&(source.clone(), view.clone())) {
                     sqlx::query("DELETE FROM view_ownership WHERE view_name = ?").bind(&view).execute(&mut *tx).await?;

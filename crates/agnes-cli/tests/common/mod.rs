@@ -56,7 +56,9 @@ impl TestServer {
                 let _ = child.kill();
                 panic!("agnes serve did not report its address in time")
             });
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
             if v["message"] == "agnes serving" {
                 break v["addr"].as_str().expect("addr field").to_string();
             }

@@ -13,7 +13,9 @@ pub(crate) fn is_glob(pattern: &str) -> bool {
 pub(crate) fn resolve(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, ConnectorError> {
     let pattern = pattern.trim();
     if pattern.is_empty() {
-        return Err(ConnectorError::Config("source_table is empty: give a path or glob relative to the files root".into()));
+        return Err(ConnectorError::Config(
+            "source_table is empty: give a path or glob relative to the files root".into(),
+        ));
     }
     let rel = Path::new(pattern);
     if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {

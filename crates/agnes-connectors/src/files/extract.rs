@@ -2,7 +2,7 @@
 
 use super::client::resolve;
 use super::config::{FileFormat, FilesConfig, ReaderOptions};
-use crate::{ConnectorError, Connector, Publication, SyncContext, SyncedTable};
+use crate::{Connector, ConnectorError, Publication, SyncContext, SyncedTable};
 use agnes_core::ident::{is_strict_identifier, quote_ident, quote_literal};
 use agnes_core::{PartitionGranularity, QueryMode, SourceType, SyncStrategy, TableSpec};
 use agnes_engine::confined::open_confined;
@@ -26,10 +26,9 @@ impl FilesConnector {
 
     /// The SELECT that reads a table's files with its reader options.
     pub fn reader_sql(&self, table: &TableSpec) -> Result<String, ConnectorError> {
-        let pattern = table
-            .source_table
-            .as_deref()
-            .ok_or_else(|| ConnectorError::Config(format!("table '{}' has no source_table (the file path or glob)", table.id)))?;
+        let pattern = table.source_table.as_deref().ok_or_else(|| {
+            ConnectorError::Config(format!("table '{}' has no source_table (the file path or glob)", table.id))
+        })?;
         let options = ReaderOptions::from_json(table.source_options.as_ref())?;
         let files = resolve(&self.config.root, pattern)?;
         let format = match options.format {
@@ -69,7 +68,9 @@ impl FilesConnector {
                 format!("SELECT * FROM read_csv({})", args.join(", "))
             }
             FileFormat::Json => format!("SELECT * FROM read_json([{list}], union_by_name = true)"),
-            FileFormat::Parquet => format!("SELECT * FROM read_parquet([{list}], union_by_name = true)"),
+            FileFormat::Parquet => {
+                format!("SELECT * FROM read_parquet([{list}], union_by_name = true)")
+            }
         })
     }
 
@@ -79,7 +80,10 @@ impl FilesConnector {
             QueryMode::Materialized => {
                 let q = table.source_query.as_deref().map(str::trim).unwrap_or_default();
                 if q.is_empty() {
-                    return Err(ConnectorError::Config(format!("materialized table '{}' has no source_query", table.id)));
+                    return Err(ConnectorError::Config(format!(
+                        "materialized table '{}' has no source_query",
+                        table.id
+                    )));
                 }
                 Ok(q.trim_end_matches(';').to_string())
             }
@@ -110,7 +114,8 @@ impl Connector for FilesConnector {
         }
         let select = self.select_sql(table)?;
         let data_dir = ctx.layout.source_data_dir(SOURCE_NAME);
-        std::fs::create_dir_all(&data_dir).map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", data_dir.display())))?;
         let root = std::path::absolute(&self.config.root).map_err(|e| ConnectorError::Config(e.to_string()))?;
         let tmp = ctx.layout.tmp_dir();
         let conn = open_confined(&[&root, &data_dir, &tmp], ctx.limits)?;
@@ -128,10 +133,17 @@ impl Connector for FilesConnector {
         match table.sync_strategy {
             SyncStrategy::Partitioned => {
                 let column = table.partition_by.as_deref().ok_or_else(|| {
-                    ConnectorError::Config(format!("partitioned table '{}' needs partition_by (a date or timestamp column)", table.id))
+                    ConnectorError::Config(format!(
+                        "partitioned table '{}' needs partition_by (a date or timestamp column)",
+                        table.id
+                    ))
                 })?;
                 let granularity = table.partition_granularity.unwrap_or(PartitionGranularity::Month);
-                let expr = format!("strftime(CAST({} AS TIMESTAMP), '{}')", quote_ident(column), granularity.strftime_pattern());
+                let expr = format!(
+                    "strftime(CAST({} AS TIMESTAMP), '{}')",
+                    quote_ident(column),
+                    granularity.strftime_pattern()
+                );
                 let dir = ctx.layout.table_part_dir(SOURCE_NAME, &table.name);
                 let parts = publish_partitioned(&conn, &select, &expr, &dir).map_err(read_error)?;
                 Ok(SyncedTable { publication: Publication::Parts(parts), view_path: dir.join("*.parquet") })

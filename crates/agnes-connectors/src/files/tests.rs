@@ -147,7 +147,10 @@ fn globs_tsv_json_and_parquet() {
 
     std::fs::write(env.root.join("t.tsv"), "a\tb\n1\thello, world\n").unwrap();
     let synced = sync(&env, &table("tabbed", "t.tsv")).unwrap();
-    assert_eq!(query_i64(&format!("SELECT count(*) FROM '{}' WHERE b = 'hello, world'", synced.view_path.display())), 1);
+    assert_eq!(
+        query_i64(&format!("SELECT count(*) FROM '{}' WHERE b = 'hello, world'", synced.view_path.display())),
+        1
+    );
 
     std::fs::write(env.root.join("events.ndjson"), "{\"id\":1,\"k\":\"a\"}\n{\"id\":2,\"k\":null}\n").unwrap();
     assert_eq!(sync(&env, &table("events", "events.ndjson")).unwrap().rows(), 2);

@@ -15,7 +15,14 @@ fn fixture() -> Fixture {
 }
 
 fn meta(name: &str, rows: i64) -> MetaRow {
-    MetaRow { table_name: name.into(), description: None, rows, size_bytes: 0, extracted_at: None, query_mode: "local".into() }
+    MetaRow {
+        table_name: name.into(),
+        description: None,
+        rows,
+        size_bytes: 0,
+        extracted_at: None,
+        query_mode: "local".into(),
+    }
 }
 
 /// Publish `rows` rows as `data/<table>.parquet` of `source` and return its extract table.
@@ -92,7 +99,8 @@ fn malicious_source_and_table_names_are_rejected() {
     write_extract(&path, &[good], &[]).unwrap();
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("INSERT INTO _meta VALUES ('a\"; DROP VIEW orders; --', NULL, 1, 1, NULL, 'local')").unwrap();
+        conn.execute_batch("INSERT INTO _meta VALUES ('a\"; DROP VIEW orders; --', NULL, 1, 1, NULL, 'local')")
+            .unwrap();
     }
     let report = Orchestrator::new(f.layout.clone()).rebuild(&RebuildInput::default()).unwrap();
     assert_eq!(names(&report), ["orders"]);
@@ -146,7 +154,8 @@ fn rebuild_is_idempotent() {
     assert_eq!(names(&first), names(&second));
     assert!(second.new_claims.is_empty(), "nothing new to claim the second time");
     assert!(second.problems.is_empty());
-    let leftovers: Vec<_> = std::fs::read_dir(f.layout.analytics_dir()).unwrap().flatten().map(|e| e.file_name()).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(f.layout.analytics_dir()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(leftovers.len(), 1, "only server.duckdb remains: {leftovers:?}");
 }
 
@@ -227,7 +236,12 @@ fn filesystem_fallback_exposes_registered_materialized_parquet_only() {
 #[test]
 fn remote_attach_policy() {
     let p = RemotePolicy::default();
-    let row = |ext: &str, env: &str| RemoteAttach { alias: "kbc".into(), extension: ext.into(), url: "u".into(), token_env: env.into() };
+    let row = |ext: &str, env: &str| RemoteAttach {
+        alias: "kbc".into(),
+        extension: ext.into(),
+        url: "u".into(),
+        token_env: env.into(),
+    };
     assert_eq!(p.refusal(&row("keboola", "KBC_TOKEN")), None);
     assert!(p.refusal(&row("httpfs", "")).unwrap().contains("allowlist"));
     assert!(p.refusal(&row("keboola", "HOME")).unwrap().contains("token_env"));
@@ -239,7 +253,12 @@ fn remote_attach_policy() {
 fn remote_attach_with_unset_token_env_is_skipped_not_fatal() {
     let f = fixture();
     let t = parquet_table(&f.layout, "kb", "local_t", 2);
-    let remote = RemoteAttach { alias: "kbc".into(), extension: "keboola".into(), url: "https://x".into(), token_env: "KBC_STORAGE_TOKEN".into() };
+    let remote = RemoteAttach {
+        alias: "kbc".into(),
+        extension: "keboola".into(),
+        url: "https://x".into(),
+        token_env: "KBC_STORAGE_TOKEN".into(),
+    };
     std::env::remove_var("KBC_STORAGE_TOKEN");
     write_extract(&f.layout.extract_db("kb"), &[t], &[remote]).unwrap();
     let report = Orchestrator::new(f.layout.clone()).rebuild(&RebuildInput::default()).unwrap();

@@ -39,7 +39,13 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// Issue and store a token for `user`, valid for `lifetime` (`None` = never expires).
-pub async fn issue(store: &Store, secret: &[u8], user: &User, name: &str, lifetime: Option<Duration>) -> Result<IssuedPat, crate::ServerError> {
+pub async fn issue(
+    store: &Store,
+    secret: &[u8],
+    user: &User,
+    name: &str,
+    lifetime: Option<Duration>,
+) -> Result<IssuedPat, crate::ServerError> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();
     let exp = lifetime.map(|d| now + d);

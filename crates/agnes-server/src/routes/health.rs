@@ -22,13 +22,23 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRespon
         ),
         Ok(s) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(HealthResponse { status: "unhealthy".into(), db_schema: "mismatch".into(), current: s.current, expected }),
+            Json(HealthResponse {
+                status: "unhealthy".into(),
+                db_schema: "mismatch".into(),
+                current: s.current,
+                expected,
+            }),
         ),
         Err(e) => {
             tracing::error!("health check cannot read the state DB: {e}");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(HealthResponse { status: "unhealthy".into(), db_schema: "unreachable".into(), current: 0, expected }),
+                Json(HealthResponse {
+                    status: "unhealthy".into(),
+                    db_schema: "unreachable".into(),
+                    current: 0,
+                    expected,
+                }),
             )
         }
     }

@@ -33,7 +33,10 @@ async fn metrics(
             }
         }
         None if !peer.ip().is_loopback() => {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "Metrics are served to loopback clients only; set AGNES_METRICS_TOKEN"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Metrics are served to loopback clients only; set AGNES_METRICS_TOKEN",
+            ));
         }
         None => {}
     }

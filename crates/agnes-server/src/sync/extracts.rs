@@ -7,14 +7,20 @@ use agnes_engine::extract::{write_extract, ExtractTable, MetaRow};
 use agnes_engine::DataLayout;
 use agnes_store::Store;
 
-pub(super) async fn write_source_extract(store: &Store, layout: &DataLayout, connector: &dyn Connector) -> Result<(), SyncError> {
+pub(super) async fn write_source_extract(
+    store: &Store,
+    layout: &DataLayout,
+    connector: &dyn Connector,
+) -> Result<(), SyncError> {
     let source = connector.source_name();
     let mut tables = Vec::new();
     for t in store.registry().list().await? {
         if t.source_type != Some(connector.source_type()) || !connector.syncs(t.query_mode) {
             continue;
         }
-        let Some(state) = store.sync_state().get(&t.id).await? else { continue };
+        let Some(state) = store.sync_state().get(&t.id).await? else {
+            continue;
+        };
         if state.hash.is_empty() {
             continue;
         }

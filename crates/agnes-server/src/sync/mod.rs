@@ -145,8 +145,14 @@ impl SyncService {
         let this = self.clone();
         let handle = tokio::spawn(async move {
             match this.run(selection, None).await {
-                Ok(report) => tracing::info!(tables = report.tables.len(), failed = report.failed().count(), "background sync finished"),
-                Err(SyncError::InProgress) => tracing::info!("background sync skipped: another run is in progress"),
+                Ok(report) => tracing::info!(
+                    tables = report.tables.len(),
+                    failed = report.failed().count(),
+                    "background sync finished"
+                ),
+                Err(SyncError::InProgress) => {
+                    tracing::info!("background sync skipped: another run is in progress")
+                }
                 Err(e) => tracing::error!("background sync failed: {e}"),
             }
         });
@@ -165,7 +171,11 @@ impl SyncService {
     }
 
     /// Run a sync now and report on every table.
-    pub async fn run(&self, selection: Selection, observer: Option<&(dyn Fn(Progress<'_>) + Sync)>) -> Result<SyncReport, SyncError> {
+    pub async fn run(
+        &self,
+        selection: Selection,
+        observer: Option<&(dyn Fn(Progress<'_>) + Sync)>,
+    ) -> Result<SyncReport, SyncError> {
         let _guard = self.inner.running.try_lock().map_err(|_| SyncError::InProgress)?;
         metrics::counter!(m::SYNC_RUNS).increment(1);
         let mut report = SyncReport::default();
@@ -204,7 +214,14 @@ impl SyncService {
             report.problems = rebuild
                 .problems
                 .iter()
-                .map(|p| format!("{}{}: {}", p.source, p.table.as_ref().map(|t| format!(".{t}")).unwrap_or_default(), p.message))
+                .map(|p| {
+                    format!(
+                        "{}{}: {}",
+                        p.source,
+                        p.table.as_ref().map(|t| format!(".{t}")).unwrap_or_default(),
+                        p.message
+                    )
+                })
                 .collect();
         }
         Ok(report)
@@ -251,7 +268,10 @@ impl SyncService {
 
     /// The tables to sync with their connectors, and outcomes for references that name
     /// no syncable table.
-    async fn select(&self, selection: &Selection) -> Result<(Vec<(TableSpec, Arc<dyn Connector>)>, Vec<TableOutcome>), SyncError> {
+    async fn select(
+        &self,
+        selection: &Selection,
+    ) -> Result<(Vec<(TableSpec, Arc<dyn Connector>)>, Vec<TableOutcome>), SyncError> {
         let registry = self.inner.store.registry();
         let mut work = Vec::new();
         let mut unknown = Vec::new();
@@ -263,11 +283,15 @@ impl SyncService {
                         Some(t) => match self.connector_for(&t) {
                             Some(c) if seen.insert(t.id.clone()) => work.push((t, c)),
                             Some(_) => {}
-                            None => unknown.push(not_syncable(&t.id, &t.name, format!(
-                                "no connector syncs source_type '{}' with query_mode '{}'",
-                                t.source_type.map(|s| s.as_str()).unwrap_or("none"),
-                                t.query_mode
-                            ))),
+                            None => unknown.push(not_syncable(
+                                &t.id,
+                                &t.name,
+                                format!(
+                                    "no connector syncs source_type '{}' with query_mode '{}'",
+                                    t.source_type.map(|s| s.as_str()).unwrap_or("none"),
+                                    t.query_mode
+                                ),
+                            )),
                         },
                         None => unknown.push(not_syncable(r, r, format!("table '{r}' is not registered"))),
                     }
@@ -278,7 +302,9 @@ impl SyncService {
                 let states: std::collections::HashMap<_, _> =
                     self.inner.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
                 for t in registry.list().await? {
-                    let Some(c) = self.connector_for(&t) else { continue };
+                    let Some(c) = self.connector_for(&t) else {
+                        continue;
+                    };
                     let last = states.get(&t.id).and_then(|s| s.last_sync);
                     if filter_due(t.effective_schedule(&self.inner.default_schedule), last, now) {
                         work.push((t, c));
@@ -371,7 +397,12 @@ fn published(source_name: &str, synced: &SyncedTable) -> Published {
                 hash: hex::encode(h.finalize()),
                 parts: parts
                     .iter()
-                    .map(|p| PartState { part: p.key.clone(), hash: p.file.md5.clone(), rows: p.file.rows, size_bytes: p.file.size_bytes })
+                    .map(|p| PartState {
+                        part: p.key.clone(),
+                        hash: p.file.md5.clone(),
+                        rows: p.file.rows,
+                        size_bytes: p.file.size_bytes,
+                    })
                     .collect(),
             }
         }
