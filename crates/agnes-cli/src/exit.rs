@@ -12,7 +12,14 @@ pub fn report(e: anyhow::Error) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn hint(e: &anyhow::Error) -> Option<&'static str> {
+fn hint(e: &anyhow::Error) -> Option<String> {
+    if let Some(api) = e.downcast_ref::<crate::client::api::ApiFailure>() {
+        return api.hint();
+    }
+    server_hint(e).map(String::from)
+}
+
+fn server_hint(e: &anyhow::Error) -> Option<&'static str> {
     if let Some(server) = e.downcast_ref::<agnes_server::ServerError>() {
         return match server {
             agnes_server::ServerError::Bind { .. } => {

@@ -1,6 +1,8 @@
 //! The `agnes` binary. Errors become one readable line plus a hint on stderr and the
 //! documented exit code; `anyhow` is used only here, at the edge.
 
+mod client;
+mod commands;
 mod demo;
 mod exit;
 mod logging;
@@ -25,6 +27,12 @@ enum Command {
     Serve(ServeArgs),
     /// Generate a synthetic company dataset, register and sync it, create users, then serve.
     Demo(demo::DemoArgs),
+    /// Sign in, see who you are, manage personal access tokens.
+    #[command(subcommand)]
+    Auth(commands::auth::AuthCommand),
+    /// Administer users, groups and grants.
+    #[command(subcommand)]
+    Admin(commands::admin::AdminCommand),
 }
 
 #[derive(clap::Args, Clone)]
@@ -38,6 +46,10 @@ pub struct ServeArgs {
     /// instance.yaml to read (default: CONFIG_DIR/instance.yaml when present).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Sign every request in as a seeded dev admin (also LOCAL_DEV_MODE=1). Refused
+    /// unless --bind is a loopback address.
+    #[arg(long)]
+    pub dev: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +63,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Auth(cmd) => commands::auth::run(cmd).await,
+            Command::Admin(cmd) => commands::admin::run(cmd).await,
         }
     });
     match result {
@@ -60,7 +74,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = agnes_server::ServerConfig::load(args.data_dir, args.bind, args.config.as_deref())?;
+    let mut config = agnes_server::ServerConfig::load(args.data_dir, args.bind, args.config.as_deref())?;
+    config.dev |= args.dev;
     agnes_server::serve(config).await?;
     Ok(())
 }

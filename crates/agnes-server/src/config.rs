@@ -21,6 +21,12 @@ pub struct ServerConfig {
     pub default_sync_schedule: String,
     /// DuckDB limits for connector and orchestrator work (`engine.*`).
     pub limits: Limits,
+    /// `--dev` / `LOCAL_DEV_MODE`: every request is the seeded dev admin (loopback only).
+    pub dev: bool,
+    /// Mark the session cookie `Secure`: `DOMAIN` is set or `AGNES_PUBLIC_URL` is https.
+    pub cookie_secure: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (`AGNES_TRUSTED_PROXIES`, comma list).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The merged `instance.yaml`, for sections later features read.
     pub instance: Value,
 }
@@ -74,7 +80,31 @@ impl ServerConfig {
             threads: get(&instance, &["engine", "threads"]).and_then(Value::as_u64).map(|t| t as usize),
             temp_directory: Some(layout.tmp_dir()),
         };
-        Ok(ServerConfig { data_dir, state_dir, bind, files_root, default_sync_schedule, limits, instance })
+        let env_on =
+            |k: &str| matches!(std::env::var(k).as_deref().map(str::to_lowercase).as_deref(), Ok("1" | "true" | "yes"));
+        let cookie_secure = std::env::var("DOMAIN").is_ok_and(|d| !d.trim().is_empty())
+            || std::env::var("AGNES_PUBLIC_URL").is_ok_and(|u| u.starts_with("https://"));
+        let trusted_proxies = std::env::var("AGNES_TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse().map_err(|_| ServerError::Config(format!("AGNES_TRUSTED_PROXIES: {s:?} is not an IP address")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ServerConfig {
+            data_dir,
+            state_dir,
+            bind,
+            files_root,
+            default_sync_schedule,
+            limits,
+            dev: env_on("LOCAL_DEV_MODE"),
+            cookie_secure,
+            trusted_proxies,
+            instance,
+        })
     }
 
     pub fn layout(&self) -> DataLayout {

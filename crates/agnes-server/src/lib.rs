@@ -14,5 +14,6 @@ pub mod sync;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, ServerError};
+pub use routes::openapi_document;
 pub use serve::{prepare, serve, shutdown_signal, Server};
 pub use state::AppState;

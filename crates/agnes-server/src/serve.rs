@@ -1,5 +1,7 @@
 //! Starting, running and stopping the server.
 
+use crate::auth::ratelimit::RateLimiter;
+use crate::auth::AuthSettings;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -7,6 +9,7 @@ use crate::sync::SyncService;
 use crate::ServerError;
 use agnes_connectors::files::{FilesConfig, FilesConnector};
 use agnes_connectors::Connector;
+use agnes_store::identity::ADMIN_GROUP;
 use agnes_store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,7 +67,9 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
         tracing::info!(removed = swept, "removed temporary files left by an interrupted write");
     }
     let store = Store::open(&layout.state_db()).await?;
-    if store.identity().count_users_with_password().await? == 0 {
+    seed_admin_from_env(&store).await?;
+    let dev_user = if config.dev { Some(seed_dev_user(&store, &config).await?) } else { None };
+    if dev_user.is_none() && store.identity().count_users_with_password().await? == 0 {
         tracing::warn!(
             "NO USER CAN SIGN IN: set SEED_ADMIN_EMAIL and SEED_ADMIN_PASSWORD, call POST /auth/bootstrap, \
              or run `agnes admin break-glass grant-admin EMAIL` on this host"
@@ -90,7 +95,16 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
             }
         });
     }
+    let auth = Arc::new(AuthSettings {
+        secret: crate::auth::secret::load_or_create(&layout.state_dir())?,
+        cookie_secure: config.cookie_secure,
+        rate_limit: RateLimiter::from_env(),
+        bootstrap_lock: tokio::sync::Mutex::new(()),
+        dev_user,
+        trusted_proxies: config.trusted_proxies.clone(),
+    });
     Ok(AppState {
+        auth,
         config: Arc::new(config),
         layout,
         store,
@@ -98,6 +112,63 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
         metrics: Metrics::install(),
         started_at: chrono::Utc::now(),
     })
+}
+
+/// `SEED_ADMIN_EMAIL` (+ `SEED_ADMIN_PASSWORD`): make sure that admin exists. A missing
+/// password is filled from the environment; an existing one is never overwritten.
+async fn seed_admin_from_env(store: &Store) -> Result<(), ServerError> {
+    let Some(email) = std::env::var("SEED_ADMIN_EMAIL").ok().map(|e| e.trim().to_string()).filter(|e| !e.is_empty())
+    else {
+        return Ok(());
+    };
+    let hash = match std::env::var("SEED_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()) {
+        Some(p) => Some(
+            crate::auth::password::hash(&p).map_err(|m| ServerError::Config(format!("SEED_ADMIN_PASSWORD: {m}")))?,
+        ),
+        None => None,
+    };
+    let ids = store.identity();
+    let user = match ids.user_by_email(&email).await? {
+        Some(u) => {
+            if u.password_hash.is_none() && hash.is_some() {
+                ids.set_password_hash(&u.id, hash.as_deref()).await?;
+            }
+            u
+        }
+        None => ids.create_user(&email, Some("Admin"), hash.as_deref()).await?,
+    };
+    let admin = ids
+        .group_by_name(ADMIN_GROUP)
+        .await?
+        .ok_or_else(|| ServerError::Config("the Admin group is missing".into()))?;
+    ids.add_member(&user.id, &admin.id, "system_seed", Some("SEED_ADMIN_EMAIL")).await?;
+    Ok(())
+}
+
+/// The dev admin of `--dev`, refused unless the server listens on loopback only.
+async fn seed_dev_user(store: &Store, config: &ServerConfig) -> Result<agnes_store::identity::User, ServerError> {
+    if !config.bind.ip().is_loopback() {
+        return Err(ServerError::Config(format!(
+            "dev mode signs every request in as an admin; it is refused on {} (bind to 127.0.0.1 or ::1)",
+            config.bind
+        )));
+    }
+    let email = std::env::var("LOCAL_DEV_USER_EMAIL")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "dev@localhost".into());
+    let ids = store.identity();
+    let user = match ids.user_by_email(&email).await? {
+        Some(u) => u,
+        None => ids.create_user(&email, Some("Local developer"), None).await?,
+    };
+    let admin = ids
+        .group_by_name(ADMIN_GROUP)
+        .await?
+        .ok_or_else(|| ServerError::Config("the Admin group is missing".into()))?;
+    ids.add_member(&user.id, &admin.id, "system_seed", Some("dev mode")).await?;
+    tracing::warn!(email = %email, "DEV MODE: every request is signed in as this admin");
+    Ok(user)
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are registered when this is called, not

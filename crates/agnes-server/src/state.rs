@@ -12,5 +12,6 @@ pub struct AppState {
     pub store: Store,
     pub sync: SyncService,
     pub metrics: crate::metrics::Metrics,
+    pub auth: Arc<crate::auth::AuthSettings>,
     pub started_at: chrono::DateTime<chrono::Utc>,
 }

@@ -13,7 +13,7 @@ pub mod sync_state;
 pub mod view_ownership;
 
 pub use db::Store;
-pub use error::StoreError;
+pub use error::{Result, StoreError};
 pub use migrate::{SchemaStatus, LATEST_SCHEMA_VERSION};
 
 /// Timestamps are stored as RFC 3339 text in UTC.

@@ -15,6 +15,12 @@ pub fn agnes() -> Command {
         .env_remove("JWT_SECRET_KEY")
         .env_remove("STATE_DIR")
         .env_remove("AGNES_METRICS_TOKEN")
+        .env_remove("LOCAL_DEV_MODE")
+        .env_remove("SEED_ADMIN_EMAIL")
+        .env_remove("SEED_ADMIN_PASSWORD")
+        .env_remove("AGNES_SERVER")
+        .env_remove("AGNES_TOKEN")
+        .env("AGNES_AUTH_RATELIMIT_ENABLED", "0")
         .env("CONFIG_DIR", "/nonexistent-agnes-config")
         .env("RUST_LOG", "info");
     c
@@ -35,11 +41,9 @@ impl TestServer {
 
     pub fn start_with(data_dir: &Path, configure: impl FnOnce(&mut Command)) -> TestServer {
         let mut cmd = agnes();
-        cmd.args(["--log-format", "json", "serve", "--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args(["--log-format", "json", "serve", "--bind", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
         configure(&mut cmd);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("agnes starts");
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();

@@ -67,8 +67,8 @@ pub async fn issue(
         user_id: user.id.clone(),
         name: name.to_string(),
         token_hash: token_hash(&token),
-        created_at: now.to_rfc3339(),
-        expires_at: exp.map(|t| t.to_rfc3339()),
+        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        expires_at: exp.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
     };
     store.identity().insert_pat(&record).await?;
     Ok(IssuedPat {

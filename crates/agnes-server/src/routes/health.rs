@@ -4,15 +4,17 @@ use crate::state::AppState;
 use agnes_core::api::{HealthResponse, VersionResponse};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/health", get(health)).route("/api/version", get(version))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(version))
 }
 
 /// 200 when the state DB answers at the expected schema version, else 503 with the same
 /// body shape saying what is wrong.
+#[utoipa::path(get, path = "/api/health", tag = "meta", security(()), responses((status = 200, description = "{status, db_schema, current, expected}"), (status = 503)))]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
     let expected = agnes_store::LATEST_SCHEMA_VERSION;
     match state.store.schema_status().await {
@@ -44,6 +46,8 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRespon
     }
 }
 
+/// The server's version.
+#[utoipa::path(get, path = "/api/version", tag = "meta", security(()), responses((status = 200, description = "{version, channel, image_tag, deployed_at}")))]
 async fn version(State(state): State<AppState>) -> Json<VersionResponse> {
     Json(VersionResponse {
         version: agnes_core::VERSION.to_string(),

@@ -1,24 +1,59 @@
 //! The HTTP surface. Each module owns one family of routes.
 
+mod audit;
+mod auth;
+mod groups;
 mod health;
+mod me;
+mod openapi;
 mod prometheus;
+mod users;
 
+use crate::auth::authenticate::{authenticate, AuthContext};
 use crate::state::AppState;
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
+use std::sync::Arc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 /// The minimum CLI version this server works with (`X-Agnes-Min-Version`).
 pub const MIN_CLIENT_VERSION: &str = "0.0.0";
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every route, each with its OpenAPI operation. Routes are added here and only here, so
+/// the document is the route table.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(health::routes())
         .merge(prometheus::routes())
+        .merge(openapi::routes())
+        .merge(auth::routes())
+        .merge(me::routes())
+        .merge(users::routes())
+        .merge(groups::routes())
+}
+
+/// The OpenAPI document of [`api`], finished as served.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::finish(api().split_for_parts().1)
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = api().split_for_parts();
+    let doc = openapi::finish(doc);
+    let auth = Arc::new(AuthContext::new(
+        state.store.clone(),
+        state.auth.secret.clone(),
+        state.auth.dev_user.clone(),
+        openapi::public_operations(&doc),
+        state.auth.trusted_proxies.clone(),
+    ));
+    routes
+        .layer(middleware::from_fn_with_state(auth, authenticate))
         .layer(middleware::from_fn(version_headers))
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

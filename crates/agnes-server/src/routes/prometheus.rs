@@ -9,14 +9,17 @@ use crate::state::AppState;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use std::net::SocketAddr;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
+/// Prometheus exposition: no user credential, but loopback clients only unless
+/// `AGNES_METRICS_TOKEN` is set (then that bearer token).
+#[utoipa::path(get, path = "/metrics", tag = "meta", security(()), responses((status = 200, description = "text/plain; version=0.0.4"), (status = 401), (status = 403)))]
 async fn metrics(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

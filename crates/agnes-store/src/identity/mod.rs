@@ -1,7 +1,14 @@
 //! Users, groups, memberships, grants and personal access tokens.
 
+mod groups;
+mod tokens;
+mod users;
+
 use crate::error::{Result, StoreError};
 use sqlx::SqlitePool;
+
+pub use groups::{Grant, GroupSummary, Member, Membership};
+pub use tokens::TokenInfo;
 
 /// The god-mode group: every access check passes for its members.
 pub const ADMIN_GROUP: &str = "Admin";
@@ -45,8 +52,8 @@ pub struct IdentityRepo<'a> {
     pool: &'a SqlitePool,
 }
 
-const USER_COLUMNS: &str = "id, email, name, password_hash, active, created_at";
-const GROUP_COLUMNS: &str = "id, name, description, is_system, created_at, created_by";
+pub(crate) const USER_COLUMNS: &str = "id, email, name, password_hash, active, created_at";
+pub(crate) const GROUP_COLUMNS: &str = "id, name, description, is_system, created_at, created_by";
 
 impl<'a> IdentityRepo<'a> {
     pub(crate) fn new(pool: &'a SqlitePool) -> Self {

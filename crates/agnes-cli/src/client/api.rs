@@ -1,0 +1,213 @@
+//! The CLI's HTTP client: one place for the server URL, the token, the user agent, the
+//! minimum-version check and the rendering of typed errors.
+
+use super::config;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// A request that did not succeed.
+#[derive(Debug)]
+pub enum ApiFailure {
+    /// The server could not be reached or did not answer properly.
+    Transport { server: String, message: String },
+    /// The server answered with an error status.
+    Http { status: StatusCode, detail: Value },
+    /// The server needs a newer CLI.
+    TooOld { required: String },
+    /// No token is configured.
+    NotLoggedIn,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiFailure::Transport { server, message } => {
+                write!(f, "cannot reach the agnes server at {server}: {message}")
+            }
+            ApiFailure::Http { status, detail } => f.write_str(&render_error(*status, detail)),
+            ApiFailure::TooOld { required } => write!(
+                f,
+                "this agnes ({}) is incompatible with the server, which needs at least {required}",
+                agnes_core::VERSION
+            ),
+            ApiFailure::NotLoggedIn => f.write_str("not logged in"),
+        }
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+impl ApiFailure {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ApiFailure::Transport { .. } => Some(
+                "is the server running? set its address with AGNES_SERVER or `agnes auth login --server URL`".into(),
+            ),
+            ApiFailure::NotLoggedIn => Some("run `agnes auth login`, or set AGNES_TOKEN".into()),
+            ApiFailure::TooOld { .. } => Some("install the agnes version the server runs".into()),
+            ApiFailure::Http { status, .. } if *status == StatusCode::UNAUTHORIZED => {
+                Some("your token was refused: run `agnes auth login` or `agnes auth import-token`".into())
+            }
+            ApiFailure::Http { status, .. } if *status == StatusCode::FORBIDDEN => {
+                Some("ask an admin for access".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The original's error rendering (spec §4.3): a typed object prints its kind and fields
+/// in a fixed order; a string prints as `HTTP <status>: <detail>`.
+pub fn render_error(status: StatusCode, detail: &Value) -> String {
+    const ORDER: &[&str] = &[
+        "kind",
+        "reason",
+        "path",
+        "registered_as",
+        "billing_project",
+        "data_project",
+        "scan_bytes",
+        "limit_bytes",
+        "tables",
+        "current",
+        "limit",
+        "retry_after_seconds",
+    ];
+    match detail {
+        Value::String(s) => format!("HTTP {}: {s}", status.as_u16()),
+        Value::Object(map) if map.contains_key("kind") || map.contains_key("reason") || map.contains_key("error") => {
+            let kind = map
+                .get("kind")
+                .or_else(|| map.get("reason"))
+                .or_else(|| map.get("error"))
+                .and_then(Value::as_str)
+                .unwrap_or("error");
+            let mut out = format!("Error: {kind} (HTTP {})", status.as_u16());
+            let mut keys: Vec<&String> = map.keys().filter(|k| !matches!(k.as_str(), "hint" | "suggestion")).collect();
+            keys.sort_by_key(|k| (ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()), k.to_string()));
+            for k in keys {
+                let v = &map[k];
+                out.push_str(&format!("\n  {k}: {}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string())));
+            }
+            for k in ["hint", "suggestion"] {
+                if let Some(v) = map.get(k).and_then(Value::as_str) {
+                    out.push_str(&format!("\n  {k}: {v}"));
+                }
+            }
+            out
+        }
+        other => {
+            let text = other.to_string();
+            format!("HTTP {}: {}", status.as_u16(), text.chars().take(500).collect::<String>())
+        }
+    }
+}
+
+pub struct Api {
+    http: reqwest::Client,
+    pub server: String,
+    token: Option<String>,
+}
+
+impl Api {
+    /// The configured server and token (see [`config`]).
+    pub fn from_config() -> Api {
+        Api::new(config::server_url(), config::token())
+    }
+
+    pub fn new(server: String, token: Option<String>) -> Api {
+        let http = reqwest::Client::builder()
+            .user_agent(format!("agnes/{} ({})", agnes_core::VERSION, std::env::consts::OS))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("a client with a user agent and timeout builds");
+        Api { http, server: server.trim_end_matches('/').to_string(), token }
+    }
+
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ApiFailure> {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value, ApiFailure> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ApiFailure> {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Send a request; a 2xx answer's JSON (or `null` for an empty body) comes back.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ApiFailure> {
+        let mut req = self.http.request(method, format!("{}{path}", self.server));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let transport = |e: reqwest::Error| ApiFailure::Transport {
+            server: self.server.clone(),
+            message: e.without_url().to_string(),
+        };
+        let resp = req.send().await.map_err(transport)?;
+        if let Some(min) = resp.headers().get("x-agnes-min-version").and_then(|v| v.to_str().ok()) {
+            if version_below(agnes_core::VERSION, min)
+                && std::env::var("AGNES_SELF_UPGRADE_IN_PROGRESS").as_deref() != Ok("1")
+            {
+                return Err(ApiFailure::TooOld { required: min.to_string() });
+            }
+        }
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        if status.is_success() {
+            return Ok(value);
+        }
+        let detail = value.get("detail").cloned().unwrap_or(value);
+        Err(ApiFailure::Http { status, detail })
+    }
+}
+
+/// `a < b` for dotted numeric versions (missing parts count as 0).
+fn version_below(a: &str, b: &str) -> bool {
+    let parse = |v: &str| -> Vec<u64> { v.split(['.', '-', '+']).take(3).map(|p| p.parse().unwrap_or(0)).collect() };
+    let (mut x, mut y) = (parse(a), parse(b));
+    x.resize(3, 0);
+    y.resize(3, 0);
+    x < y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn versions() {
+        assert!(version_below("0.1.0", "0.2.0"));
+        assert!(!version_below("0.1.0", "0.0.0"));
+        assert!(!version_below("1.0.0", "1.0"));
+    }
+
+    #[test]
+    fn error_rendering() {
+        assert_eq!(
+            render_error(StatusCode::FORBIDDEN, &json!("Admin access required")),
+            "HTTP 403: Admin access required"
+        );
+        let typed = render_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"reason": "daily_byte_cap_exceeded", "limit": 10, "current": 12, "retry_after_seconds": 5, "hint": "wait"}),
+        );
+        assert_eq!(typed, "Error: daily_byte_cap_exceeded (HTTP 429)\n  reason: daily_byte_cap_exceeded\n  current: 12\n  limit: 10\n  retry_after_seconds: 5\n  hint: wait");
+    }
+}

@@ -1,0 +1,379 @@
+//! `agnes admin user|group|grant|break-glass …` (spec §4.8).
+
+use crate::client::api::Api;
+use crate::client::output;
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Groups and their members.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Grants of resources to groups.
+    #[command(subcommand)]
+    Grant(GrantCommand),
+    /// Emergency access, run on the server host against its data dir (no HTTP).
+    #[command(subcommand)]
+    BreakGlass(BreakGlassCommand),
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Add {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Delete a user (by id or email).
+    Remove {
+        user: String,
+    },
+    Activate {
+        user: String,
+    },
+    Deactivate {
+        user: String,
+    },
+    /// Remove the password and print a one-time reset token.
+    ResetPassword {
+        user: String,
+    },
+    SetPassword {
+        user: String,
+        #[arg(long)]
+        password: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Create {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a group (by id or name) with its members and grants.
+    Delete {
+        group: String,
+    },
+    Members {
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
+    AddMember {
+        group: String,
+        email: String,
+    },
+    RemoveMember {
+        group: String,
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GrantCommand {
+    List {
+        #[arg(long = "type")]
+        resource_type: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant RESOURCE_ID of TYPE (e.g. `table orders`) to GROUP.
+    Create {
+        group: String,
+        resource_type: String,
+        resource_id: String,
+    },
+    Delete {
+        grant_id: String,
+    },
+    ResourceTypes {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BreakGlassCommand {
+    /// Make EMAIL an admin (creating the user if needed).
+    GrantAdmin {
+        email: String,
+        /// Also set this password (min. 8 characters), so the admin can sign in at once.
+        #[arg(long, env = "AGNES_BREAK_GLASS_PASSWORD")]
+        password: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+        #[arg(long, env = "DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::BreakGlass(BreakGlassCommand::GrantAdmin { email, password, yes, data_dir }) => {
+            break_glass(&email, password.as_deref(), yes, data_dir).await
+        }
+        AdminCommand::User(c) => user(&Api::from_config(), c).await,
+        AdminCommand::Group(c) => group(&Api::from_config(), c).await,
+        AdminCommand::Grant(c) => grant(&Api::from_config(), c).await,
+    }
+}
+
+/// A user's id from an id or an email.
+async fn user_id(api: &Api, user: &str) -> anyhow::Result<String> {
+    if !user.contains('@') {
+        return Ok(user.to_string());
+    }
+    let users = api.get("/api/users").await?;
+    users
+        .as_array()
+        .and_then(|a| a.iter().find(|u| u["email"].as_str().is_some_and(|e| e.eq_ignore_ascii_case(user))))
+        .and_then(|u| u["id"].as_str().map(String::from))
+        .with_context(|| format!("no user with email {user}"))
+}
+
+async fn user(api: &Api, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::List { json } => {
+            let v = api.get("/api/users").await?;
+            output::listing(
+                &v,
+                json,
+                &[("id", "ID"), ("email", "EMAIL"), ("name", "NAME"), ("active", "ACTIVE"), ("created_at", "CREATED")],
+            );
+        }
+        UserCommand::Add { email, name, password } => {
+            let v = api.post("/api/users", json!({"email": email, "name": name, "password": password})).await?;
+            println!("User {} created (id {}).", email, output::cell(&v["id"]));
+        }
+        UserCommand::Remove { user } => {
+            let id = user_id(api, &user).await?;
+            api.delete(&format!("/api/users/{id}")).await?;
+            println!("User {user} removed.");
+        }
+        UserCommand::Activate { user } => {
+            let id = user_id(api, &user).await?;
+            api.post(&format!("/api/users/{id}/activate"), json!({})).await?;
+            println!("User {user} activated.");
+        }
+        UserCommand::Deactivate { user } => {
+            let id = user_id(api, &user).await?;
+            api.post(&format!("/api/users/{id}/deactivate"), json!({})).await?;
+            println!("User {user} deactivated: every credential they hold stops working now.");
+        }
+        UserCommand::ResetPassword { user } => {
+            let id = user_id(api, &user).await?;
+            let v = api.post(&format!("/api/users/{id}/reset-password"), json!({})).await?;
+            println!("Password of {user} removed. One-time reset token (valid 24 h), for POST /auth/password/reset:");
+            println!("{}", output::cell(&v["reset_token"]));
+        }
+        UserCommand::SetPassword { user, password } => {
+            let id = user_id(api, &user).await?;
+            api.post(&format!("/api/users/{id}/set-password"), json!({"password": password})).await?;
+            println!("Password of {user} set.");
+        }
+    }
+    Ok(())
+}
+
+async fn group(api: &Api, cmd: GroupCommand) -> anyhow::Result<()> {
+    let path = |g: &str| format!("/api/admin/groups/{}", urlencode(g));
+    match cmd {
+        GroupCommand::List { json } => {
+            let v = api.get("/api/admin/groups").await?;
+            output::listing(
+                &v,
+                json,
+                &[
+                    ("id", "ID"),
+                    ("name", "NAME"),
+                    ("origin", "ORIGIN"),
+                    ("member_count", "MEMBERS"),
+                    ("grant_count", "GRANTS"),
+                    ("description", "DESCRIPTION"),
+                ],
+            );
+        }
+        GroupCommand::Create { name, description } => {
+            let v = api.post("/api/admin/groups", json!({"name": name, "description": description})).await?;
+            println!("Group {name} created (id {}).", output::cell(&v["id"]));
+        }
+        GroupCommand::Delete { group } => {
+            api.delete(&path(&group)).await?;
+            println!("Group {group} deleted with its members and grants.");
+        }
+        GroupCommand::Members { group, json } => {
+            let v = api.get(&format!("{}/members", path(&group))).await?;
+            output::listing(
+                &v,
+                json,
+                &[
+                    ("user_id", "USER ID"),
+                    ("email", "EMAIL"),
+                    ("name", "NAME"),
+                    ("active", "ACTIVE"),
+                    ("source", "SOURCE"),
+                    ("added_at", "ADDED"),
+                ],
+            );
+        }
+        GroupCommand::AddMember { group, email } => {
+            api.post(&format!("{}/members", path(&group)), json!({"email": email})).await?;
+            println!("{email} added to {group}.");
+        }
+        GroupCommand::RemoveMember { group, email } => {
+            let id = user_id(api, &email).await?;
+            api.delete(&format!("{}/members/{id}", path(&group))).await?;
+            println!("{email} removed from {group}.");
+        }
+    }
+    Ok(())
+}
+
+async fn grant(api: &Api, cmd: GrantCommand) -> anyhow::Result<()> {
+    match cmd {
+        GrantCommand::List { resource_type, group, json } => {
+            let mut query = Vec::new();
+            if let Some(t) = resource_type {
+                query.push(format!("resource_type={}", urlencode(&t)));
+            }
+            if let Some(g) = group {
+                query.push(format!("group_id={}", urlencode(&g)));
+            }
+            let q = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+            let v = api.get(&format!("/api/admin/grants{q}")).await?;
+            output::listing(
+                &v,
+                json,
+                &[
+                    ("id", "ID"),
+                    ("group_name", "GROUP"),
+                    ("resource_type", "TYPE"),
+                    ("resource_id", "RESOURCE"),
+                    ("assigned_at", "ASSIGNED"),
+                    ("assigned_by", "BY"),
+                ],
+            );
+        }
+        GrantCommand::Create { group, resource_type, resource_id } => {
+            let v = api
+                .post(
+                    "/api/admin/grants",
+                    json!({"group_id": group, "resource_type": resource_type, "resource_id": resource_id}),
+                )
+                .await?;
+            println!("Granted {resource_type} {resource_id} to {group} (grant {}).", output::cell(&v["id"]));
+        }
+        GrantCommand::Delete { grant_id } => {
+            api.delete(&format!("/api/admin/grants/{}", urlencode(&grant_id))).await?;
+            println!("Grant {grant_id} deleted.");
+        }
+        GrantCommand::ResourceTypes { json } => {
+            let v = api.get("/api/admin/resource-types").await?;
+            output::listing(
+                &v,
+                json,
+                &[("key", "KEY"), ("display_name", "NAME"), ("id_format", "ID FORMAT"), ("description", "DESCRIPTION")],
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encode a path segment or query value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Direct state-DB access on the server host: the way back in when no admin can sign in.
+async fn break_glass(email: &str, password: Option<&str>, yes: bool, data_dir: PathBuf) -> anyhow::Result<()> {
+    let hash = password.map(agnes_server::auth::password::hash).transpose().map_err(anyhow::Error::msg)?;
+    let layout = agnes_engine::DataLayout::new(&data_dir);
+    let state_dir = std::env::var_os("STATE_DIR").filter(|s| !s.is_empty()).map(PathBuf::from);
+    let layout = match state_dir {
+        Some(d) => layout.with_state_dir(d),
+        None => layout,
+    };
+    let db = layout.state_db();
+    if !db.is_file() {
+        bail!("no state database at {}: pass the server's --data-dir", db.display());
+    }
+    if !yes {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to grant admin without confirmation: pass --yes");
+        }
+        eprint!("Make {email} an admin of the agnes server at {}? [y/N] ", data_dir.display());
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("aborted");
+        }
+    }
+    let store = agnes_store::Store::open(&db).await?;
+    let ids = store.identity();
+    let user = match ids.user_by_email(email).await? {
+        Some(u) => u,
+        None => ids.create_user(email, None, None).await?,
+    };
+    if !user.active {
+        ids.set_active(&user.id, true, None).await?;
+    }
+    if let Some(hash) = &hash {
+        ids.set_password_hash(&user.id, Some(hash)).await?;
+    }
+    let admin =
+        ids.group_by_name(agnes_store::identity::ADMIN_GROUP).await?.context("the Admin group is seeded at start")?;
+    ids.add_member(&user.id, &admin.id, "cli_break_glass", Some("agnes admin break-glass")).await?;
+    store
+        .audit()
+        .record(&agnes_store::audit::AuditEntry {
+            user_id: Some(user.id.clone()),
+            action: "break_glass.grant_admin".into(),
+            resource: Some(format!("user:{}", user.id)),
+            result: Some("success".into()),
+            client_kind: Some("cli".into()),
+            ..Default::default()
+        })
+        .await?;
+    store.close().await;
+    println!("{email} is now an admin.");
+    if user.password_hash.is_none() && hash.is_none() {
+        println!("They have no password yet: run this again with --password to set one.");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urlencoding() {
+        assert_eq!(super::urlencode("Data Team/x"), "Data%20Team%2Fx");
+        assert_eq!(super::urlencode("a-b_c.d~"), "a-b_c.d~");
+    }
+}

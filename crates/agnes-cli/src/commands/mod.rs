@@ -1,0 +1,4 @@
+//! Client commands that talk to an agnes server.
+
+pub mod admin;
+pub mod auth;

@@ -1,0 +1,146 @@
+//! The one authorization path: who the caller is, and what they may reach and why.
+
+use agnes_store::identity::{Grant, User};
+use agnes_store::Store;
+use serde::Serialize;
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A session JWT, from the `Authorization` header or the `access_token` cookie.
+    Session { via_cookie: bool },
+    /// A personal access token.
+    Pat { id: String },
+    /// `--dev`: every request is the seeded dev admin.
+    Dev,
+}
+
+/// An authenticated, active user and the groups that decide what they may see.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    /// Explicit memberships plus the implicit `Everyone`.
+    pub group_ids: Vec<String>,
+    pub is_admin: bool,
+    pub credential: Credential,
+}
+
+impl Caller {
+    /// The audit log's `client_kind`.
+    pub fn client_kind(&self) -> &'static str {
+        match self.credential {
+            Credential::Pat { .. } => "cli",
+            Credential::Session { via_cookie: true } => "web",
+            Credential::Session { via_cookie: false } | Credential::Dev => "api",
+        }
+    }
+
+    /// Load the user's groups and build the caller; `None` if the user is gone.
+    pub async fn load(store: &Store, user: User, credential: Credential) -> agnes_store::Result<Caller> {
+        let ids = store.identity();
+        let memberships = ids.memberships(&user.id).await?;
+        let is_admin = memberships.iter().any(|m| m.group_name == agnes_store::identity::ADMIN_GROUP);
+        let mut group_ids: Vec<String> = memberships.into_iter().map(|m| m.group_id).collect();
+        let everyone = ids.everyone_group().await?;
+        if !group_ids.contains(&everyone.id) {
+            group_ids.push(everyone.id);
+        }
+        Ok(Caller { user, group_ids, is_admin, credential })
+    }
+}
+
+/// Resource types a grant can name. Adding one is a line here, not a migration.
+pub const RESOURCE_TYPES: &[ResourceType] = &[ResourceType {
+    key: "table",
+    display_name: "Table",
+    description: "A registered table: its data, schema, sample and profile.",
+    id_format: "<table_id>",
+}];
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ResourceType {
+    pub key: &'static str,
+    pub display_name: &'static str,
+    pub description: &'static str,
+    pub id_format: &'static str,
+}
+
+pub fn is_resource_type(key: &str) -> bool {
+    RESOURCE_TYPES.iter().any(|t| t.key == key)
+}
+
+/// Whether `caller` may reach `(resource_type, resource_id)`: admins always, others
+/// through a grant to one of their groups.
+pub async fn can_access(
+    store: &Store,
+    caller: &Caller,
+    resource_type: &str,
+    resource_id: &str,
+) -> agnes_store::Result<bool> {
+    if caller.is_admin {
+        return Ok(true);
+    }
+    store.identity().has_grant(&caller.group_ids, resource_type, resource_id).await
+}
+
+/// One resource a user can reach and every reason why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccessEntry {
+    pub resource_type: String,
+    pub resource_id: String,
+    pub via: Vec<AccessReason>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccessReason {
+    pub group_id: String,
+    pub group_name: String,
+    pub grant_id: String,
+}
+
+/// What a user may reach and why, as `GET /api/me/effective-access` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectiveAccess {
+    pub user_id: String,
+    pub email: String,
+    pub is_admin: bool,
+    /// Set for admins: every check passes, whatever the grants.
+    pub admin_reason: Option<String>,
+    pub groups: Vec<serde_json::Value>,
+    pub resources: Vec<AccessEntry>,
+}
+
+pub async fn effective_access(store: &Store, caller: &Caller) -> agnes_store::Result<EffectiveAccess> {
+    let ids = store.identity();
+    let memberships = ids.memberships(&caller.user.id).await?;
+    let everyone = ids.everyone_group().await?;
+    let mut groups: Vec<serde_json::Value> = memberships
+        .iter()
+        .map(|m| serde_json::json!({"id": m.group_id, "name": m.group_name, "source": m.source}))
+        .collect();
+    if !memberships.iter().any(|m| m.group_id == everyone.id) {
+        groups.push(serde_json::json!({"id": everyone.id, "name": everyone.name, "source": "implicit"}));
+    }
+    let grants: Vec<Grant> = ids.grants_of_groups(&caller.group_ids).await?;
+    let mut resources: Vec<AccessEntry> = Vec::new();
+    for g in grants {
+        let reason = AccessReason { group_id: g.group_id, group_name: g.group_name, grant_id: g.id };
+        match resources.iter_mut().find(|e| e.resource_type == g.resource_type && e.resource_id == g.resource_id) {
+            Some(e) => e.via.push(reason),
+            None => resources.push(AccessEntry {
+                resource_type: g.resource_type,
+                resource_id: g.resource_id,
+                via: vec![reason],
+            }),
+        }
+    }
+    resources.sort_by(|a, b| (&a.resource_type, &a.resource_id).cmp(&(&b.resource_type, &b.resource_id)));
+    Ok(EffectiveAccess {
+        user_id: caller.user.id.clone(),
+        email: caller.user.email.clone(),
+        is_admin: caller.is_admin,
+        admin_reason: caller.is_admin.then(|| "member of the Admin group: every access check passes".to_string()),
+        groups,
+        resources,
+    })
+}

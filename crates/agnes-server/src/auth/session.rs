@@ -1,0 +1,65 @@
+//! Session JWTs (HS256, 24 h) and the verification shared with personal access tokens.
+
+use chrono::{Duration, Utc};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+pub const SESSION_HOURS: i64 = 24;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub email: String,
+    /// `session` or `pat`.
+    pub typ: String,
+    pub jti: String,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// Sign a 24-hour session token for a user.
+pub fn issue(secret: &[u8], user_id: &str, email: &str) -> String {
+    let now = Utc::now();
+    let claims = Claims {
+        sub: user_id.to_string(),
+        email: email.to_string(),
+        typ: "session".into(),
+        jti: uuid::Uuid::new_v4().simple().to_string(),
+        iat: now.timestamp(),
+        exp: Some((now + Duration::hours(SESSION_HOURS)).timestamp()),
+        scope: None,
+    };
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret))
+        .expect("HS256 signing of plain claims cannot fail")
+}
+
+/// Verify the signature and, with `check_exp`, the expiry. Personal access tokens are
+/// checked without it: their expiry of record is the database's, which can answer
+/// precisely "Token expired".
+pub fn verify(secret: &[u8], token: &str, check_exp: bool) -> Option<Claims> {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.required_spec_claims.clear();
+    v.validate_exp = check_exp;
+    v.leeway = 0;
+    decode::<Claims>(token, &DecodingKey::from_secret(secret), &v).ok().map(|d| d.claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_tamper() {
+        let t = issue(b"0123456789abcdef0123456789abcdef", "u1", "a@b.c");
+        let c = verify(b"0123456789abcdef0123456789abcdef", &t, true).unwrap();
+        assert_eq!((c.sub.as_str(), c.typ.as_str()), ("u1", "session"));
+        assert!(c.exp.unwrap() - c.iat == SESSION_HOURS * 3600);
+        assert!(verify(b"another-secret-another-secret-xx", &t, true).is_none());
+        let mut bad = t.clone();
+        bad.pop();
+        assert!(verify(b"0123456789abcdef0123456789abcdef", &bad, true).is_none());
+    }
+}

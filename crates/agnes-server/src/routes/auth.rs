@@ -1,0 +1,404 @@
+//! `/auth/*`: password sign-in, first-admin bootstrap, logout and personal access tokens
+//! (spec §3.2).
+
+use super::audit::Audit;
+use crate::auth::access::Caller;
+use crate::auth::authenticate::{Admin, ClientInfo, SessionCaller, SESSION_COOKIE};
+use crate::auth::{password, pat, session};
+use crate::error::ApiError;
+use crate::state::AppState;
+use agnes_store::identity::{TokenInfo, User, ADMIN_GROUP};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(token))
+        .routes(routes!(password_login))
+        .routes(routes!(password_reset))
+        .routes(routes!(bootstrap))
+        .routes(routes!(logout))
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(get_token, revoke_token))
+        .routes(routes!(admin_list_tokens))
+        .routes(routes!(admin_revoke_token))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Credentials {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// The role the original reported: `admin` for members of `Admin`, else `user`.
+async fn role(state: &AppState, user: &User) -> Result<&'static str, ApiError> {
+    let admin = state.store.identity().memberships(&user.id).await?.iter().any(|m| m.group_name == ADMIN_GROUP);
+    Ok(if admin { "admin" } else { "user" })
+}
+
+/// Verify a password off the async runtime: Argon2 is deliberately slow.
+async fn check_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || password::verify(&password, &hash)).await.unwrap_or(false)
+}
+
+fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.auth.cookie_secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}"
+    ))
+    .expect("a JWT is a valid header value")
+}
+
+/// Exchange email and password for a 24-hour session token.
+#[utoipa::path(post, path = "/auth/token", tag = "auth", security(()), request_body = Credentials,
+    responses((status = 200, description = "{access_token, token_type, user_id, email, role}"), (status = 401), (status = 429)))]
+async fn token(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(body): Json<Credentials>,
+) -> Result<Json<Value>, Response> {
+    state.auth.rate_limit.check("token", &client.ip, 10)?;
+    let audit = Audit::anonymous(&state, &client);
+    let fail = |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, detail).into_response();
+    let user =
+        state.store.identity().user_by_email(body.email.trim()).await.map_err(|e| ApiError::from(e).into_response())?;
+    let Some(user) = user else {
+        audit.record("login_failed", Some(&body.email), None, "error.401").await;
+        return Err(fail("User not found"));
+    };
+    if !user.active {
+        return Err(fail("Account deactivated"));
+    }
+    let Some(hash) = user.password_hash.clone() else {
+        return Err(fail("This account uses external authentication; sign in with your identity provider"));
+    };
+    if body.password.is_empty() {
+        return Err(fail("Password required"));
+    }
+    if !check_password(body.password, hash).await {
+        audit.record("login_failed", Some(&user.email), None, "error.401").await;
+        return Err(fail("Invalid password"));
+    }
+    let token = session::issue(&state.auth.secret, &user.id, &user.email);
+    let role = role(&state, &user).await.map_err(IntoResponse::into_response)?;
+    Ok(Json(
+        json!({"access_token": token, "token_type": "bearer", "user_id": user.id, "email": user.email, "role": role}),
+    ))
+}
+
+/// Password sign-in for people: also sets the `access_token` cookie.
+#[utoipa::path(post, path = "/auth/password/login", tag = "auth", security(()), request_body = Credentials,
+    responses((status = 200, description = "{access_token, token_type, email, role}"), (status = 401), (status = 429)))]
+async fn password_login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(body): Json<Credentials>,
+) -> Result<Response, Response> {
+    state.auth.rate_limit.check("password_login", &client.ip, 10)?;
+    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "Invalid email or password").into_response();
+    let user =
+        state.store.identity().user_by_email(body.email.trim()).await.map_err(|e| ApiError::from(e).into_response())?;
+    let Some(user) = user else { return Err(invalid()) };
+    let Some(hash) = user.password_hash.clone() else { return Err(invalid()) };
+    if body.password.is_empty() || !check_password(body.password, hash).await {
+        Audit::anonymous(&state, &client).record("login_failed", Some(&user.email), None, "error.401").await;
+        return Err(invalid());
+    }
+    if !user.active {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Account deactivated").into_response());
+    }
+    let token = session::issue(&state.auth.secret, &user.id, &user.email);
+    let role = role(&state, &user).await.map_err(IntoResponse::into_response)?;
+    let mut response =
+        Json(json!({"access_token": token, "token_type": "bearer", "email": user.email, "role": role})).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &token, session::SESSION_HOURS * 3600));
+    Ok(response)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct PasswordReset {
+    email: String,
+    token: String,
+    password: String,
+}
+
+/// Set a new password with the one-time token an admin's reset produced (valid 24 h).
+#[utoipa::path(post, path = "/auth/password/reset", tag = "auth", security(()), request_body = PasswordReset,
+    responses((status = 200), (status = 400), (status = 429)))]
+async fn password_reset(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(body): Json<PasswordReset>,
+) -> Result<Json<Value>, Response> {
+    state.auth.rate_limit.check("password_reset", &client.ip, 10)?;
+    let invalid = || ApiError::new(StatusCode::BAD_REQUEST, "Invalid or expired reset token").into_response();
+    let hash = password::hash(&body.password).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m).into_response())?;
+    let ids = state.store.identity();
+    let user = ids
+        .user_by_email(body.email.trim())
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+        .ok_or_else(invalid)?;
+    let consumed = ids
+        .consume_reset_token(&user.id, &pat::token_hash(&body.token), chrono::Duration::hours(24))
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    if !consumed {
+        return Err(invalid());
+    }
+    ids.set_password_hash(&user.id, Some(&hash)).await.map_err(|e| ApiError::from(e).into_response())?;
+    Audit::anonymous(&state, &client).record("user.password_reset", Some(&user.id), None, "success").await;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BootstrapRequest {
+    email: String,
+    name: Option<String>,
+    password: Option<String>,
+}
+
+/// Create the first admin. Allowed only while no user has a password.
+#[utoipa::path(post, path = "/auth/bootstrap", tag = "auth", security(()), request_body = BootstrapRequest,
+    responses((status = 200, description = "same shape as /auth/token, role admin"), (status = 403), (status = 429)))]
+async fn bootstrap(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(body): Json<BootstrapRequest>,
+) -> Result<Json<Value>, Response> {
+    state.auth.rate_limit.check("bootstrap", &client.ip, 3)?;
+    let err = |e: agnes_store::StoreError| ApiError::from(e).into_response();
+    // One bootstrap at a time, so two racing requests cannot both pass the check.
+    let _once = state.auth.bootstrap_lock.lock().await;
+    let ids = state.store.identity();
+    if ids.count_password_holders().await.map_err(err)? > 0 {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Bootstrap is disabled: a user with a password already exists",
+        )
+        .into_response());
+    }
+    let email = body.email.trim();
+    if !super::users::plausible_email(email) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "A valid email is required").into_response());
+    }
+    let hash = match body.password.as_deref() {
+        Some(p) => Some(password::hash(p).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m).into_response())?),
+        None => None,
+    };
+    let user = match ids.user_by_email(email).await.map_err(err)? {
+        Some(u) => {
+            ids.set_password_hash(&u.id, hash.as_deref()).await.map_err(err)?;
+            u
+        }
+        None => ids.create_user(email, body.name.as_deref(), hash.as_deref()).await.map_err(err)?,
+    };
+    let admin = ids
+        .group_by_name(ADMIN_GROUP)
+        .await
+        .map_err(err)?
+        .ok_or_else(|| ApiError::internal("Admin group missing").into_response())?;
+    ids.add_member(&user.id, &admin.id, "system_seed", Some("bootstrap")).await.map_err(err)?;
+    Audit::anonymous(&state, &client)
+        .record("bootstrap_admin", Some(&user.id), Some(json!({"email": user.email})), "success")
+        .await;
+    let token = session::issue(&state.auth.secret, &user.id, &user.email);
+    Ok(Json(
+        json!({"access_token": token, "token_type": "bearer", "user_id": user.id, "email": user.email, "role": "admin"}),
+    ))
+}
+
+/// Clear the session cookie.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(()), responses((status = 200)))]
+async fn logout(State(state): State<AppState>) -> Response {
+    let mut r = Json(json!({"status": "logged_out"})).into_response();
+    r.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    r
+}
+
+/// `expires_in_days`: absent = default, `null` = never.
+fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewToken {
+    name: String,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    expires_in_days: Option<Option<i64>>,
+    scope: Option<String>,
+    ttl_seconds: Option<i64>,
+}
+
+pub const DEFAULT_TOKEN_DAYS: i64 = 90;
+pub const MAX_TOKEN_DAYS: i64 = 3650;
+
+/// The lifetime a request asks for, or why it is refused.
+fn token_lifetime(body: &NewToken) -> Result<Option<chrono::Duration>, String> {
+    let lifetime = match (body.ttl_seconds, body.expires_in_days) {
+        (Some(s), _) if !(1..=MAX_TOKEN_DAYS * 86400).contains(&s) => {
+            return Err(format!("ttl_seconds must be between 1 and {}", MAX_TOKEN_DAYS * 86400));
+        }
+        (Some(s), _) => Some(chrono::Duration::seconds(s)),
+        (None, None) => Some(chrono::Duration::days(DEFAULT_TOKEN_DAYS)),
+        (None, Some(None)) => None,
+        (None, Some(Some(d))) if !(1..=MAX_TOKEN_DAYS).contains(&d) => {
+            return Err(format!(
+                "expires_in_days must be between 1 and {MAX_TOKEN_DAYS}, or null for a token that never expires"
+            ));
+        }
+        (None, Some(Some(d))) => Some(chrono::Duration::days(d)),
+    };
+    // A bootstrap token only sets a workspace up: it lives an hour at most.
+    if body.scope.as_deref() == Some("bootstrap-analyst") {
+        let hour = chrono::Duration::hours(1);
+        return Ok(Some(lifetime.map_or(hour, |l| l.min(hour))));
+    }
+    Ok(lifetime)
+}
+
+/// Create a personal access token (sessions only: a token cannot mint tokens).
+#[utoipa::path(post, path = "/auth/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, description = "{id, name, prefix, token, expires_at, created_at}; the token is shown once"), (status = 400), (status = 403)))]
+async fn create_token(
+    State(state): State<AppState>,
+    SessionCaller(caller): SessionCaller,
+    client: ClientInfo,
+    Json(body): Json<NewToken>,
+) -> Result<(StatusCode, Json<pat::IssuedPat>), ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "Token name must not be blank"));
+    }
+    let lifetime = token_lifetime(&body).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let issued =
+        pat::issue(&state.store, &state.auth.secret, &caller.user, name, lifetime).await.map_err(ApiError::internal)?;
+    Audit::of(&state, &caller, &client)
+        .record("token.create", Some(&issued.id), Some(json!({"name": name})), "success")
+        .await;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+fn token_view(t: &TokenInfo, admin: bool) -> Value {
+    let mut v = json!({
+        "id": t.id, "name": t.name, "prefix": t.prefix, "created_at": t.created_at,
+        "expires_at": t.expires_at, "last_used_at": t.last_used_at, "revoked_at": t.revoked_at,
+    });
+    if admin {
+        v["user_id"] = json!(t.user_id);
+        v["user_email"] = json!(t.user_email);
+        v["last_used_ip"] = json!(t.last_used_ip);
+    }
+    v
+}
+
+/// The caller's tokens.
+#[utoipa::path(get, path = "/auth/tokens", tag = "tokens", responses((status = 200)))]
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Value>>, ApiError> {
+    let tokens = state.store.identity().tokens_of_user(&caller.user.id).await?;
+    Ok(Json(tokens.iter().map(|t| token_view(t, false)).collect()))
+}
+
+async fn own_token(state: &AppState, caller: &Caller, id: &str) -> Result<TokenInfo, ApiError> {
+    match state.store.identity().token(id).await? {
+        Some(t) if t.user_id == caller.user.id => Ok(t),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "Token not found")),
+    }
+}
+
+/// One of the caller's tokens.
+#[utoipa::path(get, path = "/auth/tokens/{id}", tag = "tokens", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+async fn get_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(token_view(&own_token(&state, &caller, &id).await?, false)))
+}
+
+/// Revoke one of the caller's tokens; it fails on its next use.
+#[utoipa::path(delete, path = "/auth/tokens/{id}", tag = "tokens", params(("id" = String, Path)), responses((status = 204), (status = 404)))]
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    own_token(&state, &caller, &id).await?;
+    state.store.identity().revoke_token(&id).await?;
+    Audit::of(&state, &caller, &client).record("token.revoke", Some(&id), None, "success").await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// Every user's tokens (admin).
+#[utoipa::path(get, path = "/auth/admin/tokens", tag = "tokens", params(Page), responses((status = 200), (status = 403)))]
+async fn admin_list_tokens(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = page.offset.unwrap_or(0).max(0);
+    let tokens = state.store.identity().all_tokens(limit, offset).await?;
+    Ok(Json(tokens.iter().map(|t| token_view(t, true)).collect()))
+}
+
+/// Revoke anyone's token (admin).
+#[utoipa::path(delete, path = "/auth/admin/tokens/{id}", tag = "tokens", params(("id" = String, Path)), responses((status = 204), (status = 404)))]
+async fn admin_revoke_token(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.identity().token(&id).await?.is_none() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "Token not found"));
+    }
+    state.store.identity().revoke_token(&id).await?;
+    Audit::of(&state, &caller, &client).record("token.admin_revoke", Some(&id), None, "success").await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> NewToken {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn token_lifetimes() {
+        assert_eq!(token_lifetime(&body(r#"{"name":"a"}"#)).unwrap(), Some(chrono::Duration::days(90)));
+        assert_eq!(token_lifetime(&body(r#"{"name":"a","expires_in_days":null}"#)).unwrap(), None);
+        assert_eq!(
+            token_lifetime(&body(r#"{"name":"a","expires_in_days":3650}"#)).unwrap(),
+            Some(chrono::Duration::days(3650))
+        );
+        assert!(token_lifetime(&body(r#"{"name":"a","expires_in_days":3651}"#)).is_err());
+        assert!(token_lifetime(&body(r#"{"name":"a","expires_in_days":0}"#)).is_err());
+        assert_eq!(
+            token_lifetime(&body(r#"{"name":"a","ttl_seconds":60,"expires_in_days":5}"#)).unwrap(),
+            Some(chrono::Duration::seconds(60))
+        );
+        assert_eq!(
+            token_lifetime(&body(r#"{"name":"a","scope":"bootstrap-analyst","expires_in_days":null}"#)).unwrap(),
+            Some(chrono::Duration::hours(1))
+        );
+    }
+}

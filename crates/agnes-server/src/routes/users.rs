@@ -1,0 +1,238 @@
+//! `/api/users`: user administration (spec §3.9), admin only.
+
+use super::audit::Audit;
+use crate::auth::authenticate::{Admin, ClientInfo};
+use crate::auth::{password, pat};
+use crate::error::ApiError;
+use crate::state::AppState;
+use agnes_store::identity::User;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(activate))
+        .routes(routes!(deactivate))
+        .routes(routes!(reset_password))
+        .routes(routes!(set_password))
+}
+
+/// Enough to catch typos; real validation is the mail that arrives.
+pub fn plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.contains(char::is_whitespace)
+        && email.len() <= 254
+}
+
+fn view(u: &User) -> Value {
+    json!({"id": u.id, "email": u.email, "name": u.name, "active": u.active, "created_at": u.created_at})
+}
+
+async fn user_or_404(state: &AppState, id: &str) -> Result<User, ApiError> {
+    state.store.identity().user(id).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "User not found"))
+}
+
+/// Refuse a change that would leave no active admin.
+pub async fn guard_last_admin(state: &AppState, user_id: &str) -> Result<(), ApiError> {
+    let admins = state.store.identity().active_admin_ids().await?;
+    if admins.len() == 1 && admins[0] == user_id {
+        return Err(ApiError::new(StatusCode::CONFLICT, "Cannot remove or deactivate the last active admin"));
+    }
+    Ok(())
+}
+
+/// Every user.
+#[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200), (status = 403)))]
+async fn list_users(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<Value>>, ApiError> {
+    Ok(Json(state.store.identity().list_users().await?.iter().map(view).collect()))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewUser {
+    email: String,
+    name: Option<String>,
+    password: Option<String>,
+}
+
+/// Create a user (optionally with a password).
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser, responses((status = 201), (status = 400), (status = 409)))]
+async fn create_user(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Json(body): Json<NewUser>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let email = body.email.trim();
+    if !plausible_email(email) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "A valid email is required"));
+    }
+    let hash = body
+        .password
+        .as_deref()
+        .map(password::hash)
+        .transpose()
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let user = state.store.identity().create_user(email, body.name.as_deref(), hash.as_deref()).await?;
+    Audit::of(&state, &caller, &client)
+        .record("user.create", Some(&user.id), Some(json!({"email": user.email})), "success")
+        .await;
+    Ok((StatusCode::CREATED, Json(view(&user))))
+}
+
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+async fn get_user(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_or_404(&state, &id).await?;
+    let groups = state.store.identity().memberships(&id).await?;
+    let mut v = view(&user);
+    v["groups"] = json!(groups);
+    Ok(Json(v))
+}
+
+fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct UserPatch {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
+    email: Option<String>,
+}
+
+/// Change name or email; omitted fields are kept, `"name": null` clears the name.
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", params(("id" = String, Path)), request_body = UserPatch, responses((status = 200), (status = 400), (status = 404), (status = 409)))]
+async fn update_user(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    Json(body): Json<UserPatch>,
+) -> Result<Json<Value>, ApiError> {
+    let before = user_or_404(&state, &id).await?;
+    if let Some(email) = &body.email {
+        if !plausible_email(email.trim()) {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "A valid email is required"));
+        }
+    }
+    let name = body.name.as_ref().map(|n| n.as_deref());
+    let user = state.store.identity().update_user(&id, name, body.email.as_deref().map(str::trim)).await?;
+    Audit::of(&state, &caller, &client)
+        .record_change("user.update", Some(&id), Some(view(&user)), Some(view(&before)), "success")
+        .await;
+    Ok(Json(view(&user)))
+}
+
+#[utoipa::path(delete, path = "/api/users/{id}", tag = "users", params(("id" = String, Path)), responses((status = 204), (status = 404), (status = 409)))]
+async fn delete_user(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let before = user_or_404(&state, &id).await?;
+    guard_last_admin(&state, &id).await?;
+    state.store.identity().delete_user(&id).await?;
+    Audit::of(&state, &caller, &client)
+        .record_change("user.delete", Some(&id), None, Some(view(&before)), "success")
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/users/{id}/activate", tag = "users", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+async fn activate(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    user_or_404(&state, &id).await?;
+    state.store.identity().set_active(&id, true, None).await?;
+    Audit::of(&state, &caller, &client).record("user.activate", Some(&id), None, "success").await;
+    Ok(Json(view(&user_or_404(&state, &id).await?)))
+}
+
+/// Deactivate: every credential of the user fails from the next request on.
+#[utoipa::path(post, path = "/api/users/{id}/deactivate", tag = "users", params(("id" = String, Path)), responses((status = 200), (status = 404), (status = 409)))]
+async fn deactivate(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    user_or_404(&state, &id).await?;
+    guard_last_admin(&state, &id).await?;
+    state.store.identity().set_active(&id, false, Some(&caller.user.email)).await?;
+    Audit::of(&state, &caller, &client).record("user.deactivate", Some(&id), None, "success").await;
+    Ok(Json(view(&user_or_404(&state, &id).await?)))
+}
+
+/// Remove the password and issue a one-time reset token (24 h) for `POST /auth/password/reset`.
+#[utoipa::path(post, path = "/api/users/{id}/reset-password", tag = "users", params(("id" = String, Path)), responses((status = 200, description = "{reset_token, expires_in_seconds}"), (status = 404)))]
+async fn reset_password(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    user_or_404(&state, &id).await?;
+    let token = {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    };
+    let ids = state.store.identity();
+    ids.set_password_hash(&id, None).await?;
+    ids.set_reset_token(&id, &pat::token_hash(&token)).await?;
+    Audit::of(&state, &caller, &client).record("user.reset_password", Some(&id), None, "success").await;
+    Ok(Json(json!({"reset_token": token, "expires_in_seconds": 86400})))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewPassword {
+    password: String,
+}
+
+#[utoipa::path(post, path = "/api/users/{id}/set-password", tag = "users", params(("id" = String, Path)), request_body = NewPassword, responses((status = 200), (status = 400), (status = 404)))]
+async fn set_password(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    Json(body): Json<NewPassword>,
+) -> Result<Json<Value>, ApiError> {
+    user_or_404(&state, &id).await?;
+    let hash = password::hash(&body.password).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    state.store.identity().set_password_hash(&id, Some(&hash)).await?;
+    Audit::of(&state, &caller, &client).record("user.set_password", Some(&id), None, "success").await;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn emails() {
+        for ok in ["a@b.co", "first.last+tag@example.com"] {
+            assert!(super::plausible_email(ok), "{ok}");
+        }
+        for bad in ["", "a", "a@b", "@b.co", "a@.co", "a@b.", "a b@c.de"] {
+            assert!(!super::plausible_email(bad), "{bad}");
+        }
+    }
+}
