@@ -32,6 +32,8 @@ enum Scenario {
     Rebuild,
     /// `agnes serve` start-up time on an existing data dir and idle RSS.
     Serve,
+    /// Requests per second of a PAT-authenticated endpoint vs the public health check (wrk).
+    Auth,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +44,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Publish => scenarios::publish(args.scale)?,
             Scenario::Rebuild => scenarios::rebuild(args.scale)?,
             Scenario::Serve => scenarios::serve()?,
+            Scenario::Auth => scenarios::auth()?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

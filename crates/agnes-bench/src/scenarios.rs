@@ -183,11 +183,129 @@ pub fn rebuild(scale: f64) -> anyhow::Result<Section> {
     })
 }
 
+/// Start `agnes serve` on a free loopback port over `data`; returns the child and port
+/// once `/api/health` answers.
+fn start_server(exe: &Path, data: &Path) -> anyhow::Result<(std::process::Child, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut child = std::process::Command::new(exe)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data)
+        .env("AGNES_AUTH_RATELIMIT_ENABLED", "0")
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !health_ok(port) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("agnes serve did not answer within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok((child, port))
+}
+
+fn stop(mut child: std::process::Child) -> anyhow::Result<()> {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait()?;
+    Ok(())
+}
+
+fn agnes_exe() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?.with_file_name("agnes");
+    anyhow::ensure!(exe.is_file(), "{} not found: build it first with `cargo build --workspace`", exe.display());
+    Ok(exe)
+}
+
+/// `wrk` requests per second for one URL.
+fn wrk(url: &str, token: Option<&str>, seconds: u32) -> anyhow::Result<f64> {
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["-t2", "-c4", &format!("-d{seconds}s")]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    let out = cmd.arg(url).output().context("wrk is needed: run scripts/bench.sh, which installs it")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(!text.contains("Non-2xx"), "wrk saw error responses from {url}:\n{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:").map(|v| v.trim().parse::<f64>()))
+        .context("no Requests/sec in wrk output")?
+        .context("unparsable Requests/sec")
+}
+
+/// A PAT-authenticated `GET /api/me` against the public `GET /api/health` on the same
+/// server: 4 connections, alternating 5-second runs, medians of three each.
+pub fn auth() -> anyhow::Result<Section> {
+    let exe = agnes_exe()?;
+    let work = tempfile::tempdir()?;
+    let data = work.path().join("data");
+    let cfg = work.path().join("cfg");
+    let agnes = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new(&exe)
+            .args(args)
+            .env("AGNES_CONFIG_DIR", &cfg)
+            .env_remove("AGNES_TOKEN")
+            .output()?;
+        anyhow::ensure!(out.status.success(), "agnes {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let data_arg = data.to_string_lossy().into_owned();
+    let (child, port) = start_server(&exe, &data)?;
+    let server = format!("http://127.0.0.1:{port}");
+    let token = (|| -> anyhow::Result<String> {
+        agnes(&[
+            "admin",
+            "break-glass",
+            "grant-admin",
+            "bench@example.com",
+            "--yes",
+            "--password",
+            "bench-pass-1",
+            "--data-dir",
+            &data_arg,
+        ])?;
+        agnes(&["auth", "login", "--email", "bench@example.com", "--password", "bench-pass-1", "--server", &server])?;
+        agnes(&["auth", "token", "create", "--name", "bench", "--raw"])
+    })();
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => {
+            stop(child)?;
+            return Err(e);
+        }
+    };
+    let (mut public, mut authed) = (Vec::new(), Vec::new());
+    let measured = (|| -> anyhow::Result<()> {
+        for _ in 0..REPS {
+            public.push(wrk(&format!("{server}/api/health"), None, 5)?);
+            authed.push(wrk(&format!("{server}/api/me"), Some(&token), 5)?);
+        }
+        Ok(())
+    })();
+    stop(child)?;
+    measured?;
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (p, a) = (med(public), med(authed));
+    Ok(Section {
+        name: "auth",
+        body: format!(
+            "## Authenticated request overhead\n\n{}\n\n`wrk -t2 -c4 -d5s` against one `agnes serve`, alternating runs, median of {REPS}. \
+             The PAT path verifies the JWT, loads the user, the token row and the groups from the state DB on every request \
+             (no caching: a revoke or deactivation applies to the very next request). Target: ≥ 70 % of the public path.\n\n\
+             | endpoint | requests/s |\n|---|---|\n| `GET /api/health` (public; reads the schema version) | {p:.0} |\n\
+             | `GET /api/me` with a personal access token | {a:.0} |\n| ratio | **{:.0} %** |\n",
+            machine(),
+            100.0 * a / p
+        ),
+    })
+}
+
 /// `agnes serve` start-up (process start to the first 200 from /api/health) on an
 /// existing data dir, and its resident memory after 2 s idle; baseline `agnes --version`.
 pub fn serve() -> anyhow::Result<Section> {
-    let exe = std::env::current_exe()?.with_file_name("agnes");
-    anyhow::ensure!(exe.is_file(), "{} not found: build it first with `cargo build -p agnes-cli`", exe.display());
+    let exe = agnes_exe()?;
     let work = tempfile::tempdir()?;
     let data = work.path().join("data");
     let status = std::process::Command::new(&exe)
@@ -206,26 +324,12 @@ pub fn serve() -> anyhow::Result<Section> {
     }
     let (mut starts, mut rss) = (Vec::new(), Vec::new());
     for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let t = Instant::now();
-        let mut child = std::process::Command::new(&exe)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(&data)
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if health_ok(port) {
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "agnes serve did not answer within 20 s");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let (child, _) = start_server(&exe, &data)?;
         starts.push(t.elapsed());
         std::thread::sleep(Duration::from_secs(2));
         rss.push(rss_kib(child.id())?);
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait()?;
+        stop(child)?;
     }
     let start = median(starts);
     let base = median(version_times);

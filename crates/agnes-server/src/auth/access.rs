@@ -35,15 +35,25 @@ impl Caller {
         }
     }
 
-    /// Load the user's groups and build the caller; `None` if the user is gone.
+    /// Load the user's groups and build the caller.
     pub async fn load(store: &Store, user: User, credential: Credential) -> agnes_store::Result<Caller> {
-        let ids = store.identity();
-        let memberships = ids.memberships(&user.id).await?;
+        let everyone = store.identity().everyone_group().await?.id;
+        Caller::load_with(store, user, credential, &everyone).await
+    }
+
+    /// [`Caller::load`] with the id of `Everyone` already known (it is a system group: its
+    /// id never changes), saving a query on every authenticated request.
+    pub async fn load_with(
+        store: &Store,
+        user: User,
+        credential: Credential,
+        everyone_id: &str,
+    ) -> agnes_store::Result<Caller> {
+        let memberships = store.identity().memberships(&user.id).await?;
         let is_admin = memberships.iter().any(|m| m.group_name == agnes_store::identity::ADMIN_GROUP);
         let mut group_ids: Vec<String> = memberships.into_iter().map(|m| m.group_id).collect();
-        let everyone = ids.everyone_group().await?;
-        if !group_ids.contains(&everyone.id) {
-            group_ids.push(everyone.id);
+        if !group_ids.iter().any(|g| g == everyone_id) {
+            group_ids.push(everyone_id.to_string());
         }
         Ok(Caller { user, group_ids, is_admin, credential })
     }

@@ -69,6 +69,7 @@ pub struct AuthContext {
     pub trusted_proxies: Vec<IpAddr>,
     /// Last recorded use of each token, to write `last_used_*` at most once a minute.
     touched: Mutex<HashMap<String, (String, Instant)>>,
+    everyone_id: tokio::sync::OnceCell<String>,
 }
 
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -81,7 +82,15 @@ impl AuthContext {
         public: HashSet<(Method, String)>,
         trusted_proxies: Vec<IpAddr>,
     ) -> Self {
-        AuthContext { store, secret, dev_user, public, trusted_proxies, touched: Mutex::new(HashMap::new()) }
+        AuthContext {
+            store,
+            secret,
+            dev_user,
+            public,
+            trusted_proxies,
+            touched: Mutex::new(HashMap::new()),
+            everyone_id: tokio::sync::OnceCell::new(),
+        }
     }
 
     /// The client's address: the peer, or the first `X-Forwarded-For` hop when the peer
@@ -138,11 +147,19 @@ impl AuthContext {
         if claims.typ != "pat" {
             return Err(AuthFailure::Invalid);
         }
-        let user = self.active_user(&claims.sub).await?;
-        let ids = self.store.identity();
-        let row = ids.token(&claims.jti).await.map_err(|_| AuthFailure::Invalid)?.ok_or(AuthFailure::TokenUnknown)?;
-        if row.user_id != user.id {
+        let found = self.store.identity().token_with_user(&claims.jti).await.map_err(|_| AuthFailure::Invalid)?;
+        let Some((row, user)) = found else {
+            // No row: either the token was deleted or its user was (rows cascade).
+            return Err(match self.store.identity().user(&claims.sub).await {
+                Ok(None) => AuthFailure::UserNotFound,
+                _ => AuthFailure::TokenUnknown,
+            });
+        };
+        if row.user_id != claims.sub {
             return Err(AuthFailure::TokenMismatch);
+        }
+        if !user.active {
+            return Err(AuthFailure::Deactivated);
         }
         if row.revoked_at.is_some() {
             return Err(AuthFailure::TokenRevoked);
@@ -202,7 +219,15 @@ impl AuthContext {
     }
 
     async fn caller(&self, user: User, credential: Credential) -> Result<Caller, AuthFailure> {
-        Caller::load(&self.store, user, credential).await.map_err(|e| {
+        let everyone = self
+            .everyone_id
+            .get_or_try_init(|| async { self.store.identity().everyone_group().await.map(|g| g.id) })
+            .await
+            .map_err(|e| {
+                tracing::error!("cannot load the Everyone group: {e}");
+                AuthFailure::Invalid
+            })?;
+        Caller::load_with(&self.store, user, credential, everyone).await.map_err(|e| {
             tracing::error!("cannot load the caller's groups: {e}");
             AuthFailure::Invalid
         })

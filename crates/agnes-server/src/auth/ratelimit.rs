@@ -22,9 +22,9 @@ impl RateLimiter {
         RateLimiter { enabled, window: Duration::from_secs(60), hits: Mutex::new(HashMap::new()) }
     }
 
-    /// Count a hit on `bucket` from `ip`; refuse it with 429 and `Retry-After` when the
-    /// last minute already holds `per_minute` hits.
-    pub fn check(&self, bucket: &'static str, ip: &str, per_minute: usize) -> Result<(), Response> {
+    /// Count a hit on `bucket` from `ip`; refuse it when the last minute already holds
+    /// `per_minute` hits.
+    pub fn check(&self, bucket: &'static str, ip: &str, per_minute: usize) -> Result<(), RateLimited> {
         if !self.enabled {
             return Ok(());
         }
@@ -38,15 +38,27 @@ impl RateLimiter {
             q.pop_front();
         }
         if q.len() >= per_minute {
-            let retry = self.window.saturating_sub(now.duration_since(q[0])).as_secs().max(1);
-            let mut r =
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("Rate limit exceeded: {per_minute} per minute"))
-                    .into_response();
-            r.headers_mut().insert("retry-after", HeaderValue::from(retry));
-            return Err(r);
+            let retry_after = self.window.saturating_sub(now.duration_since(q[0])).as_secs().max(1);
+            return Err(RateLimited { per_minute, retry_after });
         }
         q.push_back(now);
         Ok(())
+    }
+}
+
+/// A refused request: answered 429 with `Retry-After`.
+#[derive(Debug)]
+pub struct RateLimited {
+    per_minute: usize,
+    retry_after: u64,
+}
+
+impl IntoResponse for RateLimited {
+    fn into_response(self) -> Response {
+        let detail = format!("Rate limit exceeded: {} per minute", self.per_minute);
+        let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, detail).into_response();
+        r.headers_mut().insert("retry-after", HeaderValue::from(self.retry_after));
+        r
     }
 }
 
@@ -60,7 +72,7 @@ mod tests {
         for _ in 0..3 {
             rl.check("bootstrap", "1.2.3.4", 3).unwrap();
         }
-        let refused = rl.check("bootstrap", "1.2.3.4", 3).unwrap_err();
+        let refused = rl.check("bootstrap", "1.2.3.4", 3).unwrap_err().into_response();
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(refused.headers().contains_key("retry-after"));
         rl.check("bootstrap", "5.6.7.8", 3).unwrap();

@@ -65,7 +65,7 @@ async fn token(
     client: ClientInfo,
     Json(body): Json<Credentials>,
 ) -> Result<Json<Value>, Response> {
-    state.auth.rate_limit.check("token", &client.ip, 10)?;
+    state.auth.rate_limit.check("token", &client.ip, 10).map_err(IntoResponse::into_response)?;
     let audit = Audit::anonymous(&state, &client);
     let fail = |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, detail).into_response();
     let user =
@@ -102,7 +102,7 @@ async fn password_login(
     client: ClientInfo,
     Json(body): Json<Credentials>,
 ) -> Result<Response, Response> {
-    state.auth.rate_limit.check("password_login", &client.ip, 10)?;
+    state.auth.rate_limit.check("password_login", &client.ip, 10).map_err(IntoResponse::into_response)?;
     let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "Invalid email or password").into_response();
     let user =
         state.store.identity().user_by_email(body.email.trim()).await.map_err(|e| ApiError::from(e).into_response())?;
@@ -138,7 +138,7 @@ async fn password_reset(
     client: ClientInfo,
     Json(body): Json<PasswordReset>,
 ) -> Result<Json<Value>, Response> {
-    state.auth.rate_limit.check("password_reset", &client.ip, 10)?;
+    state.auth.rate_limit.check("password_reset", &client.ip, 10).map_err(IntoResponse::into_response)?;
     let invalid = || ApiError::new(StatusCode::BAD_REQUEST, "Invalid or expired reset token").into_response();
     let hash = password::hash(&body.password).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m).into_response())?;
     let ids = state.store.identity();
@@ -174,7 +174,7 @@ async fn bootstrap(
     client: ClientInfo,
     Json(body): Json<BootstrapRequest>,
 ) -> Result<Json<Value>, Response> {
-    state.auth.rate_limit.check("bootstrap", &client.ip, 3)?;
+    state.auth.rate_limit.check("bootstrap", &client.ip, 3).map_err(IntoResponse::into_response)?;
     let err = |e: agnes_store::StoreError| ApiError::from(e).into_response();
     // One bootstrap at a time, so two racing requests cannot both pass the check.
     let _once = state.auth.bootstrap_lock.lock().await;

@@ -1,6 +1,6 @@
 //! Personal access tokens: only a SHA-256 of the token and a display prefix are stored.
 
-use super::IdentityRepo;
+use super::{IdentityRepo, User};
 use crate::error::Result;
 
 /// A token as listed (never the token itself).
@@ -26,6 +26,40 @@ const TOKEN_SELECT: &str = "SELECT t.id, t.user_id, u.email AS user_email, t.nam
 impl IdentityRepo<'_> {
     pub async fn token(&self, id: &str) -> Result<Option<TokenInfo>> {
         Ok(sqlx::query_as(&format!("{TOKEN_SELECT} WHERE t.id = ?")).bind(id).fetch_optional(self.pool).await?)
+    }
+
+    /// A token with its owner, in one query: what authenticating a request needs.
+    pub async fn token_with_user(&self, id: &str) -> Result<Option<(TokenInfo, User)>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            token: TokenInfo,
+            u_id: String,
+            u_email: String,
+            u_name: Option<String>,
+            u_active: bool,
+            u_created_at: String,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT t.id, t.user_id, u.email AS user_email, t.name, t.prefix, t.created_at, t.expires_at, t.last_used_at, \
+             t.last_used_ip, t.revoked_at, t.token_hash, u.id AS u_id, u.email AS u_email, u.name AS u_name, \
+             u.active AS u_active, u.created_at AS u_created_at \
+             FROM personal_access_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?"
+        )
+        .bind(id)
+        .fetch_optional(self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            let user = User {
+                id: r.u_id,
+                email: r.u_email,
+                name: r.u_name,
+                password_hash: None,
+                active: r.u_active,
+                created_at: r.u_created_at,
+            };
+            (r.token, user)
+        }))
     }
 
     pub async fn tokens_of_user(&self, user_id: &str) -> Result<Vec<TokenInfo>> {
