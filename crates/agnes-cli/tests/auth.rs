@@ -337,6 +337,13 @@ async fn groups_grants_and_their_status_codes() {
     let (_, admins) = http.get("/api/me/effective-access", &admin).await;
     assert!(admins["admin_reason"].as_str().unwrap().contains("Admin"));
 
+    let (s, overview) = http.get("/api/admin/access-overview", &admin).await;
+    assert_eq!(s, 200);
+    let ana = overview["users"].as_array().unwrap().iter().find(|u| u["email"] == "ana@example.com").unwrap();
+    assert_eq!(ana["resources"], json!([{"resource_type": "table", "resource_id": "orders"}]));
+    let finance = overview["groups"].as_array().unwrap().iter().find(|g| g["name"] == "Finance").unwrap();
+    assert_eq!(finance["members"], json!(["ana@example.com"]));
+
     assert_eq!(http.delete(&format!("/api/admin/grants/{}", gr["id"].as_str().unwrap()), &admin).await, 204);
     assert_eq!(http.delete(&format!("/api/admin/grants/{}", gr["id"].as_str().unwrap()), &admin).await, 404);
     let (_, after) = http.get("/api/me/effective-access", &analyst).await;

@@ -154,3 +154,38 @@ pub async fn effective_access(store: &Store, caller: &Caller) -> agnes_store::Re
         resources,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn grants_through_groups_admins_always() {
+        let store = Store::open_in_memory().await.unwrap();
+        let ids = store.identity();
+        let ana = ids.create_user("ana@example.com", None, None).await.unwrap();
+        let boss = ids.create_user("boss@example.com", None, None).await.unwrap();
+        let finance = ids.create_group("Finance", None, "test").await.unwrap();
+        ids.add_member(&ana.id, &finance.id, "admin", None).await.unwrap();
+        ids.grant(&finance.id, "table", "orders", None).await.unwrap();
+        let everyone = ids.everyone_group().await.unwrap();
+        ids.grant(&everyone.id, "table", "calendar", None).await.unwrap();
+        let admin = ids.group_by_name(agnes_store::identity::ADMIN_GROUP).await.unwrap().unwrap();
+        ids.add_member(&boss.id, &admin.id, "admin", None).await.unwrap();
+
+        let ana = Caller::load(&store, ana, Credential::Dev).await.unwrap();
+        assert!(can_access(&store, &ana, "table", "orders").await.unwrap());
+        assert!(can_access(&store, &ana, "table", "calendar").await.unwrap(), "Everyone is implicit");
+        assert!(!can_access(&store, &ana, "table", "salaries").await.unwrap());
+        assert!(!can_access(&store, &ana, "memory_domain", "orders").await.unwrap(), "the type is part of the key");
+
+        let boss = Caller::load(&store, boss, Credential::Dev).await.unwrap();
+        assert!(boss.is_admin);
+        assert!(can_access(&store, &boss, "table", "salaries").await.unwrap());
+
+        let why = effective_access(&store, &ana).await.unwrap();
+        let ids: Vec<_> =
+            why.resources.iter().map(|r| (r.resource_id.as_str(), r.via[0].group_name.as_str())).collect();
+        assert_eq!(ids, [("calendar", "Everyone"), ("orders", "Finance")]);
+    }
+}

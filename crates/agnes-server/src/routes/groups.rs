@@ -28,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_user_membership))
         .routes(routes!(user_effective_access))
         .routes(routes!(my_effective_access))
+        .routes(routes!(access_overview))
 }
 
 fn group_view(g: &GroupSummary) -> Value {
@@ -372,6 +373,35 @@ async fn user_effective_access(
     let user = user_or_404(&state, &id).await?;
     let subject = Caller::load(&state.store, user, Credential::Dev).await?;
     Ok(Json(effective_access(&state.store, &subject).await?))
+}
+
+/// Every group with its members and grants, and every user with the groups and resources
+/// they reach: the whole access picture on one page.
+#[utoipa::path(get, path = "/api/admin/access-overview", tag = "groups", responses((status = 200)))]
+async fn access_overview(State(state): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+    let ids = state.store.identity();
+    let mut groups = Vec::new();
+    for g in ids.list_groups().await? {
+        let members: Vec<String> = ids.members(&g.id).await?.into_iter().map(|m| m.email).collect();
+        let grants = ids.list_grants(None, Some(&g.id)).await?;
+        let mut v = group_view(&g);
+        v["members"] = json!(members);
+        v["grants"] = json!(grants
+            .iter()
+            .map(|x| json!({"resource_type": x.resource_type, "resource_id": x.resource_id}))
+            .collect::<Vec<_>>());
+        groups.push(v);
+    }
+    let mut users = Vec::new();
+    for u in ids.list_users().await? {
+        let subject = Caller::load(&state.store, u, Credential::Dev).await?;
+        let access = effective_access(&state.store, &subject).await?;
+        users.push(json!({
+            "id": access.user_id, "email": access.email, "active": subject.user.active, "is_admin": access.is_admin,
+            "groups": access.groups, "resources": access.resources.iter().map(|r| json!({"resource_type": r.resource_type, "resource_id": r.resource_id})).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(Json(json!({"groups": groups, "users": users})))
 }
 
 /// What the caller may reach, and why.
