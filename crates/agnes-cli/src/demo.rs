@@ -86,16 +86,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let analyst_token =
         pat::issue(&state.store, &key, &analyst, "agnes demo", Some(chrono::Duration::days(90))).await?;
     let url = format!("http://{}", args.bind);
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "agnes".into());
     let credentials = state.layout.state_dir().join("demo-credentials.txt");
     println!(
         "\nReady: {} tables in {}.\n\n\
          Users (passwords are in {}):\n  admin    {ADMIN_EMAIL}  (group {ADMIN_GROUP})\n  analyst  {ANALYST_EMAIL}  (group {ANALYSTS_GROUP}: every table except '{RESTRICTED_TABLE}')\n\n\
          Tokens (valid 90 days; shown once):\n  admin    {}\n  analyst  {}\n\n\
-         Try it (in another terminal, while this one serves):\n  \
-         export AGNES_SERVER={url}\n  \
-         export AGNES_TOKEN={}\n  \
+         Try it as the analyst (in another terminal, while this one serves):\n  \
+         export AGNES_SERVER={url} AGNES_TOKEN={}\n  \
+         {exe} auth whoami\n  \
+         curl -s -H \"Authorization: Bearer $AGNES_TOKEN\" $AGNES_SERVER/api/me/effective-access\n  \
          curl -s $AGNES_SERVER/api/health\n  \
-         curl -s $AGNES_SERVER/api/version\n  \
          curl -s $AGNES_SERVER/metrics | grep agnes_published\n",
         report.exposed_tables,
         state.layout.analytics_db().display(),

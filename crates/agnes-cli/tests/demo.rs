@@ -48,7 +48,7 @@ async fn demo_sets_everything_up_deterministically() {
     let b = tempfile::tempdir().unwrap();
     let out = demo(&a.path().join("data"));
     assert!(out.contains("analyst@demo.agnes.local") && out.contains("agnes_pat_"), "{out}");
-    assert!(out.contains("curl -s $AGNES_SERVER/api/health"), "prints commands to try: {out}");
+    assert!(out.contains("auth whoami") && out.contains("/api/me/effective-access"), "prints commands to try: {out}");
     demo(&b.path().join("data"));
 
     let la = DataLayout::new(a.path().join("data"));
@@ -73,6 +73,26 @@ async fn demo_sets_everything_up_deterministically() {
     demo(&a.path().join("data"));
 
     let server = TestServer::start(&a.path().join("data"));
+    let analyst_token = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("analyst  agnes_pat_").map(|t| format!("agnes_pat_{t}")))
+        .expect("the analyst's token is printed");
+    let access: serde_json::Value = reqwest::Client::new()
+        .get(server.url("/api/me/effective-access"))
+        .bearer_auth(&analyst_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tables: Vec<&str> =
+        access["resources"].as_array().unwrap().iter().map(|r| r["resource_id"].as_str().unwrap()).collect();
+    assert_eq!(
+        tables,
+        ["daily_revenue", "order_items", "orders", "products", "web_sessions"],
+        "most tables, not customers"
+    );
     let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("agnes_table_seconds_since_last_sync{table=\"orders\"}"), "{metrics}");
     assert!(server.terminate().success());
