@@ -3,64 +3,9 @@
 
 mod common;
 
-use common::{agnes, TestServer};
+use common::{agnes, Http, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-struct Http {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Http {
-    fn new(server: &TestServer) -> Http {
-        Http { client: reqwest::Client::new(), base: server.url.clone() }
-    }
-
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, Some(token), None).await
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, token, Some(body)).await
-    }
-
-    async fn delete(&self, path: &str, token: &str) -> StatusCode {
-        self.call(Method::DELETE, path, Some(token), None).await.0
-    }
-
-    /// Bootstrap the first admin and return a session token.
-    async fn bootstrap(&self) -> String {
-        let (s, v) =
-            self.post("/auth/bootstrap", None, json!({"email": "admin@example.com", "password": "admin-pass-1"})).await;
-        assert_eq!(s, 200, "{v}");
-        v["access_token"].as_str().unwrap().to_string()
-    }
-
-    /// Create a user with a password and return their session token.
-    async fn user(&self, admin: &str, email: &str) -> (String, String) {
-        let (s, v) = self.post("/api/users", Some(admin), json!({"email": email, "password": "user-pass-1"})).await;
-        assert_eq!(s, 201, "{v}");
-        let id = v["id"].as_str().unwrap().to_string();
-        let (s, t) = self.post("/auth/token", None, json!({"email": email, "password": "user-pass-1"})).await;
-        assert_eq!(s, 200, "{t}");
-        (id, t["access_token"].as_str().unwrap().to_string())
-    }
-}
 
 #[tokio::test]
 async fn every_route_is_authenticated_unless_the_contract_says_public() {
@@ -73,6 +18,7 @@ async fn every_route_is_authenticated_unless_the_contract_says_public() {
         ("get", "/api/version"),
         ("get", "/api/openapi.json"),
         ("get", "/metrics"),
+        ("get", "/api/sync/status"),
         ("post", "/auth/token"),
         ("post", "/auth/password/login"),
         ("post", "/auth/password/reset"),

@@ -75,6 +75,15 @@ async fn restart_is_a_no_op_migration_and_sweeps_temporaries() {
     let body: serde_json::Value = reqwest::get(server.url("/api/health")).await.unwrap().json().await.unwrap();
     assert_eq!(body["status"], "ok");
     assert!(!data_dir.join(".orders.parquet.4242-0.tmp").exists());
+    // Start-up rebuilds the missing analytics DB in the background (through a temporary of
+    // its own); once it is in place, no temporary may remain.
+    for _ in 0..200 {
+        if data.join("analytics/server.duckdb").exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(data.join("analytics/server.duckdb").exists());
     assert!(!data.join("analytics/server.duckdb.tmp").exists());
     let pool =
         sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("state/system.db").display())).await.unwrap();

@@ -63,4 +63,11 @@ pub trait Connector: Send + Sync {
     fn syncs(&self, mode: QueryMode) -> bool;
     /// Extract and publish one table. Blocking: call from a blocking thread.
     fn sync_table(&self, table: &TableSpec, ctx: &SyncContext<'_>) -> Result<SyncedTable, ConnectorError>;
+    /// The columns a sync of `table` would publish, read from the source without
+    /// publishing anything (registration precheck). Blocking.
+    fn preview(
+        &self,
+        table: &TableSpec,
+        ctx: &SyncContext<'_>,
+    ) -> Result<Vec<agnes_engine::inspect::Column>, ConnectorError>;
 }

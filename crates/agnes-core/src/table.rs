@@ -218,3 +218,110 @@ mod tests {
         assert_eq!(t.effective_schedule("every 1h"), Some("daily 03:00"));
     }
 }
+
+impl TableSpec {
+    /// The registry's rules (spec §3.8) that hold whatever the source: one message per
+    /// broken rule, so a request can be fixed in one round trip.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if self.name.trim().is_empty() {
+            errors.push("name must not be blank".to_string());
+        } else if !crate::is_strict_identifier(&self.name) {
+            errors.push(format!(
+                "name {:?} must be a valid identifier (letters, digits, _; it is the view and file name)",
+                self.name
+            ));
+        }
+        if let Some(s) = self.sync_schedule.as_deref().filter(|s| !s.trim().is_empty()) {
+            if let Err(e) = s.parse::<crate::Schedule>() {
+                errors.push(e.to_string());
+            }
+        }
+        let has_query = self.source_query.as_deref().is_some_and(|q| !q.trim().is_empty());
+        let has_filters =
+            self.where_filters.as_ref().is_some_and(|f| !f.is_null() && f.as_array().is_none_or(|a| !a.is_empty()));
+        if has_query && self.query_mode != QueryMode::Materialized {
+            errors.push("source_query is only allowed with query_mode 'materialized'".into());
+        }
+        if self.query_mode == QueryMode::Materialized
+            && !has_query
+            && !matches!(self.source_type, Some(SourceType::Bigquery | SourceType::Keboola))
+        {
+            errors.push("a materialized table needs a source_query".into());
+        }
+        if self.query_mode == QueryMode::Internal {
+            errors.push("query_mode 'internal' is reserved for system tables".into());
+        }
+        if self.sync_strategy == SyncStrategy::Partitioned {
+            if self.partition_by.as_deref().is_none_or(|p| p.trim().is_empty()) {
+                errors.push("a partitioned table needs partition_by (a date or timestamp column)".into());
+            }
+            if self.query_mode == QueryMode::Remote {
+                errors.push("a remote table cannot be partitioned".into());
+            }
+            if has_filters {
+                errors.push("where_filters cannot be combined with sync_strategy 'partitioned'".into());
+            }
+        }
+        if has_filters && self.sync_strategy == SyncStrategy::Incremental {
+            errors.push("where_filters cannot be combined with sync_strategy 'incremental'".into());
+        }
+        if has_filters && self.query_mode == QueryMode::Remote {
+            errors.push("where_filters cannot be combined with query_mode 'remote'".into());
+        }
+        if self.source_type == Some(SourceType::Files) && self.query_mode == QueryMode::Local {
+            match self.source_table.as_deref().map(str::trim) {
+                None | Some("") => {
+                    errors.push("source_table is required: the file path or glob, relative to the files root".into())
+                }
+                Some(p) if p.starts_with('/') || p.split('/').any(|seg| seg == "..") => {
+                    errors.push(format!("source_table {p:?} must be relative to the files root, without '..'"))
+                }
+                Some(_) => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod validation_tests {
+    use super::*;
+
+    fn files(name: &str) -> TableSpec {
+        let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local);
+        t.source_table = Some("x.csv".into());
+        t
+    }
+
+    #[test]
+    fn rules() {
+        assert!(files("orders").validate().is_ok());
+        let mut t = files("bad name");
+        t.sync_schedule = Some("hourly".into());
+        t.source_query = Some("SELECT 1".into());
+        let errors = t.validate().unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+
+        let mut t = files("p");
+        t.sync_strategy = SyncStrategy::Partitioned;
+        assert!(t.validate().unwrap_err()[0].contains("partition_by"));
+        t.partition_by = Some("day".into());
+        t.where_filters = Some(serde_json::json!([{"column": "a", "operator": "eq", "values": [1]}]));
+        assert!(t.validate().unwrap_err()[0].contains("where_filters"));
+
+        let mut t = files("m");
+        t.query_mode = QueryMode::Materialized;
+        assert!(t.validate().unwrap_err()[0].contains("source_query"));
+        t.source_query = Some("SELECT 1".into());
+        assert!(t.validate().is_ok());
+
+        let mut t = files("e");
+        t.source_table = Some("../etc/passwd".into());
+        assert!(t.validate().unwrap_err()[0].contains(".."));
+    }
+}

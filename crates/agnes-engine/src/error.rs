@@ -19,7 +19,7 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EngineError {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EngineError {
         let path = path.into();
         move |source| EngineError::Io { action, path, source }
     }

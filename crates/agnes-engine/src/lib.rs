@@ -9,6 +9,7 @@ pub mod demo_data;
 mod error;
 pub mod extract;
 pub mod fsutil;
+pub mod inspect;
 pub mod layout;
 pub mod orchestrator;
 pub mod publish;

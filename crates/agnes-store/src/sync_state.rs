@@ -165,6 +165,28 @@ impl<'a> SyncStateRepo<'a> {
         Ok(())
     }
 
+    /// Drop what describes a table's published data (history is kept).
+    pub async fn forget(&self, table_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM sync_state WHERE table_id = ?").bind(table_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sync_parts WHERE table_id = ?").bind(table_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Parts of every partitioned table, by table id.
+    pub async fn all_parts(&self) -> Result<std::collections::HashMap<String, Vec<PartState>>> {
+        let rows: Vec<(String, String, String, i64, i64)> =
+            sqlx::query_as("SELECT table_id, part, hash, rows, size_bytes FROM sync_parts ORDER BY table_id, part")
+                .fetch_all(self.pool)
+                .await?;
+        let mut out: std::collections::HashMap<String, Vec<PartState>> = std::collections::HashMap::new();
+        for (table_id, part, hash, rows, size_bytes) in rows {
+            out.entry(table_id).or_default().push(PartState { part, hash, rows, size_bytes });
+        }
+        Ok(out)
+    }
+
     /// The most recent history rows of a table, newest first.
     pub async fn history(&self, table_id: &str, limit: i64) -> Result<Vec<HistoryEntry>> {
         let rows: Vec<HistoryEntry> = sqlx::query_as(

@@ -96,3 +96,77 @@ impl Drop for TestServer {
         let _ = self.child.wait();
     }
 }
+
+/// A JSON client for one test server.
+pub struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    pub fn new(server: &TestServer) -> Http {
+        Http { client: reqwest::Client::new(), base: server.url.clone() }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::StatusCode {
+        self.call(reqwest::Method::DELETE, path, Some(token), None).await.0
+    }
+
+    /// Bootstrap the first admin and return a session token.
+    pub async fn bootstrap(&self) -> String {
+        let (s, v) = self
+            .post(
+                "/auth/bootstrap",
+                None,
+                serde_json::json!({"email": "admin@example.com", "password": "admin-pass-1"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Create a user with a password and return their session token.
+    pub async fn user(&self, admin: &str, email: &str) -> (String, String) {
+        let (s, v) =
+            self.post("/api/users", Some(admin), serde_json::json!({"email": email, "password": "user-pass-1"})).await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let (s, t) =
+            self.post("/auth/token", None, serde_json::json!({"email": email, "password": "user-pass-1"})).await;
+        assert_eq!(s, 200, "{t}");
+        (id, t["access_token"].as_str().unwrap().to_string())
+    }
+}

@@ -67,3 +67,36 @@ pub(crate) fn resolve(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, Connec
     }
     Ok(files)
 }
+
+/// A file under the root that the files connector can read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredFile {
+    /// Relative to the root: what `source_table` takes.
+    pub path: String,
+    pub format: &'static str,
+    pub size_bytes: u64,
+}
+
+/// Every readable file under `root` (hidden files and directories skipped), sorted.
+pub fn discover(root: &Path) -> Vec<DiscoveredFile> {
+    let mut out: Vec<DiscoveredFile> = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .max_depth(8)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let rel = e.path().strip_prefix(root).ok()?.to_string_lossy().into_owned();
+            let format = match super::FileFormat::from_path(&rel)? {
+                super::FileFormat::Csv => "csv",
+                super::FileFormat::Tsv => "tsv",
+                super::FileFormat::Json => "json",
+                super::FileFormat::Parquet => "parquet",
+            };
+            Some(DiscoveredFile { path: rel, format, size_bytes: e.metadata().map(|m| m.len()).unwrap_or(0) })
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}

@@ -92,6 +92,34 @@ impl FilesConnector {
     }
 }
 
+impl FilesConnector {
+    /// A DuckDB that can read only the root and write only the output and spill
+    /// directories, with `source_path()` for root-relative paths.
+    fn confined(&self, ctx: &SyncContext<'_>) -> Result<agnes_engine::duckdb::Connection, ConnectorError> {
+        let data_dir = ctx.layout.source_data_dir(SOURCE_NAME);
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", data_dir.display())))?;
+        let root = std::path::absolute(&self.config.root).map_err(|e| ConnectorError::Config(e.to_string()))?;
+        let tmp = ctx.layout.tmp_dir();
+        let conn = open_confined(&[&root, &data_dir, &tmp], ctx.limits)?;
+        let mut root_prefix = root.to_string_lossy().into_owned();
+        if !root_prefix.ends_with('/') {
+            root_prefix.push('/');
+        }
+        conn.execute_batch(&format!("CREATE MACRO source_path(p) AS {} || p", quote_literal(&root_prefix)))
+            .map_err(agnes_engine::EngineError::from)?;
+        Ok(conn)
+    }
+}
+
+/// DuckDB's errors while reading a source are the source's problem, told concisely.
+fn read_error(e: agnes_engine::EngineError) -> ConnectorError {
+    match e {
+        agnes_engine::EngineError::DuckDb(d) => ConnectorError::Source(concise(&d.to_string())),
+        other => ConnectorError::Engine(other),
+    }
+}
+
 impl Connector for FilesConnector {
     fn source_name(&self) -> &'static str {
         SOURCE_NAME
@@ -105,6 +133,16 @@ impl Connector for FilesConnector {
         matches!(mode, QueryMode::Local | QueryMode::Materialized)
     }
 
+    fn preview(
+        &self,
+        table: &TableSpec,
+        ctx: &SyncContext<'_>,
+    ) -> Result<Vec<agnes_engine::inspect::Column>, ConnectorError> {
+        let select = self.select_sql(table)?;
+        let conn = self.confined(ctx)?;
+        agnes_engine::inspect::describe_query(&conn, &select).map_err(read_error)
+    }
+
     fn sync_table(&self, table: &TableSpec, ctx: &SyncContext<'_>) -> Result<SyncedTable, ConnectorError> {
         if !is_strict_identifier(&table.name) {
             return Err(ConnectorError::Config(format!(
@@ -113,23 +151,7 @@ impl Connector for FilesConnector {
             )));
         }
         let select = self.select_sql(table)?;
-        let data_dir = ctx.layout.source_data_dir(SOURCE_NAME);
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", data_dir.display())))?;
-        let root = std::path::absolute(&self.config.root).map_err(|e| ConnectorError::Config(e.to_string()))?;
-        let tmp = ctx.layout.tmp_dir();
-        let conn = open_confined(&[&root, &data_dir, &tmp], ctx.limits)?;
-        let mut root_prefix = root.to_string_lossy().into_owned();
-        if !root_prefix.ends_with('/') {
-            root_prefix.push('/');
-        }
-        conn.execute_batch(&format!("CREATE MACRO source_path(p) AS {} || p", quote_literal(&root_prefix)))
-            .map_err(agnes_engine::EngineError::from)?;
-
-        let read_error = |e: agnes_engine::EngineError| match e {
-            agnes_engine::EngineError::DuckDb(d) => ConnectorError::Source(concise(&d.to_string())),
-            other => ConnectorError::Engine(other),
-        };
+        let conn = self.confined(ctx)?;
         match table.sync_strategy {
             SyncStrategy::Partitioned => {
                 let column = table.partition_by.as_deref().ok_or_else(|| {

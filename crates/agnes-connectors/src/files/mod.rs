@@ -9,11 +9,12 @@
 //! Every read runs in a DuckDB confined to the root and the output directory, so no path
 //! can escape the root, however it is written.
 
-mod client;
+pub(crate) mod client;
 mod config;
 mod extract;
 #[cfg(test)]
 mod tests;
 
+pub use client::{discover, DiscoveredFile};
 pub use config::{FileFormat, FilesConfig, ReaderOptions};
 pub use extract::FilesConnector;

@@ -2,6 +2,7 @@
 //! (spec §3.2).
 
 use super::audit::Audit;
+use super::json::ApiJson;
 use crate::auth::access::Caller;
 use crate::auth::authenticate::{Admin, ClientInfo, SessionCaller, SESSION_COOKIE};
 use crate::auth::{password, pat, session};
@@ -63,7 +64,7 @@ fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
 async fn token(
     State(state): State<AppState>,
     client: ClientInfo,
-    Json(body): Json<Credentials>,
+    ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Json<Value>, Response> {
     state.auth.rate_limit.check("token", &client.ip, 10).map_err(IntoResponse::into_response)?;
     let audit = Audit::anonymous(&state, &client);
@@ -100,7 +101,7 @@ async fn token(
 async fn password_login(
     State(state): State<AppState>,
     client: ClientInfo,
-    Json(body): Json<Credentials>,
+    ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, Response> {
     state.auth.rate_limit.check("password_login", &client.ip, 10).map_err(IntoResponse::into_response)?;
     let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "Invalid email or password").into_response();
@@ -136,7 +137,7 @@ pub struct PasswordReset {
 async fn password_reset(
     State(state): State<AppState>,
     client: ClientInfo,
-    Json(body): Json<PasswordReset>,
+    ApiJson(body): ApiJson<PasswordReset>,
 ) -> Result<Json<Value>, Response> {
     state.auth.rate_limit.check("password_reset", &client.ip, 10).map_err(IntoResponse::into_response)?;
     let invalid = || ApiError::new(StatusCode::BAD_REQUEST, "Invalid or expired reset token").into_response();
@@ -172,7 +173,7 @@ pub struct BootstrapRequest {
 async fn bootstrap(
     State(state): State<AppState>,
     client: ClientInfo,
-    Json(body): Json<BootstrapRequest>,
+    ApiJson(body): ApiJson<BootstrapRequest>,
 ) -> Result<Json<Value>, Response> {
     state.auth.rate_limit.check("bootstrap", &client.ip, 3).map_err(IntoResponse::into_response)?;
     let err = |e: agnes_store::StoreError| ApiError::from(e).into_response();
@@ -273,7 +274,7 @@ async fn create_token(
     State(state): State<AppState>,
     SessionCaller(caller): SessionCaller,
     client: ClientInfo,
-    Json(body): Json<NewToken>,
+    ApiJson(body): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<pat::IssuedPat>), ApiError> {
     let name = body.name.trim();
     if name.is_empty() {

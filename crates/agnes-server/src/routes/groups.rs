@@ -1,6 +1,7 @@
 //! Groups, members, grants and effective access (spec §3.9).
 
 use super::audit::Audit;
+use super::json::ApiJson;
 use super::users::guard_last_admin;
 use crate::auth::access::{effective_access, is_resource_type, Caller, Credential, EffectiveAccess, RESOURCE_TYPES};
 use crate::auth::authenticate::{Admin, ClientInfo};
@@ -82,7 +83,7 @@ async fn create_group(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
-    Json(body): Json<NewGroup>,
+    ApiJson(body): ApiJson<NewGroup>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let name = body.name.trim();
     if name.is_empty() {
@@ -118,7 +119,7 @@ async fn update_group(
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
-    Json(body): Json<GroupPatch>,
+    ApiJson(body): ApiJson<GroupPatch>,
 ) -> Result<Json<Value>, ApiError> {
     let g = group_or_404(&state, &id).await?;
     let name = body.name.as_deref().map(str::trim);
@@ -178,7 +179,7 @@ async fn add_member(
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
-    Json(body): Json<MemberRef>,
+    ApiJson(body): ApiJson<MemberRef>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let g = group_or_404(&state, &id).await?;
     if g.name == EVERYONE_GROUP {
@@ -266,7 +267,7 @@ async fn create_grant(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
-    Json(body): Json<NewGrant>,
+    ApiJson(body): ApiJson<NewGrant>,
 ) -> Result<(StatusCode, Json<Grant>), ApiError> {
     if !is_resource_type(&body.resource_type) {
         let known: Vec<_> = RESOURCE_TYPES.iter().map(|t| t.key).collect();
@@ -334,7 +335,7 @@ async fn add_user_membership(
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
-    Json(body): Json<GroupRef>,
+    ApiJson(body): ApiJson<GroupRef>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let user = user_or_404(&state, &id).await?;
     let g = group_or_404(&state, &body.group_id).await?;

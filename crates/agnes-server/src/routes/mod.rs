@@ -2,11 +2,18 @@
 
 mod audit;
 mod auth;
+mod catalog;
+mod data;
 mod groups;
 mod health;
+mod json;
 mod me;
 mod openapi;
 mod prometheus;
+mod ranges;
+mod registry;
+mod sync;
+mod tables;
 mod users;
 
 use crate::auth::authenticate::{authenticate, AuthContext};
@@ -35,6 +42,10 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(me::routes())
         .merge(users::routes())
         .merge(groups::routes())
+        .merge(registry::routes())
+        .merge(sync::routes())
+        .merge(data::routes())
+        .merge(catalog::routes())
 }
 
 /// The OpenAPI document of [`api`], finished as served.

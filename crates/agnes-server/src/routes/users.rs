@@ -1,6 +1,7 @@
 //! `/api/users`: user administration (spec §3.9), admin only.
 
 use super::audit::Audit;
+use super::json::ApiJson;
 use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::auth::{password, pat};
 use crate::error::ApiError;
@@ -71,7 +72,7 @@ async fn create_user(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
-    Json(body): Json<NewUser>,
+    ApiJson(body): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let email = body.email.trim();
     if !plausible_email(email) {
@@ -122,7 +123,7 @@ async fn update_user(
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
-    Json(body): Json<UserPatch>,
+    ApiJson(body): ApiJson<UserPatch>,
 ) -> Result<Json<Value>, ApiError> {
     let before = user_or_404(&state, &id).await?;
     if let Some(email) = &body.email {
@@ -215,7 +216,7 @@ async fn set_password(
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
-    Json(body): Json<NewPassword>,
+    ApiJson(body): ApiJson<NewPassword>,
 ) -> Result<Json<Value>, ApiError> {
     user_or_404(&state, &id).await?;
     let hash = password::hash(&body.password).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;

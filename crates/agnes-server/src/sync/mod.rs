@@ -102,7 +102,7 @@ struct Inner {
     running: tokio::sync::Mutex<()>,
     last_trigger: Mutex<Option<Instant>>,
     stopping: AtomicBool,
-    background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl SyncService {
@@ -125,7 +125,7 @@ impl SyncService {
                 running: tokio::sync::Mutex::new(()),
                 last_trigger: Mutex::new(None),
                 stopping: AtomicBool::new(false),
-                background: Mutex::new(None),
+                background: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -156,16 +156,23 @@ impl SyncService {
                 Err(e) => tracing::error!("background sync failed: {e}"),
             }
         });
-        *self.inner.background.lock().unwrap() = Some(handle);
+        self.keep(handle);
         Ok(())
     }
 
-    /// Ask a running sync to stop after its current table, and wait for it.
+    /// Remember a background task so shutdown can wait for it.
+    fn keep(&self, handle: tokio::task::JoinHandle<()>) {
+        let mut tasks = self.inner.background.lock().unwrap();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
+    /// Ask a running sync to stop after its current table, and wait for background work.
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
-        let handle = self.inner.background.lock().unwrap().take();
-        if let Some(h) = handle {
-            let _ = h.await;
+        let tasks: Vec<_> = std::mem::take(&mut *self.inner.background.lock().unwrap());
+        for t in tasks {
+            let _ = t.await;
         }
         let _ = self.inner.running.lock().await;
     }
@@ -249,7 +256,56 @@ impl SyncService {
         Ok(report)
     }
 
-    fn source_name_for(&self, t: &TableSpec) -> Option<String> {
+    /// The source types some connector serves.
+    pub fn source_types(&self) -> Vec<agnes_core::SourceType> {
+        self.inner.connectors.iter().map(|c| c.source_type()).collect()
+    }
+
+    /// The columns a sync of `spec` would publish (registration precheck).
+    pub async fn preview(&self, spec: &TableSpec) -> Result<Vec<agnes_engine::inspect::Column>, String> {
+        let connector =
+            self.connector_for(spec).ok_or_else(|| format!("no connector syncs query_mode '{}'", spec.query_mode))?;
+        let (layout, limits, spec) = (self.inner.layout.clone(), self.inner.limits.clone(), spec.clone());
+        tokio::task::spawn_blocking(move || connector.preview(&spec, &SyncContext { layout: &layout, limits: &limits }))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Remove what was published for `spec` (its files, its sync state) and rebuild, in
+    /// the background and never during a sync run: after an unregister, a rename or a
+    /// change of layout. The next sync publishes the table anew if it still exists.
+    pub async fn forget_published(&self, spec: &TableSpec) {
+        let this = self.clone();
+        let spec = spec.clone();
+        let handle = tokio::spawn(async move {
+            let _guard = this.inner.running.lock().await;
+            if let Err(e) = this.forget_now(&spec).await {
+                tracing::error!(table = %spec.id, "cannot remove the published data: {e}");
+            }
+        });
+        self.keep(handle);
+    }
+
+    async fn forget_now(&self, spec: &TableSpec) -> Result<(), SyncError> {
+        self.inner.store.sync_state().forget(&spec.id).await?;
+        if let Some(source) = self.source_name_for(spec) {
+            let file = self.inner.layout.table_file(&source, &spec.name);
+            let dir = self.inner.layout.table_part_dir(&source, &spec.name);
+            agnes_engine::fsutil::remove_if_exists(&file)?;
+            if dir.is_dir() {
+                std::fs::remove_dir_all(&dir).map_err(agnes_engine::EngineError::io("remove", &dir))?;
+            }
+        }
+        if let Some(connector) = self.connector_for(spec) {
+            extracts::write_source_extract(&self.inner.store, &self.inner.layout, connector.as_ref()).await?;
+        }
+        self.rebuild().await?;
+        Ok(())
+    }
+
+    /// The extract directory a table's data lives in (`extracts/<source>`).
+    pub fn source_name_for(&self, t: &TableSpec) -> Option<String> {
         let st = t.source_type?;
         Some(
             self.inner

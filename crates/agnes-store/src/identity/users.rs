@@ -113,3 +113,15 @@ impl IdentityRepo<'_> {
         Ok(r.rows_affected() > 0)
     }
 }
+
+impl IdentityRepo<'_> {
+    /// Stamp `last_pull_at` (every manifest fetch).
+    pub async fn touch_last_pull(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE users SET last_pull_at = ? WHERE id = ?")
+            .bind(crate::now_text())
+            .bind(id)
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+}

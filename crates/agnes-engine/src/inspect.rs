@@ -1,0 +1,122 @@
+//! Looking into published parquet: column types and sample rows, for the catalog API.
+
+use crate::Result;
+use agnes_core::ident::quote_literal;
+use duckdb::Connection;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub column_type: String,
+    pub nullable: bool,
+}
+
+fn reader(path: &str) -> String {
+    format!("read_parquet({})", quote_literal(path))
+}
+
+/// The columns of a parquet file or glob.
+pub fn describe_parquet(path: &str) -> Result<Vec<Column>> {
+    describe_query(&Connection::open_in_memory()?, &format!("SELECT * FROM {}", reader(path)))
+}
+
+/// The columns a query returns, without running it.
+pub fn describe_query(conn: &Connection, select_sql: &str) -> Result<Vec<Column>> {
+    let mut stmt = conn.prepare(&format!("SELECT column_name, column_type, \"null\" FROM (DESCRIBE {select_sql})"))?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Column {
+            name: r.get(0)?,
+            column_type: r.get(1)?,
+            nullable: r.get::<_, Option<String>>(2)?.as_deref() == Some("YES"),
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// The first `n` rows as JSON objects: numbers stay numbers, dates and timestamps are
+/// ISO strings, NaN and infinities become null.
+pub fn sample_parquet(path: &str, n: usize) -> Result<Vec<serde_json::Value>> {
+    let conn = Connection::open_in_memory()?;
+    let mut stmt =
+        conn.prepare(&format!("SELECT to_json(t)::VARCHAR FROM (SELECT * FROM {} LIMIT {n}) t", reader(path)))?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for text in rows {
+        let text = text?;
+        let value = serde_json::from_str(&non_finite_to_null(&text))
+            .map_err(|e| crate::EngineError::Invalid(format!("row is not valid JSON ({e}): {text}")))?;
+        out.push(value);
+    }
+    Ok(out)
+}
+
+/// DuckDB writes non-finite doubles as bare `NaN`, `Infinity`, `-Infinity`, which JSON
+/// does not allow; replace them (outside strings) with `null`.
+fn non_finite_to_null(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = json;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+        } else if let Some(token) = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t)) {
+            out.push_str("null");
+            rest = &rest[token.len()..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_and_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.parquet");
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "COPY (SELECT 1.5::DOUBLE a, 'nan'::DOUBLE b, DATE '2024-01-02' d, 12.34::DECIMAL(10,2) e, NULL::INTEGER f, 'say \"NaN\"' s FROM range(3)) TO '{}'",
+            p.display()
+        ))
+        .unwrap();
+        let cols = describe_parquet(&p.to_string_lossy()).unwrap();
+        assert_eq!(
+            cols.iter().map(|c| (c.name.as_str(), c.column_type.as_str())).collect::<Vec<_>>()[..3],
+            [("a", "DOUBLE"), ("b", "DOUBLE"), ("d", "DATE")]
+        );
+        let rows = sample_parquet(&p.to_string_lossy(), 2).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0],
+            serde_json::json!({"a": 1.5, "b": null, "d": "2024-01-02", "e": 12.34, "f": null, "s": "say \"NaN\""})
+        );
+    }
+
+    #[test]
+    fn non_finite_outside_strings_only() {
+        assert_eq!(
+            non_finite_to_null(r#"{"a":NaN,"b":-Infinity,"c":"NaN","d":[Infinity]}"#),
+            r#"{"a":null,"b":null,"c":"NaN","d":[null]}"#
+        );
+    }
+}

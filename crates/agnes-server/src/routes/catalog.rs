@@ -1,0 +1,166 @@
+//! `/api/v2/catalog`, `/api/v2/schema/{table}`, `/api/v2/sample/{table}`, the legacy
+//! `/api/catalog/tables`, and `/api/welcome` (spec §3.5, §3.11). Every answer is
+//! filtered for the caller on each request; nothing is cached across callers.
+
+use super::audit::Audit;
+use super::tables::{may_read, readable_ids, readable_path, resolve_readable};
+use crate::auth::access::Caller;
+use crate::auth::authenticate::ClientInfo;
+use crate::error::ApiError;
+use crate::state::AppState;
+use agnes_core::{QueryMode, SourceType, TableSpec};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(catalog))
+        .routes(routes!(schema))
+        .routes(routes!(sample))
+        .routes(routes!(legacy_tables))
+        .routes(routes!(welcome))
+}
+
+fn sql_flavor(t: &TableSpec) -> &'static str {
+    if t.source_type == Some(SourceType::Bigquery) && t.query_mode == QueryMode::Remote {
+        "bigquery"
+    } else {
+        "duckdb"
+    }
+}
+
+fn size_hint(bytes: Option<i64>) -> Value {
+    const MIB: i64 = 1 << 20;
+    match bytes {
+        None => Value::Null,
+        Some(b) if b <= 100 * MIB => json!("small"),
+        Some(b) if b <= 1024 * MIB => json!("medium"),
+        Some(b) if b <= 10 * 1024 * MIB => json!("large"),
+        Some(_) => json!("very_large"),
+    }
+}
+
+async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<TableSpec>, ApiError> {
+    let readable = readable_ids(state, caller).await?;
+    Ok(state.store.registry().list().await?.into_iter().filter(|t| may_read(&readable, &t.id)).collect())
+}
+
+/// Every table the caller may use, with how to fetch it and how big it is.
+#[utoipa::path(get, path = "/api/v2/catalog", tag = "catalog", responses((status = 200, description = "{tables: [...], server_time}")))]
+async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Json<Value>, ApiError> {
+    let states: std::collections::HashMap<String, agnes_store::sync_state::SyncState> =
+        state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
+    let tables: Vec<Value> = visible(&state, &caller)
+        .await?
+        .into_iter()
+        .map(|t| {
+            let s = states.get(&t.id);
+            let published = s.is_some_and(|s| !s.hash.is_empty());
+            let fetch_via = match t.query_mode {
+                QueryMode::Remote => format!("agnes snapshot create {} --select … --where … --limit …", t.id),
+                _ if published => "already local".to_string(),
+                _ => "not yet published: available after the next sync".to_string(),
+            };
+            json!({
+                "id": t.id, "name": t.name, "description": t.description, "source_type": t.source_type,
+                "query_mode": t.query_mode, "sql_flavor": sql_flavor(&t), "where_examples": [], "fetch_via": fetch_via,
+                "rough_size_hint": size_hint(s.filter(|_| published).map(|s| s.file_size_bytes)),
+                "rows": s.filter(|_| published).map(|s| s.rows), "size_bytes": s.filter(|_| published).map(|s| s.file_size_bytes),
+                "partition_by": t.partition_by, "clustered_by": [], "entity_type": null,
+                "metadata_freshness": "not_applicable",
+                "last_sync": s.and_then(|s| s.last_sync).map(|d| d.to_rfc3339()),
+                "folder": t.folder,
+            })
+        })
+        .collect();
+    Audit::of(&state, &caller, &client)
+        .record("catalog.list", None, Some(json!({"tables": tables.len()})), "success")
+        .await;
+    Ok(Json(json!({"tables": tables, "server_time": chrono::Utc::now().to_rfc3339()})))
+}
+
+/// Columns of a table, with types and nullability.
+#[utoipa::path(get, path = "/api/v2/schema/{table}", tag = "catalog", params(("table" = String, Path)), responses((status = 200), (status = 403), (status = 404)))]
+async fn schema(
+    State(state): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    Path(table): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let spec = resolve_readable(&state, &caller, &table).await?;
+    let path = readable_path(&state, &spec).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
+    })?;
+    let columns = tokio::task::spawn_blocking(move || agnes_engine::inspect::describe_parquet(&path))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let columns: Vec<Value> = columns
+        .into_iter()
+        .map(|c| json!({"name": c.name, "type": c.column_type, "nullable": c.nullable, "description": ""}))
+        .collect();
+    Audit::of(&state, &caller, &client).record("catalog.schema", Some(&spec.id), None, "success").await;
+    Ok(Json(json!({
+        "table_id": spec.id, "source_type": spec.source_type, "sql_flavor": sql_flavor(&spec), "columns": columns,
+        "partition_by": spec.partition_by, "clustered_by": [], "where_dialect_hints": {},
+    })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+struct SampleQuery {
+    /// Rows to return, 1 to 100 (default 5).
+    n: Option<i64>,
+}
+
+/// A few rows of a table.
+#[utoipa::path(get, path = "/api/v2/sample/{table}", tag = "catalog", params(("table" = String, Path), SampleQuery), responses((status = 200), (status = 403), (status = 404)))]
+async fn sample(
+    State(state): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    Path(table): Path<String>,
+    Query(q): Query<SampleQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let spec = resolve_readable(&state, &caller, &table).await?;
+    let n = q.n.unwrap_or(5).clamp(1, 100) as usize;
+    let path = readable_path(&state, &spec).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
+    })?;
+    let rows = tokio::task::spawn_blocking(move || agnes_engine::inspect::sample_parquet(&path, n))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Audit::of(&state, &caller, &client)
+        .record("catalog.sample", Some(&spec.id), Some(json!({"n": n})), "success")
+        .await;
+    Ok(Json(json!({"table_id": spec.id, "rows": rows, "source": "parquet"})))
+}
+
+/// The original's table list, kept for clients that probe a token with it.
+#[utoipa::path(get, path = "/api/catalog/tables", tag = "catalog", responses((status = 200, description = "{tables: [{id, name, description, source_type, sync_strategy, query_mode}], count}")))]
+async fn legacy_tables(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let tables: Vec<Value> = visible(&state, &caller)
+        .await?
+        .into_iter()
+        .map(|t| json!({"id": t.id, "name": t.name, "description": t.description, "source_type": t.source_type, "sync_strategy": t.sync_strategy, "query_mode": t.query_mode}))
+        .collect();
+    Ok(Json(json!({"count": tables.len(), "tables": tables})))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+struct WelcomeQuery {
+    server_url: Option<String>,
+}
+
+/// The CLAUDE.md an analyst workspace starts with: how an AI agent should work here.
+#[utoipa::path(get, path = "/api/welcome", tag = "catalog", params(WelcomeQuery), responses((status = 200, description = "{content}")))]
+async fn welcome(State(state): State<AppState>, _caller: Caller, Query(q): Query<WelcomeQuery>) -> Json<Value> {
+    let server =
+        q.server_url.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| format!("http://{}", state.config.bind));
+    Json(json!({"content": include_str!("welcome.md").replace("{server_url}", server.trim())}))
+}

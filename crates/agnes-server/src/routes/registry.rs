@@ -1,0 +1,254 @@
+//! `/api/admin/register-table`, `/api/admin/registry…`, `/api/admin/discover-tables`
+//! (spec §3.8): the table registry, for admins.
+
+use super::audit::Audit;
+use super::json::ApiJson;
+use crate::auth::authenticate::{Admin, ClientInfo};
+use crate::error::ApiError;
+use crate::state::AppState;
+use agnes_core::{registry_id_for_name, QueryMode, SourceType, TableSpec};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(precheck))
+        .routes(routes!(list))
+        .routes(routes!(update, unregister))
+        .routes(routes!(discover))
+}
+
+/// Fields a request may set; everything else in a body is refused.
+const FIELDS: &[&str] = &[
+    "name",
+    "folder",
+    "sync_strategy",
+    "primary_key",
+    "description",
+    "source_type",
+    "bucket",
+    "source_table",
+    "source_query",
+    "query_mode",
+    "sync_schedule",
+    "profile_after_sync",
+    "incremental_window_days",
+    "max_history_days",
+    "incremental_column",
+    "where_filters",
+    "partition_by",
+    "partition_granularity",
+    "initial_load_chunk_days",
+    "bq_fqn",
+    "source_options",
+];
+
+fn unprocessable(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
+}
+
+/// Lay `body` over `base`: a key present sets the field (`null` clears it, or restores the
+/// default of a field that cannot be empty); an absent key keeps it.
+fn overlay(base: &TableSpec, body: &Map<String, Value>) -> Result<TableSpec, ApiError> {
+    let mut v = serde_json::to_value(base).map_err(ApiError::internal)?;
+    for (key, value) in body {
+        if !FIELDS.contains(&key.as_str()) {
+            return Err(unprocessable(format!("unknown field '{key}'")));
+        }
+        let value = match (key.as_str(), value) {
+            ("sync_strategy", Value::Null) => json!("full_refresh"),
+            ("query_mode", Value::Null) => json!("local"),
+            ("profile_after_sync", Value::Null) => json!(true),
+            ("primary_key", Value::Null) => json!([]),
+            // The original accepted a comma-separated string too.
+            ("primary_key", Value::String(s)) => {
+                json!(s.split(',').map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>())
+            }
+            ("name", Value::String(s)) => json!(s.trim()),
+            _ => value.clone(),
+        };
+        v[key] = value;
+    }
+    serde_json::from_value(v).map_err(|e| unprocessable(format!("invalid field value: {e}")))
+}
+
+/// The rules of the registry plus what this server can sync.
+fn check(state: &AppState, spec: &TableSpec) -> Result<(), ApiError> {
+    spec.validate().map_err(|errors| unprocessable(errors.join("; ")))?;
+    let configured = state.sync.source_types().iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
+    match spec.source_type {
+        Some(t) if state.sync.source_types().contains(&t) => Ok(()),
+        Some(other) => Err(unprocessable(format!(
+            "source_type '{other}' is not configured on this server (configured: {configured})"
+        ))),
+        None => Err(unprocessable(format!("source_type is required (configured: {configured})"))),
+    }
+}
+
+fn new_spec(body: &Map<String, Value>, admin: &str) -> Result<TableSpec, ApiError> {
+    let name = body.get("name").and_then(Value::as_str).map(str::trim).unwrap_or_default();
+    if name.is_empty() {
+        return Err(unprocessable("name is required"));
+    }
+    let mut base = TableSpec::new(name, SourceType::Files, QueryMode::Local);
+    base.registered_by = Some(admin.to_string());
+    let mut spec = overlay(&base, body)?;
+    spec.id = registry_id_for_name(&spec.name);
+    Ok(spec)
+}
+
+/// Register a table (201). The data is published on the next sync.
+#[utoipa::path(post, path = "/api/admin/register-table", tag = "registry", request_body = Object,
+    responses((status = 201, description = "{id, name, status: \"registered\"}"), (status = 409), (status = 422)))]
+async fn register(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let spec = new_spec(&body, &caller.user.email)?;
+    check(&state, &spec)?;
+    state.store.registry().insert(&spec).await.map_err(|e| match e {
+        agnes_store::StoreError::Conflict(_) => {
+            ApiError::new(StatusCode::CONFLICT, format!("Table '{}' already exists", spec.id))
+        }
+        other => other.into(),
+    })?;
+    Audit::of(&state, &caller, &client)
+        .record("register_table", Some(&spec.id), Some(Value::Object(body)), "success")
+        .await;
+    Ok((StatusCode::CREATED, Json(json!({"id": spec.id, "name": spec.name, "status": "registered"}))))
+}
+
+/// Validate a registration without writing it, and preview the source's columns.
+#[utoipa::path(post, path = "/api/admin/register-table/precheck", tag = "registry", request_body = Object,
+    responses((status = 200, description = "{ok, table: {name, source_type, bucket, source_table, rows, size_bytes, columns, note}}"), (status = 422)))]
+async fn precheck(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let spec = new_spec(&body, &caller.user.email)?;
+    check(&state, &spec)?;
+    let preview = state.sync.preview(&spec).await;
+    let (columns, note) = match preview {
+        Ok(cols) => (json!(cols), json!(format!("{} columns found; data is published on the next sync", cols.len()))),
+        Err(e) => return Err(unprocessable(format!("the source cannot be read: {e}"))),
+    };
+    Ok(Json(json!({
+        "ok": true,
+        "table": {"name": spec.name, "source_type": spec.source_type, "bucket": spec.bucket, "source_table": spec.source_table,
+                  "rows": null, "size_bytes": null, "columns": columns, "note": note},
+    })))
+}
+
+/// Every registry row with its last sync error.
+#[utoipa::path(get, path = "/api/admin/registry", tag = "registry", responses((status = 200, description = "{tables, count}")))]
+async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+    let states: std::collections::HashMap<String, agnes_store::sync_state::SyncState> =
+        state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
+    let tables: Vec<Value> = state
+        .store
+        .registry()
+        .list()
+        .await?
+        .into_iter()
+        .map(|t| {
+            let error = states.get(&t.id).filter(|s| s.status == "error").and_then(|s| s.error.clone());
+            let mut v = serde_json::to_value(&t).unwrap_or_default();
+            v["last_sync_error"] = json!(error);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"count": tables.len(), "tables": tables})))
+}
+
+/// Change some fields: an omitted field is kept, `null` clears it.
+#[utoipa::path(put, path = "/api/admin/registry/{table_id}", tag = "registry", params(("table_id" = String, Path)), request_body = Object,
+    responses((status = 200, description = "{id, updated: [fields]}"), (status = 404), (status = 409), (status = 422)))]
+async fn update(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Path(table_id): Path<String>,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let before = state
+        .store
+        .registry()
+        .resolve(&table_id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Table '{table_id}' not found")))?;
+    let mut after = overlay(&before, &body)?;
+    if after.query_mode != QueryMode::Materialized && !body.contains_key("source_query") {
+        after.source_query = None;
+    }
+    check(&state, &after)?;
+    if after.name != before.name {
+        if let Some(other) = state.store.registry().resolve(&after.name).await? {
+            if other.id != before.id {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("a table named '{}' already exists", after.name),
+                ));
+            }
+        }
+    }
+    let (old, new) = (
+        serde_json::to_value(&before).map_err(ApiError::internal)?,
+        serde_json::to_value(&after).map_err(ApiError::internal)?,
+    );
+    let updated: Vec<&str> = FIELDS.iter().copied().filter(|f| old[*f] != new[*f]).collect();
+    state.store.registry().upsert(&after).await?;
+    if after.name != before.name
+        || after.source_type != before.source_type
+        || after.sync_strategy != before.sync_strategy
+    {
+        // The published data lives under the old name or layout: forget it; the next sync
+        // publishes it anew.
+        state.sync.forget_published(&before).await;
+    }
+    Audit::of(&state, &caller, &client)
+        .record_change("update_table", Some(&before.id), Some(Value::Object(body)), Some(old), "success")
+        .await;
+    Ok(Json(json!({"id": before.id, "updated": updated})))
+}
+
+/// Remove a table: its registry row, published data, sync state and grants.
+#[utoipa::path(delete, path = "/api/admin/registry/{table_id}", tag = "registry", params(("table_id" = String, Path)), responses((status = 204), (status = 404)))]
+async fn unregister(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Path(table_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let spec = state
+        .store
+        .registry()
+        .resolve(&table_id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Table '{table_id}' not found")))?;
+    state.store.registry().delete(&spec.id).await?;
+    state.sync.forget_published(&spec).await;
+    Audit::of(&state, &caller, &client)
+        .record_change("unregister_table", Some(&spec.id), None, Some(json!(spec)), "success")
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Files under the files root that could be registered.
+#[utoipa::path(get, path = "/api/admin/discover-tables", tag = "registry", responses((status = 200, description = "{tables: [{path, format, size_bytes}], count, source}")))]
+async fn discover(State(state): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+    let root = state.config.files_root.clone();
+    let tables = tokio::task::spawn_blocking(move || agnes_connectors::files::discover(&root))
+        .await
+        .map_err(ApiError::internal)?;
+    let tables: Vec<Value> =
+        tables.into_iter().map(|f| json!({"path": f.path, "format": f.format, "size_bytes": f.size_bytes})).collect();
+    Ok(Json(json!({"count": tables.len(), "tables": tables, "source": "files"})))
+}

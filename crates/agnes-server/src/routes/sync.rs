@@ -1,0 +1,151 @@
+//! `/api/sync/trigger`, `/api/sync/status`, `/api/sync/manifest` (spec §3.3).
+
+use super::audit::Audit;
+use super::tables::{may_read, readable_ids};
+use crate::auth::access::Caller;
+use crate::auth::authenticate::{Admin, ClientInfo};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::sync::{Selection, SyncError};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(trigger)).routes(routes!(status)).routes(routes!(manifest))
+}
+
+/// The three body shapes the original accepted: an array of names or ids,
+/// `{"tables": [...]}`, or nothing / `null` for "whatever is due".
+fn selection(body: &[u8]) -> Result<Selection, ApiError> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body must be a list of table names or ids, {\"tables\": [...]}, or empty",
+        )
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Selection::Due);
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|_| bad())?;
+    let list = match &v {
+        Value::Null => return Ok(Selection::Due),
+        Value::Array(a) => a,
+        Value::Object(o) if o.len() == 1 => match o.get("tables") {
+            Some(Value::Array(a)) => a,
+            Some(Value::Null) => return Ok(Selection::Due),
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
+    let names: Option<Vec<String>> = list.iter().map(|x| x.as_str().map(String::from)).collect();
+    names.map(Selection::Tables).ok_or_else(bad)
+}
+
+/// Start a sync in the background (admin): the named tables, or every table that is due.
+#[utoipa::path(post, path = "/api/sync/trigger", tag = "sync", request_body = Object,
+    responses((status = 200, description = "{status: \"triggered\", tables, message}"), (status = 409, description = "{\"detail\": \"sync_already_in_progress\"}"), (status = 422)))]
+async fn trigger(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let selection = selection(&body)?;
+    let audit = Audit::of(&state, &caller, &client);
+    let tables = match &selection {
+        Selection::Due => json!("all"),
+        Selection::Tables(t) => json!(t),
+    };
+    match state.sync.trigger(selection) {
+        Ok(()) => {
+            audit.record("sync.trigger", None, Some(json!({"tables": tables})), "success").await;
+            Ok(Json(
+                json!({"status": "triggered", "tables": tables, "message": "sync started in the background; GET /api/sync/status shows when it is done"}),
+            ))
+        }
+        Err(SyncError::InProgress) => {
+            audit.record("sync.trigger", None, Some(json!({"tables": tables})), "error.in_progress").await;
+            Err(ApiError::new(StatusCode::CONFLICT, "sync_already_in_progress"))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// Whether a sync is running (or was triggered less than 30 s ago).
+#[utoipa::path(get, path = "/api/sync/status", tag = "sync", security(()), responses((status = 200, description = "{\"locked\": bool}")))]
+async fn status(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"locked": state.sync.is_locked()}))
+}
+
+/// What the caller may pull: one entry per readable table with published data, keyed by
+/// name, with its content hash (and its parts, for partitioned tables). Built from stored
+/// state: nothing is hashed at request time.
+#[utoipa::path(get, path = "/api/sync/manifest", tag = "sync", responses((status = 200, description = "{tables: {name: {id, hash, updated, size_bytes, rows, query_mode, source_type, parts?}}, server_time}")))]
+async fn manifest(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Json<Value>, ApiError> {
+    let readable = readable_ids(&state, &caller).await?;
+    let registry: HashMap<String, agnes_core::TableSpec> =
+        state.store.registry().list().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
+    let mut parts = state.store.sync_state().all_parts().await?;
+    let mut tables = Map::new();
+    for s in state.store.sync_state().list().await? {
+        if !may_read(&readable, &s.table_id) {
+            continue;
+        }
+        // Unregistered tables (exposed by an external extract) default as the original did.
+        let (name, query_mode, source_type, partitioned) = match registry.get(&s.table_id) {
+            Some(t) => (
+                t.name.clone(),
+                t.query_mode.as_str(),
+                t.source_type.map(|x| x.as_str()).unwrap_or(""),
+                t.sync_strategy == agnes_core::SyncStrategy::Partitioned,
+            ),
+            None => (s.table_id.clone(), "local", "", false),
+        };
+        if s.last_sync.is_none() && s.hash.is_empty() {
+            continue; // never published: nothing to pull yet
+        }
+        let mut entry = json!({
+            "id": s.table_id, "hash": s.hash, "updated": s.last_sync.map(|t| t.to_rfc3339()),
+            "size_bytes": s.file_size_bytes, "rows": s.rows, "query_mode": query_mode, "source_type": source_type,
+        });
+        if partitioned {
+            let list: Vec<Value> = parts
+                .remove(&s.table_id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| json!({"part": p.part, "path": format!("/api/data/{}/parts/{}/download", s.table_id, p.part), "hash": p.hash, "size_bytes": p.size_bytes, "rows": p.rows}))
+                .collect();
+            entry["parts"] = json!(list);
+        }
+        tables.insert(name, entry);
+    }
+    if let Err(e) = state.store.identity().touch_last_pull(&caller.user.id).await {
+        tracing::warn!("cannot record last_pull_at: {e}");
+    }
+    Audit::of(&state, &caller, &client)
+        .record("manifest.fetch", None, Some(json!({"tables": tables.len()})), "success")
+        .await;
+    Ok(Json(json!({"tables": tables, "server_time": chrono::Utc::now().to_rfc3339()})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_shapes() {
+        assert_eq!(selection(b"").unwrap(), Selection::Due);
+        assert_eq!(selection(b"null").unwrap(), Selection::Due);
+        assert_eq!(selection(br#"["a","b"]"#).unwrap(), Selection::Tables(vec!["a".into(), "b".into()]));
+        assert_eq!(selection(br#"{"tables":["a"]}"#).unwrap(), Selection::Tables(vec!["a".into()]));
+        for bad in [&br#"{"table":["a"]}"#[..], br#"[1]"#, br#""a""#, br#"{"#] {
+            assert_eq!(selection(bad).unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
+        }
+    }
+}
