@@ -11,8 +11,10 @@ pub mod extract;
 pub mod fsutil;
 pub mod inspect;
 pub mod layout;
+pub mod local;
 pub mod orchestrator;
 pub mod publish;
+pub mod values;
 
 pub use error::EngineError;
 pub use layout::DataLayout;

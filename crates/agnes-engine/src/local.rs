@@ -1,0 +1,170 @@
+//! The analyst's local DuckDB (`user/duckdb/analytics.duckdb`): one view per pulled table,
+//! rebuilt on every pull, while snapshot views and the analyst's own tables survive
+//! (the original dropped every view: spec §12 quirk 1).
+//!
+//! Views agnes manages are listed in `_agnes_views` with their kind (`server` for pulled
+//! tables, `snapshot` for snapshots); nothing else in the file is ever touched.
+
+use crate::{EngineError, Result};
+use agnes_core::ident::{is_strict_identifier, quote_ident, quote_literal};
+use duckdb::types::Value;
+use duckdb::{AccessMode, Config, Connection};
+use std::path::Path;
+
+const REGISTRY: &str = "CREATE TABLE IF NOT EXISTS _agnes_views (name VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, target VARCHAR NOT NULL)";
+
+/// Replace the `server` views with one view per `(name, parquet path or glob)`. A name
+/// taken by one of the analyst's tables or by a snapshot is left alone and returned.
+pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<String>> {
+    if let Some(dir) = db.parent() {
+        std::fs::create_dir_all(dir).map_err(EngineError::io("create directory", dir))?;
+    }
+    let conn = Connection::open(db)?;
+    conn.execute_batch(REGISTRY)?;
+    let taken: Vec<(String, String)> = {
+        let mut stmt = conn.prepare(
+            "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'main' AND table_name <> '_agnes_views'",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    let managed: Vec<(String, String)> = {
+        let mut stmt = conn.prepare("SELECT name, kind FROM _agnes_views")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    let snapshots: Vec<&str> = managed.iter().filter(|(_, k)| k == "snapshot").map(|(n, _)| n.as_str()).collect();
+    let mut sql = String::from("BEGIN TRANSACTION;");
+    for (name, kind) in &managed {
+        if kind == "server" {
+            // The analyst may have replaced our view with a table of their own: keep it.
+            if taken.iter().any(|(t, k)| t == name && k == "VIEW") {
+                sql.push_str(&format!("DROP VIEW {};", quote_ident(name)));
+            }
+            sql.push_str(&format!("DELETE FROM _agnes_views WHERE name = {};", quote_literal(name)));
+        }
+    }
+    let mut skipped = Vec::new();
+    for (name, target) in tables {
+        let user_table = taken.iter().any(|(t, kind)| t == name && kind == "BASE TABLE");
+        if !is_strict_identifier(name) || user_table || snapshots.contains(&name.as_str()) {
+            skipped.push(name.clone());
+            continue;
+        }
+        sql.push_str(&format!(
+            "CREATE OR REPLACE VIEW {} AS SELECT * FROM read_parquet({}); INSERT INTO _agnes_views VALUES ({}, 'server', {});",
+            quote_ident(name),
+            quote_literal(target),
+            quote_literal(name),
+            quote_literal(target)
+        ));
+    }
+    sql.push_str("COMMIT; CHECKPOINT;");
+    conn.execute_batch(&sql)?;
+    Ok(skipped)
+}
+
+/// The names of every table and view a query can use.
+pub fn relation_names(db: &Path) -> Result<Vec<String>> {
+    let conn = open_read_only(db)?;
+    let mut stmt = conn.prepare("SELECT table_name FROM information_schema.tables WHERE table_name <> '_agnes_views' ORDER BY 1")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+fn open_read_only(db: &Path) -> Result<Connection> {
+    Ok(Connection::open_with_flags(db, Config::default().access_mode(AccessMode::ReadOnly)?)?)
+}
+
+/// A query's result: column names, at most `limit` rows, and whether more existed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryOutput {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    pub truncated: bool,
+}
+
+/// Run `sql` on the local DuckDB, read-only, keeping at most `limit` rows.
+pub fn query(db: &Path, sql: &str, limit: usize) -> Result<QueryOutput> {
+    let conn = open_read_only(db)?;
+    let mut stmt = conn.prepare(sql)?;
+    let mut out = Vec::new();
+    let mut columns = Vec::new();
+    let mut truncated = false;
+    {
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            if columns.is_empty() {
+                columns = row.as_ref().column_names();
+            }
+            if out.len() == limit {
+                truncated = true;
+                break;
+            }
+            let n = row.as_ref().column_count();
+            out.push((0..n).map(|i| read_value(row, i)).collect::<Result<Vec<_>>>()?);
+        }
+    }
+    if columns.is_empty() {
+        columns = stmt.column_names();
+    }
+    Ok(QueryOutput { columns, rows: out, truncated })
+}
+
+/// One value of a result row. duckdb-rs panics on column types it does not map (a bare
+/// `NULL` column, for one); those are answered here, and any other panic becomes an error
+/// naming the column, so no query can crash the caller.
+fn read_value(row: &duckdb::Row<'_>, i: usize) -> Result<Value> {
+    use duckdb::arrow::datatypes::DataType;
+    let stmt = row.as_ref();
+    let data_type = stmt.column_type(i);
+    if data_type == DataType::Null {
+        return Ok(Value::Null);
+    }
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| row.get::<_, Value>(i))) {
+        Ok(v) => Ok(v?),
+        Err(_) => Err(EngineError::Invalid(format!(
+            "column '{}' has a type agnes cannot display ({data_type}); CAST it to VARCHAR",
+            stmt.column_name(i).map(String::as_str).unwrap_or("?")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_views_replace_each_other_but_spare_user_tables_and_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("user/duckdb/analytics.duckdb");
+        let a = dir.path().join("a.parquet");
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(&format!("COPY (SELECT range AS x FROM range(3)) TO '{}'", a.display())).unwrap();
+        drop(c);
+        let target = a.to_string_lossy().into_owned();
+        assert!(sync_server_views(&db, &[("orders".into(), target.clone()), ("mine".into(), target.clone())]).unwrap().is_empty());
+        {
+            let conn = Connection::open(&db).unwrap();
+            conn.execute_batch(&format!(
+                "CREATE TABLE notes AS SELECT 1 AS n; CREATE VIEW snap AS SELECT 42 AS s; INSERT INTO _agnes_views VALUES ('snap', 'snapshot', 'x'); DROP VIEW mine; CREATE TABLE mine AS SELECT 7 AS m;"
+            ))
+            .unwrap();
+        }
+        // Next pull: `orders` is gone (revoked), `customers` is new, `mine` is now the analyst's table.
+        let skipped = sync_server_views(&db, &[("customers".into(), target.clone()), ("mine".into(), target.clone()), ("snap".into(), target)]).unwrap();
+        assert_eq!(skipped, ["mine", "snap"]);
+        let names = relation_names(&db).unwrap();
+        assert_eq!(names, ["customers", "mine", "notes", "snap"]);
+        let out = query(&db, "SELECT s FROM snap", 10).unwrap();
+        assert_eq!(out.rows, vec![vec![Value::Int(42)]], "the snapshot view survives");
+        let out = query(&db, "SELECT x FROM customers ORDER BY x", 2).unwrap();
+        assert_eq!((out.columns.clone(), out.rows.len(), out.truncated), (vec!["x".to_string()], 2, true));
+        let nulls = query(&db, "SELECT NULL AS nothing", 2).unwrap();
+        assert_eq!(nulls.rows[0][0], Value::Null, "a NULL-typed column does not panic");
+        let err = query(&db, "SELECT [NULL] AS list", 2).unwrap_err().to_string();
+        assert!(err.contains("column 'list'") && err.contains("CAST"), "an unmappable type is an error, not a crash: {err}");
+        let empty = query(&db, "SELECT x FROM customers WHERE false", 2).unwrap();
+        assert_eq!((empty.columns, empty.rows.len()), (vec!["x".to_string()], 0));
+    }
+}
