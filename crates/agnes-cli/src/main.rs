@@ -33,6 +33,10 @@ enum Command {
     /// Administer users, groups and grants.
     #[command(subcommand)]
     Admin(commands::admin::AdminCommand),
+    /// Download the tables you may read into this workspace and refresh the local DuckDB.
+    Pull(commands::pull::PullArgs),
+    /// Run SQL on the local DuckDB.
+    Query(commands::query::QueryArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -65,6 +69,8 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Auth(cmd) => commands::auth::run(cmd).await,
             Command::Admin(cmd) => commands::admin::run(cmd).await,
+            Command::Pull(args) => commands::pull::run(args).await,
+            Command::Query(args) => commands::query::run(args).await,
         }
     });
     match result {

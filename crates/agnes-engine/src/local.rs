@@ -67,7 +67,8 @@ pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<S
 /// The names of every table and view a query can use.
 pub fn relation_names(db: &Path) -> Result<Vec<String>> {
     let conn = open_read_only(db)?;
-    let mut stmt = conn.prepare("SELECT table_name FROM information_schema.tables WHERE table_name <> '_agnes_views' ORDER BY 1")?;
+    let mut stmt =
+        conn.prepare("SELECT table_name FROM information_schema.tables WHERE table_name <> '_agnes_views' ORDER BY 1")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
@@ -143,16 +144,22 @@ mod tests {
         c.execute_batch(&format!("COPY (SELECT range AS x FROM range(3)) TO '{}'", a.display())).unwrap();
         drop(c);
         let target = a.to_string_lossy().into_owned();
-        assert!(sync_server_views(&db, &[("orders".into(), target.clone()), ("mine".into(), target.clone())]).unwrap().is_empty());
+        assert!(sync_server_views(&db, &[("orders".into(), target.clone()), ("mine".into(), target.clone())])
+            .unwrap()
+            .is_empty());
         {
             let conn = Connection::open(&db).unwrap();
-            conn.execute_batch(&format!(
+            conn.execute_batch(
                 "CREATE TABLE notes AS SELECT 1 AS n; CREATE VIEW snap AS SELECT 42 AS s; INSERT INTO _agnes_views VALUES ('snap', 'snapshot', 'x'); DROP VIEW mine; CREATE TABLE mine AS SELECT 7 AS m;"
-            ))
+            )
             .unwrap();
         }
         // Next pull: `orders` is gone (revoked), `customers` is new, `mine` is now the analyst's table.
-        let skipped = sync_server_views(&db, &[("customers".into(), target.clone()), ("mine".into(), target.clone()), ("snap".into(), target)]).unwrap();
+        let skipped = sync_server_views(
+            &db,
+            &[("customers".into(), target.clone()), ("mine".into(), target.clone()), ("snap".into(), target)],
+        )
+        .unwrap();
         assert_eq!(skipped, ["mine", "snap"]);
         let names = relation_names(&db).unwrap();
         assert_eq!(names, ["customers", "mine", "notes", "snap"]);
@@ -163,7 +170,10 @@ mod tests {
         let nulls = query(&db, "SELECT NULL AS nothing", 2).unwrap();
         assert_eq!(nulls.rows[0][0], Value::Null, "a NULL-typed column does not panic");
         let err = query(&db, "SELECT [NULL] AS list", 2).unwrap_err().to_string();
-        assert!(err.contains("column 'list'") && err.contains("CAST"), "an unmappable type is an error, not a crash: {err}");
+        assert!(
+            err.contains("column 'list'") && err.contains("CAST"),
+            "an unmappable type is an error, not a crash: {err}"
+        );
         let empty = query(&db, "SELECT x FROM customers WHERE false", 2).unwrap();
         assert_eq!((empty.columns, empty.rows.len()), (vec!["x".to_string()], 0));
     }

@@ -140,6 +140,31 @@ impl Api {
         self.call(Method::DELETE, path, None).await
     }
 
+    /// A GET whose body the caller streams (downloads). Error statuses are read and
+    /// returned as [`ApiFailure::Http`]; 304 and 2xx come back as they are.
+    pub async fn get_stream(&self, path: &str, headers: &[(&str, String)]) -> Result<reqwest::Response, ApiFailure> {
+        let mut req = self.http.get(format!("{}{path}", self.server)).timeout(std::time::Duration::from_secs(300));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let status = resp.status();
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            return Ok(resp);
+        }
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Err(ApiFailure::Http { status, detail: value.get("detail").cloned().unwrap_or(value) })
+    }
+
+    pub fn transport(&self, e: reqwest::Error) -> ApiFailure {
+        ApiFailure::Transport { server: self.server.clone(), message: e.without_url().to_string() }
+    }
+
     /// Send a request; a 2xx answer's JSON (or `null` for an empty body) comes back.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ApiFailure> {
         let mut req = self.http.request(method, format!("{}{path}", self.server));

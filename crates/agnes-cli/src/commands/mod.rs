@@ -2,3 +2,5 @@
 
 pub mod admin;
 pub mod auth;
+pub mod pull;
+pub mod query;

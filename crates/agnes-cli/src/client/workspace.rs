@@ -1,0 +1,90 @@
+//! The analyst workspace: `AGNES_LOCAL_DIR` or the current directory.
+//!
+//! ```text
+//! <workspace>/server/parquet/<table>.parquet          pulled single-file tables
+//! <workspace>/server/parquet/<table>/<part>.parquet   pulled parts of partitioned tables
+//! <workspace>/server/.agnes-pull-state.json           what was pulled (hashes)
+//! <workspace>/user/duckdb/analytics.duckdb            the local DuckDB
+//! ```
+//!
+//! The pull state lives in the workspace, not in the user's config directory as in the
+//! original, where two workspaces of one user shared it and skipped each other's tables.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub struct Workspace {
+    root: PathBuf,
+}
+
+/// What a pull recorded about one table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PulledTable {
+    pub id: String,
+    pub hash: String,
+    pub rows: i64,
+    pub size_bytes: i64,
+    /// For partitioned tables: part → hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parts: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PullState {
+    pub tables: BTreeMap<String, PulledTable>,
+    pub last_sync: Option<String>,
+}
+
+impl Workspace {
+    pub fn current() -> anyhow::Result<Workspace> {
+        let root = match std::env::var_os("AGNES_LOCAL_DIR").filter(|d| !d.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => std::env::current_dir().context("cannot read the current directory")?,
+        };
+        Ok(Workspace { root })
+    }
+
+    pub fn parquet_dir(&self) -> PathBuf {
+        self.root.join("server").join("parquet")
+    }
+    pub fn table_file(&self, name: &str) -> PathBuf {
+        self.parquet_dir().join(format!("{name}.parquet"))
+    }
+    pub fn part_dir(&self, name: &str) -> PathBuf {
+        self.parquet_dir().join(name)
+    }
+    pub fn duckdb(&self) -> PathBuf {
+        self.root.join("user").join("duckdb").join("analytics.duckdb")
+    }
+    fn state_file(&self) -> PathBuf {
+        self.root.join("server").join(".agnes-pull-state.json")
+    }
+
+    pub fn load_state(&self) -> PullState {
+        std::fs::read_to_string(self.state_file()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    }
+
+    /// Write the state atomically.
+    pub fn save_state(&self, state: &PullState) -> anyhow::Result<()> {
+        let path = self.state_file();
+        std::fs::create_dir_all(path.parent().expect("state file has a parent"))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Hold the workspace for one pull at a time; released when the file is dropped.
+    pub fn lock(&self) -> anyhow::Result<std::fs::File> {
+        let dir = self.root.join("server");
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".pull.lock"))?;
+        use std::os::fd::AsRawFd;
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            anyhow::bail!("another agnes pull is running in {}", self.root.display());
+        }
+        Ok(f)
+    }
+}

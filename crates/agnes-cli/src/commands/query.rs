@@ -1,0 +1,203 @@
+//! `agnes query` (spec §4.3), local: SQL on the workspace's DuckDB, read-only.
+
+use crate::client::workspace::Workspace;
+use agnes_engine::local::QueryOutput;
+use agnes_engine::values::{to_json, to_text};
+use anyhow::{bail, Context};
+use serde_json::{Map, Value};
+use std::io::{IsTerminal, Read};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(clap::Args)]
+pub struct QueryArgs {
+    /// The SQL to run (or use --sql / --stdin).
+    sql: Option<String>,
+    #[arg(long = "sql", conflicts_with = "sql")]
+    sql_flag: Option<String>,
+    /// Read `{"sql": "…"}` from standard input.
+    #[arg(long)]
+    stdin: bool,
+    #[arg(long, short, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// At most this many rows.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+}
+
+fn sql_of(args: &QueryArgs) -> anyhow::Result<String> {
+    let sources = [args.sql.is_some(), args.sql_flag.is_some(), args.stdin].iter().filter(|x| **x).count();
+    if sources != 1 {
+        bail!("give the SQL exactly one way: as an argument, with --sql, or with --stdin");
+    }
+    if args.stdin {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        let v: Value = serde_json::from_str(&text).context("--stdin expects JSON like {\"sql\": \"SELECT 1\"}")?;
+        return v["sql"].as_str().map(String::from).context("--stdin expects JSON like {\"sql\": \"SELECT 1\"}");
+    }
+    Ok(args.sql.clone().or_else(|| args.sql_flag.clone()).unwrap_or_default())
+}
+
+pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let sql = sql_of(&args)?;
+    let ws = Workspace::current()?;
+    let db = ws.duckdb();
+    if !db.is_file() {
+        bail!("Local DuckDB not found at {}. Run: agnes pull", db.display());
+    }
+    let limit = args.limit;
+    let db2 = db.clone();
+    let result = tokio::task::spawn_blocking(move || agnes_engine::local::query(&db2, &sql, limit)).await?;
+    let out = match result {
+        Ok(out) => out,
+        Err(e) => {
+            let message = e.to_string();
+            let hint = missing_table_hint(&db, &message);
+            bail!("Query error: {message}{}", hint.map(|h| format!("\nhint: {h}")).unwrap_or_default());
+        }
+    };
+    match args.format {
+        Format::Json => crate::client::output::json(&Value::Array(as_objects(&out))),
+        Format::Csv => print!("{}", to_csv(&out)),
+        Format::Table => print_table(&out),
+    }
+    if out.truncated {
+        eprintln!("(truncated at {} rows)", out.rows.len());
+    }
+    Ok(())
+}
+
+fn as_objects(out: &QueryOutput) -> Vec<Value> {
+    out.rows
+        .iter()
+        .map(|r| Value::Object(out.columns.iter().cloned().zip(r.iter().map(to_json)).collect::<Map<_, _>>()))
+        .collect()
+}
+
+/// RFC 4180: fields with a comma, quote or line break are quoted, quotes doubled; CRLF.
+pub fn to_csv(out: &QueryOutput) -> String {
+    fn field(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    }
+    let mut text = out.columns.iter().map(|c| field(c)).collect::<Vec<_>>().join(",");
+    text.push_str("\r\n");
+    for r in &out.rows {
+        text.push_str(&r.iter().map(|v| field(&to_text(v))).collect::<Vec<_>>().join(","));
+        text.push_str("\r\n");
+    }
+    text
+}
+
+fn print_table(out: &QueryOutput) {
+    let width = terminal_width();
+    if out.columns.len() * 6 > width {
+        // Too many columns to read side by side: one block per row.
+        for (i, r) in out.rows.iter().enumerate() {
+            println!("─── row {} ───", i + 1);
+            let pad = out.columns.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+            for (c, v) in out.columns.iter().zip(r) {
+                println!("{c:>pad$}: {}", display(v));
+            }
+        }
+        return;
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_width(width as u16);
+    t.set_header(&out.columns);
+    for r in &out.rows {
+        t.add_row(r.iter().map(display));
+    }
+    println!("{t}");
+    println!("({} row{})", out.rows.len(), if out.rows.len() == 1 { "" } else { "s" });
+}
+
+fn display(v: &agnes_engine::duckdb::types::Value) -> String {
+    match v {
+        agnes_engine::duckdb::types::Value::Null => "NULL".into(),
+        other => to_text(other),
+    }
+}
+
+fn terminal_width() -> usize {
+    if let Some(w) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return w;
+    }
+    if std::io::stdout().is_terminal() {
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
+            return ws.ws_col as usize;
+        }
+    }
+    120
+}
+
+/// For "Table with name X does not exist": the closest names, and what else it could be.
+fn missing_table_hint(db: &std::path::Path, message: &str) -> Option<String> {
+    let name = message
+        .split("Table with name ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
+    let known = agnes_engine::local::relation_names(db).unwrap_or_default();
+    let mut close: Vec<(usize, &String)> =
+        known.iter().map(|k| (distance(&name.to_lowercase(), &k.to_lowercase()), k)).filter(|(d, _)| *d <= 3).collect();
+    close.sort();
+    let mut hint = String::new();
+    if !close.is_empty() {
+        hint.push_str(&format!(
+            "did you mean {}? ",
+            close.iter().take(3).map(|(_, k)| k.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    hint.push_str(&format!("'{name}' may not be pulled yet (agnes pull), may be remote (agnes catalog; query it with --remote or a snapshot), or you may not be granted it."));
+    Some(hint)
+}
+
+/// Levenshtein distance.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agnes_engine::duckdb::types::Value as V;
+
+    #[test]
+    fn csv_quoting() {
+        let out = QueryOutput {
+            columns: vec!["a".into(), "b,c".into()],
+            rows: vec![vec![V::Text("x\"y".into()), V::Null], vec![V::Int(1), V::Text("line\nbreak".into())]],
+            truncated: false,
+        };
+        assert_eq!(to_csv(&out), "a,\"b,c\"\r\n\"x\"\"y\",\r\n1,\"line\nbreak\"\r\n");
+    }
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(distance("flihgts", "flights"), 2);
+        assert_eq!(distance("", "abc"), 3);
+    }
+}

@@ -1,0 +1,179 @@
+//! The analyst journey end to end: an admin registers real files, the server syncs them,
+//! an analyst with a token pulls exactly what they may read and queries it locally.
+
+mod common;
+
+use common::{agnes, Http, TestServer};
+use serde_json::json;
+use std::path::Path;
+use std::process::Output;
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nycflights13")
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+struct Analyst<'a> {
+    server: &'a TestServer,
+    token: String,
+    workspace: std::path::PathBuf,
+}
+
+impl Analyst<'_> {
+    fn agnes(&self, args: &[&str]) -> Output {
+        agnes()
+            .env("AGNES_SERVER", &self.server.url)
+            .env("AGNES_TOKEN", &self.token)
+            .env("AGNES_LOCAL_DIR", &self.workspace)
+            .env("AGNES_CONFIG_DIR", self.workspace.join(".cfg"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+async fn wait_synced(http: &Http, admin: &str, tables: &[&str]) {
+    for _ in 0..400 {
+        let (_, m) = http.get("/api/sync/manifest", admin).await;
+        if tables.iter().all(|t| !m["tables"][*t]["hash"].as_str().unwrap_or("").is_empty()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{tables:?} not synced in time");
+}
+
+#[tokio::test]
+async fn register_sync_grant_pull_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sources = data.join("sources");
+    std::fs::create_dir_all(&sources).unwrap();
+    // The real file when the shared data set is beside the clone, else the committed cut.
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nycflights13/flights.csv");
+    let (flights_file, expected) =
+        if shared.is_file() { (shared, "336776") } else { (fixtures().join("flights_3000.csv"), "3000") };
+    std::fs::copy(&flights_file, sources.join("flights.csv")).unwrap();
+    std::fs::copy(fixtures().join("airlines.csv"), sources.join("airlines.csv")).unwrap();
+    std::fs::copy(fixtures().join("weather_1000.csv"), sources.join("weather.csv")).unwrap();
+
+    let server = TestServer::start(&data);
+    let http = Http::new(&server);
+    let admin = http.bootstrap().await;
+    for body in [
+        json!({"name": "flights", "source_table": "flights.csv"}),
+        json!({"name": "airlines", "source_table": "airlines.csv"}),
+        json!({"name": "weather", "source_table": "weather.csv", "sync_strategy": "partitioned", "partition_by": "time_hour", "partition_granularity": "month"}),
+    ] {
+        assert_eq!(http.post("/api/admin/register-table", Some(&admin), body).await.0, 201);
+    }
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(null)).await.0, 200);
+    wait_synced(&http, &admin, &["flights", "airlines", "weather"]).await;
+
+    let (_, session) = http.user(&admin, "ana@example.com").await;
+    http.post("/api/admin/groups", Some(&admin), json!({"name": "Analysts"})).await;
+    http.post("/api/admin/groups/Analysts/members", Some(&admin), json!({"email": "ana@example.com"})).await;
+    for t in ["flights", "weather"] {
+        http.post(
+            "/api/admin/grants",
+            Some(&admin),
+            json!({"group_id": "Analysts", "resource_type": "table", "resource_id": t}),
+        )
+        .await;
+    }
+    let (_, pat) = http.post("/auth/tokens", Some(&session), json!({"name": "laptop"})).await;
+    let ana = Analyst {
+        server: &server,
+        token: pat["token"].as_str().unwrap().to_string(),
+        workspace: dir.path().join("ws"),
+    };
+    std::fs::create_dir_all(&ana.workspace).unwrap();
+
+    // Dry run writes nothing.
+    let out = ok(ana.agnes(&["pull", "--dry-run"]));
+    assert!(out.contains("Would download 3 file(s) for 2 table(s)"), "{out}");
+    assert!(!ana.workspace.join("server/parquet").exists());
+
+    let out = ok(ana.agnes(&["pull"]));
+    assert!(out.contains("Updated 2 tables (2 total)."), "{out}");
+    assert!(ana.workspace.join("server/parquet/flights.parquet").is_file());
+    assert!(ana.workspace.join("server/parquet/weather/2013_01.parquet").is_file());
+    assert!(!ana.workspace.join("server/parquet/airlines.parquet").exists(), "not granted, not pulled");
+
+    let out = ok(ana.agnes(&["query", "SELECT count(*) AS n FROM flights", "--format", "csv"]));
+    assert_eq!(out, format!("n\r\n{expected}\r\n"));
+    let out = ok(ana.agnes(&["query", "SELECT count(*) AS n FROM weather", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v, json!([{"n": 1000}]));
+
+    // Nothing changed: nothing downloaded.
+    let out = ok(ana.agnes(&["pull", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["tables_updated"].as_i64(), v["parquets_total"].as_i64()), (Some(0), Some(2)));
+    // A missing local file is fetched again.
+    std::fs::remove_file(ana.workspace.join("server/parquet/flights.parquet")).unwrap();
+    let out = ok(ana.agnes(&["pull", "--json"]));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["tables_updated"], 1);
+
+    // A snapshot view and the analyst's own table survive a pull.
+    {
+        let conn = agnes_engine::duckdb::Connection::open(ana.workspace.join("user/duckdb/analytics.duckdb")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE my_notes AS SELECT 'keep me' AS note; CREATE VIEW ua_flights AS SELECT 1 AS x; \
+             INSERT INTO _agnes_views VALUES ('ua_flights', 'snapshot', 'x')",
+        )
+        .unwrap();
+    }
+    // Revoke weather: the next pull removes it.
+    let (_, grants) = http.get("/api/admin/grants?group_id=Analysts", &admin).await;
+    let weather = grants.as_array().unwrap().iter().find(|g| g["resource_id"] == "weather").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(http.delete(&format!("/api/admin/grants/{weather}"), &admin).await, 204);
+    let out = ok(ana.agnes(&["pull"]));
+    assert!(out.contains("Removed 1 table(s) no longer available: weather."), "{out}");
+    assert!(!ana.workspace.join("server/parquet/weather").exists());
+    let out =
+        ok(ana.agnes(&["query", "SELECT table_name FROM information_schema.tables ORDER BY 1", "--format", "csv"]));
+    assert_eq!(out, "table_name\r\n_agnes_views\r\nflights\r\nmy_notes\r\nua_flights\r\n");
+
+    // A misspelled table gets a hint.
+    let out = ana.agnes(&["query", "SELECT * FROM flihgts"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("did you mean flights?") && stderr.contains("agnes pull"), "{stderr}");
+}
+
+#[tokio::test]
+async fn empty_manifest_still_creates_the_local_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let http = Http::new(&server);
+    let admin = http.bootstrap().await;
+    let (_, session) = http.user(&admin, "ana@example.com").await;
+    let (_, pat) = http.post("/auth/tokens", Some(&session), json!({"name": "laptop"})).await;
+    let ana = Analyst {
+        server: &server,
+        token: pat["token"].as_str().unwrap().to_string(),
+        workspace: dir.path().join("ws"),
+    };
+    std::fs::create_dir_all(&ana.workspace).unwrap();
+    let out = ok(ana.agnes(&["pull"]));
+    assert!(out.contains("Updated 0 tables (0 total)."), "{out}");
+    assert!(ana.workspace.join("user/duckdb/analytics.duckdb").is_file());
+
+    let missing =
+        agnes().env("AGNES_LOCAL_DIR", dir.path().join("elsewhere")).args(["query", "SELECT 1"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("Run: agnes pull"));
+
+    let bad = Analyst { token: "agnes_pat_bogus".into(), ..ana };
+    let out = bad.agnes(&["pull"]);
+    assert_eq!(out.status.code(), Some(1), "a refused manifest fails the pull");
+}
