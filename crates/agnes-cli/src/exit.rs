@@ -2,14 +2,39 @@
 
 use std::process::ExitCode;
 
-/// Print `error: …` and, when we know one, `hint: …`; exit 1 (the original's code for
-/// failures that are not usage errors; clap itself exits 2 on bad usage).
+/// An error that exits with a specific code (the original's per-command codes).
+#[derive(Debug)]
+pub struct Coded {
+    code: u8,
+    inner: anyhow::Error,
+}
+
+impl Coded {
+    pub fn new(code: u8, inner: anyhow::Error) -> anyhow::Error {
+        anyhow::Error::new(Coded { code, inner })
+    }
+}
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.inner)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// Print `error: …` and, when we know one, `hint: …`; exit with the error's code, else 1
+/// (the original's code for failures that are not usage errors; clap exits 2 on bad usage).
 pub fn report(e: anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
-    if let Some(hint) = hint(&e) {
+    let (code, inner) = match e.downcast_ref::<Coded>() {
+        Some(c) => (c.code, &c.inner),
+        None => (1, &e),
+    };
+    if let Some(hint) = hint(inner) {
         eprintln!("hint: {hint}");
     }
-    ExitCode::from(1)
+    ExitCode::from(code)
 }
 
 fn hint(e: &anyhow::Error) -> Option<String> {

@@ -37,6 +37,17 @@ enum Command {
     Pull(commands::pull::PullArgs),
     /// Run SQL on the local DuckDB.
     Query(commands::query::QueryArgs),
+    /// List the tables you may use.
+    Catalog(commands::discover::CatalogArgs),
+    /// Show a table's columns.
+    Schema(commands::discover::SchemaArgs),
+    /// Show a table's columns and a few rows.
+    #[command(alias = "sample")]
+    Describe(commands::discover::DescribeArgs),
+    /// Show this workspace's state.
+    Status(commands::discover::JsonFlag),
+    /// Show the disk used by snapshots.
+    DiskInfo(commands::discover::JsonFlag),
 }
 
 #[derive(clap::Args, Clone)]
@@ -71,6 +82,11 @@ fn main() -> std::process::ExitCode {
             Command::Admin(cmd) => commands::admin::run(cmd).await,
             Command::Pull(args) => commands::pull::run(args).await,
             Command::Query(args) => commands::query::run(args).await,
+            Command::Catalog(args) => commands::discover::catalog(args).await,
+            Command::Schema(args) => commands::discover::schema(args).await,
+            Command::Describe(args) => commands::discover::describe(args).await,
+            Command::Status(args) => commands::discover::status(args),
+            Command::DiskInfo(args) => commands::discover::disk_info(args),
         }
     });
     match result {

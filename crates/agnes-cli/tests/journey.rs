@@ -111,6 +111,30 @@ async fn register_sync_grant_pull_query() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v, json!([{"n": 1000}]));
 
+    // Discovery commands.
+    let cat: serde_json::Value = serde_json::from_str(&ok(ana.agnes(&["catalog", "--json"]))).unwrap();
+    let ids: Vec<&str> = cat["tables"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["flights", "weather"]);
+    let table = ok(ana.agnes(&["catalog"]));
+    assert!(table.contains("ID") && table.contains("flights") && !table.contains("airlines"), "{table}");
+    let schema = ok(ana.agnes(&["schema", "flights"]));
+    assert!(
+        schema.starts_with("Table: flights  (files — use DUCKDB SQL dialect)")
+            && schema.contains("dep_time")
+            && schema.contains("BIGINT"),
+        "{schema}"
+    );
+    let described: serde_json::Value =
+        serde_json::from_str(&ok(ana.agnes(&["sample", "flights", "-n", "3", "--json"]))).unwrap();
+    assert_eq!(described["sample"]["rows"].as_array().unwrap().len(), 3);
+    assert_eq!(ana.agnes(&["schema", "airlines"]).status.code(), Some(8), "403 exits 8");
+    assert_eq!(ana.agnes(&["schema", "nope"]).status.code(), Some(2), "404 exits 2");
+    let status: serde_json::Value = serde_json::from_str(&ok(ana.agnes(&["status", "--json"]))).unwrap();
+    assert_eq!((status["parquet_tables"].as_i64(), status["duckdb_exists"].as_bool()), (Some(2), Some(true)));
+    let disk: serde_json::Value = serde_json::from_str(&ok(ana.agnes(&["disk-info", "--json"]))).unwrap();
+    assert_eq!((disk["snapshot_count"].as_i64(), disk["used_bytes"].as_i64()), (Some(0), Some(0)));
+    assert!(disk["free_bytes"].as_u64().unwrap() > 0);
+
     // Nothing changed: nothing downloaded.
     let out = ok(ana.agnes(&["pull", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

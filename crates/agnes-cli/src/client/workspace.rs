@@ -58,6 +58,15 @@ impl Workspace {
     pub fn duckdb(&self) -> PathBuf {
         self.root.join("user").join("duckdb").join("analytics.duckdb")
     }
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("user").join("snapshots")
+    }
+    pub fn init_sentinel(&self) -> PathBuf {
+        self.root.join(".claude").join("init-complete")
+    }
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
     fn state_file(&self) -> PathBuf {
         self.root.join("server").join(".agnes-pull-state.json")
     }

@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod auth;
+pub mod discover;
 pub mod pull;
 pub mod query;

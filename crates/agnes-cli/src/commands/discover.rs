@@ -1,0 +1,208 @@
+//! `agnes catalog`, `schema`, `describe` / `sample`, `status`, `disk-info` (spec §4.4, §4.9).
+
+use crate::client::api::{Api, ApiFailure};
+use crate::client::output;
+use crate::client::workspace::Workspace;
+use crate::exit::Coded;
+use serde_json::{json, Value};
+
+#[derive(clap::Args)]
+pub struct CatalogArgs {
+    #[arg(long)]
+    json: bool,
+    /// Accepted for compatibility; the server always answers fresh.
+    #[arg(long)]
+    refresh: bool,
+}
+
+#[derive(clap::Args)]
+pub struct SchemaArgs {
+    table: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DescribeArgs {
+    table: String,
+    /// Sample rows (1–100).
+    #[arg(short = 'n', long = "rows", default_value_t = 5)]
+    rows: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct JsonFlag {
+    #[arg(long)]
+    json: bool,
+}
+
+/// The original's exit codes for catalog calls: 8 denied, 5 server trouble, 2 otherwise.
+fn coded(e: ApiFailure) -> anyhow::Error {
+    let code = match &e {
+        ApiFailure::Http { status, .. } if status.as_u16() == 403 => 8,
+        ApiFailure::Http { status, .. } if status.is_server_error() => 5,
+        ApiFailure::Transport { .. } => 5,
+        _ => 2,
+    };
+    Coded::new(code, e.into())
+}
+
+pub async fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
+    let _ = args.refresh;
+    let v = Api::from_config().get("/api/v2/catalog").await.map_err(|e| Coded::new(5, e.into()))?;
+    if args.json {
+        output::json(&v);
+        return Ok(());
+    }
+    let rows: Vec<Value> = v["tables"]
+        .as_array()
+        .map(|a| a.iter().map(|t| json!({"id": t["id"], "source": t["source_type"], "mode": t["query_mode"], "entity": t["entity_type"], "name": t["name"], "rows": t["rows"], "synced": t["last_sync"]})).collect())
+        .unwrap_or_default();
+    output::table(
+        &rows,
+        &[
+            ("id", "ID"),
+            ("source", "SOURCE"),
+            ("mode", "MODE"),
+            ("entity", "ENTITY"),
+            ("name", "NAME"),
+            ("rows", "ROWS"),
+            ("synced", "LAST SYNC"),
+        ],
+    );
+    Ok(())
+}
+
+fn print_schema(s: &Value) {
+    let flavor = s["sql_flavor"].as_str().unwrap_or("duckdb").to_uppercase();
+    println!(
+        "Table: {}  ({} — use {flavor} SQL dialect)",
+        output::cell(&s["table_id"]),
+        output::cell(&s["source_type"])
+    );
+    let cols: Vec<Value> = s["columns"]
+        .as_array()
+        .map(|a| a.iter().map(|c| json!({"name": c["name"], "type": c["type"], "null": if c["nullable"].as_bool() == Some(false) { "NO" } else { "YES" }, "description": c["description"]})).collect())
+        .unwrap_or_default();
+    output::table(&cols, &[("name", "COLUMN"), ("type", "TYPE"), ("null", "NULL"), ("description", "DESCRIPTION")]);
+    if let Some(p) = s["partition_by"].as_str() {
+        println!("Partitioned by: {p}");
+    }
+}
+
+pub async fn schema(args: SchemaArgs) -> anyhow::Result<()> {
+    let v = Api::from_config().get(&format!("/api/v2/schema/{}", args.table)).await.map_err(coded)?;
+    if args.json {
+        output::json(&v);
+    } else {
+        print_schema(&v);
+    }
+    Ok(())
+}
+
+pub async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
+    let api = Api::from_config();
+    let schema = api.get(&format!("/api/v2/schema/{}", args.table)).await.map_err(coded)?;
+    let sample =
+        api.get(&format!("/api/v2/sample/{}?n={}", args.table, args.rows.clamp(1, 100))).await.map_err(coded)?;
+    if args.json {
+        output::json(&json!({"schema": schema, "sample": sample}));
+        return Ok(());
+    }
+    print_schema(&schema);
+    println!("\nSample:");
+    let rows: Vec<Value> = sample["rows"].as_array().cloned().unwrap_or_default();
+    let columns: Vec<String> = schema["columns"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["name"].as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let spec: Vec<(&str, &str)> = columns.iter().map(|c| (c.as_str(), c.as_str())).collect();
+    output::table(&rows, &spec);
+    Ok(())
+}
+
+fn dir_usage(dir: &std::path::Path) -> (u64, usize) {
+    let mut bytes = 0;
+    let mut files = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                let (b, f) = dir_usage(&e.path());
+                bytes += b;
+                files += f;
+            } else {
+                bytes += m.len();
+                files += 1;
+            }
+        }
+    }
+    (bytes, files)
+}
+
+pub fn status(args: JsonFlag) -> anyhow::Result<()> {
+    let ws = Workspace::current()?;
+    let state = ws.load_state();
+    let db = ws.duckdb();
+    let last = std::fs::metadata(&db)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
+    let v = json!({
+        "workspace": ws.root().display().to_string(),
+        "initialized": ws.init_sentinel().is_file(),
+        "parquet_tables": state.tables.len(),
+        "duckdb_exists": db.is_file(),
+        "last_synced": last,
+        "sessions_pending_upload": 0,
+    });
+    if args.json {
+        output::json(&v);
+    } else {
+        println!("Workspace:       {}", output::cell(&v["workspace"]));
+        println!("Initialized:     {}", v["initialized"]);
+        println!("Pulled tables:   {}", v["parquet_tables"]);
+        println!(
+            "Local DuckDB:    {}",
+            if db.is_file() { db.display().to_string() } else { "missing (run agnes pull)".into() }
+        );
+        println!("Last synced:     {}", output::cell(&v["last_synced"]));
+    }
+    Ok(())
+}
+
+pub fn disk_info(args: JsonFlag) -> anyhow::Result<()> {
+    let ws = Workspace::current()?;
+    let dir = ws.snapshots_dir();
+    let (used, _) = dir_usage(&dir);
+    let count = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "parquet")).count())
+        .unwrap_or(0);
+    let free = free_bytes(ws.root());
+    let quota: f64 = std::env::var("AGNES_SNAPSHOT_QUOTA_GB").ok().and_then(|q| q.parse().ok()).unwrap_or(10.0);
+    let v = json!({"snapshots_dir": dir, "used_bytes": used, "snapshot_count": count, "free_bytes": free, "quota_gb": quota});
+    if args.json {
+        output::json(&v);
+    } else {
+        println!(
+            "Snapshots: {count} in {} ({:.1} MiB of a {quota} GB quota); {:.1} GiB free on disk",
+            dir.display(),
+            used as f64 / 1048576.0,
+            free as f64 / 1073741824.0
+        );
+    }
+    Ok(())
+}
+
+fn free_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return 0 };
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0 {
+        s.f_bavail as u64 * s.f_frsize as u64
+    } else {
+        0
+    }
+}
