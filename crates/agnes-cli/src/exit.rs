@@ -10,7 +10,7 @@ pub struct Coded {
 }
 
 impl Coded {
-    pub fn new(code: u8, inner: anyhow::Error) -> anyhow::Error {
+    pub fn wrap(code: u8, inner: anyhow::Error) -> anyhow::Error {
         anyhow::Error::new(Coded { code, inner })
     }
 }

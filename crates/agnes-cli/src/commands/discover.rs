@@ -46,12 +46,12 @@ fn coded(e: ApiFailure) -> anyhow::Error {
         ApiFailure::Transport { .. } => 5,
         _ => 2,
     };
-    Coded::new(code, e.into())
+    Coded::wrap(code, e.into())
 }
 
 pub async fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
     let _ = args.refresh;
-    let v = Api::from_config().get("/api/v2/catalog").await.map_err(|e| Coded::new(5, e.into()))?;
+    let v = Api::from_config().get("/api/v2/catalog").await.map_err(|e| Coded::wrap(5, e.into()))?;
     if args.json {
         output::json(&v);
         return Ok(());
