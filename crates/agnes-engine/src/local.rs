@@ -19,6 +19,30 @@ pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<S
     if let Some(dir) = db.parent() {
         std::fs::create_dir_all(dir).map_err(EngineError::io("create directory", dir))?;
     }
+    // A view over read_parquet('<file>') reads the file at query time, so a pull that only
+    // replaced files needs no DDL at all; only added, removed or re-targeted views do.
+    if db.is_file() {
+        let conn = open_read_only(db)?;
+        let views: Vec<String> = {
+            let mut stmt = conn.prepare(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'VIEW'",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let all_views = tables.iter().all(|(n, _)| views.contains(n));
+        if let Ok(current) = managed_views(&conn).map(|c| if all_views { c } else { Vec::new() }) {
+            let mut wanted: Vec<(String, String, String)> =
+                tables.iter().map(|(n, t)| (n.clone(), "server".to_string(), t.clone())).collect();
+            wanted.sort();
+            let mut servers: Vec<(String, String, String)> =
+                current.iter().filter(|v| v.1 == "server").cloned().collect();
+            servers.sort();
+            if servers == wanted {
+                return Ok(Vec::new());
+            }
+        }
+    }
     let conn = Connection::open(db)?;
     conn.execute_batch(REGISTRY)?;
     let taken: Vec<(String, String)> = {
@@ -28,15 +52,13 @@ pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<S
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<std::result::Result<_, _>>()?
     };
-    let managed: Vec<(String, String)> = {
-        let mut stmt = conn.prepare("SELECT name, kind FROM _agnes_views")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<std::result::Result<_, _>>()?
-    };
-    let snapshots: Vec<&str> = managed.iter().filter(|(_, k)| k == "snapshot").map(|(n, _)| n.as_str()).collect();
+    let managed = managed_views(&conn)?;
+    let snapshots: Vec<&str> = managed.iter().filter(|(_, k, _)| k == "snapshot").map(|(n, _, _)| n.as_str()).collect();
     let mut sql = String::from("BEGIN TRANSACTION;");
-    for (name, kind) in &managed {
-        if kind == "server" {
+    let is_view = |name: &str| taken.iter().any(|(t, k)| t == name && k == "VIEW");
+    for (name, kind, target) in &managed {
+        let unchanged = tables.iter().any(|(n, t)| n == name && t == target) && is_view(name);
+        if kind == "server" && !unchanged {
             // The analyst may have replaced our view with a table of their own: keep it.
             if taken.iter().any(|(t, k)| t == name && k == "VIEW") {
                 sql.push_str(&format!("DROP VIEW {};", quote_ident(name)));
@@ -46,6 +68,9 @@ pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<S
     }
     let mut skipped = Vec::new();
     for (name, target) in tables {
+        if managed.iter().any(|(n, k, t)| n == name && k == "server" && t == target) && is_view(name) {
+            continue;
+        }
         let user_table = taken.iter().any(|(t, kind)| t == name && kind == "BASE TABLE");
         if !is_strict_identifier(name) || user_table || snapshots.contains(&name.as_str()) {
             skipped.push(name.clone());
@@ -62,6 +87,21 @@ pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<S
     sql.push_str("COMMIT; CHECKPOINT;");
     conn.execute_batch(&sql)?;
     Ok(skipped)
+}
+
+/// `(name, kind, target)` of every view agnes manages.
+fn managed_views(conn: &Connection) -> Result<Vec<(String, String, String)>> {
+    let exists: i64 = conn.query_row(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = '_agnes_views'",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists == 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare("SELECT name, kind, target FROM _agnes_views")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
 /// The names of every table and view a query can use.
