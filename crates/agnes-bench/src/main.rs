@@ -4,6 +4,7 @@
 //! Runs in the same cargo profile as the tests and the demo (dependencies, DuckDB above
 //! all, are built optimised there), so benchmarking never costs a second DuckDB build.
 
+mod pull;
 mod report;
 mod scenarios;
 
@@ -34,6 +35,8 @@ enum Scenario {
     Serve,
     /// Requests per second of a PAT-authenticated endpoint vs the public health check (wrk).
     Auth,
+    /// Cold pull vs cp, big-file throughput, no-change pull and manifest latency at 1,000 tables.
+    Pull,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Rebuild => scenarios::rebuild(args.scale)?,
             Scenario::Serve => scenarios::serve()?,
             Scenario::Auth => scenarios::auth()?,
+            Scenario::Pull => pull::pull(args.scale)?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 const REPS: usize = 3;
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -185,7 +185,7 @@ pub fn rebuild(scale: f64) -> anyhow::Result<Section> {
 
 /// Start `agnes serve` on a free loopback port over `data`; returns the child and port
 /// once `/api/health` answers.
-fn start_server(exe: &Path, data: &Path) -> anyhow::Result<(std::process::Child, u16)> {
+pub fn start_server(exe: &Path, data: &Path) -> anyhow::Result<(std::process::Child, u16)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut child = std::process::Command::new(exe)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -204,13 +204,13 @@ fn start_server(exe: &Path, data: &Path) -> anyhow::Result<(std::process::Child,
     Ok((child, port))
 }
 
-fn stop(mut child: std::process::Child) -> anyhow::Result<()> {
+pub fn stop(mut child: std::process::Child) -> anyhow::Result<()> {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait()?;
     Ok(())
 }
 
-fn agnes_exe() -> anyhow::Result<PathBuf> {
+pub fn agnes_exe() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?.with_file_name("agnes");
     anyhow::ensure!(exe.is_file(), "{} not found: build it first with `cargo build --workspace`", exe.display());
     Ok(exe)
@@ -230,6 +230,25 @@ fn wrk(url: &str, token: Option<&str>, seconds: u32) -> anyhow::Result<f64> {
         .find_map(|l| l.strip_prefix("Requests/sec:").map(|v| v.trim().parse::<f64>()))
         .context("no Requests/sec in wrk output")?
         .context("unparsable Requests/sec")
+}
+
+/// The median latency (ms) `wrk --latency` reports for one connection.
+pub fn wrk_latency_p50_ms(url: &str, token: &str) -> anyhow::Result<f64> {
+    let out = std::process::Command::new("wrk")
+        .args(["-t1", "-c1", "-d5s", "--latency", "-H", &format!("Authorization: Bearer {token}"), url])
+        .output()
+        .context("wrk is needed: run scripts/bench.sh, which installs it")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(!text.contains("Non-2xx"), "wrk saw error responses from {url}:\n{text}");
+    let p50 = text.lines().find_map(|l| l.trim().strip_prefix("50%")).context("no 50% line in wrk output")?.trim();
+    let (num, unit) = p50.split_at(p50.find(|c: char| c.is_ascii_alphabetic()).context("no unit")?);
+    let v: f64 = num.parse()?;
+    Ok(match unit {
+        "us" => v / 1000.0,
+        "ms" => v,
+        "s" => v * 1000.0,
+        other => anyhow::bail!("unknown wrk unit {other}"),
+    })
 }
 
 /// A PAT-authenticated `GET /api/me` against the public `GET /api/health` on the same

@@ -48,6 +48,8 @@ enum Command {
     Status(commands::discover::JsonFlag),
     /// Show the disk used by snapshots.
     DiskInfo(commands::discover::JsonFlag),
+    /// Set this directory up as an analyst workspace (CLAUDE.md, hooks, first pull).
+    Init(commands::init::InitArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -87,6 +89,7 @@ fn main() -> std::process::ExitCode {
             Command::Describe(args) => commands::discover::describe(args).await,
             Command::Status(args) => commands::discover::status(args),
             Command::DiskInfo(args) => commands::discover::disk_info(args),
+            Command::Init(args) => commands::init::run(args).await,
         }
     });
     match result {

@@ -94,6 +94,46 @@ async fn register_sync_grant_pull_query() {
     };
     std::fs::create_dir_all(&ana.workspace).unwrap();
 
+    // `agnes init` sets a second workspace up in one command.
+    let init_ws = dir.path().join("init-ws");
+    let init = |force: bool| {
+        let mut c = agnes();
+        c.env("AGNES_CONFIG_DIR", dir.path().join("init-cfg"))
+            .args(["init", "--server-url", &server.url, "--token", pat["token"].as_str().unwrap(), "--workspace"])
+            .arg(&init_ws);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    let out = ok(init(false));
+    assert!(out.contains("Workspace ready.") && out.contains("2 pulled"), "{out}");
+    let claude = std::fs::read_to_string(init_ws.join("CLAUDE.md")).unwrap();
+    assert!(claude.contains(&server.url) && claude.contains("agnes catalog"), "{claude}");
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(init_ws.join(".claude/settings.json")).unwrap()).unwrap();
+    assert!(settings["hooks"]["SessionStart"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap()
+        .contains("agnes pull --quiet"));
+    assert!(init_ws.join(".claude/CLAUDE.local.md").is_file() && init_ws.join(".claude/init-complete").is_file());
+    assert!(init_ws.join("server/parquet/flights.parquet").is_file());
+    assert_eq!(init(false).status.code(), Some(1), "already initialized");
+    ok(init(true));
+    let backups = std::fs::read_dir(&init_ws)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("CLAUDE.md.bak."))
+        .count();
+    assert_eq!(backups, 1, "--force backs CLAUDE.md up");
+    let refused = agnes()
+        .env("AGNES_CONFIG_DIR", dir.path().join("x"))
+        .args(["init", "--server-url", &server.url, "--token", "agnes_pat_nope", "--workspace"])
+        .arg(dir.path().join("x-ws"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+
     // Dry run writes nothing.
     let out = ok(ana.agnes(&["pull", "--dry-run"]));
     assert!(out.contains("Would download 3 file(s) for 2 table(s)"), "{out}");

@@ -165,6 +165,17 @@ impl<'a> SyncStateRepo<'a> {
         Ok(())
     }
 
+    /// What the manifest lists: every synced table with the registry fields it needs, in
+    /// one query (the manifest is fetched on every pull).
+    pub async fn manifest_rows(&self) -> Result<Vec<ManifestRow>> {
+        Ok(sqlx::query_as(
+            "SELECT s.table_id, r.name, r.query_mode, r.source_type, r.sync_strategy, s.hash, s.last_sync, \
+             s.file_size_bytes, s.rows FROM sync_state s LEFT JOIN table_registry r ON r.id = s.table_id ORDER BY s.table_id",
+        )
+        .fetch_all(self.pool)
+        .await?)
+    }
+
     /// Drop what describes a table's published data (history is kept).
     pub async fn forget(&self, table_id: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
@@ -199,6 +210,20 @@ impl<'a> SyncStateRepo<'a> {
         .await?;
         Ok(rows)
     }
+}
+
+/// One manifest entry's facts; registry fields are `None` for unregistered tables.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ManifestRow {
+    pub table_id: String,
+    pub name: Option<String>,
+    pub query_mode: Option<String>,
+    pub source_type: Option<String>,
+    pub sync_strategy: Option<String>,
+    pub hash: String,
+    pub last_sync: Option<String>,
+    pub file_size_bytes: i64,
+    pub rows: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]

@@ -103,6 +103,7 @@ pub fn render_error(status: StatusCode, detail: &Value) -> String {
     }
 }
 
+#[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     pub server: String,

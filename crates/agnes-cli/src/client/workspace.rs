@@ -38,6 +38,10 @@ pub struct PullState {
 }
 
 impl Workspace {
+    pub fn at(root: PathBuf) -> Workspace {
+        Workspace { root }
+    }
+
     pub fn current() -> anyhow::Result<Workspace> {
         let root = match std::env::var_os("AGNES_LOCAL_DIR").filter(|d| !d.is_empty()) {
             Some(d) => PathBuf::from(d),

@@ -301,7 +301,7 @@ async fn grant(api: &Api, cmd: GrantCommand) -> anyhow::Result<()> {
 }
 
 /// Percent-encode a path segment or query value.
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

@@ -3,5 +3,6 @@
 pub mod admin;
 pub mod auth;
 pub mod discover;
+pub mod init;
 pub mod pull;
 pub mod query;

@@ -238,16 +238,21 @@ async fn fetch(api: &Api, job: &Job) -> Result<u64, String> {
 }
 
 pub async fn run(args: PullArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let api = Arc::new(Api::from_config());
+    let api = Api::from_config();
     if !api.has_token() {
         return Err(ApiFailure::NotLoggedIn.into());
     }
-    let ws = Workspace::current()?;
+    run_with(&api, &Workspace::current()?, args).await
+}
+
+/// A pull with an explicit client and workspace (`agnes init` runs the first one).
+pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let api = Arc::new(api.clone());
     let _lock = if args.dry_run { None } else { Some(ws.lock()?) };
     let manifest = api.get("/api/sync/manifest").await?;
     let mut state = ws.load_state();
-    let plan = plan(&manifest, &ws, &state, args.skip_materialize)?;
+    let plan = plan(&manifest, ws, &state, args.skip_materialize)?;
     if args.dry_run {
         let would: Vec<Value> =
             plan.jobs.iter().map(|j| json!({"table": j.table, "url": j.url, "target": j.target})).collect();

@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -89,30 +88,18 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
 #[utoipa::path(get, path = "/api/sync/manifest", tag = "sync", responses((status = 200, description = "{tables: {name: {id, hash, updated, size_bytes, rows, query_mode, source_type, parts?}}, server_time}")))]
 async fn manifest(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Json<Value>, ApiError> {
     let readable = readable_ids(&state, &caller).await?;
-    let registry: HashMap<String, agnes_core::TableSpec> =
-        state.store.registry().list().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
     let mut parts = state.store.sync_state().all_parts().await?;
     let mut tables = Map::new();
-    for s in state.store.sync_state().list().await? {
-        if !may_read(&readable, &s.table_id) {
-            continue;
+    for s in state.store.sync_state().manifest_rows().await? {
+        if !may_read(&readable, &s.table_id) || (s.last_sync.is_none() && s.hash.is_empty()) {
+            continue; // not granted, or never published: nothing to pull
         }
         // Unregistered tables (exposed by an external extract) default as the original did.
-        let (name, query_mode, source_type, partitioned) = match registry.get(&s.table_id) {
-            Some(t) => (
-                t.name.clone(),
-                t.query_mode.as_str(),
-                t.source_type.map(|x| x.as_str()).unwrap_or(""),
-                t.sync_strategy == agnes_core::SyncStrategy::Partitioned,
-            ),
-            None => (s.table_id.clone(), "local", "", false),
-        };
-        if s.last_sync.is_none() && s.hash.is_empty() {
-            continue; // never published: nothing to pull yet
-        }
+        let partitioned = s.sync_strategy.as_deref() == Some("partitioned");
+        let name = s.name.clone().unwrap_or_else(|| s.table_id.clone());
         let mut entry = json!({
-            "id": s.table_id, "hash": s.hash, "updated": s.last_sync.map(|t| t.to_rfc3339()),
-            "size_bytes": s.file_size_bytes, "rows": s.rows, "query_mode": query_mode, "source_type": source_type,
+            "id": s.table_id, "hash": s.hash, "updated": s.last_sync, "size_bytes": s.file_size_bytes, "rows": s.rows,
+            "query_mode": s.query_mode.as_deref().unwrap_or("local"), "source_type": s.source_type.as_deref().unwrap_or(""),
         });
         if partitioned {
             let list: Vec<Value> = parts
