@@ -102,6 +102,7 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
         bootstrap_lock: tokio::sync::Mutex::new(()),
         dev_user,
         trusted_proxies: config.trusted_proxies.clone(),
+        recent_pulls: Default::default(),
     });
     Ok(AppState {
         auth,

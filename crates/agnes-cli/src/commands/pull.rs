@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 
 #[derive(clap::Args, Default)]
 pub struct PullArgs {
@@ -168,34 +167,67 @@ async fn fetch_once(api: &Api, job: &Job) -> Result<u64, FetchError> {
         Err(e @ ApiFailure::Transport { .. }) => return Err(FetchError::Transient(e.to_string())),
         Err(e) => return Err(FetchError::Permanent(e.to_string())),
     };
-    let mut hasher = Md5::new();
     let resumed = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
-    let mut file = if resumed {
+    let (file, prefix) = if resumed {
         let bytes = tokio::fs::read(&partial).await.map_err(io)?;
-        hasher.update(&bytes);
-        tokio::fs::OpenOptions::new().append(true).open(&partial).await.map_err(io)?
+        (std::fs::OpenOptions::new().append(true).open(&partial).map_err(io)?, bytes)
     } else {
-        tokio::fs::File::create(&partial).await.map_err(io)?
+        (std::fs::File::create(&partial).map_err(io)?, Vec::new())
     };
+    // Receiving, hashing and writing run at once: the async task receives, one thread
+    // hashes, one writes. Bounded channels keep memory flat whatever the file size.
+    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(16);
+    let (write_tx, write_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(16);
+    let hasher = std::thread::spawn(move || {
+        let mut h = Md5::new();
+        h.update(&prefix);
+        for chunk in hash_rx {
+            h.update(&chunk);
+        }
+        hex::encode(h.finalize())
+    });
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        for chunk in write_rx {
+            w.write_all(&chunk)?;
+        }
+        w.flush()
+    });
     let mut written = if resumed { have } else { 0 };
+    let mut interrupted = None;
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                hasher.update(&chunk);
-                file.write_all(&chunk).await.map_err(io)?;
                 written += chunk.len() as u64;
+                if hash_tx.send(chunk.clone()).is_err() || write_tx.send(chunk).is_err() {
+                    break;
+                }
             }
             Ok(None) => break,
             Err(e) => {
-                // Keep what arrived: the next attempt resumes from it.
-                let _ = file.flush().await;
-                return Err(FetchError::Transient(format!("download interrupted: {}", e.without_url())));
+                interrupted = Some(format!("download interrupted: {}", e.without_url()));
+                break;
             }
         }
     }
-    file.flush().await.map_err(io)?;
-    drop(file);
-    let got = hex::encode(hasher.finalize());
+    drop((hash_tx, write_tx));
+    let wrote = tokio::task::spawn_blocking(move || writer.join()).await;
+    match wrote {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(io(e)),
+        _ => return Err(FetchError::Permanent("the writer thread failed".into())),
+    }
+    let got = tokio::task::spawn_blocking(move || hasher.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| FetchError::Permanent("the hashing thread failed".into()))?;
+    if let Some(m) = interrupted {
+        // Keep what arrived: the next attempt resumes from it.
+        return Err(FetchError::Transient(m));
+    }
+
     if !job.hash.is_empty() && got != job.hash {
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(FetchError::Permanent(format!(

@@ -24,4 +24,26 @@ pub struct AuthSettings {
     /// `--dev`: the seeded admin every request is signed in as.
     pub dev_user: Option<User>,
     pub trusted_proxies: Vec<IpAddr>,
+    /// When each user's `last_pull_at` was last written.
+    pub recent_pulls: Throttle,
+}
+
+/// "At most once a minute per key": keeps frequent, informational writes (such as
+/// `users.last_pull_at` on every manifest fetch) off the hot path.
+#[derive(Default)]
+pub struct Throttle(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl Throttle {
+    /// True when `key` was not seen in the last minute (and records it now).
+    pub fn due(&self, key: &str) -> bool {
+        let mut seen = self.0.lock().unwrap();
+        let now = std::time::Instant::now();
+        match seen.get(key) {
+            Some(t) if now.duration_since(*t) < std::time::Duration::from_secs(60) => false,
+            _ => {
+                seen.insert(key.to_string(), now);
+                true
+            }
+        }
+    }
 }

@@ -112,8 +112,10 @@ async fn manifest(State(state): State<AppState>, caller: Caller, client: ClientI
         }
         tables.insert(name, entry);
     }
-    if let Err(e) = state.store.identity().touch_last_pull(&caller.user.id).await {
-        tracing::warn!("cannot record last_pull_at: {e}");
+    if state.auth.recent_pulls.due(&caller.user.id) {
+        if let Err(e) = state.store.identity().touch_last_pull(&caller.user.id).await {
+            tracing::warn!("cannot record last_pull_at: {e}");
+        }
     }
     Audit::of(&state, &caller, &client)
         .record("manifest.fetch", None, Some(json!({"tables": tables.len()})), "success")
