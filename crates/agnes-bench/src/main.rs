@@ -4,6 +4,7 @@
 //! Runs in the same cargo profile as the tests and the demo (dependencies, DuckDB above
 //! all, are built optimised there), so benchmarking never costs a second DuckDB build.
 
+mod cli;
 mod pull;
 mod report;
 mod scenarios;

@@ -6,10 +6,10 @@
 //! * one ~1 GB table pulled alone: download throughput over loopback;
 //! * 1,000 small tables: a pull with nothing to do, and the manifest's latency (wrk).
 
+use crate::cli::Client;
 use crate::report::{machine, Section};
 use crate::scenarios::{agnes_exe, median, start_server, stop, wrk_latency_p50_ms};
 use agnes_core::{QueryMode, SourceType, SyncStrategy, TableSpec};
-use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -36,64 +36,6 @@ fn local(name: &str, source: &str) -> TableSpec {
     let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local);
     t.source_table = Some(source.to_string());
     t
-}
-
-/// A CLI session against `server`, with its own config dir and workspace.
-struct Client {
-    exe: PathBuf,
-    server: String,
-    cfg: PathBuf,
-}
-
-impl Client {
-    fn run(&self, workspace: &Path, args: &[&str]) -> anyhow::Result<String> {
-        self.run_measured(workspace, args).map(|(out, _)| out)
-    }
-
-    /// Run and report the process's own peak RSS in KiB (GNU time's `%M`).
-    fn run_measured(&self, workspace: &Path, args: &[&str]) -> anyhow::Result<(String, i64)> {
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "agnes-peak-rss=%M"])
-            .arg(&self.exe)
-            .args(args)
-            .env("AGNES_CONFIG_DIR", &self.cfg)
-            .env("AGNES_SERVER", &self.server)
-            .env("AGNES_LOCAL_DIR", workspace)
-            .env_remove("AGNES_TOKEN")
-            .output()?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        anyhow::ensure!(out.status.success(), "agnes {args:?} failed: {stderr}");
-        let rss = stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("agnes-peak-rss="))
-            .and_then(|v| v.trim().parse().ok())
-            .context("GNU time (/usr/bin/time) is needed: run scripts/bench.sh")?;
-        Ok((String::from_utf8_lossy(&out.stdout).trim().to_string(), rss))
-    }
-
-    /// Sign in as a break-glass admin and keep a PAT in the config dir.
-    fn admin(exe: &Path, data: &Path, server: &str, cfg: PathBuf) -> anyhow::Result<Client> {
-        let c = Client { exe: exe.to_path_buf(), server: server.to_string(), cfg };
-        let here = std::env::temp_dir();
-        c.run(
-            &here,
-            &[
-                "admin",
-                "break-glass",
-                "grant-admin",
-                "bench@example.com",
-                "--yes",
-                "--password",
-                "bench-pass-1",
-                "--data-dir",
-                &data.to_string_lossy(),
-            ],
-        )?;
-        c.run(&here, &["auth", "login", "--email", "bench@example.com", "--password", "bench-pass-1"])?;
-        let token = c.run(&here, &["auth", "token", "create", "--name", "bench", "--raw"])?;
-        c.run(&here, &["auth", "import-token", "--token", &token])?;
-        Ok(c)
-    }
 }
 
 fn timed(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
@@ -231,10 +173,7 @@ pub fn pull(scale: f64) -> anyhow::Result<Section> {
         for _ in 0..5 {
             times.push(timed(|| client.run(&ws, &["pull", "--quiet"]).map(|_| ()))?);
         }
-        let token = std::fs::read_to_string(client.cfg.join("token.json"))?;
-        let token: serde_json::Value = serde_json::from_str(&token)?;
-        let p50 =
-            wrk_latency_p50_ms(&format!("{url}/api/sync/manifest"), token["access_token"].as_str().context("token")?)?;
+        let p50 = wrk_latency_p50_ms(&format!("{url}/api/sync/manifest"), &client.token()?)?;
         Ok((median(times), p50))
     })();
     stop(server)?;

@@ -257,34 +257,9 @@ pub fn auth() -> anyhow::Result<Section> {
     let exe = agnes_exe()?;
     let work = tempfile::tempdir()?;
     let data = work.path().join("data");
-    let cfg = work.path().join("cfg");
-    let agnes = |args: &[&str]| -> anyhow::Result<String> {
-        let out = std::process::Command::new(&exe)
-            .args(args)
-            .env("AGNES_CONFIG_DIR", &cfg)
-            .env_remove("AGNES_TOKEN")
-            .output()?;
-        anyhow::ensure!(out.status.success(), "agnes {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    let data_arg = data.to_string_lossy().into_owned();
     let (child, port) = start_server(&exe, &data)?;
     let server = format!("http://127.0.0.1:{port}");
-    let token = (|| -> anyhow::Result<String> {
-        agnes(&[
-            "admin",
-            "break-glass",
-            "grant-admin",
-            "bench@example.com",
-            "--yes",
-            "--password",
-            "bench-pass-1",
-            "--data-dir",
-            &data_arg,
-        ])?;
-        agnes(&["auth", "login", "--email", "bench@example.com", "--password", "bench-pass-1", "--server", &server])?;
-        agnes(&["auth", "token", "create", "--name", "bench", "--raw"])
-    })();
+    let token = crate::cli::Client::admin(&exe, &data, &server, work.path().join("cfg")).and_then(|c| c.token());
     let token = match token {
         Ok(t) => t,
         Err(e) => {
