@@ -1,0 +1,217 @@
+//! `agnes pull` against a misbehaving server: refusals, servers that ignore ranges, 5xx,
+//! connections that drop mid-file, and content that does not match its hash.
+
+mod common;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use common::agnes;
+use md5::{Digest, Md5};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Forbidden,
+    /// Answer 500 this many times first.
+    ServerErrors(usize),
+    /// Send half the body, then drop the connection, on the first request.
+    DropMidway,
+    /// Ignore `Range` and always answer 200 with the whole file.
+    IgnoreRange,
+    /// Serve bytes that do not match the manifest's hash.
+    WrongBytes,
+}
+
+#[derive(Default)]
+struct Fake {
+    files: HashMap<String, (Vec<u8>, Fault)>,
+    hits: HashMap<String, usize>,
+    ranges: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Fake>>;
+
+fn parquet(rows: i64) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.parquet");
+    let c = agnes_engine::duckdb::Connection::open_in_memory().unwrap();
+    c.execute_batch(&format!(
+        "COPY (SELECT range AS id, 'row ' || range AS label FROM range({rows})) TO '{}'",
+        p.display()
+    ))
+    .unwrap();
+    std::fs::read(p).unwrap()
+}
+
+async fn manifest(State(s): State<Shared>) -> Json<serde_json::Value> {
+    let fake = s.lock().unwrap();
+    let tables: serde_json::Map<String, serde_json::Value> = fake
+        .files
+        .iter()
+        .map(|(name, (bytes, _))| {
+            (name.clone(), json!({"id": name, "hash": hex::encode(Md5::digest(bytes)), "size_bytes": bytes.len(), "rows": 1, "query_mode": "local", "source_type": "files"}))
+        })
+        .collect();
+    Json(json!({"tables": tables, "server_time": "2026-01-01T00:00:00Z"}))
+}
+
+async fn download(State(s): State<Shared>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let (bytes, fault, hit) = {
+        let mut fake = s.lock().unwrap();
+        let hit = *fake.hits.entry(name.clone()).and_modify(|h| *h += 1).or_insert(1);
+        if let Some(r) = headers.get("range") {
+            fake.ranges.push(format!("{name}:{}", r.to_str().unwrap()));
+        }
+        let (b, f) = fake.files.get(&name).cloned().unwrap();
+        (b, f, hit)
+    };
+    let range_start = headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.trim_end_matches('-').parse::<usize>().ok());
+    match fault {
+        Fault::Forbidden => {
+            return (StatusCode::FORBIDDEN, Json(json!({"detail": "Access denied to this table"}))).into_response()
+        }
+        Fault::ServerErrors(n) if hit <= n => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"detail": "boom"}))).into_response()
+        }
+        Fault::DropMidway if hit == 1 => {
+            let half = bytes[..bytes.len() / 2].to_vec();
+            use futures::StreamExt;
+            // Let the first half reach the client, then lose the connection.
+            let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(axum::body::Bytes::from(half))]).chain(
+                futures::stream::once(async {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    Err(std::io::Error::other("connection lost"))
+                }),
+            );
+            return (StatusCode::OK, [("content-length", bytes.len().to_string())], Body::from_stream(stream))
+                .into_response();
+        }
+        Fault::WrongBytes => {
+            let mut b = bytes.clone();
+            b[10] ^= 0xff;
+            return (StatusCode::OK, b).into_response();
+        }
+        _ => {}
+    }
+    match range_start {
+        Some(start) if fault != Fault::IgnoreRange && start < bytes.len() => {
+            let len = bytes.len();
+            (
+                StatusCode::PARTIAL_CONTENT,
+                [("content-range", format!("bytes {start}-{}/{len}", len - 1))],
+                bytes[start..].to_vec(),
+            )
+                .into_response()
+        }
+        _ => (StatusCode::OK, bytes).into_response(),
+    }
+}
+
+async fn serve(files: Vec<(&str, Vec<u8>, Fault)>) -> (String, Shared) {
+    let state: Shared = Arc::new(Mutex::new(Fake {
+        files: files.into_iter().map(|(n, b, f)| (n.to_string(), (b, f))).collect(),
+        ..Default::default()
+    }));
+    let app = Router::new()
+        .route("/api/sync/manifest", get(manifest))
+        .route("/api/data/{name}/download", get(download))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, state)
+}
+
+async fn pull(url: &str, ws: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let (url, ws) = (url.to_string(), ws.to_path_buf());
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        agnes()
+            .env("AGNES_SERVER", &url)
+            .env("AGNES_TOKEN", "agnes_pat_test")
+            .env("AGNES_LOCAL_DIR", &ws)
+            .env("AGNES_CONFIG_DIR", ws.join(".cfg"))
+            .arg("pull")
+            .args(extra)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_table_fails_the_pull_loudly_and_the_others_still_arrive() {
+    let (url, _) = serve(vec![("good", parquet(10), Fault::None), ("secret", parquet(5), Fault::Forbidden)]).await;
+    let ws = tempfile::tempdir().unwrap();
+    let out = pull(&url, ws.path(), &[]).await;
+    assert_eq!(out.status.code(), Some(1), "never '100% done' on a 403");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("secret") && stderr.contains("HTTP 403"), "{stderr}");
+    assert!(ws.path().join("server/parquet/good.parquet").is_file());
+    assert!(!ws.path().join("server/parquet/secret.parquet").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_are_retried() {
+    let (url, state) = serve(vec![("flaky", parquet(10), Fault::ServerErrors(2))]).await;
+    let ws = tempfile::tempdir().unwrap();
+    let out = pull(&url, ws.path(), &[]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(state.lock().unwrap().hits["flaky"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_download_resumes_where_it_stopped() {
+    let bytes = parquet(50_000);
+    let (url, state) = serve(vec![("big", bytes.clone(), Fault::DropMidway)]).await;
+    let ws = tempfile::tempdir().unwrap();
+    let out = pull(&url, ws.path(), &[]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(ws.path().join("server/parquet/big.parquet")).unwrap(), bytes);
+    let ranges = state.lock().unwrap().ranges.clone();
+    assert_eq!(ranges.len(), 1, "the retry asked only for the rest: {ranges:?}");
+    assert!(ranges[0].starts_with("big:bytes=") && !ranges[0].ends_with("=0-"), "{ranges:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_ignores_ranges_still_gives_a_correct_file() {
+    let bytes = parquet(50_000);
+    let (url, _) = serve(vec![("t", bytes.clone(), Fault::IgnoreRange)]).await;
+    let ws = tempfile::tempdir().unwrap();
+    // A stale partial from an earlier attempt: the server answers 200, the client restarts.
+    std::fs::create_dir_all(ws.path().join("server/parquet")).unwrap();
+    std::fs::write(ws.path().join("server/parquet/.t.parquet.partial"), &bytes[..1000]).unwrap();
+    let out = pull(&url, ws.path(), &[]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(ws.path().join("server/parquet/t.parquet")).unwrap(), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hash_mismatch_is_rejected_and_the_old_file_kept() {
+    let ws = tempfile::tempdir().unwrap();
+    let old = parquet(3);
+    let (url, _) = serve(vec![("t", old.clone(), Fault::None)]).await;
+    assert!(pull(&url, ws.path(), &[]).await.status.success());
+
+    let (url, _) = serve(vec![("t", parquet(4), Fault::WrongBytes)]).await;
+    let out = pull(&url, ws.path(), &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("hash mismatch: expected"), "{stderr}");
+    assert_eq!(std::fs::read(ws.path().join("server/parquet/t.parquet")).unwrap(), old, "the last good file stays");
+    let leftovers: Vec<_> =
+        std::fs::read_dir(ws.path().join("server/parquet")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "no partial file is left: {leftovers:?}");
+}
