@@ -50,6 +50,10 @@ enum Command {
     DiskInfo(commands::discover::JsonFlag),
     /// Set this directory up as an analyst workspace (CLAUDE.md, hooks, first pull).
     Init(commands::init::InitArgs),
+    /// Upload queued session transcripts and CLAUDE.local.md.
+    Push(commands::push::PushArgs),
+    /// Queue the session a Claude Code SessionStart hook describes on standard input.
+    CaptureSession,
 }
 
 #[derive(clap::Args, Clone)]
@@ -90,6 +94,8 @@ fn main() -> std::process::ExitCode {
             Command::Status(args) => commands::discover::status(args),
             Command::DiskInfo(args) => commands::discover::disk_info(args),
             Command::Init(args) => commands::init::run(args).await,
+            Command::Push(args) => commands::push::run(args).await,
+            Command::CaptureSession => commands::push::capture(),
         }
     });
     match result {

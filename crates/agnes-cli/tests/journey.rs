@@ -112,7 +112,7 @@ async fn register_sync_grant_pull_query() {
     assert!(claude.contains(&server.url) && claude.contains("agnes catalog"), "{claude}");
     let settings: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(init_ws.join(".claude/settings.json")).unwrap()).unwrap();
-    assert!(settings["hooks"]["SessionStart"][0]["hooks"][0]["command"]
+    assert!(settings["hooks"]["SessionStart"][1]["hooks"][0]["command"]
         .as_str()
         .unwrap()
         .contains("agnes pull --quiet"));
@@ -133,6 +133,80 @@ async fn register_sync_grant_pull_query() {
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
+
+    // Sessions and notes go back with `agnes push`; nothing is lost while the server is away.
+    let transcript = dir.path().join("transcript.jsonl");
+    std::fs::write(&transcript, "{\"type\":\"user\",\"text\":\"how many flights?\"}\n").unwrap();
+    let capture = |ws: &Path| {
+        let mut child = agnes()
+            .env("AGNES_LOCAL_DIR", ws)
+            .arg("capture-session")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                format!("{{\"session_id\":\"s-1\",\"transcript_path\":\"{}\"}}", transcript.display()).as_bytes(),
+            )
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    capture(&init_ws);
+    capture(&init_ws); // queued once
+    std::fs::write(init_ws.join(".claude/CLAUDE.local.md"), "prefer weekly charts").unwrap();
+    let offline = agnes()
+        .env("AGNES_LOCAL_DIR", &init_ws)
+        .env("AGNES_SERVER", "http://127.0.0.1:9")
+        .env("AGNES_TOKEN", pat["token"].as_str().unwrap())
+        .args(["push", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(offline.status.code(), Some(1));
+    assert!(
+        std::fs::read_to_string(init_ws.join(".claude/agnes-sessions.txt")).unwrap().starts_with("s-1\t"),
+        "the queue stays"
+    );
+    let pushed = agnes()
+        .env("AGNES_LOCAL_DIR", &init_ws)
+        .env("AGNES_SERVER", &server.url)
+        .env("AGNES_TOKEN", pat["token"].as_str().unwrap())
+        .args(["push", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(pushed)).unwrap();
+    assert_eq!((v["sessions"].as_i64(), v["local_md"].as_bool()), (Some(1), Some(true)), "{v}");
+    assert!(!init_ws.join(".claude/agnes-sessions.txt").exists(), "the queue is empty");
+    let (_, me) = http.get("/api/me", pat["token"].as_str().unwrap()).await;
+    let user_id = me["id"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(data.join(format!("user_sessions/{user_id}/s-1.jsonl"))).unwrap(),
+        std::fs::read_to_string(&transcript).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join(format!("user_local_md/{user_id}.md"))).unwrap(),
+        "prefer weekly charts"
+    );
+    // The upload endpoint refuses odd names and oversized files.
+    let upload = |name: &str, size: usize| {
+        let body = [
+            format!("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n").into_bytes(),
+            vec![b'x'; size],
+            b"\r\n--b--\r\n".to_vec(),
+        ]
+        .concat();
+        reqwest::Client::new()
+            .post(server.url("/api/upload/sessions"))
+            .bearer_auth(pat["token"].as_str().unwrap())
+            .header("content-type", "multipart/form-data; boundary=b")
+            .body(body)
+            .send()
+    };
+    assert_eq!(upload("../evil", 10).await.unwrap().status(), 400);
+    assert_eq!(upload("big.jsonl", 50 * 1024 * 1024 + 1).await.unwrap().status(), 413);
 
     // Dry run writes nothing.
     let out = ok(ana.agnes(&["pull", "--dry-run"]));

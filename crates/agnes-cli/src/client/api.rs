@@ -137,6 +137,28 @@ impl Api {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// POST a raw body (multipart uploads).
+    pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<Value, ApiFailure> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.server))
+            .header("content-type", content_type)
+            .body(body)
+            .timeout(std::time::Duration::from_secs(300));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(ApiFailure::Http { status, detail: value.get("detail").cloned().unwrap_or(value) })
+        }
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value, ApiFailure> {
         self.call(Method::DELETE, path, None).await
     }

@@ -91,13 +91,19 @@ impl Workspace {
 
     /// Hold the workspace for one pull at a time; released when the file is dropped.
     pub fn lock(&self) -> anyhow::Result<std::fs::File> {
+        self.try_lock_named(".pull.lock")?
+            .with_context(|| format!("another agnes pull is running in {}", self.root.display()))
+    }
+
+    /// An exclusive lock on `server/<name>`, or `None` when another process holds it.
+    pub fn try_lock_named(&self, name: &str) -> anyhow::Result<Option<std::fs::File>> {
         let dir = self.root.join("server");
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".pull.lock"))?;
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(name))?;
         use std::os::fd::AsRawFd;
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            anyhow::bail!("another agnes pull is running in {}", self.root.display());
+            return Ok(None);
         }
-        Ok(f)
+        Ok(Some(f))
     }
 }

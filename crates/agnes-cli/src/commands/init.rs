@@ -53,6 +53,7 @@ pub fn merge_hooks(mut settings: Value) -> Value {
         settings = json!({});
     }
     let wanted = [
+        ("SessionStart", hook("bash -c \"agnes capture-session 2>/dev/null || true\"")),
         ("SessionStart", hook("bash -c \"agnes pull --quiet 2>/dev/null || true\"")),
         ("SessionEnd", hook("bash -c \"( nohup agnes push --quiet </dev/null >/dev/null 2>&1 & ) ; true\"")),
     ];
@@ -60,14 +61,14 @@ pub fn merge_hooks(mut settings: Value) -> Value {
     if !hooks.is_object() {
         *hooks = json!({});
     }
-    for (event, entry) in wanted {
+    for event in ["SessionStart", "SessionEnd"] {
         let list = hooks.as_object_mut().expect("an object").entry(event).or_insert_with(|| json!([]));
         if !list.is_array() {
             *list = json!([]);
         }
         let list = list.as_array_mut().expect("an array");
         list.retain(|e| !ours(e));
-        list.push(entry);
+        list.extend(wanted.iter().filter(|(e, _)| *e == event).map(|(_, entry)| entry.clone()));
     }
     settings
 }
@@ -162,15 +163,16 @@ mod tests {
         assert_eq!(once["theme"], "dark");
         assert_eq!(once["hooks"]["PreToolUse"][0]["hooks"][0]["command"], "lint");
         let start = once["hooks"]["SessionStart"].as_array().unwrap();
-        assert_eq!(start.len(), 2);
+        assert_eq!(start.len(), 3);
         assert_eq!(start[0]["hooks"][0]["command"], "echo hello");
-        assert!(start[1]["hooks"][0]["command"].as_str().unwrap().contains("agnes pull --quiet"));
+        assert!(start[1]["hooks"][0]["command"].as_str().unwrap().contains("agnes capture-session"));
+        assert!(start[2]["hooks"][0]["command"].as_str().unwrap().contains("agnes pull --quiet"));
         let end = once["hooks"]["SessionEnd"].as_array().unwrap();
         assert_eq!(end.len(), 1, "the legacy agnes entry was replaced, not duplicated");
         assert!(
             end[0]["hooks"][0]["command"].as_str().unwrap().contains("|| true")
                 || end[0]["hooks"][0]["command"].as_str().unwrap().contains("; true")
         );
-        assert_eq!(merge_hooks(json!("garbage"))["hooks"]["SessionStart"].as_array().unwrap().len(), 1);
+        assert_eq!(merge_hooks(json!("garbage"))["hooks"]["SessionStart"].as_array().unwrap().len(), 2);
     }
 }

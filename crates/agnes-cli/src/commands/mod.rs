@@ -5,4 +5,5 @@ pub mod auth;
 pub mod discover;
 pub mod init;
 pub mod pull;
+pub mod push;
 pub mod query;

@@ -14,6 +14,7 @@ mod ranges;
 mod registry;
 mod sync;
 mod tables;
+mod upload;
 mod users;
 
 use crate::auth::authenticate::{authenticate, AuthContext};
@@ -46,6 +47,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(sync::routes())
         .merge(data::routes())
         .merge(catalog::routes())
+        .merge(upload::routes())
 }
 
 /// The OpenAPI document of [`api`], finished as served.
