@@ -165,15 +165,32 @@ impl<'a> SyncStateRepo<'a> {
         Ok(())
     }
 
-    /// What the manifest lists: every synced table with the registry fields it needs, in
-    /// one query (the manifest is fetched on every pull).
-    pub async fn manifest_rows(&self) -> Result<Vec<ManifestRow>> {
-        Ok(sqlx::query_as(
-            "SELECT s.table_id, r.name, r.query_mode, r.source_type, r.sync_strategy, s.hash, s.last_sync, \
-             s.file_size_bytes, s.rows FROM sync_state s LEFT JOIN table_registry r ON r.id = s.table_id ORDER BY s.table_id",
+    /// The manifest's `tables` object as JSON text, and how many tables it holds: every
+    /// published table the caller may read (`all`, or granted to one of `group_ids`), with
+    /// the parts of partitioned tables. SQLite builds the whole document in one row: the
+    /// manifest is fetched on every pull, and row-by-row transfer is what costs.
+    pub async fn manifest_json(&self, all: bool, group_ids: &[String]) -> Result<(String, i64)> {
+        let groups = serde_json::to_string(group_ids).expect("strings serialize");
+        let row: (Option<String>, i64) = sqlx::query_as(
+            "SELECT json_group_object(COALESCE(r.name, s.table_id), json_object(
+                 'id', s.table_id, 'hash', s.hash, 'updated', s.last_sync, 'size_bytes', s.file_size_bytes,
+                 'rows', s.rows, 'query_mode', COALESCE(r.query_mode, 'local'), 'source_type', COALESCE(r.source_type, ''),
+                 'parts', CASE WHEN r.sync_strategy = 'partitioned' THEN json((
+                     SELECT json_group_array(json_object('part', p.part,
+                         'path', '/api/data/' || s.table_id || '/parts/' || p.part || '/download',
+                         'hash', p.hash, 'size_bytes', p.size_bytes, 'rows', p.rows))
+                     FROM (SELECT * FROM sync_parts WHERE table_id = s.table_id ORDER BY part) p)) END)),
+                 count(*)
+             FROM sync_state s LEFT JOIN table_registry r ON r.id = s.table_id
+             WHERE (s.last_sync IS NOT NULL OR s.hash <> '')
+               AND (?1 OR s.table_id IN (SELECT resource_id FROM resource_grants WHERE resource_type = 'table'
+                                          AND group_id IN (SELECT value FROM json_each(?2))))",
         )
-        .fetch_all(self.pool)
-        .await?)
+        .bind(all)
+        .bind(groups)
+        .fetch_one(self.pool)
+        .await?;
+        Ok((row.0.unwrap_or_else(|| "{}".to_string()), row.1))
     }
 
     /// Drop what describes a table's published data (history is kept).
@@ -183,19 +200,6 @@ impl<'a> SyncStateRepo<'a> {
         sqlx::query("DELETE FROM sync_parts WHERE table_id = ?").bind(table_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Parts of every partitioned table, by table id.
-    pub async fn all_parts(&self) -> Result<std::collections::HashMap<String, Vec<PartState>>> {
-        let rows: Vec<(String, String, String, i64, i64)> =
-            sqlx::query_as("SELECT table_id, part, hash, rows, size_bytes FROM sync_parts ORDER BY table_id, part")
-                .fetch_all(self.pool)
-                .await?;
-        let mut out: std::collections::HashMap<String, Vec<PartState>> = std::collections::HashMap::new();
-        for (table_id, part, hash, rows, size_bytes) in rows {
-            out.entry(table_id).or_default().push(PartState { part, hash, rows, size_bytes });
-        }
-        Ok(out)
     }
 
     /// The most recent history rows of a table, newest first.
@@ -210,20 +214,6 @@ impl<'a> SyncStateRepo<'a> {
         .await?;
         Ok(rows)
     }
-}
-
-/// One manifest entry's facts; registry fields are `None` for unregistered tables.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct ManifestRow {
-    pub table_id: String,
-    pub name: Option<String>,
-    pub query_mode: Option<String>,
-    pub source_type: Option<String>,
-    pub sync_strategy: Option<String>,
-    pub hash: String,
-    pub last_sync: Option<String>,
-    pub file_size_bytes: i64,
-    pub rows: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
