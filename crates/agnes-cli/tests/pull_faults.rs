@@ -215,3 +215,30 @@ async fn a_hash_mismatch_is_rejected_and_the_old_file_kept() {
         std::fs::read_dir(ws.path().join("server/parquet")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(leftovers.len(), 1, "no partial file is left: {leftovers:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_is_reported_in_lines_off_a_terminal() {
+    let (url, _) = serve(vec![("big", parquet(200_000), Fault::None)]).await;
+    let ws = tempfile::tempdir().unwrap();
+    let (url2, ws2) = (url.clone(), ws.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        agnes()
+            .env("AGNES_SERVER", &url2)
+            .env("AGNES_TOKEN", "agnes_pat_test")
+            .env("AGNES_LOCAL_DIR", &ws2)
+            .env("AGNES_PULL_PROGRESS_INTERVAL_BYTES", "1")
+            .arg("pull")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("[1/1 files] big: ")).collect();
+    assert!(lines.len() >= 2, "periodic lines and a final one: {stdout}");
+    assert!(lines.iter().any(|l| l.contains("% (") && l.contains("MiB/s")), "{stdout}");
+    assert!(lines.last().unwrap().contains("100% done"), "{stdout}");
+    let quiet = pull(&url, ws.path(), &["--quiet"]).await;
+    assert!(String::from_utf8_lossy(&quiet.stdout).is_empty(), "--quiet prints nothing");
+}

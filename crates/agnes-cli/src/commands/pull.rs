@@ -38,6 +38,7 @@ struct Job {
     url: String,
     target: PathBuf,
     hash: String,
+    size: u64,
 }
 
 #[derive(Debug)]
@@ -89,7 +90,8 @@ fn plan(manifest: &Value, ws: &Workspace, state: &PullState, skip_materialize: b
                         .as_str()
                         .map(String::from)
                         .unwrap_or_else(|| format!("/api/data/{id}/parts/{part}/download"));
-                    plan.jobs.push(Job { table: name.clone(), url, target, hash: part_hash.clone() });
+                    let size = p["size_bytes"].as_u64().unwrap_or(0);
+                    plan.jobs.push(Job { table: name.clone(), url, target, hash: part_hash.clone(), size });
                 }
                 wanted.parts.insert(part.to_string(), part_hash);
             }
@@ -105,11 +107,13 @@ fn plan(manifest: &Value, ws: &Workspace, state: &PullState, skip_materialize: b
             let target = ws.table_file(name);
             let have = local.is_some_and(|l| l.hash == hash && !hash.is_empty() && l.parts.is_empty());
             if !have || !target.is_file() {
+                let size = entry["size_bytes"].as_u64().unwrap_or(0);
                 plan.jobs.push(Job {
                     table: name.clone(),
                     url: format!("/api/data/{id}/download"),
                     target,
                     hash: hash.clone(),
+                    size,
                 });
             }
         }
@@ -117,6 +121,107 @@ fn plan(manifest: &Value, ws: &Workspace, state: &PullState, skip_materialize: b
     }
     plan.removed = state.tables.keys().filter(|n| !plan.wanted.contains_key(*n)).cloned().collect();
     Ok(plan)
+}
+
+/// How a pull shows its progress: a bar per file on a terminal, periodic lines otherwise
+/// (`[i/N files] name: 40% (4.0 MiB / 10.0 MiB) at 80.0 MiB/s`), nothing when quiet.
+struct Reporter {
+    show: bool,
+    bars: Option<indicatif::MultiProgress>,
+    interval_bytes: u64,
+    interval: Duration,
+}
+
+impl Reporter {
+    fn new(show: bool) -> Reporter {
+        use std::io::IsTerminal;
+        let bars = (show && std::io::stdout().is_terminal()).then(indicatif::MultiProgress::new);
+        let interval_bytes =
+            std::env::var("AGNES_PULL_PROGRESS_INTERVAL_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 20);
+        let secs =
+            std::env::var("AGNES_PULL_PROGRESS_INTERVAL_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5.0f64);
+        Reporter { show, bars, interval_bytes, interval: Duration::from_secs_f64(secs.max(0.1)) }
+    }
+
+    fn start(&self, job: &Job, index: usize, count: usize) -> FileProgress {
+        let label = format!("[{}/{count} files] {}", index + 1, job.table);
+        let bar = self.bars.as_ref().map(|m| {
+            let b = m.add(indicatif::ProgressBar::new(job.size));
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:25}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            b.set_message(label.clone());
+            b
+        });
+        FileProgress {
+            show: self.show,
+            bar,
+            label,
+            total: job.size,
+            started: Instant::now(),
+            last_line: Instant::now(),
+            last_bytes: 0,
+            next_pct: 10,
+            interval_bytes: self.interval_bytes,
+            interval: self.interval,
+            done: 0,
+        }
+    }
+}
+
+struct FileProgress {
+    show: bool,
+    bar: Option<indicatif::ProgressBar>,
+    label: String,
+    total: u64,
+    started: Instant,
+    last_line: Instant,
+    last_bytes: u64,
+    next_pct: u64,
+    interval_bytes: u64,
+    interval: Duration,
+    done: u64,
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / 1048576.0
+}
+
+impl FileProgress {
+    fn update(&mut self, bytes: u64) {
+        self.done = bytes;
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+            return;
+        }
+        if !self.show {
+            return;
+        }
+        let pct = (bytes * 100).checked_div(self.total).unwrap_or(0);
+        let step = pct >= self.next_pct && bytes - self.last_bytes >= self.interval_bytes;
+        if step || self.last_line.elapsed() >= self.interval {
+            let rate = mib(bytes) / self.started.elapsed().as_secs_f64().max(1e-3);
+            println!("{}: {pct}% ({:.1} MiB / {:.1} MiB) at {rate:.1} MiB/s", self.label, mib(bytes), mib(self.total));
+            self.last_line = Instant::now();
+            self.last_bytes = bytes;
+            self.next_pct = (pct / 10 + 1) * 10;
+        }
+    }
+
+    fn finish(self, ok: bool) {
+        if let Some(bar) = self.bar {
+            bar.finish_with_message(format!("{} {}", self.label, if ok { "done" } else { "FAILED" }));
+        } else if self.show && ok {
+            println!(
+                "{}: 100% done ({:.1} MiB in {:.1} s)",
+                self.label,
+                mib(self.done),
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
 }
 
 fn env_number(name: &str, default: usize, max: usize) -> usize {
@@ -147,7 +252,7 @@ fn partial_path(target: &Path) -> PathBuf {
 
 /// One attempt: resume from the partial file when there is one (If-Range guards against a
 /// partial from another version), hash as the bytes arrive, verify, rename.
-async fn fetch_once(api: &Api, job: &Job) -> Result<u64, FetchError> {
+async fn fetch_once(api: &Api, job: &Job, progress: &mut FileProgress) -> Result<u64, FetchError> {
     let io = |e: std::io::Error| FetchError::Permanent(format!("cannot write {}: {e}", job.target.display()));
     let partial = partial_path(&job.target);
     if let Some(dir) = job.target.parent() {
@@ -200,6 +305,7 @@ async fn fetch_once(api: &Api, job: &Job) -> Result<u64, FetchError> {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 written += chunk.len() as u64;
+                progress.update(written);
                 if hash_tx.send(chunk.clone()).is_err() || write_tx.send(chunk).is_err() {
                     break;
                 }
@@ -252,12 +358,12 @@ async fn has_parquet_magic(path: &Path) -> bool {
 }
 
 /// Fetch with retries (`AGNES_STREAM_RETRIES`, default 3; backoff 0.3 s, 1 s, 3 s).
-async fn fetch(api: &Api, job: &Job) -> Result<u64, String> {
+async fn fetch(api: &Api, job: &Job, progress: &mut FileProgress) -> Result<u64, String> {
     let retries = std::env::var("AGNES_STREAM_RETRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(3usize);
     let backoff = [300u64, 1000, 3000];
     let mut attempt = 0;
     loop {
-        match fetch_once(api, job).await {
+        match fetch_once(api, job, progress).await {
             Ok(n) => return Ok(n),
             Err(FetchError::Transient(m)) if attempt < retries => {
                 tracing::debug!(table = %job.table, attempt, "retrying download: {m}");
@@ -312,33 +418,24 @@ pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Resu
     // Download in parallel.
     let parallel = env_number("AGNES_PULL_PARALLELISM", 4, 32);
     let gate = Arc::new(tokio::sync::Semaphore::new(parallel));
-    let show = !args.quiet && !args.json;
+    let reporter = Arc::new(Reporter::new(!args.quiet && !args.json));
+    let count = plan.jobs.len();
     let mut tasks = Vec::new();
-    for job in plan.jobs.clone() {
-        let (api, gate) = (api.clone(), gate.clone());
+    for (index, job) in plan.jobs.clone().into_iter().enumerate() {
+        let (api, gate, reporter) = (api.clone(), gate.clone(), reporter.clone());
         tasks.push(tokio::spawn(async move {
             let _slot = gate.acquire_owned().await.expect("the semaphore is never closed");
-            let t = Instant::now();
-            let result = fetch(&api, &job).await;
-            (job, result, t.elapsed())
+            let mut progress = reporter.start(&job, index, count);
+            let result = fetch(&api, &job, &mut progress).await;
+            progress.finish(result.is_ok());
+            (job, result)
         }));
     }
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
-    let count = tasks.len();
-    for (i, task) in tasks.into_iter().enumerate() {
-        let (job, result, took) = task.await.context("a download task failed")?;
-        match result {
-            Ok(bytes) if show => println!(
-                "[{}/{count}] {}: {:.1} MiB in {:.1} s",
-                i + 1,
-                job.table,
-                bytes as f64 / 1048576.0,
-                took.as_secs_f64()
-            ),
-            Ok(_) => {}
-            Err(e) => {
-                failed.entry(job.table.clone()).or_insert(e);
-            }
+    for task in tasks {
+        let (job, result) = task.await.context("a download task failed")?;
+        if let Err(e) = result {
+            failed.entry(job.table.clone()).or_insert(e);
         }
     }
 
