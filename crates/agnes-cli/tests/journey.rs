@@ -24,7 +24,20 @@ struct Analyst<'a> {
     workspace: std::path::PathBuf,
 }
 
-impl Analyst<'_> {
+impl<'a> Analyst<'a> {
+    /// Mint a PAT from `session` and give it an empty workspace under `dir`.
+    async fn with_new_token(
+        server: &'a TestServer,
+        http: &Http,
+        session: &str,
+        dir: &Path,
+    ) -> (serde_json::Value, Analyst<'a>) {
+        let (_, pat) = http.post("/auth/tokens", Some(session), json!({"name": "laptop"})).await;
+        let ana = Analyst { server, token: pat["token"].as_str().unwrap().to_string(), workspace: dir.join("ws") };
+        std::fs::create_dir_all(&ana.workspace).unwrap();
+        (pat, ana)
+    }
+
     fn agnes(&self, args: &[&str]) -> Output {
         agnes()
             .env("AGNES_SERVER", &self.server.url)
@@ -86,13 +99,7 @@ async fn register_sync_grant_pull_query() {
         )
         .await;
     }
-    let (_, pat) = http.post("/auth/tokens", Some(&session), json!({"name": "laptop"})).await;
-    let ana = Analyst {
-        server: &server,
-        token: pat["token"].as_str().unwrap().to_string(),
-        workspace: dir.path().join("ws"),
-    };
-    std::fs::create_dir_all(&ana.workspace).unwrap();
+    let (pat, ana) = Analyst::with_new_token(&server, &http, &session, dir.path()).await;
 
     // `agnes init` sets a second workspace up in one command.
     let init_ws = dir.path().join("init-ws");
@@ -295,13 +302,7 @@ async fn empty_manifest_still_creates_the_local_duckdb() {
     let http = Http::new(&server);
     let admin = http.bootstrap().await;
     let (_, session) = http.user(&admin, "ana@example.com").await;
-    let (_, pat) = http.post("/auth/tokens", Some(&session), json!({"name": "laptop"})).await;
-    let ana = Analyst {
-        server: &server,
-        token: pat["token"].as_str().unwrap().to_string(),
-        workspace: dir.path().join("ws"),
-    };
-    std::fs::create_dir_all(&ana.workspace).unwrap();
+    let (_, ana) = Analyst::with_new_token(&server, &http, &session, dir.path()).await;
     let out = ok(ana.agnes(&["pull"]));
     assert!(out.contains("Updated 0 tables (0 total)."), "{out}");
     assert!(ana.workspace.join("user/duckdb/analytics.duckdb").is_file());
