@@ -183,7 +183,7 @@ pub fn pull(scale: f64) -> anyhow::Result<Section> {
     Ok(Section {
         name: "pull",
         body: format!(
-            "## `agnes pull`\n\n{}\n\nReal binaries over loopback: `agnes serve` and `agnes pull` (PAT, 4 parallel downloads, MD5 verified while streaming), medians of 3 (5 for the no-change pull).\n\n\
+            "## `agnes pull`\n\n{}\n\nReal binaries over loopback: `agnes serve` and `agnes pull` (PAT, 4 parallel downloads, files of 64 MiB and more as 4 ranges at once, the XXH3-128 checksum verified while the bytes arrive), medians of 3 (5 for the no-change pull).\n\n\
              | measure | agnes | baseline | result | target |\n|---|---|---|---|---|\n\
              | cold pull, 20 tables, {files} files, {mb:.0} MB | {:.2} s | `cp -r` of the same files: {:.2} s | **{:.2}×** | ≤ 1.5× |\n\
              | peak RSS of `agnes pull` (largest of all runs, GNU time) | {:.1} MiB | | | < 100 MB |\n\

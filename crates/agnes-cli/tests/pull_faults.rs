@@ -34,6 +34,8 @@ struct Fake {
     files: HashMap<String, (Vec<u8>, Fault)>,
     hits: HashMap<String, usize>,
     ranges: Vec<String>,
+    /// A server of the original's shape: the manifest has MD5 hashes and no checksums.
+    legacy: bool,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -56,7 +58,11 @@ async fn manifest(State(s): State<Shared>) -> Json<serde_json::Value> {
         .files
         .iter()
         .map(|(name, (bytes, _))| {
-            (name.clone(), json!({"id": name, "hash": hex::encode(Md5::digest(bytes)), "size_bytes": bytes.len(), "rows": 1, "query_mode": "local", "source_type": "files"}))
+            let mut entry = json!({"id": name, "hash": hex::encode(Md5::digest(bytes)), "size_bytes": bytes.len(), "rows": 1, "query_mode": "local", "source_type": "files"});
+            if !fake.legacy {
+                entry["checksum"] = json!(format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(bytes)));
+            }
+            (name.clone(), entry)
         })
         .collect();
     Json(json!({"tables": tables, "server_time": "2026-01-01T00:00:00Z"}))
@@ -72,11 +78,20 @@ async fn download(State(s): State<Shared>, Path(name): Path<String>, headers: He
         let (b, f) = fake.files.get(&name).cloned().unwrap();
         (b, f, hit)
     };
-    let range_start = headers
+    // `bytes=start-` or `bytes=start-end`, honoured unless the fault says otherwise.
+    let range = headers
         .get("range")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("bytes="))
-        .and_then(|v| v.trim_end_matches('-').parse::<usize>().ok());
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().unwrap_or(bytes.len() - 1))))
+        .filter(|(start, end)| fault != Fault::IgnoreRange && start < &bytes.len() && start <= end);
+    let (status, start, end) = match range {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end.min(bytes.len() - 1)),
+        None => (StatusCode::OK, 0, bytes.len() - 1),
+    };
+    let len = bytes.len();
+    let content_range = [("content-range", format!("bytes {start}-{end}/{len}"))];
     match fault {
         Fault::Forbidden => {
             return (StatusCode::FORBIDDEN, Json(json!({"detail": "Access denied to this table"}))).into_response()
@@ -85,7 +100,7 @@ async fn download(State(s): State<Shared>, Path(name): Path<String>, headers: He
             return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"detail": "boom"}))).into_response()
         }
         Fault::DropMidway if hit == 1 => {
-            let half = bytes[..bytes.len() / 2].to_vec();
+            let half = bytes[start..start + (end + 1 - start) / 2].to_vec();
             use futures::StreamExt;
             // Let the first half reach the client, then lose the connection.
             let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(axum::body::Bytes::from(half))]).chain(
@@ -94,8 +109,8 @@ async fn download(State(s): State<Shared>, Path(name): Path<String>, headers: He
                     Err(std::io::Error::other("connection lost"))
                 }),
             );
-            return (StatusCode::OK, [("content-length", bytes.len().to_string())], Body::from_stream(stream))
-                .into_response();
+            let length = (end + 1 - start).to_string();
+            return (status, content_range, [("content-length", length)], Body::from_stream(stream)).into_response();
         }
         Fault::WrongBytes => {
             let mut b = bytes.clone();
@@ -104,23 +119,17 @@ async fn download(State(s): State<Shared>, Path(name): Path<String>, headers: He
         }
         _ => {}
     }
-    match range_start {
-        Some(start) if fault != Fault::IgnoreRange && start < bytes.len() => {
-            let len = bytes.len();
-            (
-                StatusCode::PARTIAL_CONTENT,
-                [("content-range", format!("bytes {start}-{}/{len}", len - 1))],
-                bytes[start..].to_vec(),
-            )
-                .into_response()
-        }
-        _ => (StatusCode::OK, bytes).into_response(),
-    }
+    (status, content_range, bytes[start..=end].to_vec()).into_response()
 }
 
 async fn serve(files: Vec<(&str, Vec<u8>, Fault)>) -> (String, Shared) {
+    serve_as(files, false).await
+}
+
+async fn serve_as(files: Vec<(&str, Vec<u8>, Fault)>, legacy: bool) -> (String, Shared) {
     let state: Shared = Arc::new(Mutex::new(Fake {
         files: files.into_iter().map(|(n, b, f)| (n.to_string(), (b, f))).collect(),
+        legacy,
         ..Default::default()
     }));
     let app = Router::new()
@@ -134,10 +143,16 @@ async fn serve(files: Vec<(&str, Vec<u8>, Fault)>) -> (String, Shared) {
 }
 
 async fn pull(url: &str, ws: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    pull_in_pieces(url, ws, extra, u64::MAX).await
+}
+
+/// A pull that splits files of `chunk_bytes` and more into ranges fetched at once.
+async fn pull_in_pieces(url: &str, ws: &std::path::Path, extra: &[&str], chunk_bytes: u64) -> std::process::Output {
     let (url, ws) = (url.to_string(), ws.to_path_buf());
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         agnes()
+            .env("AGNES_PULL_CHUNK_BYTES", chunk_bytes.to_string())
             .env("AGNES_SERVER", &url)
             .env("AGNES_TOKEN", "agnes_pat_test")
             .env("AGNES_LOCAL_DIR", &ws)
@@ -200,20 +215,64 @@ async fn a_server_that_ignores_ranges_still_gives_a_correct_file() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hash_mismatch_is_rejected_and_the_old_file_kept() {
-    let ws = tempfile::tempdir().unwrap();
-    let old = parquet(3);
-    let (url, _) = serve(vec![("t", old.clone(), Fault::None)]).await;
-    assert!(pull(&url, ws.path(), &[]).await.status.success());
+    // Checked by the fast checksum, and by MD5 against a server of the original's shape.
+    for legacy in [false, true] {
+        let ws = tempfile::tempdir().unwrap();
+        let old = parquet(3);
+        let (url, _) = serve_as(vec![("t", old.clone(), Fault::None)], legacy).await;
+        assert!(pull(&url, ws.path(), &[]).await.status.success());
 
-    let (url, _) = serve(vec![("t", parquet(4), Fault::WrongBytes)]).await;
-    let out = pull(&url, ws.path(), &[]).await;
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("hash mismatch: expected"), "{stderr}");
-    assert_eq!(std::fs::read(ws.path().join("server/parquet/t.parquet")).unwrap(), old, "the last good file stays");
+        let (url, _) = serve_as(vec![("t", parquet(4), Fault::WrongBytes)], legacy).await;
+        let out = pull(&url, ws.path(), &[]).await;
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("hash mismatch: expected"), "legacy={legacy}: {stderr}");
+        let kept = std::fs::read(ws.path().join("server/parquet/t.parquet")).unwrap();
+        assert_eq!(kept, old, "the last good file stays");
+        let leftovers: Vec<_> =
+            std::fs::read_dir(ws.path().join("server/parquet")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "no partial file is left: {leftovers:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_file_comes_as_ranges_at_once() {
+    let bytes = parquet(200_000);
+    let (url, state) = serve(vec![("big", bytes.clone(), Fault::None)]).await;
+    let ws = tempfile::tempdir().unwrap();
+    let out = pull_in_pieces(&url, ws.path(), &[], bytes.len() as u64 / 10).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(ws.path().join("server/parquet/big.parquet")).unwrap(), bytes);
+    let mut ranges = state.lock().unwrap().ranges.clone();
+    ranges.sort();
+    assert_eq!(ranges.len(), 4, "AGNES_PULL_PARALLELISM (4) ranges: {ranges:?}");
+    assert!(ranges.iter().any(|r| r.starts_with("big:bytes=0-")), "{ranges:?}");
+    assert!(ranges.iter().all(|r| !r.ends_with('-')), "every range is bounded: {ranges:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_range_is_resumed_alone() {
+    let bytes = parquet(200_000);
+    let (url, state) = serve(vec![("big", bytes.clone(), Fault::DropMidway)]).await;
+    let ws = tempfile::tempdir().unwrap();
+    let out = pull_in_pieces(&url, ws.path(), &[], bytes.len() as u64 / 10).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(ws.path().join("server/parquet/big.parquet")).unwrap(), bytes);
+    let fake = state.lock().unwrap();
+    assert_eq!(fake.hits["big"], 5, "four ranges and one resumed: {:?}", fake.ranges);
     let leftovers: Vec<_> =
         std::fs::read_dir(ws.path().join("server/parquet")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(leftovers.len(), 1, "no partial file is left: {leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ranges_fall_back_to_one_stream_when_the_server_ignores_them() {
+    let bytes = parquet(200_000);
+    let (url, _) = serve(vec![("big", bytes.clone(), Fault::IgnoreRange)]).await;
+    let ws = tempfile::tempdir().unwrap();
+    let out = pull_in_pieces(&url, ws.path(), &[], bytes.len() as u64 / 10).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(ws.path().join("server/parquet/big.parquet")).unwrap(), bytes);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,6 +16,13 @@ pub enum EngineError {
     InvalidIdentifier(String),
     #[error("{0}")]
     Invalid(String),
+    /// The sandbox refused the statement before running it.
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("the query ran longer than its limit of {seconds} s and was stopped")]
+    Timeout { seconds: f64 },
+    #[error("the result is larger than the limit of {limit_bytes} bytes: select fewer columns or rows")]
+    ResultTooLarge { limit_bytes: usize },
 }
 
 impl EngineError {

@@ -44,37 +44,57 @@ pub fn commit_rename(tmp: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Like [`commit_rename`], and also return the MD5 of the content. The hash is read while
-/// the fsync runs (the pages were just written, so both work from the page cache and the
-/// disk at once); the bytes hashed are exactly the bytes renamed into place.
-pub fn commit_rename_hashed(tmp: &Path, target: &Path) -> Result<String> {
-    let (synced, md5) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| md5_file(tmp));
+/// Like [`commit_rename`], and also return the digests of the content. They are read
+/// while the fsync runs (the pages were just written, so both work from the page cache
+/// and the disk at once); the bytes hashed are exactly the bytes renamed into place.
+pub fn commit_rename_hashed(tmp: &Path, target: &Path) -> Result<Digests> {
+    let (synced, digests) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| digest_file(tmp));
         let synced = fsync_file(tmp);
-        (synced, hasher.join().unwrap_or_else(|_| Err(EngineError::Invalid("MD5 thread panicked".into()))))
+        (synced, hasher.join().unwrap_or_else(|_| Err(EngineError::Invalid("hashing thread panicked".into()))))
     });
     synced?;
-    let md5 = md5?;
+    let digests = digests?;
     std::fs::rename(tmp, target).map_err(EngineError::io("rename into place", target))?;
     if let Some(dir) = target.parent() {
         fsync_dir(dir)?;
     }
-    Ok(md5)
+    Ok(digests)
 }
 
-/// MD5 hex digest of a file's whole content (the manifest's `hash`).
-pub fn md5_file(path: &Path) -> Result<String> {
+/// The two digests of a published file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    /// MD5 hex: the manifest's `hash` and the download's ETag (the original's contract).
+    pub md5: String,
+    /// `xxh3-128:<hex>`: what `agnes pull` verifies. MD5 runs at about 600 MB/s on one
+    /// core and would bound a pull; XXH3 is an order of magnitude faster.
+    pub checksum: String,
+}
+
+/// The prefix naming the algorithm of [`Digests::checksum`].
+pub const CHECKSUM_PREFIX: &str = "xxh3-128:";
+
+/// Both digests of a file's whole content, in one read.
+pub fn digest_file(path: &Path) -> Result<Digests> {
     let mut f = File::open(path).map_err(EngineError::io("open", path))?;
-    let mut hasher = Md5::new();
+    let mut md5 = Md5::new();
+    let mut xxh = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf).map_err(EngineError::io("read", path))?;
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
+        md5.update(&buf[..n]);
+        xxh.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(Digests { md5: hex::encode(md5.finalize()), checksum: format!("{CHECKSUM_PREFIX}{:032x}", xxh.digest128()) })
+}
+
+/// MD5 hex digest of a file's whole content (the manifest's `hash`).
+pub fn md5_file(path: &Path) -> Result<String> {
+    Ok(digest_file(path)?.md5)
 }
 
 /// Remove a file if it exists.
@@ -107,6 +127,8 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, b"hello").unwrap();
         assert_eq!(md5_file(&p).unwrap(), "5d41402abc4b2a76b9719d911017c592");
+        // The XXH3-128 of "hello" as the reference implementation prints it (xxhsum -H2).
+        assert_eq!(digest_file(&p).unwrap().checksum, "xxh3-128:b5e9c1ad071b3e7fc779cfaa5e523818");
     }
 
     #[test]

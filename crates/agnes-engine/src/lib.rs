@@ -1,5 +1,5 @@
 //! Everything DuckDB: the extract contract, atomic publish, the orchestrator and the
-//! confined connections connectors run in.
+//! confined connections connectors run in, and the query sandbox.
 //!
 //! This is the only crate that links DuckDB. All functions here are blocking; async
 //! callers run them on `spawn_blocking` (DESIGN decision 3).
@@ -14,6 +14,7 @@ pub mod layout;
 pub mod local;
 pub mod orchestrator;
 pub mod publish;
+pub mod sandbox;
 pub mod values;
 
 pub use error::EngineError;

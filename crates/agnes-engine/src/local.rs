@@ -155,7 +155,7 @@ pub fn query(db: &Path, sql: &str, limit: usize) -> Result<QueryOutput> {
 /// One value of a result row. duckdb-rs panics on column types it does not map (a bare
 /// `NULL` column, for one); those are answered here, and any other panic becomes an error
 /// naming the column, so no query can crash the caller.
-fn read_value(row: &duckdb::Row<'_>, i: usize) -> Result<Value> {
+pub(crate) fn read_value(row: &duckdb::Row<'_>, i: usize) -> Result<Value> {
     use duckdb::arrow::datatypes::DataType;
     let stmt = row.as_ref();
     let data_type = stmt.column_type(i);

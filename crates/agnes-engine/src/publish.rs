@@ -5,7 +5,7 @@
 //! file itself. A failure at any step removes the temporary and leaves the previous file
 //! (and whatever describes it) untouched.
 
-use crate::fsutil::{commit_rename_hashed, md5_file, remove_if_exists, temp_path_for};
+use crate::fsutil::{commit_rename_hashed, digest_file, remove_if_exists, temp_path_for, Digests};
 use crate::{EngineError, Result};
 use agnes_core::ident::quote_literal;
 use duckdb::Connection;
@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 pub struct PublishedFile {
     pub path: PathBuf,
     pub md5: String,
+    /// What `agnes pull` verifies (see [`Digests::checksum`]).
+    pub checksum: String,
     pub rows: i64,
     pub size_bytes: i64,
 }
@@ -34,7 +36,7 @@ pub fn publish_query(conn: &Connection, select_sql: &str, target: &Path) -> Resu
     let tmp = temp_path_for(target);
     let result = copy_to_parquet(conn, select_sql, &tmp).and_then(|()| commit_rename_hashed(&tmp, target));
     match result {
-        Ok(md5) => describe_with_md5(conn, target, md5),
+        Ok(digests) => describe_with_digests(conn, target, digests),
         Err(e) => {
             let _ = remove_if_exists(&tmp);
             Err(e)
@@ -47,12 +49,12 @@ fn copy_to_parquet(conn: &Connection, select_sql: &str, dest: &Path) -> Result<(
     Ok(())
 }
 
-/// MD5, rows and size of a parquet file, taken from the file.
+/// Digests, rows and size of a parquet file, taken from the file.
 pub fn describe(conn: &Connection, path: &Path) -> Result<PublishedFile> {
-    describe_with_md5(conn, path, md5_file(path)?)
+    describe_with_digests(conn, path, digest_file(path)?)
 }
 
-fn describe_with_md5(conn: &Connection, path: &Path, md5: String) -> Result<PublishedFile> {
+fn describe_with_digests(conn: &Connection, path: &Path, digests: Digests) -> Result<PublishedFile> {
     let size_bytes = std::fs::metadata(path).map_err(EngineError::io("stat", path))?.len() as i64;
     let rows: i64 = conn.query_row(
         &format!(
@@ -62,7 +64,7 @@ fn describe_with_md5(conn: &Connection, path: &Path, md5: String) -> Result<Publ
         [],
         |r| r.get(0),
     )?;
-    Ok(PublishedFile { path: path.to_path_buf(), md5, rows, size_bytes })
+    Ok(PublishedFile { path: path.to_path_buf(), md5: digests.md5, checksum: digests.checksum, rows, size_bytes })
 }
 
 /// Run `select_sql` and publish one parquet per value of `partition_expr` under
@@ -126,7 +128,7 @@ fn stage_and_publish(
             let tmp = temp_path_for(&target);
             std::fs::rename(&files[0], &tmp).map_err(EngineError::io("stage part", &tmp))?;
             match commit_rename_hashed(&tmp, &target) {
-                Ok(md5) => describe_with_md5(conn, &target, md5)?,
+                Ok(digests) => describe_with_digests(conn, &target, digests)?,
                 Err(e) => {
                     let _ = remove_if_exists(&tmp);
                     return Err(e);
@@ -169,6 +171,7 @@ fn part_key(value: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::md5_file;
 
     fn conn() -> Connection {
         Connection::open_in_memory().unwrap()

@@ -74,6 +74,25 @@ pub fn to_json(v: &Value) -> Json {
     }
 }
 
+/// About how many bytes `v` takes as JSON: enough to cap a result's size without
+/// serializing it twice.
+pub fn approximate_json_len(v: &Value) -> usize {
+    match v {
+        Value::Null => 4,
+        Value::Text(s) | Value::Enum(s) => s.len() + 2,
+        Value::Blob(b) | Value::Geometry(b) => b.len() * 2 + 2,
+        Value::List(items) | Value::Array(items) => {
+            items.iter().map(|i| approximate_json_len(i) + 1).sum::<usize>() + 2
+        }
+        Value::Struct(map) => map.iter().map(|(k, v)| k.len() + 4 + approximate_json_len(v)).sum::<usize>() + 2,
+        Value::Map(map) => {
+            map.iter().map(|(k, v)| approximate_json_len(k) + 2 + approximate_json_len(v)).sum::<usize>() + 2
+        }
+        Value::Union(inner) => approximate_json_len(inner),
+        _ => 24,
+    }
+}
+
 /// A value as a person reads it; NULL is empty (for CSV) — callers choose how to show it.
 pub fn to_text(v: &Value) -> String {
     match to_json(v) {

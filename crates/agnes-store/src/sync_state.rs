@@ -26,6 +26,9 @@ pub struct SyncState {
 pub struct PartState {
     pub part: String,
     pub hash: String,
+    /// The fast checksum clients verify (`xxh3-128:<hex>`); empty when unknown.
+    #[serde(default)]
+    pub checksum: String,
     pub rows: i64,
     pub size_bytes: i64,
 }
@@ -38,6 +41,9 @@ pub struct Published {
     pub size_bytes: i64,
     /// MD5 of the file, or of the part hashes in part order for partitioned tables.
     pub hash: String,
+    /// The file's fast checksum (`xxh3-128:<hex>`); empty for partitioned tables, whose
+    /// parts carry their own.
+    pub checksum: String,
     /// Empty for single-file tables.
     pub parts: Vec<PartState>,
 }
@@ -97,12 +103,16 @@ impl<'a> SyncStateRepo<'a> {
     }
 
     pub async fn parts(&self, table_id: &str) -> Result<Vec<PartState>> {
-        let rows: Vec<(String, String, i64, i64)> =
-            sqlx::query_as("SELECT part, hash, rows, size_bytes FROM sync_parts WHERE table_id = ? ORDER BY part")
-                .bind(table_id)
-                .fetch_all(self.pool)
-                .await?;
-        Ok(rows.into_iter().map(|(part, hash, rows, size_bytes)| PartState { part, hash, rows, size_bytes }).collect())
+        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT part, hash, checksum, rows, size_bytes FROM sync_parts WHERE table_id = ? ORDER BY part",
+        )
+        .bind(table_id)
+        .fetch_all(self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(part, hash, checksum, rows, size_bytes)| PartState { part, hash, checksum, rows, size_bytes })
+            .collect())
     }
 
     /// Record a successful sync: replace the published description, keep `last_changed`
@@ -116,11 +126,11 @@ impl<'a> SyncStateRepo<'a> {
             .await?;
         let changed = old.map(|(h,)| h != p.hash).unwrap_or(true);
         sqlx::query(
-            "INSERT INTO sync_state (table_id, source_name, last_sync, last_changed, rows, file_size_bytes, hash, status, error) \
-             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, 'ok', NULL) \
+            "INSERT INTO sync_state (table_id, source_name, last_sync, last_changed, rows, file_size_bytes, hash, checksum, status, error) \
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, 'ok', NULL) \
              ON CONFLICT (table_id) DO UPDATE SET source_name = ?2, last_sync = ?3, \
                last_changed = CASE WHEN sync_state.hash = ?6 THEN sync_state.last_changed ELSE ?3 END, \
-               rows = ?4, file_size_bytes = ?5, hash = ?6, status = 'ok', error = NULL",
+               rows = ?4, file_size_bytes = ?5, hash = ?6, checksum = ?7, status = 'ok', error = NULL",
         )
         .bind(table_id)
         .bind(&p.source_name)
@@ -128,18 +138,22 @@ impl<'a> SyncStateRepo<'a> {
         .bind(p.rows)
         .bind(p.size_bytes)
         .bind(&p.hash)
+        .bind(&p.checksum)
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM sync_parts WHERE table_id = ?").bind(table_id).execute(&mut *tx).await?;
         for part in &p.parts {
-            sqlx::query("INSERT INTO sync_parts (table_id, part, hash, rows, size_bytes) VALUES (?, ?, ?, ?, ?)")
-                .bind(table_id)
-                .bind(&part.part)
-                .bind(&part.hash)
-                .bind(part.rows)
-                .bind(part.size_bytes)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO sync_parts (table_id, part, hash, checksum, rows, size_bytes) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(table_id)
+            .bind(&part.part)
+            .bind(&part.hash)
+            .bind(&part.checksum)
+            .bind(part.rows)
+            .bind(part.size_bytes)
+            .execute(&mut *tx)
+            .await?;
         }
         insert_history(&mut tx, table_id, &now, Some(p.rows), duration_ms, "ok", None, Some(changed)).await?;
         tx.commit().await?;
@@ -173,12 +187,12 @@ impl<'a> SyncStateRepo<'a> {
         let groups = serde_json::to_string(group_ids).expect("strings serialize");
         let row: (Option<String>, i64) = sqlx::query_as(
             "SELECT json_group_object(COALESCE(r.name, s.table_id), json_object(
-                 'id', s.table_id, 'hash', s.hash, 'updated', s.last_sync, 'size_bytes', s.file_size_bytes,
+                 'id', s.table_id, 'hash', s.hash, 'checksum', NULLIF(s.checksum, ''), 'updated', s.last_sync, 'size_bytes', s.file_size_bytes,
                  'rows', s.rows, 'query_mode', COALESCE(r.query_mode, 'local'), 'source_type', COALESCE(r.source_type, ''),
                  'parts', CASE WHEN r.sync_strategy = 'partitioned' THEN json((
                      SELECT json_group_array(json_object('part', p.part,
                          'path', '/api/data/' || s.table_id || '/parts/' || p.part || '/download',
-                         'hash', p.hash, 'size_bytes', p.size_bytes, 'rows', p.rows))
+                         'hash', p.hash, 'checksum', NULLIF(p.checksum, ''), 'size_bytes', p.size_bytes, 'rows', p.rows))
                      FROM (SELECT * FROM sync_parts WHERE table_id = s.table_id ORDER BY part) p)) END)),
                  count(*)
              FROM sync_state s LEFT JOIN table_registry r ON r.id = s.table_id
@@ -261,7 +275,14 @@ mod tests {
     use crate::Store;
 
     fn published(hash: &str, rows: i64) -> Published {
-        Published { source_name: "files".into(), rows, size_bytes: 100, hash: hash.into(), parts: vec![] }
+        Published {
+            source_name: "files".into(),
+            rows,
+            size_bytes: 100,
+            hash: hash.into(),
+            checksum: format!("xxh3-128:{hash}"),
+            parts: vec![],
+        }
     }
 
     #[tokio::test]
@@ -305,13 +326,21 @@ mod tests {
         let store = Store::open_in_memory().await.unwrap();
         let mut p = published("x", 3);
         p.parts = vec![
-            PartState { part: "2024_01".into(), hash: "h1".into(), rows: 1, size_bytes: 10 },
-            PartState { part: "2024_02".into(), hash: "h2".into(), rows: 2, size_bytes: 20 },
+            PartState {
+                part: "2024_01".into(),
+                hash: "h1".into(),
+                checksum: "xxh3-128:c1".into(),
+                rows: 1,
+                size_bytes: 10,
+            },
+            PartState { part: "2024_02".into(), hash: "h2".into(), checksum: String::new(), rows: 2, size_bytes: 20 },
         ];
         store.sync_state().record_success("t", &p, 1).await.unwrap();
         p.parts.truncate(1);
         p.hash = "y".into();
         store.sync_state().record_success("t", &p, 1).await.unwrap();
-        assert_eq!(store.sync_state().parts("t").await.unwrap().len(), 1);
+        let parts = store.sync_state().parts("t").await.unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].checksum, "xxh3-128:c1", "the checksum round-trips");
     }
 }

@@ -437,6 +437,7 @@ fn published(source_name: &str, synced: &SyncedTable) -> Published {
             rows: f.rows,
             size_bytes: f.size_bytes,
             hash: f.md5.clone(),
+            checksum: f.checksum.clone(),
             parts: Vec::new(),
         },
         Publication::Parts(parts) => {
@@ -451,11 +452,13 @@ fn published(source_name: &str, synced: &SyncedTable) -> Published {
                 rows: synced.rows(),
                 size_bytes: synced.size_bytes(),
                 hash: hex::encode(h.finalize()),
+                checksum: String::new(),
                 parts: parts
                     .iter()
                     .map(|p| PartState {
                         part: p.key.clone(),
                         hash: p.file.md5.clone(),
+                        checksum: p.file.checksum.clone(),
                         rows: p.file.rows,
                         size_bytes: p.file.size_bytes,
                     })

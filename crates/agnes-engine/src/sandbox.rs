@@ -1,0 +1,329 @@
+//! The query sandbox (DESIGN decision 7): a caller's SQL runs in a DuckDB instance that
+//! can reach only the tables that caller may read.
+//!
+//! Safety comes from how the instance is built, not from reading the SQL: its catalog
+//! holds one view per granted table and nothing else; DuckDB may open exactly those
+//! tables' parquet files (`allowed_paths`, `allowed_directories` for partitioned tables)
+//! and no other file, URL or extension; the configuration is locked. A reference to
+//! anything else fails inside DuckDB, whatever its spelling.
+//!
+//! On top of that: the text must be exactly one query statement, as DuckDB's own parser
+//! sees it (`json_serialize_sql` serializes only SELECT-type statements and lists each
+//! statement it found); a watchdog interrupts a query at its time limit; memory, threads
+//! and spill space are capped per instance; rows and result bytes are capped per query.
+
+use crate::local::{read_value, QueryOutput};
+use crate::{EngineError, Result};
+use agnes_core::ident::{quote_ident, quote_literal};
+use duckdb::Connection;
+use std::path::PathBuf;
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
+/// One table a sandbox shows, under the name callers use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SandboxTable {
+    pub name: String,
+    pub data: TableData,
+}
+
+/// Where a table's parquet is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TableData {
+    File(PathBuf),
+    /// A partitioned table: every `*.parquet` in the directory.
+    Parts(PathBuf),
+}
+
+/// The limits every query in a sandbox runs under.
+#[derive(Debug, Clone)]
+pub struct SandboxLimits {
+    pub timeout: Duration,
+    /// DuckDB `memory_limit` of the instance, e.g. `"1GB"`.
+    pub memory_limit: String,
+    pub threads: usize,
+    /// Spill directory and how much it may hold (`max_temp_directory_size`).
+    pub temp_directory: Option<PathBuf>,
+    pub max_temp_size: String,
+    /// Largest result a query may answer, in bytes (JSON text or Arrow IPC).
+    pub max_result_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            timeout: Duration::from_secs(30),
+            memory_limit: "1GB".into(),
+            threads: 2,
+            temp_directory: None,
+            max_temp_size: "2GB".into(),
+            max_result_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A confined DuckDB instance with views of a fixed set of tables. Queries run on clones
+/// of one connection, so any number may run at once.
+pub struct Sandbox {
+    base: Mutex<Connection>,
+    limits: SandboxLimits,
+}
+
+/// A query's result as an Arrow IPC stream.
+pub struct ArrowOutput {
+    pub ipc: Vec<u8>,
+    pub rows: usize,
+    pub truncated: bool,
+}
+
+impl Sandbox {
+    pub fn open(tables: &[SandboxTable], limits: &SandboxLimits) -> Result<Sandbox> {
+        let conn = Connection::open_in_memory()?;
+        let (mut files, mut dirs) = (Vec::new(), Vec::new());
+        for t in tables {
+            match &t.data {
+                TableData::File(p) => files.push(quote_literal(&absolute(p)?)),
+                TableData::Parts(d) => dirs.push(quote_literal(&format!("{}/", absolute(d)?))),
+            }
+        }
+        // The order matters: DuckDB accepts allowed paths only while external access is on.
+        let mut setup = format!(
+            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; \
+             SET allowed_paths = [{}]; SET allowed_directories = [{}]; \
+             SET memory_limit = {}; SET threads = {}; SET max_temp_directory_size = {}; \
+             SET parquet_metadata_cache = true;",
+            files.join(", "),
+            dirs.join(", "),
+            quote_literal(&limits.memory_limit),
+            limits.threads.max(1),
+            quote_literal(&limits.max_temp_size),
+        );
+        if let Some(dir) = &limits.temp_directory {
+            setup.push_str(&format!(" SET temp_directory = {};", quote_literal(&dir.to_string_lossy())));
+        }
+        setup.push_str(" SET enable_external_access = false;");
+        conn.execute_batch(&setup)?;
+        for t in tables {
+            let source = match &t.data {
+                TableData::File(p) => quote_literal(&absolute(p)?),
+                TableData::Parts(d) => quote_literal(&format!("{}/*.parquet", absolute(d)?)),
+            };
+            conn.execute_batch(&format!(
+                "CREATE VIEW {} AS SELECT * FROM read_parquet({source})",
+                quote_ident(&t.name)
+            ))?;
+        }
+        conn.execute_batch("SET lock_configuration = true;")?;
+        Ok(Sandbox { base: Mutex::new(conn), limits: limits.clone() })
+    }
+
+    /// Run `sql` and keep at most `limit` rows as values.
+    pub fn query(&self, sql: &str, limit: usize) -> Result<QueryOutput> {
+        self.run(sql, limit, |conn, wrapped| {
+            let mut stmt = conn.prepare(wrapped)?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            let mut columns = Vec::new();
+            let mut truncated = false;
+            let mut bytes = 0usize;
+            while let Some(row) = rows.next()? {
+                if columns.is_empty() {
+                    columns = row.as_ref().column_names();
+                }
+                if out.len() == limit {
+                    truncated = true;
+                    break;
+                }
+                let n = row.as_ref().column_count();
+                let values = (0..n).map(|i| read_value(row, i)).collect::<Result<Vec<_>>>()?;
+                bytes += values.iter().map(crate::values::approximate_json_len).sum::<usize>() + n + 2;
+                if bytes > self.limits.max_result_bytes {
+                    return Err(EngineError::ResultTooLarge { limit_bytes: self.limits.max_result_bytes });
+                }
+                out.push(values);
+            }
+            drop(rows);
+            if columns.is_empty() {
+                columns = stmt.column_names();
+            }
+            Ok(QueryOutput { columns, rows: out, truncated })
+        })
+    }
+
+    /// Run `sql` and answer at most `limit` rows as an Arrow IPC stream.
+    pub fn query_arrow(&self, sql: &str, limit: usize) -> Result<ArrowOutput> {
+        self.run(sql, limit, |conn, wrapped| {
+            let mut stmt = conn.prepare(wrapped)?;
+            let batches: Vec<_> = stmt.query_arrow([])?.collect();
+            let schema = stmt.schema();
+            let mut writer = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(arrow_error)?;
+            let (mut rows, mut truncated) = (0usize, false);
+            for batch in batches {
+                let keep = batch.num_rows().min(limit - rows);
+                if keep < batch.num_rows() {
+                    truncated = true;
+                }
+                if keep > 0 {
+                    writer.write(&batch.slice(0, keep)).map_err(arrow_error)?;
+                    rows += keep;
+                }
+                if writer.get_ref().len() > self.limits.max_result_bytes {
+                    return Err(EngineError::ResultTooLarge { limit_bytes: self.limits.max_result_bytes });
+                }
+            }
+            writer.finish().map_err(arrow_error)?;
+            Ok(ArrowOutput { ipc: writer.into_inner().map_err(arrow_error)?, rows, truncated })
+        })
+    }
+
+    /// Check `sql`, wrap it so at most `limit + 1` rows are produced, and run `f` on a
+    /// fresh connection under the watchdog.
+    fn run<T>(&self, sql: &str, limit: usize, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
+        let conn = self.base.lock().unwrap_or_else(|e| e.into_inner()).try_clone()?;
+        check_single_query(&conn, sql)?;
+        // The newline ends a trailing `--` comment before the closing parenthesis.
+        let wrapped = format!("SELECT * FROM (\n{sql}\n) LIMIT {}", limit.saturating_add(1));
+        let handle = conn.interrupt_handle();
+        let (done, wait) = mpsc::channel::<()>();
+        let timeout = self.limits.timeout;
+        let watchdog = std::thread::spawn(move || {
+            let fired = wait.recv_timeout(timeout) == Err(mpsc::RecvTimeoutError::Timeout);
+            if fired {
+                handle.interrupt();
+            }
+            fired
+        });
+        let result = f(&conn, &wrapped);
+        drop(done);
+        let fired = watchdog.join().unwrap_or(false);
+        match result {
+            Err(_) if fired => Err(EngineError::Timeout { seconds: timeout.as_secs_f64() }),
+            other => other,
+        }
+    }
+}
+
+fn absolute(p: &std::path::Path) -> Result<String> {
+    Ok(std::path::absolute(p).map_err(EngineError::io("resolve", p))?.to_string_lossy().into_owned())
+}
+
+fn arrow_error(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Invalid(format!("cannot encode the result as Arrow IPC: {e}"))
+}
+
+/// Refuse anything but exactly one query statement, as DuckDB's parser sees the text.
+pub fn check_single_query(conn: &Connection, sql: &str) -> Result<()> {
+    let text: String = conn.query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |r| r.get(0))?;
+    let parsed: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| EngineError::Invalid(format!("cannot read the parse tree: {e}")))?;
+    if parsed["error"].as_bool() == Some(true) {
+        let message = parsed["error_message"].as_str().unwrap_or_default();
+        return Err(EngineError::NotAllowed(if message.starts_with("Only SELECT") {
+            "Only single SELECT queries are allowed".into()
+        } else {
+            format!("Query error: {message}")
+        }));
+    }
+    match parsed["statements"].as_array().map(Vec::len) {
+        Some(1) => Ok(()),
+        Some(0) => Err(EngineError::NotAllowed("Query must start with SELECT or WITH".into())),
+        _ => Err(EngineError::NotAllowed("Only single SELECT queries are allowed".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duckdb::types::Value;
+
+    fn parquet(dir: &std::path::Path, name: &str, sql: &str) -> PathBuf {
+        let p = dir.join(format!("{name}.parquet"));
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(&format!("COPY ({sql}) TO '{}'", p.display())).unwrap();
+        p
+    }
+
+    fn fixture() -> (tempfile::TempDir, Sandbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let a = parquet(dir.path(), "a", "SELECT range AS id, 'x' || range AS s FROM range(10)");
+        parquet(dir.path(), "secret", "SELECT 42 AS answer");
+        let parts = dir.path().join("p");
+        std::fs::create_dir_all(&parts).unwrap();
+        parquet(&parts, "2024_01", "SELECT 1 AS m");
+        parquet(&parts, "2024_02", "SELECT 2 AS m");
+        let tables = vec![
+            SandboxTable { name: "a".into(), data: TableData::File(a) },
+            SandboxTable { name: "p".into(), data: TableData::Parts(parts) },
+        ];
+        let limits = SandboxLimits { timeout: Duration::from_millis(500), ..Default::default() };
+        let sandbox = Sandbox::open(&tables, &limits).unwrap();
+        (dir, sandbox)
+    }
+
+    #[test]
+    fn granted_tables_answer_and_rows_are_capped() {
+        let (_dir, sb) = fixture();
+        let out = sb.query("SELECT id FROM a ORDER BY id", 3).unwrap();
+        assert_eq!(out.rows, vec![vec![Value::BigInt(0)], vec![Value::BigInt(1)], vec![Value::BigInt(2)]]);
+        assert!(out.truncated);
+        let out = sb.query("SELECT sum(m) AS total FROM p -- parts", 10).unwrap();
+        assert_eq!(
+            (out.columns, out.rows, out.truncated),
+            (vec!["total".into()], vec![vec![Value::HugeInt(3)]], false)
+        );
+        let arrow = sb.query_arrow("FROM a", 4).unwrap();
+        assert_eq!((arrow.rows, arrow.truncated), (4, true));
+        assert_eq!(&arrow.ipc[..4], &[0xff, 0xff, 0xff, 0xff], "an IPC stream starts with a continuation marker");
+    }
+
+    #[test]
+    fn everything_else_fails_inside_duckdb() {
+        let (dir, sb) = fixture();
+        let secret = dir.path().join("secret.parquet");
+        for sql in [
+            format!("SELECT * FROM read_parquet('{}')", secret.display()),
+            format!("SELECT * FROM '{}'", secret.display()),
+            "SELECT * FROM read_text('/etc/passwd')".into(),
+            format!("SELECT * FROM glob('{}/*')", dir.path().display()),
+            "SELECT * FROM secret".into(),
+            "SELECT * FROM query('ATTACH '':memory:'' AS m')".into(),
+        ] {
+            assert!(sb.query(&sql, 10).is_err(), "must fail: {sql}");
+        }
+    }
+
+    #[test]
+    fn only_one_query_statement_passes() {
+        let (_dir, sb) = fixture();
+        for sql in ["SELECT 1; SELECT 2", "CREATE TABLE t AS SELECT 1", "SET threads = 8", "ATTACH ':memory:' AS m", ""]
+        {
+            assert!(matches!(sb.query(sql, 10), Err(EngineError::NotAllowed(_))), "must be refused: {sql:?}");
+        }
+        for sql in ["FROM a", "TABLE a", "VALUES (1)", "WITH x AS (SELECT 1 AS v) SELECT v FROM x", "SELECT 1 -- c"] {
+            assert!(sb.query(sql, 10).is_ok(), "must run: {sql}");
+        }
+    }
+
+    #[test]
+    fn a_runaway_query_is_interrupted_at_its_limit() {
+        let (_dir, sb) = fixture();
+        let started = std::time::Instant::now();
+        let err = sb
+            .query("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r", 10)
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10), "stopped soon after its limit");
+    }
+
+    #[test]
+    fn an_oversized_result_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = SandboxLimits { max_result_bytes: 1000, ..Default::default() };
+        let sb = Sandbox::open(&[], &limits).unwrap();
+        let err = sb.query("SELECT repeat('x', 100) AS s FROM range(100)", 1000).unwrap_err();
+        assert!(matches!(err, EngineError::ResultTooLarge { limit_bytes: 1000 }), "{err}");
+        let err = sb.query_arrow("SELECT repeat('x', 100) AS s FROM range(100)", 1000).err().unwrap();
+        assert!(matches!(err, EngineError::ResultTooLarge { .. }), "{err}");
+        drop(dir);
+    }
+}
