@@ -50,17 +50,6 @@ impl<'a> Analyst<'a> {
     }
 }
 
-async fn wait_synced(http: &Http, admin: &str, tables: &[&str]) {
-    for _ in 0..400 {
-        let (_, m) = http.get("/api/sync/manifest", admin).await;
-        if tables.iter().all(|t| !m["tables"][*t]["hash"].as_str().unwrap_or("").is_empty()) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("{tables:?} not synced in time");
-}
-
 #[tokio::test]
 async fn register_sync_grant_pull_query() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,7 +75,7 @@ async fn register_sync_grant_pull_query() {
         assert_eq!(http.post("/api/admin/register-table", Some(&admin), body).await.0, 201);
     }
     assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(null)).await.0, 200);
-    wait_synced(&http, &admin, &["flights", "airlines", "weather"]).await;
+    http.wait_synced(&admin, &["flights", "airlines", "weather"]).await;
 
     let (_, session) = http.user(&admin, "ana@example.com").await;
     http.post("/api/admin/groups", Some(&admin), json!({"name": "Analysts"})).await;

@@ -182,7 +182,7 @@ impl Sandbox {
         let conn = self.base.lock().unwrap_or_else(|e| e.into_inner()).try_clone()?;
         check_single_query(&conn, sql)?;
         // The newline ends a trailing `--` comment before the closing parenthesis.
-        let wrapped = format!("SELECT * FROM (\n{sql}\n) LIMIT {}", limit.saturating_add(1));
+        let wrapped = format!("SELECT * FROM (\n{}\n) LIMIT {}", without_terminator(sql), limit.saturating_add(1));
         let handle = conn.interrupt_handle();
         let (done, wait) = mpsc::channel::<()>();
         let timeout = self.limits.timeout;
@@ -209,6 +209,54 @@ fn absolute(p: &std::path::Path) -> Result<String> {
 
 fn arrow_error(e: impl std::fmt::Display) -> EngineError {
     EngineError::Invalid(format!("cannot encode the result as Arrow IPC: {e}"))
+}
+
+/// The statement without its terminating `;` (and anything after it), so it can be
+/// wrapped. Called only on text DuckDB parsed as exactly one statement, so the first `;`
+/// outside strings, quoted names and comments ends it. A misreading here could only make
+/// the wrapped query fail to parse: the sandbox, not this function, is what confines it.
+fn without_terminator(sql: &str) -> &str {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b';' => return &sql[..i],
+            quote @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != quote {
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                // A dollar-quoted string: `$tag$ … $tag$`.
+                if let Some(len) = sql[i + 1..]
+                    .find('$')
+                    .filter(|n| sql[i + 1..i + 1 + n].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+                {
+                    let tag = &sql[i..i + len + 2];
+                    match sql[i + tag.len()..].find(tag) {
+                        Some(end) => i += tag.len() + end + tag.len() - 1,
+                        None => return sql,
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    sql
 }
 
 /// Refuse anything but exactly one query statement, as DuckDB's parser sees the text.
@@ -301,6 +349,22 @@ mod tests {
         }
         for sql in ["FROM a", "TABLE a", "VALUES (1)", "WITH x AS (SELECT 1 AS v) SELECT v FROM x", "SELECT 1 -- c"] {
             assert!(sb.query(sql, 10).is_ok(), "must run: {sql}");
+        }
+    }
+
+    #[test]
+    fn the_terminator_is_found_outside_strings_names_and_comments() {
+        for (sql, want) in [
+            ("SELECT 1", "SELECT 1"),
+            ("SELECT 1;", "SELECT 1"),
+            ("SELECT 1; -- done", "SELECT 1"),
+            ("SELECT ';' AS s;", "SELECT ';' AS s"),
+            ("SELECT 'it''s;' AS s;;", "SELECT 'it''s;' AS s"),
+            ("SELECT 1 AS \"a;b\" /* ; */;", "SELECT 1 AS \"a;b\" /* ; */"),
+            ("SELECT 1 -- ;\n;", "SELECT 1 -- ;\n"),
+            ("SELECT $x$;$x$ AS s;", "SELECT $x$;$x$ AS s"),
+        ] {
+            assert_eq!(without_terminator(sql), want, "{sql}");
         }
     }
 

@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub default_sync_schedule: String,
     /// DuckDB limits for connector and orchestrator work (`engine.*`).
     pub limits: Limits,
+    /// Limits of user SQL run on the server (`api.query.*`, `api.quota.*`, `api.scan.*`).
+    pub query: crate::query::QueryConfig,
     /// `--dev` / `LOCAL_DEV_MODE`: every request is the seeded dev admin (loopback only).
     pub dev: bool,
     /// Mark the session cookie `Secure`: `DOMAIN` is set or `AGNES_PUBLIC_URL` is https.
@@ -93,7 +95,9 @@ impl ServerConfig {
                 s.parse().map_err(|_| ServerError::Config(format!("AGNES_TRUSTED_PROXIES: {s:?} is not an IP address")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let query = crate::query::QueryConfig::load(&instance, &layout.tmp_dir()).map_err(ServerError::Config)?;
         Ok(ServerConfig {
+            query,
             data_dir,
             state_dir,
             bind,

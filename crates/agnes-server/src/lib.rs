@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 mod error;
 pub mod metrics;
+pub mod query;
 mod routes;
 mod serve;
 pub mod state;

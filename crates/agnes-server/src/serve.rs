@@ -104,7 +104,10 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
         trusted_proxies: config.trusted_proxies.clone(),
         recent_pulls: Default::default(),
     });
+    // No request runs before the server does: slots left by a previous process are void.
+    store.quotas().clear_slots().await?;
     Ok(AppState {
+        query: crate::query::QueryService::new(config.query.clone()),
         auth,
         config: Arc::new(config),
         layout,

@@ -11,6 +11,7 @@ pub struct AppState {
     pub layout: DataLayout,
     pub store: Store,
     pub sync: SyncService,
+    pub query: crate::query::QueryService,
     pub metrics: crate::metrics::Metrics,
     pub auth: Arc<crate::auth::AuthSettings>,
     pub started_at: chrono::DateTime<chrono::Utc>,

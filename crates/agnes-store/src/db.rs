@@ -65,6 +65,10 @@ impl Store {
         crate::identity::IdentityRepo::new(&self.pool)
     }
 
+    pub fn quotas(&self) -> crate::quotas::QuotaRepo<'_> {
+        crate::quotas::QuotaRepo::new(&self.pool)
+    }
+
     pub fn audit(&self) -> crate::audit::AuditRepo<'_> {
         crate::audit::AuditRepo::new(&self.pool)
     }

@@ -7,8 +7,11 @@
 use crate::error::{Result, StoreError};
 use sqlx::SqlitePool;
 
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("migrations/0001_core.sql")), (2, include_str!("migrations/0002_checksums.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_core.sql")),
+    (2, include_str!("migrations/0002_checksums.sql")),
+    (3, include_str!("migrations/0003_quotas.sql")),
+];
 
 /// The schema version this build creates and expects.
 pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -33,6 +33,18 @@ pub struct PartState {
     pub size_bytes: i64,
 }
 
+/// A published table as the query sandbox needs it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReadableTable {
+    pub id: String,
+    pub name: String,
+    pub source_type: Option<String>,
+    pub sync_strategy: String,
+    pub query_mode: String,
+    /// Changes whenever the data does: part of the sandbox cache key.
+    pub hash: String,
+}
+
 /// What a successful sync published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -205,6 +217,25 @@ impl<'a> SyncStateRepo<'a> {
         .fetch_one(self.pool)
         .await?;
         Ok((row.0.unwrap_or_else(|| "{}".to_string()), row.1))
+    }
+
+    /// Every published table the caller may read (`all`, or granted to one of
+    /// `group_ids`), with what locates its data; the query sandbox is built from this.
+    pub async fn readable_published(&self, all: bool, group_ids: &[String]) -> Result<Vec<ReadableTable>> {
+        let groups = serde_json::to_string(group_ids).expect("strings serialize");
+        Ok(sqlx::query_as(
+            "SELECT s.table_id AS id, r.name AS name, r.source_type AS source_type, \
+                    r.sync_strategy AS sync_strategy, r.query_mode AS query_mode, s.hash AS hash \
+             FROM sync_state s JOIN table_registry r ON r.id = s.table_id \
+             WHERE s.hash <> '' \
+               AND (?1 OR s.table_id IN (SELECT resource_id FROM resource_grants WHERE resource_type = 'table' \
+                                          AND group_id IN (SELECT value FROM json_each(?2)))) \
+             ORDER BY r.name",
+        )
+        .bind(all)
+        .bind(groups)
+        .fetch_all(self.pool)
+        .await?)
     }
 
     /// Drop what describes a table's published data (history is kept).

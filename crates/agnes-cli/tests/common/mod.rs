@@ -158,6 +158,18 @@ impl Http {
         v["access_token"].as_str().unwrap().to_string()
     }
 
+    /// Wait until the manifest lists every one of `tables` as published.
+    pub async fn wait_synced(&self, admin: &str, tables: &[&str]) {
+        for _ in 0..400 {
+            let (_, m) = self.get("/api/sync/manifest", admin).await;
+            if tables.iter().all(|t| !m["tables"][*t]["hash"].as_str().unwrap_or("").is_empty()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{tables:?} not synced in time");
+    }
+
     /// Create a user with a password and return their session token.
     pub async fn user(&self, admin: &str, email: &str) -> (String, String) {
         let (s, v) =

@@ -10,6 +10,7 @@ mod json;
 mod me;
 mod openapi;
 mod prometheus;
+mod query;
 mod ranges;
 mod registry;
 mod sync;
@@ -48,6 +49,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(data::routes())
         .merge(catalog::routes())
         .merge(upload::routes())
+        .merge(query::routes())
 }
 
 /// The OpenAPI document of [`api`], finished as served.

@@ -9,7 +9,7 @@ mod extracts;
 use crate::metrics as m;
 use agnes_connectors::{Connector, Publication, SyncContext, SyncedTable};
 use agnes_core::schedule::filter_due;
-use agnes_core::TableSpec;
+use agnes_core::{SourceType, TableSpec};
 use agnes_engine::confined::Limits;
 use agnes_engine::orchestrator::{Orchestrator, RebuildInput, RemotePolicy};
 use agnes_engine::DataLayout;
@@ -306,15 +306,17 @@ impl SyncService {
 
     /// The extract directory a table's data lives in (`extracts/<source>`).
     pub fn source_name_for(&self, t: &TableSpec) -> Option<String> {
-        let st = t.source_type?;
-        Some(
-            self.inner
-                .connectors
-                .iter()
-                .find(|c| c.source_type() == st)
-                .map(|c| c.source_name().to_string())
-                .unwrap_or_else(|| st.as_str().to_string()),
-        )
+        Some(self.source_name_of(t.source_type?))
+    }
+
+    /// The extract directory name of a source type.
+    pub fn source_name_of(&self, st: SourceType) -> String {
+        self.inner
+            .connectors
+            .iter()
+            .find(|c| c.source_type() == st)
+            .map(|c| c.source_name().to_string())
+            .unwrap_or_else(|| st.as_str().to_string())
     }
 
     fn connector_for(&self, t: &TableSpec) -> Option<Arc<dyn Connector>> {

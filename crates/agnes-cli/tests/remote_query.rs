@@ -1,0 +1,256 @@
+//! `POST /api/query` from the outside: the red-team corpus, RBAC, limits, Arrow output and
+//! quotas, against the real server with real tables.
+
+mod common;
+
+use common::{Http, TestServer};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// In the one table the analyst may never read; no answer to them may contain it.
+const SECRET_MARKER: &str = "TOPSECRET-4242";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    server: TestServer,
+    http: Http,
+    data: PathBuf,
+    admin: String,
+    analyst: String,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nycflights13")
+}
+
+/// flights, airlines and weather (partitioned) granted to the analyst; salaries not.
+async fn setup(env: &[(&str, &str)]) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sources = data.join("sources");
+    std::fs::create_dir_all(&sources).unwrap();
+    std::fs::copy(fixtures().join("flights_3000.csv"), sources.join("flights.csv")).unwrap();
+    std::fs::copy(fixtures().join("airlines.csv"), sources.join("airlines.csv")).unwrap();
+    std::fs::copy(fixtures().join("weather_1000.csv"), sources.join("weather.csv")).unwrap();
+    std::fs::write(sources.join("salaries.csv"), format!("name,salary\nalice,{SECRET_MARKER}\nbob,{SECRET_MARKER}\n"))
+        .unwrap();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let server = TestServer::start_with(&data, |c| {
+        c.envs(env);
+    });
+    let http = Http::new(&server);
+    let admin = http.bootstrap().await;
+    for body in [
+        json!({"name": "flights", "source_table": "flights.csv"}),
+        json!({"name": "airlines", "source_table": "airlines.csv"}),
+        json!({"name": "weather", "source_table": "weather.csv", "sync_strategy": "partitioned", "partition_by": "time_hour", "partition_granularity": "month"}),
+        json!({"name": "salaries", "source_table": "salaries.csv"}),
+    ] {
+        assert_eq!(http.post("/api/admin/register-table", Some(&admin), body).await.0, 201);
+    }
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(null)).await.0, 200);
+    http.wait_synced(&admin, &["flights", "airlines", "weather", "salaries"]).await;
+    let (_, analyst) = http.user(&admin, "ana@example.com").await;
+    http.post("/api/admin/groups", Some(&admin), json!({"name": "Analysts"})).await;
+    http.post("/api/admin/groups/Analysts/members", Some(&admin), json!({"email": "ana@example.com"})).await;
+    for t in ["flights", "airlines", "weather"] {
+        let grant = json!({"group_id": "Analysts", "resource_type": "table", "resource_id": t});
+        assert_eq!(http.post("/api/admin/grants", Some(&admin), grant).await.0, 201);
+    }
+    Fixture { _dir: dir, server, http, data, admin, analyst }
+}
+
+async fn query(f: &Fixture, token: &str, sql: &str) -> (reqwest::StatusCode, Value) {
+    f.http.post("/api/query", Some(token), json!({"sql": sql})).await
+}
+
+fn unescape(sql: &str) -> String {
+    sql.replace("\\n", "\n").replace("\\t", "\t")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn red_team_corpus() {
+    let f = setup(&[
+        ("AGNES_QUERY_TIMEOUT_SECONDS", "2"),
+        ("AGNES_QUERY_MAX_RESULT_BYTES", "1000000"),
+        ("AGNES_QUERY_MEMORY_LIMIT", "256MB"),
+        ("AGNES_QUOTA_MAX_CONCURRENT", "100"),
+    ])
+    .await;
+    let parquet = f.data.join("extracts/files/data");
+    let corpus =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redteam/corpus.tsv")).unwrap();
+    let (mut cases, mut failures) = (0, Vec::new());
+    for line in corpus.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let mut fields = line.splitn(3, '\t');
+        let (caller, expected, sql) = (fields.next().unwrap(), fields.next().unwrap(), fields.next().unwrap());
+        let sql = unescape(sql)
+            .replace("{SECRET}", &parquet.join("salaries.parquet").to_string_lossy())
+            .replace("{FLIGHTS}", &parquet.join("flights.parquet").to_string_lossy())
+            .replace("{DATA}", &f.data.to_string_lossy());
+        let token = if caller == "admin" { &f.admin } else { &f.analyst };
+        let (status, body) = query(&f, token, &sql).await;
+        cases += 1;
+        let reason = body["detail"]["reason"].as_str().unwrap_or_default();
+        let passed = match expected {
+            "ok" => status == 200,
+            "refused" => status == 400 || status == 403,
+            "denied" => status == 403,
+            "timeout" => status == 400 && reason == "query_timeout",
+            "toolarge" => status == 400 && reason == "result_too_large",
+            "any" => status.as_u16() < 500,
+            rows => {
+                let n: u64 = rows.strip_prefix("rows=").and_then(|n| n.parse().ok()).expect("rows=N");
+                status == 200 && body["row_count"] == n
+            }
+        };
+        let leaked = caller == "analyst" && body.to_string().contains(SECRET_MARKER);
+        if !passed || leaked {
+            failures.push(format!(
+                "{caller} {expected} {sql:?}: {status} {}",
+                &body.to_string()[..body.to_string().len().min(300)]
+            ));
+        }
+    }
+    assert!(cases >= 100, "the corpus has {cases} cases");
+    assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
+    // Nothing above hurt the server: it answers and a plain query is still quick.
+    let started = std::time::Instant::now();
+    let (status, body) = query(&f, &f.analyst, "SELECT count(*) AS n FROM flights").await;
+    assert_eq!((status.as_u16(), body["rows"][0][0].as_i64()), (200, Some(3000)), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "no runaway query still holds the server");
+    assert!(!std::path::Path::new("/tmp/agnes-redteam.csv").exists(), "COPY … TO wrote nothing");
+    assert!(!std::path::Path::new("/tmp/agnes-redteam-admin.csv").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grants_and_revokes_take_effect_on_the_next_query() {
+    let f = setup(&[]).await;
+    let (status, body) = query(&f, &f.analyst, "SELECT count(*) FROM salaries").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["detail"], "Access denied to table 'salaries'");
+    let (status, body) = query(&f, &f.admin, "SELECT count(*) AS n FROM salaries").await;
+    assert_eq!((status.as_u16(), body["rows"][0][0].as_i64()), (200, Some(2)), "admins read everything: {body}");
+
+    let grant = json!({"group_id": "Analysts", "resource_type": "table", "resource_id": "salaries"});
+    let (_, g) = f.http.post("/api/admin/grants", Some(&f.admin), grant).await;
+    let (status, body) = query(&f, &f.analyst, "SELECT count(*) AS n FROM salaries").await;
+    assert_eq!((status.as_u16(), body["rows"][0][0].as_i64()), (200, Some(2)), "a grant counts at once: {body}");
+    assert_eq!(f.http.delete(&format!("/api/admin/grants/{}", g["id"].as_str().unwrap()), &f.admin).await, 204);
+    let (status, _) = query(&f, &f.analyst, "SELECT count(*) FROM salaries").await;
+    assert_eq!(status, 403, "a revoke counts at once");
+
+    // A sync that changes the data shows on the next query.
+    std::fs::write(f.data.join("sources/airlines.csv"), "carrier,name\nZZ,Zed Air\n").unwrap();
+    f.http.post("/api/sync/trigger", Some(&f.admin), json!(["airlines"])).await;
+    let mut seen = 0;
+    for _ in 0..200 {
+        let (_, body) = query(&f, &f.analyst, "SELECT count(*) FROM airlines").await;
+        seen = body["rows"][0][0].as_i64().unwrap_or(-1);
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 1, "the re-synced table is what the next query reads");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_limits_and_arrow() {
+    let f = setup(&[("AGNES_QUERY_MAX_ROWS", "500")]).await;
+    let (status, body) = query(
+        &f,
+        &f.analyst,
+        "SELECT 1 AS i, 2.5::DOUBLE AS d, 12345678901234567.89::DECIMAL(20,2) AS m, DATE '2024-02-29' AS day, \
+         TIMESTAMP '2024-01-02 03:04:05' AS ts, NULL AS nothing, 'x' AS s",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["columns"], json!(["i", "d", "m", "day", "ts", "nothing", "s"]));
+    assert_eq!(
+        body["rows"][0],
+        json!([1, 2.5, "12345678901234567.89", "2024-02-29", "2024-01-02T03:04:05", null, "x"])
+    );
+    assert_eq!((body["row_count"].as_i64(), body["truncated"].as_bool()), (Some(1), Some(false)));
+
+    let (status, body) = f.http.post("/api/query", Some(&f.analyst), json!({"sql": "FROM flights", "limit": 7})).await;
+    assert_eq!((status.as_u16(), body["row_count"].as_i64(), body["truncated"].as_bool()), (200, Some(7), Some(true)));
+    for (limit, fragment) in [(0, "at least 1"), (501, "maximum of 500")] {
+        let (status, body) =
+            f.http.post("/api/query", Some(&f.analyst), json!({"sql": "SELECT 1", "limit": limit})).await;
+        assert_eq!(status, 400);
+        assert!(body["detail"].as_str().unwrap().contains(fragment), "{body}");
+    }
+    let (status, body) = f.http.post("/api/query", Some(&f.analyst), json!({"sql": "SELECT 1", "sequel": 1})).await;
+    assert_eq!(status, 422, "unknown fields are refused: {body}");
+    let (status, body) = query(&f, &f.analyst, "SELEC 1").await;
+    assert_eq!(status, 400);
+    assert!(body["detail"].as_str().unwrap().starts_with("Query error: "), "{body}");
+    let unauthenticated =
+        reqwest::Client::new().post(f.server.url("/api/query")).json(&json!({"sql": "SELECT 1"})).send().await.unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+
+    let arrow = reqwest::Client::new()
+        .post(f.server.url("/api/query"))
+        .bearer_auth(&f.analyst)
+        .header("accept", "application/vnd.apache.arrow.stream")
+        .json(&json!({"sql": "SELECT carrier, count(*) AS n FROM flights GROUP BY 1", "limit": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(arrow.status(), 200);
+    assert_eq!(arrow.headers()["content-type"], "application/vnd.apache.arrow.stream");
+    assert_eq!(arrow.headers()["x-agnes-row-count"], "3");
+    assert_eq!(arrow.headers()["x-agnes-truncated"], "true");
+    let bytes = arrow.bytes().await.unwrap();
+    assert_eq!(&bytes[..4], &[0xff; 4], "an Arrow IPC stream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quotas_answer_429_and_free_up() {
+    let f = setup(&[
+        ("AGNES_QUERY_TIMEOUT_SECONDS", "2"),
+        ("AGNES_QUOTA_MAX_CONCURRENT", "1"),
+        ("AGNES_QUOTA_MAX_DAILY_BYTES", "20000"),
+    ])
+    .await;
+    // One slow query holds the analyst's only slot.
+    let slow = {
+        let (client, url, token) = (reqwest::Client::new(), f.server.url("/api/query"), f.analyst.clone());
+        tokio::spawn(async move {
+            let sql = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r";
+            client.post(url).bearer_auth(token).json(&json!({"sql": sql})).send().await.unwrap().status()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (status, body) = query(&f, &f.analyst, "SELECT 1").await;
+    assert_eq!(status, 429, "{body}");
+    let d = &body["detail"];
+    assert_eq!((d["error"].as_str(), d["kind"].as_str()), (Some("quota_exceeded"), Some("concurrent_queries")));
+    assert_eq!((d["current"].as_i64(), d["limit"].as_i64()), (Some(1), Some(1)));
+    assert!(d["retry_after_seconds"].as_i64().unwrap() >= 1);
+    let (status, _) = query(&f, &f.admin, "SELECT 1").await;
+    assert_eq!(status, 200, "slots are per user");
+    assert_eq!(slow.await.unwrap(), 400, "the slow query hit its time limit");
+    let (status, _) = query(&f, &f.analyst, "SELECT 1").await;
+    assert_eq!(status, 200, "the slot came back");
+
+    // The daily byte budget: answers count until the cap, then 429 until midnight UTC.
+    let mut denied = None;
+    for _ in 0..50 {
+        let (status, body) = query(&f, &f.analyst, "SELECT * FROM flights LIMIT 20").await;
+        if status == 429 {
+            denied = Some(body);
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+    }
+    let body = denied.expect("the daily budget ran out");
+    let d = &body["detail"];
+    assert_eq!((d["kind"].as_str(), d["limit"].as_i64()), (Some("daily_bytes"), Some(20000)), "{body}");
+    assert!(d["current"].as_i64().unwrap() >= 20000);
+    let to_midnight = d["retry_after_seconds"].as_i64().unwrap();
+    assert!((1..=86_400).contains(&to_midnight), "{body}");
+    let (status, _) = query(&f, &f.admin, "SELECT 1").await;
+    assert_eq!(status, 200, "budgets are per user");
+}

@@ -1,0 +1,104 @@
+//! Limits of server-side SQL, from `instance.yaml` (`api.query.*`, `api.quota.*`,
+//! `api.scan.*`) with environment overrides.
+
+use agnes_engine::sandbox::SandboxLimits;
+use agnes_store::quotas::QuotaLimits;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    pub sandbox: SandboxLimits,
+    /// The largest `limit` `/api/query` accepts.
+    pub max_rows: usize,
+    /// The largest `limit` `/api/v2/scan` accepts.
+    pub scan_max_limit: usize,
+    pub quotas: QuotaLimits,
+}
+
+/// A setting: the environment variable, else the YAML key, else the default.
+fn setting<T: std::str::FromStr>(instance: &Value, env: &str, path: &[&str], default: T) -> Result<T, String> {
+    let yaml = path.iter().try_fold(instance, |v, k| v.get(k)).map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    match std::env::var(env).ok().filter(|v| !v.trim().is_empty()).or(yaml) {
+        None => Ok(default),
+        Some(text) => text.trim().parse().map_err(|_| format!("{env} ({}): {text:?} is not valid", path.join("."))),
+    }
+}
+
+impl QueryConfig {
+    pub fn load(instance: &Value, tmp_dir: &Path) -> Result<QueryConfig, String> {
+        let timeout: f64 =
+            setting(instance, "AGNES_QUERY_TIMEOUT_SECONDS", &["api", "query", "timeout_seconds"], 30.0)?;
+        if !(timeout > 0.0 && timeout.is_finite()) {
+            return Err("AGNES_QUERY_TIMEOUT_SECONDS must be a positive number of seconds".into());
+        }
+        let sandbox = SandboxLimits {
+            timeout: Duration::from_secs_f64(timeout),
+            memory_limit: setting(
+                instance,
+                "AGNES_QUERY_MEMORY_LIMIT",
+                &["api", "query", "memory_limit"],
+                "1GB".into(),
+            )?,
+            threads: setting(instance, "AGNES_QUERY_THREADS", &["api", "query", "threads"], 2)?,
+            temp_directory: Some(tmp_dir.join("query")),
+            max_temp_size: setting(
+                instance,
+                "AGNES_QUERY_MAX_TEMP_SIZE",
+                &["api", "query", "max_temp_size"],
+                "2GB".into(),
+            )?,
+            max_result_bytes: setting(
+                instance,
+                "AGNES_QUERY_MAX_RESULT_BYTES",
+                &["api", "query", "max_result_bytes"],
+                64 << 20,
+            )?,
+        };
+        let quotas = QuotaLimits {
+            max_concurrent: setting(
+                instance,
+                "AGNES_QUOTA_MAX_CONCURRENT",
+                &["api", "quota", "max_concurrent_per_user"],
+                5,
+            )?,
+            max_daily_bytes: setting(
+                instance,
+                "AGNES_QUOTA_MAX_DAILY_BYTES",
+                &["api", "quota", "max_daily_bytes_per_user"],
+                50 << 30,
+            )?,
+            // Nothing runs longer than its time limit; a slot older than that with some
+            // margin belongs to a request that no longer exists.
+            stale_after: chrono::Duration::seconds(timeout as i64 * 2 + 60),
+        };
+        Ok(QueryConfig {
+            sandbox,
+            max_rows: setting(instance, "AGNES_QUERY_MAX_ROWS", &["api", "query", "max_rows"], 100_000)?,
+            scan_max_limit: setting(instance, "AGNES_SCAN_MAX_LIMIT", &["api", "scan", "max_limit"], 10_000_000)?,
+            quotas,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_then_defaults() {
+        let instance = serde_json::json!({"api": {"query": {"timeout_seconds": 5, "memory_limit": "512MB"}, "quota": {"max_concurrent_per_user": 2}}});
+        let c = QueryConfig::load(&instance, Path::new("/tmp")).unwrap();
+        assert_eq!(c.sandbox.timeout, Duration::from_secs(5));
+        assert_eq!(c.sandbox.memory_limit, "512MB");
+        assert_eq!(c.quotas.max_concurrent, 2);
+        assert_eq!(c.quotas.max_daily_bytes, 50 << 30);
+        assert_eq!(c.max_rows, 100_000);
+        let bad = serde_json::json!({"api": {"query": {"max_rows": "many"}}});
+        assert!(QueryConfig::load(&bad, Path::new("/tmp")).unwrap_err().contains("max_rows"));
+    }
+}

@@ -1,0 +1,41 @@
+//! A held quota slot. It goes back when the request ends, also when the client hangs up
+//! and the handler is dropped mid-way.
+
+use agnes_store::Store;
+
+pub struct Slot {
+    store: Store,
+    id: String,
+    user_id: String,
+    released: bool,
+}
+
+impl Slot {
+    pub(super) fn new(store: Store, id: String, user_id: String) -> Slot {
+        Slot { store, id, user_id, released: false }
+    }
+
+    /// Give the slot back and count `bytes` against the caller's day.
+    pub async fn release(mut self, bytes: usize) {
+        self.released = true;
+        if let Err(e) = self.store.quotas().release(&self.id, &self.user_id, bytes as i64).await {
+            tracing::error!("cannot release a quota slot: {e}");
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (store, id, user) = (self.store.clone(), std::mem::take(&mut self.id), std::mem::take(&mut self.user_id));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = store.quotas().release(&id, &user, 0).await {
+                    tracing::error!("cannot release a quota slot: {e}");
+                }
+            });
+        }
+    }
+}

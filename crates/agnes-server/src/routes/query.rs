@@ -1,0 +1,177 @@
+//! `POST /api/query` (spec §3.7): the caller's SQL in their sandbox, as JSON or as an Arrow
+//! IPC stream (`Accept: application/vnd.apache.arrow.stream`).
+
+use super::audit::Audit;
+use super::json::ApiJson;
+use crate::auth::access::Caller;
+use crate::auth::authenticate::ClientInfo;
+use crate::error::ApiError;
+use crate::state::AppState;
+use agnes_engine::sandbox::Sandbox;
+use agnes_engine::EngineError;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(query))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    sql: String,
+    /// Default: 1,000 rows, or the server's maximum when that is lower.
+    limit: Option<i64>,
+}
+
+fn bad_request(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, detail)
+}
+
+/// Run one SELECT over the tables the caller may read.
+#[utoipa::path(post, path = "/api/query", tag = "query", request_body = Object,
+    responses((status = 200, description = "{columns, rows, row_count, truncated}, or an Arrow IPC stream"),
+              (status = 400), (status = 403), (status = 429)))]
+async fn query(
+    State(state): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<QueryBody>,
+) -> Result<Response, ApiError> {
+    let max = state.query.config().max_rows;
+    let requested = body.limit.unwrap_or(1000.min(max as i64));
+    if requested < 1 {
+        return Err(bad_request("limit must be at least 1"));
+    }
+    let limit = usize::try_from(requested).unwrap_or(usize::MAX);
+    if limit > max {
+        return Err(bad_request(format!("limit {limit} is above this server's maximum of {max} rows")));
+    }
+    if body.sql.trim().is_empty() {
+        return Err(bad_request("Query must start with SELECT or WITH"));
+    }
+    let arrow = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(ARROW_STREAM));
+    let slot = state.query.acquire(&state, &caller).await?;
+    let tables = crate::query::QueryService::readable_tables(&state, &caller).await?;
+    let sandbox = state.query.sandbox(tables).await?;
+    let result = run(sandbox, body.sql.clone(), limit, arrow).await;
+    let (response, bytes, outcome) = match result {
+        Ok((response, bytes)) => (Ok(response), bytes, "success"),
+        Err(e) => (Err(explain(&state, &caller, e).await), 0, "error"),
+    };
+    slot.release(bytes).await;
+    let params =
+        json!({"sql": truncate(&body.sql, 2000), "limit": limit, "format": if arrow { "arrow" } else { "json" }});
+    Audit::of(&state, &caller, &client).record("query.local", None, Some(params), outcome).await;
+    response
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Run on the blocking pool; answer the response and its size in bytes.
+async fn run(sandbox: Arc<Sandbox>, sql: String, limit: usize, arrow: bool) -> Result<(Response, usize), EngineError> {
+    let joined = tokio::task::spawn_blocking(move || {
+        if arrow {
+            let out = sandbox.query_arrow(&sql, limit)?;
+            let len = out.ipc.len();
+            let headers = [
+                (header::CONTENT_TYPE.as_str(), ARROW_STREAM.to_string()),
+                ("x-agnes-truncated", out.truncated.to_string()),
+                ("x-agnes-row-count", out.rows.to_string()),
+            ];
+            Ok((headers, out.ipc).into_response()).map(|r| (r, len))
+        } else {
+            let out = sandbox.query(&sql, limit)?;
+            let rows: Vec<Value> =
+                out.rows.iter().map(|r| Value::Array(r.iter().map(agnes_engine::values::to_json).collect())).collect();
+            let body = serde_json::to_vec(&json!({
+                "columns": out.columns, "row_count": rows.len(), "rows": rows, "truncated": out.truncated,
+            }))
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let len = body.len();
+            Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()).map(|r| (r, len))
+        }
+    })
+    .await;
+    joined.unwrap_or_else(|e| Err(EngineError::Invalid(format!("the query task failed: {e}"))))
+}
+
+/// An engine error as the contract's answer. A table that exists but is not granted is
+/// named as such: the sandbox only knows it does not have it.
+async fn explain(state: &AppState, caller: &Caller, e: EngineError) -> ApiError {
+    match e {
+        EngineError::NotAllowed(m) => bad_request(m),
+        EngineError::Timeout { seconds } => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            detail: json!({"reason": "query_timeout", "limit_seconds": seconds,
+                "hint": "the query was stopped at the server's time limit: filter or aggregate more, or pull the table and query it locally"}),
+        },
+        EngineError::ResultTooLarge { limit_bytes } => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            detail: json!({"reason": "result_too_large", "limit_bytes": limit_bytes,
+                "hint": "select fewer columns, aggregate, or lower the limit"}),
+        },
+        EngineError::DuckDb(err) => {
+            let message = err.to_string();
+            if let Some(name) = missing_table(&message) {
+                let registry = state.store.registry();
+                let found = match registry.resolve(&name).await {
+                    Ok(None) => registry.resolve(&name.to_lowercase()).await,
+                    other => other,
+                };
+                if let Ok(Some(spec)) = found {
+                    let readable = super::tables::readable_ids(state, caller).await.unwrap_or(Some(Default::default()));
+                    if !super::tables::may_read(&readable, &spec.id) {
+                        return ApiError::new(StatusCode::FORBIDDEN, format!("Access denied to table '{name}'"));
+                    }
+                    if spec.query_mode == agnes_core::QueryMode::Remote {
+                        return bad_request(format!(
+                            "Query error: table '{name}' is remote and not queryable here yet: use `agnes snapshot create {}`",
+                            spec.id
+                        ));
+                    }
+                    return bad_request(format!(
+                        "Query error: table '{name}' has no published data yet; it is available after its next sync"
+                    ));
+                }
+            }
+            bad_request(format!("Query error: {message}"))
+        }
+        other => bad_request(format!("Query error: {other}")),
+    }
+}
+
+/// The table name in DuckDB's "Table with name X does not exist" error.
+fn missing_table(message: &str) -> Option<String> {
+    let rest = message.split("Table with name ").nth(1)?;
+    let name = rest.split(" does not exist").next()?;
+    Some(name.trim_matches('"').to_string()).filter(|n| !n.is_empty() && n.len() <= 128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_missing_table() {
+        assert_eq!(
+            missing_table("Catalog Error: Table with name secret does not exist!\nDid you mean \"a\"?").as_deref(),
+            Some("secret")
+        );
+        assert_eq!(missing_table("Parser Error: syntax error at or near \"FROM\""), None);
+    }
+}

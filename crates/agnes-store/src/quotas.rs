@@ -1,0 +1,185 @@
+//! Per-user concurrency slots and daily byte budgets for user SQL (spec §5.2), kept in the
+//! state DB so they hold across restarts and across every endpoint that runs user SQL.
+//!
+//! A slot is taken by one INSERT that counts the user's live slots in the same statement:
+//! SQLite takes the write lock before the statement reads, so two requests can never both
+//! take the last slot. Slots older than `stale_after` are not counted (a process that died
+//! holding one); the server also clears every slot when it starts.
+
+use crate::error::Result;
+use chrono::{DateTime, Duration, Utc};
+use sqlx::SqlitePool;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaLimits {
+    /// Queries one user may run at once; 0 or less = unlimited.
+    pub max_concurrent: i64,
+    /// Bytes one user may receive per UTC day; 0 or less = unlimited.
+    pub max_daily_bytes: i64,
+    /// A slot held longer than this no longer counts.
+    pub stale_after: Duration,
+}
+
+/// Why a request may not run now: the body of a 429.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaDenied {
+    /// `concurrent_queries` or `daily_bytes`.
+    pub kind: &'static str,
+    pub current: i64,
+    pub limit: i64,
+    pub retry_after_seconds: i64,
+}
+
+pub struct QuotaRepo<'a> {
+    pool: &'a SqlitePool,
+}
+
+fn day(now: DateTime<Utc>) -> String {
+    now.format("%Y-%m-%d").to_string()
+}
+
+fn seconds_to_midnight(now: DateTime<Utc>) -> i64 {
+    let midnight = (now.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+    (midnight - now).num_seconds().max(1)
+}
+
+impl<'a> QuotaRepo<'a> {
+    pub(crate) fn new(pool: &'a SqlitePool) -> Self {
+        QuotaRepo { pool }
+    }
+
+    /// Take a slot for `user_id`, or say which limit stands in the way.
+    pub async fn acquire(
+        &self,
+        user_id: &str,
+        limits: &QuotaLimits,
+    ) -> Result<std::result::Result<String, QuotaDenied>> {
+        let now = Utc::now();
+        if limits.max_daily_bytes > 0 {
+            let used = self.used_today(user_id).await?;
+            if used >= limits.max_daily_bytes {
+                return Ok(Err(QuotaDenied {
+                    kind: "daily_bytes",
+                    current: used,
+                    limit: limits.max_daily_bytes,
+                    retry_after_seconds: seconds_to_midnight(now),
+                }));
+            }
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let live_since = crate::ts_text(now - limits.stale_after);
+        let cap = if limits.max_concurrent > 0 { limits.max_concurrent } else { i64::MAX };
+        let taken = sqlx::query(
+            "INSERT INTO quota_slots (id, user_id, acquired_at) SELECT ?1, ?2, ?3 \
+             WHERE (SELECT count(*) FROM quota_slots WHERE user_id = ?2 AND acquired_at > ?4) < ?5",
+        )
+        .bind(&id)
+        .bind(user_id)
+        .bind(crate::ts_text(now))
+        .bind(&live_since)
+        .bind(cap)
+        .execute(self.pool)
+        .await?
+        .rows_affected();
+        if taken == 1 {
+            return Ok(Ok(id));
+        }
+        let (current,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM quota_slots WHERE user_id = ? AND acquired_at > ?")
+                .bind(user_id)
+                .bind(&live_since)
+                .fetch_one(self.pool)
+                .await?;
+        Ok(Err(QuotaDenied {
+            kind: "concurrent_queries",
+            current,
+            limit: limits.max_concurrent,
+            retry_after_seconds: 1,
+        }))
+    }
+
+    /// Give the slot back and add what the request answered to today's usage.
+    pub async fn release(&self, slot: &str, user_id: &str, bytes: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM quota_slots WHERE id = ?").bind(slot).execute(&mut *tx).await?;
+        if bytes > 0 {
+            sqlx::query(
+                "INSERT INTO quota_usage (user_id, day, bytes) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (user_id, day) DO UPDATE SET bytes = bytes + ?3",
+            )
+            .bind(user_id)
+            .bind(day(Utc::now()))
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn used_today(&self, user_id: &str) -> Result<i64> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT bytes FROM quota_usage WHERE user_id = ? AND day = ?")
+            .bind(user_id)
+            .bind(day(Utc::now()))
+            .fetch_optional(self.pool)
+            .await?;
+        Ok(row.map(|r| r.0).unwrap_or(0))
+    }
+
+    /// Forget every slot: at start-up no request is running.
+    pub async fn clear_slots(&self) -> Result<()> {
+        sqlx::query("DELETE FROM quota_slots").execute(self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+
+    use super::*;
+
+    fn limits(concurrent: i64, daily: i64) -> QuotaLimits {
+        QuotaLimits { max_concurrent: concurrent, max_daily_bytes: daily, stale_after: Duration::hours(1) }
+    }
+
+    #[tokio::test]
+    async fn slots_are_capped_per_user_and_come_back() {
+        let store = Store::open_in_memory().await.unwrap();
+        let q = store.quotas();
+        let l = limits(2, 0);
+        let a = q.acquire("u1", &l).await.unwrap().unwrap();
+        let _b = q.acquire("u1", &l).await.unwrap().unwrap();
+        let denied = q.acquire("u1", &l).await.unwrap().unwrap_err();
+        assert_eq!((denied.kind, denied.current, denied.limit), ("concurrent_queries", 2, 2));
+        assert!(q.acquire("u2", &l).await.unwrap().is_ok(), "another user has their own slots");
+        q.release(&a, "u1", 0).await.unwrap();
+        assert!(q.acquire("u1", &l).await.unwrap().is_ok(), "a released slot is free again");
+        q.clear_slots().await.unwrap();
+        assert!(q.acquire("u1", &l).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn stale_slots_do_not_count() {
+        let store = Store::open_in_memory().await.unwrap();
+        let q = store.quotas();
+        let stale = QuotaLimits { stale_after: Duration::seconds(-1), ..limits(1, 0) };
+        q.acquire("u", &stale).await.unwrap().unwrap();
+        assert!(q.acquire("u", &stale).await.unwrap().is_ok(), "a slot from a dead request expires");
+    }
+
+    #[tokio::test]
+    async fn the_daily_budget_stops_requests_until_midnight() {
+        let store = Store::open_in_memory().await.unwrap();
+        let q = store.quotas();
+        let l = limits(0, 100);
+        let s = q.acquire("u", &l).await.unwrap().unwrap();
+        q.release(&s, "u", 60).await.unwrap();
+        let s = q.acquire("u", &l).await.unwrap().unwrap();
+        q.release(&s, "u", 60).await.unwrap();
+        assert_eq!(q.used_today("u").await.unwrap(), 120);
+        let denied = q.acquire("u", &l).await.unwrap().unwrap_err();
+        assert_eq!((denied.kind, denied.current, denied.limit), ("daily_bytes", 120, 100));
+        assert!(denied.retry_after_seconds > 0 && denied.retry_after_seconds <= 86_400);
+    }
+}
