@@ -140,6 +140,29 @@ async fn grants_and_revokes_take_effect_on_the_next_query() {
     let (status, _) = query(&f, &f.analyst, "SELECT count(*) FROM salaries").await;
     assert_eq!(status, 403, "a revoke counts at once");
 
+    // The same through `agnes query --remote`.
+    let cli = |sql: &str| {
+        common::agnes()
+            .env("AGNES_SERVER", &f.server.url)
+            .env("AGNES_TOKEN", &f.analyst)
+            .env("AGNES_CONFIG_DIR", f.data.join("cli-cfg"))
+            .args(["query", "--remote", "-f", "json", sql])
+            .output()
+            .unwrap()
+    };
+    let out = cli("SELECT carrier, count(*) AS n FROM flights GROUP BY 1 ORDER BY 2 DESC LIMIT 2");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert!(rows[0]["n"].as_i64().unwrap() > 0 && rows[0]["carrier"].is_string(), "{rows}");
+    let out = cli("SELECT * FROM salaries");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HTTP 403: Access denied to table 'salaries'"), "{stderr}");
+    let out = cli("ATTACH ':memory:' AS m");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Only single SELECT queries are allowed"));
+
     // A sync that changes the data shows on the next query.
     std::fs::write(f.data.join("sources/airlines.csv"), "carrier,name\nZZ,Zed Air\n").unwrap();
     f.http.post("/api/sync/trigger", Some(&f.admin), json!(["airlines"])).await;

@@ -1,4 +1,5 @@
-//! `agnes query` (spec §4.3), local: SQL on the workspace's DuckDB, read-only.
+//! `agnes query` (spec §4.3): SQL on the workspace's DuckDB, read-only, or with
+//! `--remote` in the caller's sandbox on the server (`POST /api/query`).
 
 use crate::client::workspace::Workspace;
 use agnes_engine::local::QueryOutput;
@@ -28,6 +29,9 @@ pub struct QueryArgs {
     /// At most this many rows.
     #[arg(long, default_value_t = 1000)]
     limit: usize,
+    /// Run on the server, over every table you may read there (nothing is pulled).
+    #[arg(long)]
+    remote: bool,
 }
 
 fn sql_of(args: &QueryArgs) -> anyhow::Result<String> {
@@ -46,22 +50,7 @@ fn sql_of(args: &QueryArgs) -> anyhow::Result<String> {
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     let sql = sql_of(&args)?;
-    let ws = Workspace::current()?;
-    let db = ws.duckdb();
-    if !db.is_file() {
-        bail!("Local DuckDB not found at {}. Run: agnes pull", db.display());
-    }
-    let limit = args.limit;
-    let db2 = db.clone();
-    let result = tokio::task::spawn_blocking(move || agnes_engine::local::query(&db2, &sql, limit)).await?;
-    let out = match result {
-        Ok(out) => out,
-        Err(e) => {
-            let message = e.to_string();
-            let hint = missing_table_hint(&db, &message);
-            bail!("Query error: {message}{}", hint.map(|h| format!("\nhint: {h}")).unwrap_or_default());
-        }
-    };
+    let out = if args.remote { remote(&sql, args.limit).await? } else { local(sql, args.limit).await? };
     match args.format {
         Format::Json => crate::client::output::json(&Value::Array(as_objects(&out))),
         Format::Csv => print!("{}", to_csv(&out)),
@@ -71,6 +60,58 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
         eprintln!("(truncated at {} rows)", out.rows.len());
     }
     Ok(())
+}
+
+/// `POST /api/query`; an error answer is shown in full (typed details, hint) and exits 1.
+async fn remote(sql: &str, limit: usize) -> anyhow::Result<QueryOutput> {
+    use crate::client::api::{render_error, Api, ApiFailure};
+    let api = Api::from_config();
+    if !api.has_token() {
+        return Err(ApiFailure::NotLoggedIn.into());
+    }
+    let body = serde_json::json!({"sql": sql, "limit": limit});
+    let answer = match api.call(reqwest::Method::POST, "/api/query", Some(body)).await {
+        Ok(v) => v,
+        Err(ApiFailure::Http { status, detail }) => bail!("{}", render_error(status, &detail)),
+        Err(e) => return Err(e.into()),
+    };
+    let columns = answer["columns"].as_array().map(|c| c.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect());
+    let rows = answer["rows"].as_array().map(|rows| {
+        rows.iter().map(|r| r.as_array().map(|r| r.iter().map(from_json).collect()).unwrap_or_default()).collect()
+    });
+    match (columns, rows) {
+        (Some(columns), Some(rows)) => {
+            Ok(QueryOutput { columns, rows, truncated: answer["truncated"].as_bool().unwrap_or(false) })
+        }
+        _ => bail!("the server's answer has no columns and rows: {}", answer.to_string().chars().take(200).collect::<String>()),
+    }
+}
+
+/// A JSON value from the server as a value the formatters show the same way.
+fn from_json(v: &Value) -> agnes_engine::duckdb::types::Value {
+    use agnes_engine::duckdb::types::Value as V;
+    match v {
+        Value::Null => V::Null,
+        Value::Bool(b) => V::Boolean(*b),
+        Value::Number(n) => n.as_i64().map(V::BigInt).or_else(|| n.as_f64().map(V::Double)).unwrap_or(V::Null),
+        Value::String(s) => V::Text(s.clone()),
+        other => V::Text(other.to_string()),
+    }
+}
+
+async fn local(sql: String, limit: usize) -> anyhow::Result<QueryOutput> {
+    let ws = Workspace::current()?;
+    let db = ws.duckdb();
+    if !db.is_file() {
+        bail!("Local DuckDB not found at {}. Run: agnes pull", db.display());
+    }
+    let db2 = db.clone();
+    let result = tokio::task::spawn_blocking(move || agnes_engine::local::query(&db2, &sql, limit)).await?;
+    result.or_else(|e| {
+        let message = e.to_string();
+        let hint = missing_table_hint(&db, &message);
+        bail!("Query error: {message}{}", hint.map(|h| format!("\nhint: {h}")).unwrap_or_default())
+    })
 }
 
 fn as_objects(out: &QueryOutput) -> Vec<Value> {
