@@ -6,6 +6,7 @@
 
 mod cli;
 mod pull;
+mod query;
 mod report;
 mod scenarios;
 
@@ -38,6 +39,8 @@ enum Scenario {
     Auth,
     /// Cold pull vs cp, big-file throughput, no-change pull and manifest latency at 1,000 tables.
     Pull,
+    /// `/api/query` vs DuckDB on the same parquet, point-query throughput, sandbox set-up.
+    Query,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Serve => scenarios::serve()?,
             Scenario::Auth => scenarios::auth()?,
             Scenario::Pull => pull::pull(args.scale)?,
+            Scenario::Query => query::query(args.scale)?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Register `specs` in a fresh data dir and sync them in-process.
-fn prepare(data: &Path, specs: Vec<TableSpec>) -> anyhow::Result<()> {
+pub fn prepare(data: &Path, specs: Vec<TableSpec>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let config = agnes_server::ServerConfig::load(data.to_path_buf(), "127.0.0.1:0".parse()?, None)?;
@@ -32,7 +32,7 @@ fn prepare(data: &Path, specs: Vec<TableSpec>) -> anyhow::Result<()> {
     })
 }
 
-fn local(name: &str, source: &str) -> TableSpec {
+pub fn local(name: &str, source: &str) -> TableSpec {
     let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local);
     t.source_table = Some(source.to_string());
     t

@@ -186,10 +186,16 @@ pub fn rebuild(scale: f64) -> anyhow::Result<Section> {
 /// Start `agnes serve` on a free loopback port over `data`; returns the child and port
 /// once `/api/health` answers.
 pub fn start_server(exe: &Path, data: &Path) -> anyhow::Result<(std::process::Child, u16)> {
+    start_server_with(exe, data, &[])
+}
+
+/// [`start_server`] with extra environment variables.
+pub fn start_server_with(exe: &Path, data: &Path, env: &[(&str, &str)]) -> anyhow::Result<(std::process::Child, u16)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut child = std::process::Command::new(exe)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data)
+        .envs(env.iter().copied())
         .env("AGNES_AUTH_RATELIMIT_ENABLED", "0")
         .stderr(std::process::Stdio::null())
         .spawn()?;
@@ -357,11 +363,16 @@ fn health_ok(port: u16) -> bool {
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A memory figure of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:` for the peak) in KiB.
+pub fn proc_status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .context("VmRSS not found")
+        .with_context(|| format!("{key} not found"))
 }

@@ -78,7 +78,7 @@ pub struct ArrowOutput {
 
 impl Sandbox {
     pub fn open(tables: &[SandboxTable], limits: &SandboxLimits) -> Result<Sandbox> {
-        let conn = Connection::open_in_memory()?;
+        let conn = fresh_instance(limits)?;
         let (mut files, mut dirs) = (Vec::new(), Vec::new());
         for t in tables {
             match &t.data {
@@ -87,22 +87,11 @@ impl Sandbox {
             }
         }
         // The order matters: DuckDB accepts allowed paths only while external access is on.
-        let mut setup = format!(
-            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; \
-             SET allowed_paths = [{}]; SET allowed_directories = [{}]; \
-             SET memory_limit = {}; SET threads = {}; SET max_temp_directory_size = {}; \
-             SET parquet_metadata_cache = true;",
+        conn.execute_batch(&format!(
+            "SET allowed_paths = [{}]; SET allowed_directories = [{}]; SET enable_external_access = false;",
             files.join(", "),
             dirs.join(", "),
-            quote_literal(&limits.memory_limit),
-            limits.threads.max(1),
-            quote_literal(&limits.max_temp_size),
-        );
-        if let Some(dir) = &limits.temp_directory {
-            setup.push_str(&format!(" SET temp_directory = {};", quote_literal(&dir.to_string_lossy())));
-        }
-        setup.push_str(" SET enable_external_access = false;");
-        conn.execute_batch(&setup)?;
+        ))?;
         for t in tables {
             let source = match &t.data {
                 TableData::File(p) => quote_literal(&absolute(p)?),
@@ -180,7 +169,7 @@ impl Sandbox {
     /// fresh connection under the watchdog.
     fn run<T>(&self, sql: &str, limit: usize, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
         let conn = self.base.lock().unwrap_or_else(|e| e.into_inner()).try_clone()?;
-        check_single_query(&conn, sql)?;
+        check_remembered(&conn, sql)?;
         // The newline ends a trailing `--` comment before the closing parenthesis.
         let wrapped = format!("SELECT * FROM (\n{}\n) LIMIT {}", without_terminator(sql), limit.saturating_add(1));
         let handle = conn.interrupt_handle();
@@ -201,6 +190,42 @@ impl Sandbox {
             other => other,
         }
     }
+}
+
+/// An in-memory DuckDB with the instance limits set and nothing else yet. Starting an
+/// instance takes about 15 ms, most of a sandbox's set-up, so one is kept ready: taking it
+/// starts the next in the background.
+fn fresh_instance(limits: &SandboxLimits) -> Result<Connection> {
+    static SPARE: Mutex<Option<(String, Connection)>> = Mutex::new(None);
+    let key = format!("{limits:?}");
+    let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let next = limits.clone();
+    std::thread::spawn(move || {
+        if let Ok(conn) = new_instance(&next) {
+            *SPARE.lock().unwrap_or_else(|e| e.into_inner()) = Some((format!("{next:?}"), conn));
+        }
+    });
+    match spare {
+        Some((k, conn)) if k == key => Ok(conn),
+        _ => new_instance(limits),
+    }
+}
+
+fn new_instance(limits: &SandboxLimits) -> Result<Connection> {
+    let conn = Connection::open_in_memory()?;
+    let mut setup = format!(
+        "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; \
+         SET memory_limit = {}; SET threads = {}; SET max_temp_directory_size = {}; \
+         SET parquet_metadata_cache = true;",
+        quote_literal(&limits.memory_limit),
+        limits.threads.max(1),
+        quote_literal(&limits.max_temp_size),
+    );
+    if let Some(dir) = &limits.temp_directory {
+        setup.push_str(&format!(" SET temp_directory = {};", quote_literal(&dir.to_string_lossy())));
+    }
+    conn.execute_batch(&setup)?;
+    Ok(conn)
 }
 
 fn absolute(p: &std::path::Path) -> Result<String> {
@@ -257,6 +282,33 @@ fn without_terminator(sql: &str) -> &str {
         i += 1;
     }
     sql
+}
+
+/// [`check_single_query`], remembering verdicts: the check is a pure function of the text,
+/// and agents send the same statements again and again.
+fn check_remembered(conn: &Connection, sql: &str) -> Result<()> {
+    const ENTRIES: usize = 4096;
+    const LONGEST: usize = 8192;
+    static VERDICTS: Mutex<Option<std::collections::HashMap<String, Option<String>>>> = Mutex::new(None);
+    if sql.len() > LONGEST {
+        return check_single_query(conn, sql);
+    }
+    if let Some(verdict) = VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(sql)) {
+        return verdict.clone().map_or(Ok(()), |m| Err(EngineError::NotAllowed(m)));
+    }
+    let result = check_single_query(conn, sql);
+    let verdict = match &result {
+        Ok(()) => None,
+        Err(EngineError::NotAllowed(m)) => Some(m.clone()),
+        Err(_) => return result,
+    };
+    let mut guard = VERDICTS.lock().unwrap_or_else(|e| e.into_inner());
+    let map = guard.get_or_insert_with(Default::default);
+    if map.len() >= ENTRIES {
+        map.clear();
+    }
+    map.insert(sql.to_string(), verdict);
+    result
 }
 
 /// Refuse anything but exactly one query statement, as DuckDB's parser sees the text.

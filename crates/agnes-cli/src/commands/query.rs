@@ -75,7 +75,8 @@ async fn remote(sql: &str, limit: usize) -> anyhow::Result<QueryOutput> {
         Err(ApiFailure::Http { status, detail }) => bail!("{}", render_error(status, &detail)),
         Err(e) => return Err(e.into()),
     };
-    let columns = answer["columns"].as_array().map(|c| c.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect());
+    let columns =
+        answer["columns"].as_array().map(|c| c.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect());
     let rows = answer["rows"].as_array().map(|rows| {
         rows.iter().map(|r| r.as_array().map(|r| r.iter().map(from_json).collect()).unwrap_or_default()).collect()
     });
@@ -83,7 +84,10 @@ async fn remote(sql: &str, limit: usize) -> anyhow::Result<QueryOutput> {
         (Some(columns), Some(rows)) => {
             Ok(QueryOutput { columns, rows, truncated: answer["truncated"].as_bool().unwrap_or(false) })
         }
-        _ => bail!("the server's answer has no columns and rows: {}", answer.to_string().chars().take(200).collect::<String>()),
+        _ => bail!(
+            "the server's answer has no columns and rows: {}",
+            answer.to_string().chars().take(200).collect::<String>()
+        ),
     }
 }
 
