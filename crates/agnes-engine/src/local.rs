@@ -128,6 +128,17 @@ pub struct QueryOutput {
 /// Run `sql` on the local DuckDB, read-only, keeping at most `limit` rows.
 pub fn query(db: &Path, sql: &str, limit: usize) -> Result<QueryOutput> {
     let conn = open_read_only(db)?;
+    collect(&conn, sql, limit, |_| Ok(()))
+}
+
+/// Run `sql` and keep at most `limit` rows; `check` sees each kept row first and may
+/// stop the query with an error (the sandbox's byte cap).
+pub(crate) fn collect(
+    conn: &Connection,
+    sql: &str,
+    limit: usize,
+    mut check: impl FnMut(&[Value]) -> Result<()>,
+) -> Result<QueryOutput> {
     let mut stmt = conn.prepare(sql)?;
     let mut out = Vec::new();
     let mut columns = Vec::new();
@@ -143,7 +154,9 @@ pub fn query(db: &Path, sql: &str, limit: usize) -> Result<QueryOutput> {
                 break;
             }
             let n = row.as_ref().column_count();
-            out.push((0..n).map(|i| read_value(row, i)).collect::<Result<Vec<_>>>()?);
+            let values = (0..n).map(|i| read_value(row, i)).collect::<Result<Vec<_>>>()?;
+            check(&values)?;
+            out.push(values);
         }
     }
     if columns.is_empty() {
@@ -155,7 +168,7 @@ pub fn query(db: &Path, sql: &str, limit: usize) -> Result<QueryOutput> {
 /// One value of a result row. duckdb-rs panics on column types it does not map (a bare
 /// `NULL` column, for one); those are answered here, and any other panic becomes an error
 /// naming the column, so no query can crash the caller.
-pub(crate) fn read_value(row: &duckdb::Row<'_>, i: usize) -> Result<Value> {
+fn read_value(row: &duckdb::Row<'_>, i: usize) -> Result<Value> {
     use duckdb::arrow::datatypes::DataType;
     let stmt = row.as_ref();
     let data_type = stmt.column_type(i);

@@ -12,7 +12,7 @@
 //! statement it found); a watchdog interrupts a query at its time limit; memory, threads
 //! and spill space are capped per instance; rows and result bytes are capped per query.
 
-use crate::local::{read_value, QueryOutput};
+use crate::local::{collect, QueryOutput};
 use crate::{EngineError, Result};
 use agnes_core::ident::{quote_ident, quote_literal};
 use duckdb::Connection;
@@ -108,34 +108,16 @@ impl Sandbox {
 
     /// Run `sql` and keep at most `limit` rows as values.
     pub fn query(&self, sql: &str, limit: usize) -> Result<QueryOutput> {
+        let cap = self.limits.max_result_bytes;
         self.run(sql, limit, |conn, wrapped| {
-            let mut stmt = conn.prepare(wrapped)?;
-            let mut rows = stmt.query([])?;
-            let mut out = Vec::new();
-            let mut columns = Vec::new();
-            let mut truncated = false;
             let mut bytes = 0usize;
-            while let Some(row) = rows.next()? {
-                if columns.is_empty() {
-                    columns = row.as_ref().column_names();
+            collect(conn, wrapped, limit, |values| {
+                bytes += values.iter().map(crate::values::approximate_json_len).sum::<usize>() + values.len() + 2;
+                if bytes > cap {
+                    return Err(EngineError::ResultTooLarge { limit_bytes: cap });
                 }
-                if out.len() == limit {
-                    truncated = true;
-                    break;
-                }
-                let n = row.as_ref().column_count();
-                let values = (0..n).map(|i| read_value(row, i)).collect::<Result<Vec<_>>>()?;
-                bytes += values.iter().map(crate::values::approximate_json_len).sum::<usize>() + n + 2;
-                if bytes > self.limits.max_result_bytes {
-                    return Err(EngineError::ResultTooLarge { limit_bytes: self.limits.max_result_bytes });
-                }
-                out.push(values);
-            }
-            drop(rows);
-            if columns.is_empty() {
-                columns = stmt.column_names();
-            }
-            Ok(QueryOutput { columns, rows: out, truncated })
+                Ok(())
+            })
         })
     }
 
