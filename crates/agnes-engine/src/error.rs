@@ -19,6 +19,9 @@ pub enum EngineError {
     /// The sandbox refused the statement before running it.
     #[error("{0}")]
     NotAllowed(String),
+    /// A scan's WHERE is not one predicate over the table's columns.
+    #[error("{kind}: {details}")]
+    Rejected { kind: &'static str, details: String },
     #[error("the query ran longer than its limit of {seconds} s and was stopped")]
     Timeout { seconds: f64 },
     #[error("the result is larger than the limit of {limit_bytes} bytes: select fewer columns or rows")]

@@ -15,7 +15,9 @@ pub mod local;
 pub mod orchestrator;
 pub mod publish;
 pub mod sandbox;
+pub mod scan;
 pub mod values;
+mod watchdog;
 
 pub use error::EngineError;
 pub use layout::DataLayout;

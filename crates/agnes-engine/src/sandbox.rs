@@ -17,7 +17,7 @@ use crate::{EngineError, Result};
 use agnes_core::ident::{quote_ident, quote_literal};
 use duckdb::Connection;
 use std::path::PathBuf;
-use std::sync::{mpsc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// One table a sandbox shows, under the name callers use.
@@ -148,29 +148,34 @@ impl Sandbox {
     }
 
     /// Check `sql`, wrap it so at most `limit + 1` rows are produced, and run `f` on a
-    /// fresh connection under the watchdog.
+    /// fresh connection under the time limit.
     fn run<T>(&self, sql: &str, limit: usize, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
-        let conn = self.base.lock().unwrap_or_else(|e| e.into_inner()).try_clone()?;
+        let conn = self.connection()?;
         check_remembered(&conn, sql)?;
         // The newline ends a trailing `--` comment before the closing parenthesis.
         let wrapped = format!("SELECT * FROM (\n{}\n) LIMIT {}", without_terminator(sql), limit.saturating_add(1));
-        let handle = conn.interrupt_handle();
-        let (done, wait) = mpsc::channel::<()>();
-        let timeout = self.limits.timeout;
-        let watchdog = std::thread::spawn(move || {
-            let fired = wait.recv_timeout(timeout) == Err(mpsc::RecvTimeoutError::Timeout);
-            if fired {
-                handle.interrupt();
-            }
-            fired
-        });
-        let result = f(&conn, &wrapped);
-        drop(done);
-        let fired = watchdog.join().unwrap_or(false);
-        match result {
-            Err(_) if fired => Err(EngineError::Timeout { seconds: timeout.as_secs_f64() }),
-            other => other,
-        }
+        guarded(&conn, self.limits.timeout, |conn| f(conn, &wrapped))
+    }
+
+    /// A new connection to the instance; queries on separate connections run side by side.
+    pub(crate) fn connection(&self) -> Result<Connection> {
+        Ok(self.base.lock().unwrap_or_else(|e| e.into_inner()).try_clone()?)
+    }
+
+    pub(crate) fn limits(&self) -> &SandboxLimits {
+        &self.limits
+    }
+}
+
+/// Run `f` on `conn`, interrupting it at `timeout`: an error after the interrupt is a
+/// [`EngineError::Timeout`].
+pub(crate) fn guarded<T>(conn: &Connection, timeout: Duration, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let ticket = crate::watchdog::arm(timeout, conn.interrupt_handle());
+    let result = f(conn);
+    let fired = ticket.disarm();
+    match result {
+        Err(_) if fired => Err(EngineError::Timeout { seconds: timeout.as_secs_f64() }),
+        other => other,
     }
 }
 
