@@ -16,6 +16,7 @@ pub mod orchestrator;
 pub mod publish;
 pub mod sandbox;
 pub mod scan;
+pub mod snapshot;
 pub mod values;
 mod watchdog;
 

@@ -89,6 +89,55 @@ pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<S
     Ok(skipped)
 }
 
+/// Point the snapshot view `name` at `target` (a parquet file). A pulled table's view of
+/// the same name gives way to it (pulls leave snapshot names alone); one of the analyst's
+/// own tables or views does not.
+pub fn register_snapshot(db: &Path, name: &str, target: &Path) -> Result<()> {
+    if !is_strict_identifier(name) {
+        return Err(EngineError::InvalidIdentifier(name.to_string()));
+    }
+    let conn = Connection::open(db)?;
+    conn.execute_batch(REGISTRY)?;
+    let ours = managed_views(&conn)?.into_iter().any(|(n, _, _)| n == name);
+    let taken: i64 = conn.query_row(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+        [name],
+        |r| r.get(0),
+    )?;
+    if taken > 0 && !ours {
+        return Err(EngineError::Invalid(format!(
+            "{name} is one of your own tables or views in the local DuckDB: pick another snapshot name"
+        )));
+    }
+    let target = target.to_string_lossy();
+    conn.execute_batch(&format!(
+        "BEGIN TRANSACTION; CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet({path}); \
+         DELETE FROM _agnes_views WHERE name = {name}; INSERT INTO _agnes_views VALUES ({name}, 'snapshot', {path}); \
+         COMMIT; CHECKPOINT;",
+        view = quote_ident(name),
+        path = quote_literal(&target),
+        name = quote_literal(name),
+    ))?;
+    Ok(())
+}
+
+/// Remove the snapshot view `name`, if there is one.
+pub fn drop_snapshot(db: &Path, name: &str) -> Result<()> {
+    if !db.is_file() {
+        return Ok(());
+    }
+    let conn = Connection::open(db)?;
+    if !managed_views(&conn)?.iter().any(|(n, k, _)| n == name && k == "snapshot") {
+        return Ok(());
+    }
+    conn.execute_batch(&format!(
+        "BEGIN TRANSACTION; DROP VIEW IF EXISTS {}; DELETE FROM _agnes_views WHERE name = {}; COMMIT; CHECKPOINT;",
+        quote_ident(name),
+        quote_literal(name)
+    ))?;
+    Ok(())
+}
+
 /// `(name, kind, target)` of every view agnes manages.
 fn managed_views(conn: &Connection) -> Result<Vec<(String, String, String)>> {
     let exists: i64 = conn.query_row(

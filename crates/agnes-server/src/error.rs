@@ -38,6 +38,30 @@ impl ApiError {
     }
 }
 
+impl From<agnes_engine::EngineError> for ApiError {
+    /// How a failure of the caller's own SQL (a query or a scan) is answered: the caller's
+    /// mistakes and the server's limits are 400s that say which; the rest is internal.
+    fn from(e: agnes_engine::EngineError) -> Self {
+        use agnes_engine::EngineError as E;
+        let bad = |detail: serde_json::Value| ApiError { status: StatusCode::BAD_REQUEST, detail };
+        match e {
+            E::NotAllowed(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            E::Rejected { kind, details } => {
+                bad(serde_json::json!({"error": "validator_rejected", "kind": kind, "details": details}))
+            }
+            E::Timeout { seconds } => bad(serde_json::json!({"reason": "query_timeout", "limit_seconds": seconds,
+                "hint": "the query was stopped at the server's time limit: filter or aggregate more, or pull the table and query it locally"})),
+            E::ResultTooLarge { limit_bytes } => bad(serde_json::json!({"reason": "result_too_large", "limit_bytes": limit_bytes,
+                "hint": "select fewer columns, filter more, or lower the limit"})),
+            E::DuckDb(err) => ApiError::new(StatusCode::BAD_REQUEST, format!("Query error: {err}")),
+            other @ (E::Invalid(_) | E::InvalidIdentifier(_)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("Query error: {other}"))
+            }
+            other @ E::Io { .. } => ApiError::internal(other),
+        }
+    }
+}
+
 impl From<agnes_store::StoreError> for ApiError {
     fn from(e: agnes_store::StoreError) -> Self {
         use agnes_store::StoreError as E;

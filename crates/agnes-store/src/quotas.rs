@@ -23,7 +23,8 @@ pub struct QuotaLimits {
 /// Why a request may not run now: the body of a 429.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaDenied {
-    /// `concurrent_queries` or `daily_bytes`.
+    /// `daily_bytes`, or the concurrency kind the caller named (`concurrent_queries`,
+    /// `concurrent_scans`).
     pub kind: &'static str,
     pub current: i64,
     pub limit: i64,
@@ -48,11 +49,13 @@ impl<'a> QuotaRepo<'a> {
         QuotaRepo { pool }
     }
 
-    /// Take a slot for `user_id`, or say which limit stands in the way.
+    /// Take a slot for `user_id`, or say which limit stands in the way. Queries and scans
+    /// share the slots; `concurrency_kind` names them in a refusal.
     pub async fn acquire(
         &self,
         user_id: &str,
         limits: &QuotaLimits,
+        concurrency_kind: &'static str,
     ) -> Result<std::result::Result<String, QuotaDenied>> {
         let now = Utc::now();
         if limits.max_daily_bytes > 0 {
@@ -91,7 +94,7 @@ impl<'a> QuotaRepo<'a> {
                 .fetch_one(self.pool)
                 .await?;
         Ok(Err(QuotaDenied {
-            kind: "concurrent_queries",
+            kind: concurrency_kind,
             current,
             limit: limits.max_concurrent,
             retry_after_seconds: 1,
@@ -148,15 +151,15 @@ mod tests {
         let store = Store::open_in_memory().await.unwrap();
         let q = store.quotas();
         let l = limits(2, 0);
-        let a = q.acquire("u1", &l).await.unwrap().unwrap();
-        let _b = q.acquire("u1", &l).await.unwrap().unwrap();
-        let denied = q.acquire("u1", &l).await.unwrap().unwrap_err();
+        let a = q.acquire("u1", &l, "concurrent_queries").await.unwrap().unwrap();
+        let _b = q.acquire("u1", &l, "concurrent_queries").await.unwrap().unwrap();
+        let denied = q.acquire("u1", &l, "concurrent_queries").await.unwrap().unwrap_err();
         assert_eq!((denied.kind, denied.current, denied.limit), ("concurrent_queries", 2, 2));
-        assert!(q.acquire("u2", &l).await.unwrap().is_ok(), "another user has their own slots");
+        assert!(q.acquire("u2", &l, "concurrent_queries").await.unwrap().is_ok(), "another user has their own slots");
         q.release(&a, "u1", 0).await.unwrap();
-        assert!(q.acquire("u1", &l).await.unwrap().is_ok(), "a released slot is free again");
+        assert!(q.acquire("u1", &l, "concurrent_queries").await.unwrap().is_ok(), "a released slot is free again");
         q.clear_slots().await.unwrap();
-        assert!(q.acquire("u1", &l).await.unwrap().is_ok());
+        assert!(q.acquire("u1", &l, "concurrent_queries").await.unwrap().is_ok());
     }
 
     #[tokio::test]
@@ -164,8 +167,8 @@ mod tests {
         let store = Store::open_in_memory().await.unwrap();
         let q = store.quotas();
         let stale = QuotaLimits { stale_after: Duration::seconds(-1), ..limits(1, 0) };
-        q.acquire("u", &stale).await.unwrap().unwrap();
-        assert!(q.acquire("u", &stale).await.unwrap().is_ok(), "a slot from a dead request expires");
+        q.acquire("u", &stale, "concurrent_queries").await.unwrap().unwrap();
+        assert!(q.acquire("u", &stale, "concurrent_queries").await.unwrap().is_ok(), "a slot from a dead request expires");
     }
 
     #[tokio::test]
@@ -173,12 +176,12 @@ mod tests {
         let store = Store::open_in_memory().await.unwrap();
         let q = store.quotas();
         let l = limits(0, 100);
-        let s = q.acquire("u", &l).await.unwrap().unwrap();
+        let s = q.acquire("u", &l, "concurrent_queries").await.unwrap().unwrap();
         q.release(&s, "u", 60).await.unwrap();
-        let s = q.acquire("u", &l).await.unwrap().unwrap();
+        let s = q.acquire("u", &l, "concurrent_queries").await.unwrap().unwrap();
         q.release(&s, "u", 60).await.unwrap();
         assert_eq!(q.used_today("u").await.unwrap(), 120);
-        let denied = q.acquire("u", &l).await.unwrap().unwrap_err();
+        let denied = q.acquire("u", &l, "concurrent_queries").await.unwrap().unwrap_err();
         assert_eq!((denied.kind, denied.current, denied.limit), ("daily_bytes", 120, 100));
         assert!(denied.retry_after_seconds > 0 && denied.retry_after_seconds <= 86_400);
     }

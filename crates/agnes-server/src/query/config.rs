@@ -14,6 +14,10 @@ pub struct QueryConfig {
     pub max_rows: usize,
     /// The largest `limit` `/api/v2/scan` accepts.
     pub scan_max_limit: usize,
+    /// How long one scan may run, streaming included.
+    pub scan_timeout: Duration,
+    /// The most Arrow IPC one scan may answer.
+    pub scan_max_result_bytes: u64,
     pub quotas: QuotaLimits,
 }
 
@@ -59,6 +63,11 @@ impl QueryConfig {
                 64 << 20,
             )?,
         };
+        let scan_timeout: f64 =
+            setting(instance, "AGNES_SCAN_TIMEOUT_SECONDS", &["api", "scan", "timeout_seconds"], 300.0)?;
+        if !(scan_timeout > 0.0 && scan_timeout.is_finite()) {
+            return Err("AGNES_SCAN_TIMEOUT_SECONDS must be a positive number of seconds".into());
+        }
         let quotas = QuotaLimits {
             max_concurrent: setting(
                 instance,
@@ -74,12 +83,19 @@ impl QueryConfig {
             )?,
             // Nothing runs longer than its time limit; a slot older than that with some
             // margin belongs to a request that no longer exists.
-            stale_after: chrono::Duration::seconds(timeout as i64 * 2 + 60),
+            stale_after: chrono::Duration::seconds(timeout.max(scan_timeout) as i64 * 2 + 60),
         };
         Ok(QueryConfig {
             sandbox,
             max_rows: setting(instance, "AGNES_QUERY_MAX_ROWS", &["api", "query", "max_rows"], 100_000)?,
             scan_max_limit: setting(instance, "AGNES_SCAN_MAX_LIMIT", &["api", "scan", "max_limit"], 10_000_000)?,
+            scan_timeout: Duration::from_secs_f64(scan_timeout),
+            scan_max_result_bytes: setting(
+                instance,
+                "AGNES_SCAN_MAX_RESULT_BYTES",
+                &["api", "scan", "max_result_bytes"],
+                2 << 30,
+            )?,
             quotas,
         })
     }

@@ -48,9 +48,10 @@ impl QueryService {
         &self.config
     }
 
-    /// Take one of the caller's slots, or answer 429 in the contract's shape.
-    pub async fn acquire(&self, state: &AppState, caller: &Caller) -> Result<Slot, ApiError> {
-        match state.store.quotas().acquire(&caller.user.id, &self.config.quotas).await? {
+    /// Take one of the caller's slots, or answer 429 in the contract's shape. `kind` names
+    /// the slot in a refusal: `concurrent_queries` or `concurrent_scans`.
+    pub async fn acquire(&self, state: &AppState, caller: &Caller, kind: &'static str) -> Result<Slot, ApiError> {
+        match state.store.quotas().acquire(&caller.user.id, &self.config.quotas, kind).await? {
             Ok(id) => Ok(Slot::new(state.store.clone(), id, caller.user.id.clone())),
             Err(denied) => Err(ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,

@@ -13,6 +13,7 @@ mod prometheus;
 mod query;
 mod ranges;
 mod registry;
+mod scan;
 mod sync;
 mod tables;
 mod upload;
@@ -50,6 +51,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(catalog::routes())
         .merge(upload::routes())
         .merge(query::routes())
+        .merge(scan::routes())
 }
 
 /// The OpenAPI document of [`api`], finished as served.

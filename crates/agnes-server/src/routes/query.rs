@@ -60,7 +60,7 @@ async fn query(
         return Err(bad_request("Query must start with SELECT or WITH"));
     }
     let arrow = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(ARROW_STREAM));
-    let slot = state.query.acquire(&state, &caller).await?;
+    let slot = state.query.acquire(&state, &caller, "concurrent_queries").await?;
     let tables = crate::query::QueryService::readable_tables(&state, &caller).await?;
     let sandbox = state.query.sandbox(tables).await?;
     let result = run(sandbox, body.sql.clone(), limit, arrow).await;
@@ -114,17 +114,6 @@ async fn run(sandbox: Arc<Sandbox>, sql: String, limit: usize, arrow: bool) -> R
 /// named as such: the sandbox only knows it does not have it.
 async fn explain(state: &AppState, caller: &Caller, e: EngineError) -> ApiError {
     match e {
-        EngineError::NotAllowed(m) => bad_request(m),
-        EngineError::Timeout { seconds } => ApiError {
-            status: StatusCode::BAD_REQUEST,
-            detail: json!({"reason": "query_timeout", "limit_seconds": seconds,
-                "hint": "the query was stopped at the server's time limit: filter or aggregate more, or pull the table and query it locally"}),
-        },
-        EngineError::ResultTooLarge { limit_bytes } => ApiError {
-            status: StatusCode::BAD_REQUEST,
-            detail: json!({"reason": "result_too_large", "limit_bytes": limit_bytes,
-                "hint": "select fewer columns, aggregate, or lower the limit"}),
-        },
         EngineError::DuckDb(err) => {
             let message = err.to_string();
             if let Some(name) = missing_table(&message) {
@@ -151,7 +140,7 @@ async fn explain(state: &AppState, caller: &Caller, e: EngineError) -> ApiError 
             }
             bad_request(format!("Query error: {message}"))
         }
-        other => bad_request(format!("Query error: {other}")),
+        other => other.into(),
     }
 }
 

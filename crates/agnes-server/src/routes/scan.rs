@@ -1,0 +1,235 @@
+//! `POST /api/v2/scan/estimate` and `POST /api/v2/scan` (spec §3.6): a projection, a
+//! filter, an order and a limit over one table, estimated or streamed as Arrow IPC. This
+//! is what `agnes snapshot` takes its slices of big tables with.
+
+use super::audit::Audit;
+use super::json::ApiJson;
+use super::query::ARROW_STREAM;
+use super::tables::resolve_readable;
+use crate::auth::access::Caller;
+use crate::auth::authenticate::ClientInfo;
+use crate::error::ApiError;
+use crate::state::AppState;
+use agnes_core::QueryMode;
+use agnes_engine::sandbox::{Sandbox, TableData};
+use agnes_engine::scan::{ScanOutcome, ScanPlan, ScanRequest};
+use agnes_engine::EngineError;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(estimate)).routes(routes!(scan))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScanBody {
+    table_id: String,
+    select: Option<Vec<String>>,
+    #[serde(rename = "where")]
+    filter: Option<String>,
+    limit: Option<i64>,
+    order_by: Option<Vec<String>>,
+    /// The snapshot name the client will save under; audited only.
+    #[serde(rename = "as")]
+    alias: Option<String>,
+}
+
+/// The checked scan in the caller's sandbox of just this table, and the parquet bytes it reads.
+struct Prepared {
+    table_id: String,
+    sandbox: Arc<Sandbox>,
+    plan: ScanPlan,
+    scan_bytes: u64,
+}
+
+async fn prepare(state: &AppState, caller: &Caller, body: &ScanBody, max_limit: usize) -> Result<Prepared, ApiError> {
+    let spec = resolve_readable(state, caller, &body.table_id).await?;
+    if spec.query_mode == QueryMode::Remote {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Table '{}' is remote, and this server has no connector that scans it in place yet", spec.id),
+        ));
+    }
+    let limit = match body.limit {
+        None => None,
+        Some(n) if n < 1 => return Err(ApiError::new(StatusCode::BAD_REQUEST, "limit must be at least 1")),
+        Some(n) if n as u64 > max_limit as u64 => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("limit {n} is above this server's maximum of {max_limit} rows"),
+            ))
+        }
+        Some(n) => Some(n as u64),
+    };
+    let table = crate::query::QueryService::readable_tables(state, caller)
+        .await?
+        .into_iter()
+        .find(|(t, _)| t.name == spec.name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id)))?;
+    let scan_bytes = parquet_bytes(&table.0.data);
+    let sandbox = state.query.sandbox(vec![table]).await?;
+    let request = ScanRequest {
+        table: spec.name.clone(),
+        select: body.select.clone().unwrap_or_default(),
+        filter: body.filter.clone(),
+        order_by: body.order_by.clone().unwrap_or_default(),
+        limit,
+    };
+    let planner = sandbox.clone();
+    let plan = tokio::task::spawn_blocking(move || planner.plan_scan(&request)).await.map_err(ApiError::internal)??;
+    Ok(Prepared { table_id: spec.id, sandbox, plan, scan_bytes })
+}
+
+fn parquet_bytes(data: &TableData) -> u64 {
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    match data {
+        TableData::File(p) => size(p),
+        TableData::Parts(dir) => std::fs::read_dir(dir)
+            .map(|entries| {
+                entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "parquet")).map(|p| size(&p)).sum()
+            })
+            .unwrap_or(0),
+    }
+}
+
+fn audit_params(body: &ScanBody) -> Value {
+    json!({"select": body.select, "where": body.filter, "limit": body.limit, "order_by": body.order_by, "as": body.alias})
+}
+
+/// How many rows and bytes a scan would answer, counted by running its filter.
+#[utoipa::path(post, path = "/api/v2/scan/estimate", tag = "scan", request_body = Object,
+    responses((status = 200, description = "{table_id, estimated_scan_bytes, estimated_result_rows, estimated_result_bytes, bq_cost_estimate_usd}"),
+              (status = 400), (status = 403), (status = 404), (status = 429)))]
+async fn estimate(
+    State(state): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<ScanBody>,
+) -> Result<Json<Value>, ApiError> {
+    let prepared = prepare(&state, &caller, &body, state.query.config().scan_max_limit).await?;
+    let slot = state.query.acquire(&state, &caller, "concurrent_scans").await?;
+    let Prepared { table_id, sandbox, plan, scan_bytes } = prepared;
+    let estimate = tokio::task::spawn_blocking(move || sandbox.estimate_scan(&plan)).await.map_err(ApiError::internal)?;
+    slot.release(0).await;
+    let estimate = estimate?;
+    Audit::of(&state, &caller, &client).record("scan.estimate", Some(&table_id), Some(audit_params(&body)), "success").await;
+    Ok(Json(json!({
+        "table_id": table_id, "estimated_scan_bytes": scan_bytes, "estimated_result_rows": estimate.rows,
+        "estimated_result_bytes": estimate.bytes, "bq_cost_estimate_usd": 0.0,
+    })))
+}
+
+/// What the scanning thread tells the response.
+enum Message {
+    Chunk(Bytes),
+    Failed(EngineError),
+    Done,
+}
+
+/// An `io::Write` that hands the response 1 MiB at a time. Waiting for room in the
+/// channel is the back-pressure of a slow client; a client that went away ends the scan.
+struct ChannelWriter {
+    tx: mpsc::Sender<Message>,
+    buffer: Vec<u8>,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Message::Chunk(chunk)).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Stream the scan as Arrow IPC. An error found before the first megabyte is sent is an
+/// ordinary error response; after that the response is cut off without the stream's end
+/// marker, so no client can take a partial answer for a whole one.
+#[utoipa::path(post, path = "/api/v2/scan", tag = "scan", request_body = Object,
+    responses((status = 200, description = "Arrow IPC stream", content_type = "application/vnd.apache.arrow.stream"),
+              (status = 400), (status = 403), (status = 404), (status = 429)))]
+async fn scan(
+    State(state): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<ScanBody>,
+) -> Result<Response, ApiError> {
+    let config = state.query.config().clone();
+    let prepared = prepare(&state, &caller, &body, config.scan_max_limit).await?;
+    let slot = state.query.acquire(&state, &caller, "concurrent_scans").await?;
+    let (tx, mut rx) = mpsc::channel::<Message>(4);
+    let runtime = tokio::runtime::Handle::current();
+    let (state2, caller2, client2, params) = (state.clone(), caller.clone(), client.clone(), audit_params(&body));
+    let table_id = prepared.table_id.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter { tx: tx.clone(), buffer: Vec::with_capacity(CHUNK) };
+        let result = prepared
+            .sandbox
+            .scan_ipc(&prepared.plan, config.scan_timeout, config.scan_max_result_bytes, &mut writer)
+            .and_then(|outcome| {
+                writer.send().map_err(|_| EngineError::Invalid("the client went away".into()))?;
+                Ok(outcome)
+            });
+        let (bytes, outcome) = match &result {
+            Ok(ScanOutcome { bytes, rows }) => (*bytes, json!({"rows": rows, "bytes": bytes})),
+            Err(e) => (0, json!({"error": e.to_string()})),
+        };
+        let _ = tx.blocking_send(match result {
+            Ok(_) => Message::Done,
+            Err(e) => Message::Failed(e),
+        });
+        runtime.block_on(async move {
+            slot.release(bytes as usize).await;
+            let mut params = params;
+            params["outcome"] = outcome;
+            let result = if bytes > 0 { "success" } else { "error" };
+            Audit::of(&state2, &caller2, &client2).record("scan.run", Some(&prepared.table_id), Some(params), result).await;
+        });
+    });
+    let first = match rx.recv().await {
+        Some(Message::Failed(e)) => return Err(e.into()),
+        Some(Message::Chunk(c)) => Some(c),
+        Some(Message::Done) | None => None,
+    };
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await? {
+            Message::Chunk(c) => Some((Ok(c), rx)),
+            Message::Failed(e) => {
+                tracing::warn!("a scan stopped while streaming: {e}");
+                Some((Err(std::io::Error::other(e.to_string())), rx))
+            }
+            Message::Done => None,
+        }
+    });
+    let stream = futures::stream::iter(first.map(Ok::<_, std::io::Error>)).chain(rest);
+    tracing::debug!(table = %table_id, "scan streaming");
+    Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], Body::from_stream(stream)).into_response())
+}
