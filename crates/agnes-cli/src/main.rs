@@ -37,6 +37,9 @@ enum Command {
     Pull(commands::pull::PullArgs),
     /// Run SQL on the local DuckDB.
     Query(commands::query::QueryArgs),
+    /// Filtered local slices of tables too big to pull.
+    #[command(subcommand)]
+    Snapshot(commands::snapshot::SnapshotCommand),
     /// List the tables you may use.
     Catalog(commands::discover::CatalogArgs),
     /// Show a table's columns.
@@ -88,6 +91,7 @@ fn main() -> std::process::ExitCode {
             Command::Admin(cmd) => commands::admin::run(cmd).await,
             Command::Pull(args) => commands::pull::run(args).await,
             Command::Query(args) => commands::query::run(args).await,
+            Command::Snapshot(cmd) => commands::snapshot::run(cmd).await,
             Command::Catalog(args) => commands::discover::catalog(args).await,
             Command::Schema(args) => commands::discover::schema(args).await,
             Command::Describe(args) => commands::discover::describe(args).await,

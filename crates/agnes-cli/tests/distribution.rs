@@ -6,11 +6,8 @@ mod common;
 use common::{Http, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::path::Path;
 
-fn fixtures() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nycflights13")
-}
+use common::fixtures;
 
 /// A server with the fixture files under its files root, an admin session, and an analyst
 /// in group `Analysts` granted `flights` only.

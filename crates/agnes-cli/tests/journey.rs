@@ -8,9 +8,7 @@ use serde_json::json;
 use std::path::Path;
 use std::process::Output;
 
-fn fixtures() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nycflights13")
-}
+use common::fixtures;
 
 fn ok(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

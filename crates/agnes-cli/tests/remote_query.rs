@@ -3,62 +3,9 @@
 
 mod common;
 
-use common::{Http, TestServer};
+use common::{setup, Fixture, SECRET_MARKER};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-
-/// In the one table the analyst may never read; no answer to them may contain it.
-const SECRET_MARKER: &str = "TOPSECRET-4242";
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    server: TestServer,
-    http: Http,
-    data: PathBuf,
-    admin: String,
-    analyst: String,
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nycflights13")
-}
-
-/// flights, airlines and weather (partitioned) granted to the analyst; salaries not.
-async fn setup(env: &[(&str, &str)]) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let sources = data.join("sources");
-    std::fs::create_dir_all(&sources).unwrap();
-    std::fs::copy(fixtures().join("flights_3000.csv"), sources.join("flights.csv")).unwrap();
-    std::fs::copy(fixtures().join("airlines.csv"), sources.join("airlines.csv")).unwrap();
-    std::fs::copy(fixtures().join("weather_1000.csv"), sources.join("weather.csv")).unwrap();
-    std::fs::write(sources.join("salaries.csv"), format!("name,salary\nalice,{SECRET_MARKER}\nbob,{SECRET_MARKER}\n"))
-        .unwrap();
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let server = TestServer::start_with(&data, |c| {
-        c.envs(env);
-    });
-    let http = Http::new(&server);
-    let admin = http.bootstrap().await;
-    for body in [
-        json!({"name": "flights", "source_table": "flights.csv"}),
-        json!({"name": "airlines", "source_table": "airlines.csv"}),
-        json!({"name": "weather", "source_table": "weather.csv", "sync_strategy": "partitioned", "partition_by": "time_hour", "partition_granularity": "month"}),
-        json!({"name": "salaries", "source_table": "salaries.csv"}),
-    ] {
-        assert_eq!(http.post("/api/admin/register-table", Some(&admin), body).await.0, 201);
-    }
-    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(null)).await.0, 200);
-    http.wait_synced(&admin, &["flights", "airlines", "weather", "salaries"]).await;
-    let (_, analyst) = http.user(&admin, "ana@example.com").await;
-    http.post("/api/admin/groups", Some(&admin), json!({"name": "Analysts"})).await;
-    http.post("/api/admin/groups/Analysts/members", Some(&admin), json!({"email": "ana@example.com"})).await;
-    for t in ["flights", "airlines", "weather"] {
-        let grant = json!({"group_id": "Analysts", "resource_type": "table", "resource_id": t});
-        assert_eq!(http.post("/api/admin/grants", Some(&admin), grant).await.0, 201);
-    }
-    Fixture { _dir: dir, server, http, data, admin, analyst }
-}
+use std::path::Path;
 
 async fn query(f: &Fixture, token: &str, sql: &str) -> (reqwest::StatusCode, Value) {
     f.http.post("/api/query", Some(token), json!({"sql": sql})).await

@@ -55,8 +55,19 @@ pub struct ScanOutcome {
 
 /// Expression classes a predicate may use. Anything else (subqueries, window functions,
 /// `*`, parameters, positional references) is refused.
-const ALLOWED: &[&str] =
-    &["COLUMN_REF", "CONSTANT", "COMPARISON", "CONJUNCTION", "OPERATOR", "BETWEEN", "CASE", "CAST", "TYPE", "FUNCTION", "COLLATE"];
+const ALLOWED: &[&str] = &[
+    "COLUMN_REF",
+    "CONSTANT",
+    "COMPARISON",
+    "CONJUNCTION",
+    "OPERATOR",
+    "BETWEEN",
+    "CASE",
+    "CAST",
+    "TYPE",
+    "FUNCTION",
+    "COLLATE",
+];
 
 /// Scalar functions that describe the server rather than the data.
 const SERVER_FUNCTIONS: &[&str] = &["getenv", "current_setting", "current_database", "current_schema", "version"];
@@ -76,7 +87,8 @@ impl Sandbox {
     /// The columns of one of the sandbox's tables, with their types.
     pub fn columns(&self, table: &str) -> Result<Vec<(String, String)>> {
         let conn = self.connection()?;
-        let mut stmt = conn.prepare(&format!("SELECT column_name, column_type FROM (DESCRIBE {})", quote_ident(table)))?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT column_name, column_type FROM (DESCRIBE {})", quote_ident(table)))?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
@@ -101,10 +113,16 @@ impl Sandbox {
                 None => "",
                 Some("ASC") => " ASC",
                 Some("DESC") => " DESC",
-                Some(_) => return Err(EngineError::NotAllowed(format!("invalid order_by entry {entry:?}: use \"col\", \"col ASC\" or \"col DESC\""))),
+                Some(_) => {
+                    return Err(EngineError::NotAllowed(format!(
+                        "invalid order_by entry {entry:?}: use \"col\", \"col ASC\" or \"col DESC\""
+                    )))
+                }
             };
             if words.next().is_some() {
-                return Err(EngineError::NotAllowed(format!("invalid order_by entry {entry:?}: use \"col\", \"col ASC\" or \"col DESC\"")));
+                return Err(EngineError::NotAllowed(format!(
+                    "invalid order_by entry {entry:?}: use \"col\", \"col ASC\" or \"col DESC\""
+                )));
             }
             match find(name).filter(|_| is_column_name(name)) {
                 Some((c, _)) => order.push(format!("{}{direction}", quote_ident(c))),
@@ -156,7 +174,11 @@ impl Sandbox {
         let sql = format!("SELECT count(*), ({measured})::UBIGINT FROM ({}) AS scan", plan.unordered);
         let conn = self.connection()?;
         let (rows, text): (u64, u64) =
-            guarded(&conn, self.limits().timeout, |conn| Ok(conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?))?;
+            guarded(
+                &conn,
+                self.limits().timeout,
+                |conn| Ok(conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?),
+            )?;
         Ok(Estimate { rows, bytes: rows * fixed + text })
     }
 
@@ -221,8 +243,15 @@ fn fixed_width(ty: &str) -> Option<u64> {
         "BOOLEAN" | "TINYINT" | "UTINYINT" => 1,
         "SMALLINT" | "USMALLINT" => 2,
         "INTEGER" | "UINTEGER" | "FLOAT" | "DATE" => 4,
-        "BIGINT" | "UBIGINT" | "DOUBLE" | "TIME" | "TIMESTAMP" | "TIMESTAMP WITH TIME ZONE" | "TIMESTAMP_S"
-        | "TIMESTAMP_MS" | "TIMESTAMP_NS" => 8,
+        "BIGINT"
+        | "UBIGINT"
+        | "DOUBLE"
+        | "TIME"
+        | "TIMESTAMP"
+        | "TIMESTAMP WITH TIME ZONE"
+        | "TIMESTAMP_S"
+        | "TIMESTAMP_MS"
+        | "TIMESTAMP_NS" => 8,
         "HUGEINT" | "UHUGEINT" | "UUID" | "INTERVAL" => 16,
         _ => return None,
     })
@@ -270,7 +299,10 @@ fn check_shape(
         && node["qualify"].is_null()
         && node["sample"].is_null();
     if !plain {
-        return Err(rejected("not_a_predicate", "the WHERE must be one boolean expression; it may not close the clause"));
+        return Err(rejected(
+            "not_a_predicate",
+            "the WHERE must be one boolean expression; it may not close the clause",
+        ));
     }
     check_expression(&node["where_clause"], columns)
 }

@@ -93,7 +93,10 @@ mod tests {
         std::fs::write(&ipc, b"not arrow").unwrap();
         assert!(ipc_to_parquet(&ipc, &target).is_err());
         assert_eq!(crate::fsutil::digest_file(&target).unwrap(), written.digests, "a failed write keeps the old file");
-        let leftovers = std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count();
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+            .count();
         assert_eq!(leftovers, 0, "no temporary file is left behind");
     }
 }

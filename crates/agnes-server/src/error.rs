@@ -51,8 +51,10 @@ impl From<agnes_engine::EngineError> for ApiError {
             }
             E::Timeout { seconds } => bad(serde_json::json!({"reason": "query_timeout", "limit_seconds": seconds,
                 "hint": "the query was stopped at the server's time limit: filter or aggregate more, or pull the table and query it locally"})),
-            E::ResultTooLarge { limit_bytes } => bad(serde_json::json!({"reason": "result_too_large", "limit_bytes": limit_bytes,
-                "hint": "select fewer columns, filter more, or lower the limit"})),
+            E::ResultTooLarge { limit_bytes } => {
+                bad(serde_json::json!({"reason": "result_too_large", "limit_bytes": limit_bytes,
+                "hint": "select fewer columns, filter more, or lower the limit"}))
+            }
             E::DuckDb(err) => ApiError::new(StatusCode::BAD_REQUEST, format!("Query error: {err}")),
             other @ (E::Invalid(_) | E::InvalidIdentifier(_)) => {
                 ApiError::new(StatusCode::BAD_REQUEST, format!("Query error: {other}"))

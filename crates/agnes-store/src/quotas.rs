@@ -93,12 +93,7 @@ impl<'a> QuotaRepo<'a> {
                 .bind(&live_since)
                 .fetch_one(self.pool)
                 .await?;
-        Ok(Err(QuotaDenied {
-            kind: concurrency_kind,
-            current,
-            limit: limits.max_concurrent,
-            retry_after_seconds: 1,
-        }))
+        Ok(Err(QuotaDenied { kind: concurrency_kind, current, limit: limits.max_concurrent, retry_after_seconds: 1 }))
     }
 
     /// Give the slot back and add what the request answered to today's usage.
@@ -168,7 +163,10 @@ mod tests {
         let q = store.quotas();
         let stale = QuotaLimits { stale_after: Duration::seconds(-1), ..limits(1, 0) };
         q.acquire("u", &stale, "concurrent_queries").await.unwrap().unwrap();
-        assert!(q.acquire("u", &stale, "concurrent_queries").await.unwrap().is_ok(), "a slot from a dead request expires");
+        assert!(
+            q.acquire("u", &stale, "concurrent_queries").await.unwrap().is_ok(),
+            "a slot from a dead request expires"
+        );
     }
 
     #[tokio::test]

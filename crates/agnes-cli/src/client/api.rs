@@ -166,12 +166,36 @@ impl Api {
     /// A GET whose body the caller streams (downloads). Error statuses are read and
     /// returned as [`ApiFailure::Http`]; 304 and 2xx come back as they are.
     pub async fn get_stream(&self, path: &str, headers: &[(&str, String)]) -> Result<reqwest::Response, ApiFailure> {
-        let mut req = self.http.get(format!("{}{path}", self.server)).timeout(std::time::Duration::from_secs(300));
+        self.stream(Method::GET, path, headers, None, std::time::Duration::from_secs(300)).await
+    }
+
+    /// A POST of JSON whose answer the caller streams (scans), allowed `timeout` in all.
+    pub async fn post_stream(
+        &self,
+        path: &str,
+        body: Value,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::Response, ApiFailure> {
+        self.stream(Method::POST, path, &[], Some(body), timeout).await
+    }
+
+    async fn stream(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Value>,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::Response, ApiFailure> {
+        let mut req = self.http.request(method, format!("{}{path}", self.server)).timeout(timeout);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
         for (k, v) in headers {
             req = req.header(*k, v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
         }
         let resp = req.send().await.map_err(|e| self.transport(e))?;
         let status = resp.status();

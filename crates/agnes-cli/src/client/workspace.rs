@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+#[derive(Clone)]
 pub struct Workspace {
     root: PathBuf,
 }
@@ -97,13 +98,25 @@ impl Workspace {
 
     /// An exclusive lock on `server/<name>`, or `None` when another process holds it.
     pub fn try_lock_named(&self, name: &str) -> anyhow::Result<Option<std::fs::File>> {
-        let dir = self.root.join("server");
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(name))?;
-        use std::os::fd::AsRawFd;
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Ok(None);
-        }
-        Ok(Some(f))
+        flock(&self.root.join("server").join(name), false)
     }
+
+    /// The snapshots' lock (`user/snapshots/.lock`), waiting for whoever holds it.
+    pub fn lock_snapshots(&self) -> anyhow::Result<std::fs::File> {
+        flock(&self.snapshots_dir().join(".lock"), true)?.context("cannot lock the snapshots directory")
+    }
+}
+
+/// An exclusive `flock` on `path` (created with its directory), released when the file is
+/// dropped. Without `wait`, `None` when another process holds it.
+fn flock(path: &std::path::Path, wait: bool) -> anyhow::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let dir = path.parent().expect("a lock file has a directory");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    let mode = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+    if unsafe { libc::flock(f.as_raw_fd(), mode) } != 0 {
+        return Ok(None);
+    }
+    Ok(Some(f))
 }

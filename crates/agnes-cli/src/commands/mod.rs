@@ -7,3 +7,4 @@ pub mod init;
 pub mod pull;
 pub mod push;
 pub mod query;
+pub mod snapshot;

@@ -76,7 +76,9 @@ async fn prepare(state: &AppState, caller: &Caller, body: &ScanBody, max_limit: 
         .await?
         .into_iter()
         .find(|(t, _)| t.name == spec.name)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id)))?;
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
+        })?;
     let scan_bytes = parquet_bytes(&table.0.data);
     let sandbox = state.query.sandbox(vec![table]).await?;
     let request = ScanRequest {
@@ -97,7 +99,12 @@ fn parquet_bytes(data: &TableData) -> u64 {
         TableData::File(p) => size(p),
         TableData::Parts(dir) => std::fs::read_dir(dir)
             .map(|entries| {
-                entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "parquet")).map(|p| size(&p)).sum()
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+                    .map(|p| size(&p))
+                    .sum()
             })
             .unwrap_or(0),
     }
@@ -120,10 +127,13 @@ async fn estimate(
     let prepared = prepare(&state, &caller, &body, state.query.config().scan_max_limit).await?;
     let slot = state.query.acquire(&state, &caller, "concurrent_scans").await?;
     let Prepared { table_id, sandbox, plan, scan_bytes } = prepared;
-    let estimate = tokio::task::spawn_blocking(move || sandbox.estimate_scan(&plan)).await.map_err(ApiError::internal)?;
+    let estimate =
+        tokio::task::spawn_blocking(move || sandbox.estimate_scan(&plan)).await.map_err(ApiError::internal)?;
     slot.release(0).await;
     let estimate = estimate?;
-    Audit::of(&state, &caller, &client).record("scan.estimate", Some(&table_id), Some(audit_params(&body)), "success").await;
+    Audit::of(&state, &caller, &client)
+        .record("scan.estimate", Some(&table_id), Some(audit_params(&body)), "success")
+        .await;
     Ok(Json(json!({
         "table_id": table_id, "estimated_scan_bytes": scan_bytes, "estimated_result_rows": estimate.rows,
         "estimated_result_bytes": estimate.bytes, "bq_cost_estimate_usd": 0.0,
@@ -202,16 +212,20 @@ async fn scan(
             Ok(ScanOutcome { bytes, rows }) => (*bytes, json!({"rows": rows, "bytes": bytes})),
             Err(e) => (0, json!({"error": e.to_string()})),
         };
-        let _ = tx.blocking_send(match result {
-            Ok(_) => Message::Done,
-            Err(e) => Message::Failed(e),
-        });
+        // The budget is charged before the answer ends, so a client that reads to the end
+        // and asks again is counted.
         runtime.block_on(async move {
             slot.release(bytes as usize).await;
             let mut params = params;
             params["outcome"] = outcome;
             let result = if bytes > 0 { "success" } else { "error" };
-            Audit::of(&state2, &caller2, &client2).record("scan.run", Some(&prepared.table_id), Some(params), result).await;
+            Audit::of(&state2, &caller2, &client2)
+                .record("scan.run", Some(&prepared.table_id), Some(params), result)
+                .await;
+        });
+        let _ = tx.blocking_send(match result {
+            Ok(_) => Message::Done,
+            Err(e) => Message::Failed(e),
         });
     });
     let first = match rx.recv().await {
