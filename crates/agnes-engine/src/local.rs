@@ -188,7 +188,7 @@ pub(crate) fn collect(
     limit: usize,
     mut check: impl FnMut(&[Value]) -> Result<()>,
 ) -> Result<QueryOutput> {
-    let mut stmt = conn.prepare(sql)?;
+    let mut stmt = conn.prepare_cached(sql)?;
     let mut out = Vec::new();
     let mut columns = Vec::new();
     let mut truncated = false;

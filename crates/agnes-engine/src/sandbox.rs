@@ -63,11 +63,21 @@ impl Default for SandboxLimits {
 }
 
 /// A confined DuckDB instance with views of a fixed set of tables. Queries run on clones
-/// of one connection, so any number may run at once.
+/// of one connection, so any number may run at once. Finished connections wait in `idle`
+/// for the next query, with the statements they prepared: planning a statement again
+/// costs more than running a point query.
 pub struct Sandbox {
+    id: u64,
     base: Mutex<Connection>,
+    idle: Mutex<Vec<Connection>>,
     limits: SandboxLimits,
 }
+
+/// Idle connections kept per sandbox, the statements each keeps prepared, and the largest
+/// answer after which a connection is kept (see [`Sandbox::run`]).
+const IDLE_CONNECTIONS: usize = 4;
+const STATEMENTS_PER_CONNECTION: usize = 8;
+const SMALL_ANSWER: usize = 64 << 10;
 
 /// A query's result as an Arrow IPC stream.
 pub struct ArrowOutput {
@@ -103,7 +113,14 @@ impl Sandbox {
             ))?;
         }
         conn.execute_batch("SET lock_configuration = true;")?;
-        Ok(Sandbox { base: Mutex::new(conn), limits: limits.clone() })
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Sandbox { id, base: Mutex::new(conn), idle: Mutex::default(), limits: limits.clone() })
+    }
+
+    /// Unique in this process: a key for anything derived from this sandbox's data.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Run `sql` and keep at most `limit` rows as values.
@@ -111,20 +128,21 @@ impl Sandbox {
         let cap = self.limits.max_result_bytes;
         self.run(sql, limit, |conn, wrapped| {
             let mut bytes = 0usize;
-            collect(conn, wrapped, limit, |values| {
+            let out = collect(conn, wrapped, limit, |values| {
                 bytes += values.iter().map(crate::values::approximate_json_len).sum::<usize>() + values.len() + 2;
                 if bytes > cap {
                     return Err(EngineError::ResultTooLarge { limit_bytes: cap });
                 }
                 Ok(())
-            })
+            })?;
+            Ok((out, bytes))
         })
     }
 
     /// Run `sql` and answer at most `limit` rows as an Arrow IPC stream.
     pub fn query_arrow(&self, sql: &str, limit: usize) -> Result<ArrowOutput> {
         self.run(sql, limit, |conn, wrapped| {
-            let mut stmt = conn.prepare(wrapped)?;
+            let mut stmt = conn.prepare_cached(wrapped)?;
             let batches: Vec<_> = stmt.query_arrow([])?.collect();
             let schema = stmt.schema();
             let mut writer = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(arrow_error)?;
@@ -143,18 +161,44 @@ impl Sandbox {
                 }
             }
             writer.finish().map_err(arrow_error)?;
-            Ok(ArrowOutput { ipc: writer.into_inner().map_err(arrow_error)?, rows, truncated })
+            let ipc = writer.into_inner().map_err(arrow_error)?;
+            let size = ipc.len();
+            Ok((ArrowOutput { ipc, rows, truncated }, size))
         })
     }
 
-    /// Check `sql`, wrap it so at most `limit + 1` rows are produced, and run `f` on a
-    /// fresh connection under the time limit.
-    fn run<T>(&self, sql: &str, limit: usize, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
-        let conn = self.connection()?;
+    /// Check `sql`, wrap it so at most `limit + 1` rows are produced, and run `f` under the
+    /// time limit on an idle connection or a new one. `f` answers its result and its size.
+    ///
+    /// A prepared statement keeps its last result in the instance's memory until it runs
+    /// again, so a connection goes back to `idle` only after a small answer; after a large
+    /// one, an error or an interrupt it is closed, which frees everything it held.
+    fn run<T>(&self, sql: &str, limit: usize, f: impl FnOnce(&Connection, &str) -> Result<(T, usize)>) -> Result<T> {
+        let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = self.connection()?;
+                c.set_prepared_statement_cache_capacity(STATEMENTS_PER_CONNECTION);
+                c
+            }
+        };
         check_remembered(&conn, sql)?;
         // The newline ends a trailing `--` comment before the closing parenthesis.
         let wrapped = format!("SELECT * FROM (\n{}\n) LIMIT {}", without_terminator(sql), limit.saturating_add(1));
-        guarded(&conn, self.limits.timeout, |conn| f(conn, &wrapped))
+        let (result, interrupted) = watched(&conn, self.limits.timeout, |conn| f(conn, &wrapped));
+        match result {
+            Ok((out, size)) => {
+                if !interrupted && size <= SMALL_ANSWER {
+                    let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                    if idle.len() < IDLE_CONNECTIONS {
+                        idle.push(conn);
+                    }
+                }
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A new connection to the instance; queries on separate connections run side by side.
@@ -170,12 +214,17 @@ impl Sandbox {
 /// Run `f` on `conn`, interrupting it at `timeout`: an error after the interrupt is a
 /// [`EngineError::Timeout`].
 pub(crate) fn guarded<T>(conn: &Connection, timeout: Duration, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    watched(conn, timeout, f).0
+}
+
+/// [`guarded`], also saying whether the interrupt was sent (even if `f` finished first).
+fn watched<T>(conn: &Connection, timeout: Duration, f: impl FnOnce(&Connection) -> Result<T>) -> (Result<T>, bool) {
     let ticket = crate::watchdog::arm(timeout, conn.interrupt_handle());
     let result = f(conn);
     let fired = ticket.disarm();
     match result {
-        Err(_) if fired => Err(EngineError::Timeout { seconds: timeout.as_secs_f64() }),
-        other => other,
+        Err(_) if fired => (Err(EngineError::Timeout { seconds: timeout.as_secs_f64() }), true),
+        other => (other, fired),
     }
 }
 
@@ -271,35 +320,87 @@ fn without_terminator(sql: &str) -> &str {
     sql
 }
 
+/// Functions (and keywords parsed as names) whose value changes from one run to the next.
+const VOLATILE: &[&str] = &[
+    "random",
+    "setseed",
+    "uuid",
+    "gen_random_uuid",
+    "uuidv4",
+    "uuidv7",
+    "now",
+    "today",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "get_current_time",
+    "get_current_timestamp",
+    "transaction_timestamp",
+    "localtime",
+    "localtimestamp",
+    "current_localtime",
+    "current_localtimestamp",
+    "nextval",
+    "currval",
+];
+
+/// Whether a parsed statement gives the same answer every time over the same data: no
+/// volatile function and no sampling.
+fn repeatable(tree: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let volatile = |v: &Value| v.as_str().is_some_and(|n| VOLATILE.contains(&n.to_ascii_lowercase().as_str()));
+    match tree {
+        Value::Array(items) => items.iter().all(repeatable),
+        Value::Object(map) => map.iter().all(|(k, v)| match k.as_str() {
+            "function_name" => !volatile(v),
+            "column_names" => !v.as_array().is_some_and(|names| names.iter().any(volatile)),
+            "sample" if !v.is_null() => false,
+            _ => repeatable(v),
+        }),
+        _ => true,
+    }
+}
+
+/// What the statement check concluded about one text: refused (why), or allowed and
+/// whether its answer may be reused.
+type Verdict = std::result::Result<bool, String>;
+
+static VERDICTS: Mutex<Option<std::collections::HashMap<String, Verdict>>> = Mutex::new(None);
+
 /// [`check_single_query`], remembering verdicts: the check is a pure function of the text,
 /// and agents send the same statements again and again.
 fn check_remembered(conn: &Connection, sql: &str) -> Result<()> {
     const ENTRIES: usize = 4096;
     const LONGEST: usize = 8192;
-    static VERDICTS: Mutex<Option<std::collections::HashMap<String, Option<String>>>> = Mutex::new(None);
     if sql.len() > LONGEST {
-        return check_single_query(conn, sql);
+        return check_single_query(conn, sql).map(|_| ());
     }
     if let Some(verdict) = VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(sql)) {
-        return verdict.clone().map_or(Ok(()), |m| Err(EngineError::NotAllowed(m)));
+        return verdict.clone().map(|_| ()).map_err(EngineError::NotAllowed);
     }
-    let result = check_single_query(conn, sql);
-    let verdict = match &result {
-        Ok(()) => None,
-        Err(EngineError::NotAllowed(m)) => Some(m.clone()),
-        Err(_) => return result,
+    let verdict = match check_single_query(conn, sql) {
+        Ok(repeatable) => Ok(repeatable),
+        Err(EngineError::NotAllowed(m)) => Err(m),
+        Err(other) => return Err(other),
     };
     let mut guard = VERDICTS.lock().unwrap_or_else(|e| e.into_inner());
     let map = guard.get_or_insert_with(Default::default);
     if map.len() >= ENTRIES {
         map.clear();
     }
-    map.insert(sql.to_string(), verdict);
-    result
+    map.insert(sql.to_string(), verdict.clone());
+    verdict.map(|_| ()).map_err(EngineError::NotAllowed)
 }
 
-/// Refuse anything but exactly one query statement, as DuckDB's parser sees the text.
-pub fn check_single_query(conn: &Connection, sql: &str) -> Result<()> {
+/// Whether `sql`, already checked, answers the same every time over the same data, so
+/// its result may be kept for the next identical query.
+pub fn is_repeatable(sql: &str) -> bool {
+    VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(sql)).is_some_and(|v| v == &Ok(true))
+}
+
+/// Refuse anything but exactly one query statement, as DuckDB's parser sees the text;
+/// answer whether that statement is [`repeatable`].
+pub fn check_single_query(conn: &Connection, sql: &str) -> Result<bool> {
     let text: String = conn.query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |r| r.get(0))?;
     let parsed: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| EngineError::Invalid(format!("cannot read the parse tree: {e}")))?;
@@ -312,7 +413,7 @@ pub fn check_single_query(conn: &Connection, sql: &str) -> Result<()> {
         }));
     }
     match parsed["statements"].as_array().map(Vec::len) {
-        Some(1) => Ok(()),
+        Some(1) => Ok(repeatable(&parsed["statements"])),
         Some(0) => Err(EngineError::NotAllowed("Query must start with SELECT or WITH".into())),
         _ => Err(EngineError::NotAllowed("Only single SELECT queries are allowed".into())),
     }
@@ -389,6 +490,24 @@ mod tests {
         for sql in ["FROM a", "TABLE a", "VALUES (1)", "WITH x AS (SELECT 1 AS v) SELECT v FROM x", "SELECT 1 -- c"] {
             assert!(sb.query(sql, 10).is_ok(), "must run: {sql}");
         }
+    }
+
+    #[test]
+    fn volatile_statements_are_not_repeatable() {
+        let (_dir, sb) = fixture();
+        for (sql, want) in [
+            ("SELECT count(*) FROM a", true),
+            ("SELECT id FROM a WHERE s = 'random'", true),
+            ("SELECT random() FROM a", false),
+            ("SELECT CURRENT_DATE", false),
+            ("SELECT * FROM a USING SAMPLE 50%", false),
+            ("WITH x AS (SELECT now() AS t) SELECT t FROM x", false),
+        ] {
+            // CURRENT_DATE needs ICU, which is not built in: the verdict is reached before running.
+            let _ = sb.query(sql, 10);
+            assert_eq!(is_repeatable(sql), want, "{sql}");
+        }
+        assert!(!is_repeatable("SELECT 'never checked'"));
     }
 
     #[test]

@@ -21,7 +21,9 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        // No ping before each use: a file database's connection does not go stale, and the
+        // ping was a round trip to the connection's thread on every query.
+        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
         let store = Store { pool };
         migrate::migrate(&store.pool).await?;
         store.identity().seed_system_groups().await?;

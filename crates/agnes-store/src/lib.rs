@@ -29,3 +29,11 @@ pub(crate) fn ts_text(t: chrono::DateTime<chrono::Utc>) -> String {
 pub(crate) fn parse_ts(s: Option<String>) -> Option<chrono::DateTime<chrono::Utc>> {
     s.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&chrono::Utc))
 }
+
+/// A transaction that takes SQLite's write lock when it starts. A deferred one that reads
+/// first fails at its first write with "database is locked" (`SQLITE_BUSY_SNAPSHOT`) when
+/// another connection committed in between, and no busy timeout helps; an immediate one
+/// waits its turn instead.
+pub(crate) async fn write_tx(pool: &sqlx::SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}

@@ -53,7 +53,7 @@ pub(crate) async fn migrate(pool: &SqlitePool) -> Result<()> {
         .execute(pool)
         .await?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::write_tx(pool).await?;
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)")
             .bind(version)

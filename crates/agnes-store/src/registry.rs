@@ -189,7 +189,7 @@ impl<'a> RegistryRepo<'a> {
     /// Delete the row and everything keyed by it (sync state, parts, history, profile,
     /// grants) in one transaction. Returns whether the row existed.
     pub async fn delete(&self, id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::write_tx(self.pool).await?;
         let gone = sqlx::query("DELETE FROM table_registry WHERE id = ?").bind(id).execute(&mut *tx).await?;
         for sql in [
             "DELETE FROM sync_state WHERE table_id = ?",

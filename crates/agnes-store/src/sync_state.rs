@@ -131,7 +131,7 @@ impl<'a> SyncStateRepo<'a> {
     /// unless the hash moved, and append a history row. Returns whether the data changed.
     pub async fn record_success(&self, table_id: &str, p: &Published, duration_ms: i64) -> Result<bool> {
         let now = crate::now_text();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::write_tx(self.pool).await?;
         let old: Option<(String,)> = sqlx::query_as("SELECT hash FROM sync_state WHERE table_id = ?")
             .bind(table_id)
             .fetch_optional(&mut *tx)
@@ -176,7 +176,7 @@ impl<'a> SyncStateRepo<'a> {
     /// creates a row with no `last_sync`), and a history row is appended.
     pub async fn record_error(&self, table_id: &str, source_name: &str, error: &str, duration_ms: i64) -> Result<()> {
         let now = crate::now_text();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::write_tx(self.pool).await?;
         sqlx::query(
             "INSERT INTO sync_state (table_id, source_name, status, error) VALUES (?1, ?2, 'error', ?3) \
              ON CONFLICT (table_id) DO UPDATE SET status = 'error', error = ?3",
@@ -240,7 +240,7 @@ impl<'a> SyncStateRepo<'a> {
 
     /// Drop what describes a table's published data (history is kept).
     pub async fn forget(&self, table_id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::write_tx(self.pool).await?;
         sqlx::query("DELETE FROM sync_state WHERE table_id = ?").bind(table_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM sync_parts WHERE table_id = ?").bind(table_id).execute(&mut *tx).await?;
         tx.commit().await?;

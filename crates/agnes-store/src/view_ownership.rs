@@ -28,7 +28,7 @@ impl<'a> ViewOwnershipRepo<'a> {
         new_claims: &BTreeMap<String, String>,
         present: Option<&BTreeSet<(String, String)>>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::write_tx(self.pool).await?;
         let now = crate::now_text();
         for (view, source) in new_claims {
             sqlx::query(

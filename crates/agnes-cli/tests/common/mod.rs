@@ -168,7 +168,9 @@ impl Http {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        panic!("{tables:?} not synced in time");
+        let (_, status) = self.get("/api/sync/status", admin).await;
+        let (_, manifest) = self.get("/api/sync/manifest", admin).await;
+        panic!("{tables:?} not synced in time\nstatus: {status}\nmanifest: {manifest}");
     }
 
     /// Create a user with a password and return their session token.

@@ -6,9 +6,11 @@
 //! share one, and a grant, a revoke or a sync changes the key, so it takes effect on the
 //! next query without any invalidation step.
 
+mod answers;
 mod config;
 mod slot;
 
+pub use answers::{Answer, AnswerKey};
 pub use config::QueryConfig;
 pub use slot::Slot;
 
@@ -31,6 +33,7 @@ type Key = Vec<(SandboxTable, String)>;
 pub struct QueryService {
     config: Arc<QueryConfig>,
     cache: Arc<Mutex<Cache>>,
+    answers: Arc<answers::Answers>,
 }
 
 #[derive(Default)]
@@ -41,11 +44,15 @@ struct Cache {
 
 impl QueryService {
     pub fn new(config: QueryConfig) -> QueryService {
-        QueryService { config: Arc::new(config), cache: Arc::default() }
+        QueryService { config: Arc::new(config), cache: Arc::default(), answers: Arc::default() }
     }
 
     pub fn config(&self) -> &QueryConfig {
         &self.config
+    }
+
+    pub fn answers(&self) -> &answers::Answers {
+        &self.answers
     }
 
     /// Take one of the caller's slots, or answer 429 in the contract's shape. `kind` names

@@ -6,6 +6,7 @@ use super::json::ApiJson;
 use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
+use crate::query::{Answer, AnswerKey};
 use crate::state::AppState;
 use agnes_engine::sandbox::Sandbox;
 use agnes_engine::EngineError;
@@ -63,16 +64,40 @@ async fn query(
     let slot = state.query.acquire(&state, &caller, "concurrent_queries").await?;
     let tables = crate::query::QueryService::readable_tables(&state, &caller).await?;
     let sandbox = state.query.sandbox(tables).await?;
-    let result = run(sandbox, body.sql.clone(), limit, arrow).await;
+    let key = AnswerKey { sandbox: sandbox.id(), sql: body.sql.clone(), limit, arrow };
+    let (result, cached) = match state.query.answers().get(&key) {
+        Some(answer) => (Ok(answer), true),
+        None => (run(sandbox, body.sql.clone(), limit, arrow).await, false),
+    };
     let (response, bytes, outcome) = match result {
-        Ok((response, bytes)) => (Ok(response), bytes, "success"),
+        Ok(answer) => {
+            if !cached && agnes_engine::sandbox::is_repeatable(&body.sql) {
+                state.query.answers().put(key, answer.clone());
+            }
+            let bytes = answer.body.len();
+            (Ok(respond(answer)), bytes, "success")
+        }
         Err(e) => (Err(explain(&state, &caller, e).await), 0, "error"),
     };
     slot.release(bytes).await;
-    let params =
-        json!({"sql": truncate(&body.sql, 2000), "limit": limit, "format": if arrow { "arrow" } else { "json" }});
+    let params = json!({"sql": truncate(&body.sql, 2000), "limit": limit,
+        "format": if arrow { "arrow" } else { "json" }, "cached": cached});
     Audit::of(&state, &caller, &client).record("query.local", None, Some(params), outcome).await;
     response
+}
+
+fn respond(answer: Answer) -> Response {
+    match answer.arrow {
+        Some((rows, truncated)) => {
+            let headers = [
+                (header::CONTENT_TYPE.as_str(), ARROW_STREAM.to_string()),
+                ("x-agnes-truncated", truncated.to_string()),
+                ("x-agnes-row-count", rows.to_string()),
+            ];
+            (headers, answer.body).into_response()
+        }
+        None => ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response(),
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -82,18 +107,12 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// Run on the blocking pool; answer the response and its size in bytes.
-async fn run(sandbox: Arc<Sandbox>, sql: String, limit: usize, arrow: bool) -> Result<(Response, usize), EngineError> {
+/// Run on the blocking pool; answer the encoded result.
+async fn run(sandbox: Arc<Sandbox>, sql: String, limit: usize, arrow: bool) -> Result<Answer, EngineError> {
     let joined = tokio::task::spawn_blocking(move || {
         if arrow {
             let out = sandbox.query_arrow(&sql, limit)?;
-            let len = out.ipc.len();
-            let headers = [
-                (header::CONTENT_TYPE.as_str(), ARROW_STREAM.to_string()),
-                ("x-agnes-truncated", out.truncated.to_string()),
-                ("x-agnes-row-count", out.rows.to_string()),
-            ];
-            Ok((headers, out.ipc).into_response()).map(|r| (r, len))
+            Ok(Answer { body: out.ipc.into(), arrow: Some((out.rows, out.truncated)) })
         } else {
             let out = sandbox.query(&sql, limit)?;
             let rows: Vec<Value> =
@@ -102,8 +121,7 @@ async fn run(sandbox: Arc<Sandbox>, sql: String, limit: usize, arrow: bool) -> R
                 "columns": out.columns, "row_count": rows.len(), "rows": rows, "truncated": out.truncated,
             }))
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
-            let len = body.len();
-            Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()).map(|r| (r, len))
+            Ok(Answer { body: body.into(), arrow: None })
         }
     })
     .await;

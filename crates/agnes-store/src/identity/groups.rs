@@ -105,7 +105,7 @@ impl IdentityRepo<'_> {
 
     /// Delete a group with its members and grants, in one transaction.
     pub async fn delete_group(&self, id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::write_tx(self.pool).await?;
         sqlx::query("DELETE FROM user_group_members WHERE group_id = ?").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM resource_grants WHERE group_id = ?").bind(id).execute(&mut *tx).await?;
         let gone = sqlx::query("DELETE FROM user_groups WHERE id = ?").bind(id).execute(&mut *tx).await?;

@@ -18,7 +18,7 @@ impl IdentityRepo<'_> {
             }
         }
         let now = crate::now_text();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::write_tx(self.pool).await?;
         if let Some(name) = name {
             sqlx::query("UPDATE users SET name = ?, updated_at = ? WHERE id = ?")
                 .bind(name)
