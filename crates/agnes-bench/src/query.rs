@@ -32,14 +32,22 @@ fn api_query(url: &str, token: &str, sql: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(secs.trim().parse()?))
 }
 
-/// wrk with a POST body; answers requests/s and whether every answer was a 2xx.
-fn wrk_post(url: &str, token: &str, sql: &str, dir: &std::path::Path) -> anyhow::Result<(f64, String)> {
+/// wrk posting point queries; answers requests/s and the wrk report. With `distinct`,
+/// every request asks for another id, so none is answered from the kept answers.
+fn wrk_post(url: &str, token: &str, distinct: bool, dir: &std::path::Path) -> anyhow::Result<(f64, String)> {
     let script = dir.join("post.lua");
+    let body = if distinct {
+        format!(
+            "request = function()\n  return wrk.format(nil, nil, nil, '{{\"sql\": \"{}' .. math.random(1000000) .. '\"}}')\nend\n",
+            POINT.trim_end_matches("42")
+        )
+    } else {
+        format!("wrk.body = '{}'\n", serde_json::json!({"sql": POINT}))
+    };
     std::fs::write(
         &script,
         format!(
-            "wrk.method = \"POST\"\nwrk.body = '{}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n",
-            serde_json::json!({"sql": sql})
+            "wrk.method = \"POST\"\n{body}wrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
         ),
     )?;
     let out = Command::new("wrk")
@@ -98,20 +106,23 @@ pub fn query(scale: f64) -> anyhow::Result<Section> {
     let measured = (|| -> anyhow::Result<_> {
         let client = crate::cli::Client::admin(&exe, &data, &url, work.path().join("cfg"))?;
         let token = client.token()?;
-        api_query(&url, &token, AGGREGATE)?;
+        // Each run's text differs (a comment), so no run is answered from the kept answers.
+        let aggregate = |i: usize| format!("{AGGREGATE} -- run {i}");
+        api_query(&url, &token, &aggregate(0))?;
         run_direct()?;
         let (mut api, mut duck) = (Vec::new(), Vec::new());
-        for _ in 0..9 {
-            api.push(api_query(&url, &token, AGGREGATE)?);
+        for i in 1..=9 {
+            api.push(api_query(&url, &token, &aggregate(i))?);
             duck.push(run_direct()?);
         }
         api_query(&url, &token, POINT)?;
-        let (rps, wrk_text) = wrk_post(&url, &token, POINT, work.path())?;
+        let (rps, wrk_text) = wrk_post(&url, &token, false, work.path())?;
+        let (rps_distinct, wrk_distinct) = wrk_post(&url, &token, true, work.path())?;
         let peak = proc_status_kib(server.id(), "VmHWM:")?;
-        Ok((median(api), median(duck), rps, wrk_text, peak))
+        Ok((median(api), median(duck), rps, rps_distinct, format!("{wrk_text}{wrk_distinct}"), peak))
     })();
     stop(server)?;
-    let (api, duck, rps, wrk_text, peak_kib) = measured?;
+    let (api, duck, rps, rps_distinct, wrk_text, peak_kib) = measured?;
     let errors = wrk_text.contains("Non-2xx") || wrk_text.contains("Socket errors");
 
     // Sandbox set-up for 20 tables, and finding it again in the server's cache.
@@ -160,10 +171,11 @@ pub fn query(scale: f64) -> anyhow::Result<Section> {
             "## Server-side SQL (`/api/query`)\n\n{}\n\n\
              `agnes serve` with a personal access token; the sandbox has 2 threads, as does the baseline DuckDB. \
              The API time is curl's measure of the whole request (authentication, quota slot, sandbox lookup, \
-             the query, JSON, audit record); medians of 9 alternating runs.\n\n\
+             the query, JSON, queueing the audit record); medians of 9 alternating runs, each run with its own SQL text so none is answered from the kept answers.\n\n\
              | measure | agnes | baseline | result | target |\n|---|---|---|---|---|\n\
              | aggregate over {rows} rows (`GROUP BY` 20 groups) | {:.1} ms | DuckDB in-process on the same parquet: {:.1} ms | **{ratio:.2}×** | ≤ 1.2× |\n\
-             | point query on a 1,000-row table, `wrk -t2 -c8 -d10s` | {rps:.0} requests/s, {} | | | ≥ 2,000/s, no errors |\n\
+             | point query on a 1,000-row table, `wrk -t2 -c8 -d10s`, the same query again and again (answered from the kept answers after the first) | {rps:.0} requests/s, {} | | | ≥ 2,000/s, no errors |\n\
+             | the same, each request for another id (every one runs in DuckDB) | {rps_distinct:.0} requests/s | | | |\n\
              | server peak RSS during the above | {:.0} MiB | | | < 500 MB |\n\
              | sandbox set-up, 20 tables (cache miss, spare DuckDB instance ready), median of 20 | {:.2} ms | | | ≤ 5 ms |\n\
              | sandbox set-up, 20 tables, misses back to back (DuckDB started on the request path) | {:.2} ms | | | |\n\

@@ -3,6 +3,7 @@
 //! Only this crate knows HTTP routes. Handlers stay thin: they resolve the caller and the
 //! resource, then call the store, the engine or the sync service.
 
+mod audit_queue;
 pub mod auth;
 pub mod config;
 mod error;

@@ -52,6 +52,7 @@ impl Server {
             .await?;
         tracing::info!("shutting down: waiting for the running sync, if any");
         state.sync.shutdown().await;
+        state.audit_queue.shutdown().await;
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -108,6 +109,7 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
     store.quotas().clear_slots().await?;
     Ok(AppState {
         query: crate::query::QueryService::new(config.query.clone()),
+        audit_queue: crate::audit_queue::AuditQueue::start(store.clone()),
         auth,
         config: Arc::new(config),
         layout,

@@ -12,6 +12,7 @@ pub struct AppState {
     pub store: Store,
     pub sync: SyncService,
     pub query: crate::query::QueryService,
+    pub audit_queue: crate::audit_queue::AuditQueue,
     pub metrics: crate::metrics::Metrics,
     pub auth: Arc<crate::auth::AuthSettings>,
     pub started_at: chrono::DateTime<chrono::Utc>,

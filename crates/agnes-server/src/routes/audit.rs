@@ -28,6 +28,11 @@ impl<'a> Audit<'a> {
         self.record_change(action, resource, params, None, result).await
     }
 
+    /// For high-volume reads (queries, scans): queued and written in a batch moments later.
+    pub fn record_soon(&self, action: &str, resource: Option<&str>, params: Option<Value>, result: &str) {
+        self.state.audit_queue.push(self.entry(action, resource, params, None, result));
+    }
+
     /// A mutation, with the state before it.
     pub async fn record_change(
         &self,
@@ -37,7 +42,21 @@ impl<'a> Audit<'a> {
         before: Option<Value>,
         result: &str,
     ) {
-        let entry = AuditEntry {
+        let entry = self.entry(action, resource, params, before, result);
+        if let Err(e) = self.state.store.audit().record(&entry).await {
+            tracing::error!(action, "cannot write the audit log: {e}");
+        }
+    }
+
+    fn entry(
+        &self,
+        action: &str,
+        resource: Option<&str>,
+        params: Option<Value>,
+        before: Option<Value>,
+        result: &str,
+    ) -> AuditEntry {
+        AuditEntry {
             user_id: self.user_id.clone(),
             action: action.to_string(),
             resource: resource.map(String::from),
@@ -48,9 +67,7 @@ impl<'a> Audit<'a> {
             client_ip: Some(self.client.ip.clone()),
             client_kind: Some(self.client_kind.to_string()),
             correlation_id: self.client.request_id.clone(),
-        };
-        if let Err(e) = self.state.store.audit().record(&entry).await {
-            tracing::error!(action, "cannot write the audit log: {e}");
+            at: None,
         }
     }
 }

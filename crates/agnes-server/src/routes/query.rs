@@ -82,7 +82,7 @@ async fn query(
     slot.release(bytes).await;
     let params = json!({"sql": truncate(&body.sql, 2000), "limit": limit,
         "format": if arrow { "arrow" } else { "json" }, "cached": cached});
-    Audit::of(&state, &caller, &client).record("query.local", None, Some(params), outcome).await;
+    Audit::of(&state, &caller, &client).record_soon("query.local", None, Some(params), outcome);
     response
 }
 

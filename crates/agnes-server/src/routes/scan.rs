@@ -131,9 +131,12 @@ async fn estimate(
         tokio::task::spawn_blocking(move || sandbox.estimate_scan(&plan)).await.map_err(ApiError::internal)?;
     slot.release(0).await;
     let estimate = estimate?;
-    Audit::of(&state, &caller, &client)
-        .record("scan.estimate", Some(&table_id), Some(audit_params(&body)), "success")
-        .await;
+    Audit::of(&state, &caller, &client).record_soon(
+        "scan.estimate",
+        Some(&table_id),
+        Some(audit_params(&body)),
+        "success",
+    );
     Ok(Json(json!({
         "table_id": table_id, "estimated_scan_bytes": scan_bytes, "estimated_result_rows": estimate.rows,
         "estimated_result_bytes": estimate.bytes, "bq_cost_estimate_usd": 0.0,
@@ -219,9 +222,12 @@ async fn scan(
             let mut params = params;
             params["outcome"] = outcome;
             let result = if bytes > 0 { "success" } else { "error" };
-            Audit::of(&state2, &caller2, &client2)
-                .record("scan.run", Some(&prepared.table_id), Some(params), result)
-                .await;
+            Audit::of(&state2, &caller2, &client2).record_soon(
+                "scan.run",
+                Some(&prepared.table_id),
+                Some(params),
+                result,
+            );
         });
         let _ = tx.blocking_send(match result {
             Ok(_) => Message::Done,
