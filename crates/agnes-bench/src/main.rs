@@ -9,6 +9,7 @@ mod pull;
 mod query;
 mod report;
 mod scenarios;
+mod scheduler;
 
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ enum Scenario {
     Pull,
     /// `/api/query` vs DuckDB on the same parquet, point-query throughput, sandbox set-up.
     Query,
+    /// One scheduler tick with 1,000 registered tables, none due.
+    Scheduler,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Auth => scenarios::auth()?,
             Scenario::Pull => pull::pull(args.scale)?,
             Scenario::Query => query::query(args.scale)?,
+            Scenario::Scheduler => scheduler::scheduler()?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

@@ -195,8 +195,10 @@ pub fn start_server_with(exe: &Path, data: &Path, env: &[(&str, &str)]) -> anyho
     let mut child = std::process::Command::new(exe)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data)
-        .envs(env.iter().copied())
         .env("AGNES_AUTH_RATELIMIT_ENABLED", "0")
+        // No scheduled sync may run in the middle of a measurement.
+        .env("AGNES_SCHEDULER_TICK_SECONDS", "0")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::null())
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -73,6 +73,28 @@ impl Schedule {
             }),
         }
     }
+
+    /// When a table last synced at `last_sync` next becomes due, seen at `now`: `now` itself
+    /// when it is due already.
+    pub fn next_due(&self, last_sync: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+        if self.is_due(last_sync, now) {
+            return now;
+        }
+        match self {
+            Schedule::Every { minutes } => {
+                let last = last_sync.unwrap_or(now);
+                last + chrono::Duration::minutes(*minutes as i64)
+            }
+            // Not due: every time of today has passed with a sync after it, or is still
+            // ahead. The next is the first time ahead today, else the first tomorrow.
+            Schedule::Daily { times } => {
+                let today = now.date_naive();
+                let tomorrow = today.succ_opt().unwrap_or(today);
+                let ahead = |day: chrono::NaiveDate| times.iter().map(move |t| day.and_time(*t).and_utc());
+                ahead(today).filter(|t| *t > now).chain(ahead(tomorrow)).min().unwrap_or(now)
+            }
+        }
+    }
 }
 
 /// The scheduler's filter: a missing, blank or malformed schedule lets the table through
@@ -147,6 +169,17 @@ mod tests {
         let yesterday = Utc.with_ymd_and_hms(2026, 3, 9, 23, 0, 0).unwrap();
         assert!(!daily.is_due(Some(yesterday), at(1, 0)));
         assert!(daily.is_due(Some(yesterday), at(3, 0)));
+    }
+
+    #[test]
+    fn next_due_times() {
+        let s: Schedule = "every 15m".parse().unwrap();
+        assert_eq!(s.next_due(Some(at(10, 0)), at(10, 5)), at(10, 15));
+        assert_eq!(s.next_due(Some(at(10, 0)), at(10, 20)), at(10, 20), "overdue: now");
+        assert_eq!(s.next_due(None, at(10, 5)), at(10, 5), "never synced: now");
+        let d: Schedule = "daily 06:00,18:00".parse().unwrap();
+        assert_eq!(d.next_due(Some(at(6, 30)), at(7, 0)), at(18, 0));
+        assert_eq!(d.next_due(Some(at(18, 30)), at(19, 0)), at(6, 0) + chrono::Duration::days(1));
     }
 
     #[test]

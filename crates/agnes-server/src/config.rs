@@ -23,6 +23,7 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Limits of user SQL run on the server (`api.query.*`, `api.quota.*`, `api.scan.*`).
     pub query: crate::query::QueryConfig,
+    pub scheduler: crate::sync::SchedulerConfig,
     /// `--dev` / `LOCAL_DEV_MODE`: every request is the seeded dev admin (loopback only).
     pub dev: bool,
     /// Mark the session cookie `Secure`: `DOMAIN` is set or `AGNES_PUBLIC_URL` is https.
@@ -96,8 +97,10 @@ impl ServerConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let query = crate::query::QueryConfig::load(&instance, &layout.tmp_dir()).map_err(ServerError::Config)?;
+        let scheduler = crate::sync::SchedulerConfig::load(&instance).map_err(ServerError::Config)?;
         Ok(ServerConfig {
             query,
+            scheduler,
             data_dir,
             state_dir,
             bind,

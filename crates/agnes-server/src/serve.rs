@@ -46,6 +46,11 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let Server { state, listener } = self;
         tracing::info!(addr = %listener.local_addr()?, data_dir = %state.config.data_dir.display(), "agnes serving");
+        state
+            .sync
+            .start_scheduler(state.config.scheduler.clone())
+            .await
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         let app = crate::routes::router(state.clone());
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)

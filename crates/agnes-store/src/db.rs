@@ -71,6 +71,10 @@ impl Store {
         crate::quotas::QuotaRepo::new(&self.pool)
     }
 
+    pub fn scheduler(&self) -> crate::scheduler::SchedulerRepo<'_> {
+        crate::scheduler::SchedulerRepo::new(&self.pool)
+    }
+
     pub fn audit(&self) -> crate::audit::AuditRepo<'_> {
         crate::audit::AuditRepo::new(&self.pool)
     }

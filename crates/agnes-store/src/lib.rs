@@ -10,6 +10,7 @@ pub mod identity;
 mod migrate;
 pub mod quotas;
 pub mod registry;
+pub mod scheduler;
 pub mod sync_state;
 pub mod view_ownership;
 

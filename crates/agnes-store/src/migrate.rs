@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_core.sql")),
     (2, include_str!("migrations/0002_checksums.sql")),
     (3, include_str!("migrations/0003_quotas.sql")),
+    (4, include_str!("migrations/0004_scheduler.sql")),
 ];
 
 /// The schema version this build creates and expects.

@@ -21,6 +21,11 @@ pub enum AdminCommand {
     /// Emergency access, run on the server host against its data dir (no HTTP).
     #[command(subcommand)]
     BreakGlass(BreakGlassCommand),
+    /// The scheduler: its jobs and each table's last sync, next due time and last error.
+    Scheduler {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -136,7 +141,47 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::User(c) => user(&Api::from_config(), c).await,
         AdminCommand::Group(c) => group(&Api::from_config(), c).await,
         AdminCommand::Grant(c) => grant(&Api::from_config(), c).await,
+        AdminCommand::Scheduler { json } => scheduler(&Api::from_config(), json).await,
     }
+}
+
+async fn scheduler(api: &Api, as_json: bool) -> anyhow::Result<()> {
+    let v = api.get("/api/admin/scheduler").await?;
+    if as_json {
+        output::json(&v);
+        return Ok(());
+    }
+    let state = if v["enabled"].as_bool() == Some(true) {
+        format!("every {} s", v["tick_seconds"])
+    } else {
+        "off (AGNES_SCHEDULER_TICK_SECONDS=0)".into()
+    };
+    println!(
+        "Scheduler: {state}; a sync is {}running",
+        if v["sync_running"].as_bool() == Some(true) { "" } else { "not " }
+    );
+    output::table(
+        v["jobs"].as_array().map(Vec::as_slice).unwrap_or_default(),
+        &[
+            ("name", "JOB"),
+            ("last_started_at", "LAST RUN"),
+            ("last_status", "STATUS"),
+            ("next_run_at", "NEXT"),
+            ("last_error", "LAST ERROR"),
+        ],
+    );
+    output::table(
+        v["tables"].as_array().map(Vec::as_slice).unwrap_or_default(),
+        &[
+            ("id", "TABLE"),
+            ("schedule", "SCHEDULE"),
+            ("last_sync", "LAST SYNC"),
+            ("next_due_at", "NEXT DUE"),
+            ("failures", "FAILURES"),
+            ("last_error", "LAST ERROR"),
+        ],
+    );
+    Ok(())
 }
 
 /// A user's id from an id or an email.

@@ -22,6 +22,8 @@ pub fn agnes() -> Command {
         .env_remove("AGNES_SERVER")
         .env_remove("AGNES_TOKEN")
         .env("AGNES_AUTH_RATELIMIT_ENABLED", "0")
+        // Tests trigger syncs themselves; the scheduler test switches it on.
+        .env("AGNES_SCHEDULER_TICK_SECONDS", "0")
         .env("CONFIG_DIR", "/nonexistent-agnes-config")
         .env("RUST_LOG", "info");
     c

@@ -22,7 +22,12 @@ pub struct QueryConfig {
 }
 
 /// A setting: the environment variable, else the YAML key, else the default.
-fn setting<T: std::str::FromStr>(instance: &Value, env: &str, path: &[&str], default: T) -> Result<T, String> {
+pub(crate) fn setting<T: std::str::FromStr>(
+    instance: &Value,
+    env: &str,
+    path: &[&str],
+    default: T,
+) -> Result<T, String> {
     let yaml = path.iter().try_fold(instance, |v, k| v.get(k)).map(|v| match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),

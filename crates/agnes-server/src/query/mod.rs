@@ -11,6 +11,7 @@ mod config;
 mod slot;
 
 pub use answers::{Answer, AnswerKey};
+pub(crate) use config::setting;
 pub use config::QueryConfig;
 pub use slot::Slot;
 

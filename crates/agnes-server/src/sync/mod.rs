@@ -5,6 +5,9 @@
 //! analytics DB. One run at a time; a table that fails is recorded and the others go on.
 
 mod extracts;
+mod scheduler;
+
+pub use scheduler::{backoff, SchedulerConfig, Tick, DATA_REFRESH};
 
 use crate::metrics as m;
 use agnes_connectors::{Connector, Publication, SyncContext, SyncedTable};
@@ -102,6 +105,8 @@ struct Inner {
     running: tokio::sync::Mutex<()>,
     last_trigger: Mutex<Option<Instant>>,
     stopping: AtomicBool,
+    /// Wakes the scheduler's sleep at shutdown.
+    stop: tokio::sync::Notify,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -125,6 +130,7 @@ impl SyncService {
                 running: tokio::sync::Mutex::new(()),
                 last_trigger: Mutex::new(None),
                 stopping: AtomicBool::new(false),
+                stop: tokio::sync::Notify::new(),
                 background: Mutex::new(Vec::new()),
             }),
         }
@@ -160,6 +166,10 @@ impl SyncService {
         Ok(())
     }
 
+    fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
+    }
+
     /// Remember a background task so shutdown can wait for it.
     fn keep(&self, handle: tokio::task::JoinHandle<()>) {
         let mut tasks = self.inner.background.lock().unwrap();
@@ -170,6 +180,7 @@ impl SyncService {
     /// Ask a running sync to stop after its current table, and wait for background work.
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.stop.notify_waiters();
         let tasks: Vec<_> = std::mem::take(&mut *self.inner.background.lock().unwrap());
         for t in tasks {
             let _ = t.await;
@@ -397,6 +408,7 @@ impl SyncService {
             Ok(Ok(synced)) => {
                 let published = published(&source_name, &synced);
                 let changed = states.record_success(&table.id, &published, duration_ms).await?;
+                self.inner.store.scheduler().succeeded(&table.id).await?;
                 metrics::counter!(m::SYNC_TABLES, "status" => "ok").increment(1);
                 metrics::counter!(m::PUBLISHED_ROWS).increment(published.rows.max(0) as u64);
                 metrics::counter!(m::PUBLISHED_BYTES).increment(published.size_bytes.max(0) as u64);

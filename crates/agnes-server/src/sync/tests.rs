@@ -145,3 +145,97 @@ async fn one_run_at_a_time() {
     assert!(env.sync.is_locked(), "locked during the hold window after a trigger");
     env.sync.shutdown().await;
 }
+
+fn scheduler_config() -> SchedulerConfig {
+    SchedulerConfig {
+        tick: Duration::from_secs(30),
+        grace: Duration::ZERO,
+        retry_base: Duration::from_secs(60),
+        retry_max: Duration::from_secs(3600),
+        refresh: Duration::from_secs(900),
+    }
+}
+
+async fn job(env: &Env) -> agnes_store::scheduler::JobState {
+    env.store.scheduler().jobs().await.unwrap().into_iter().find(|j| j.name == DATA_REFRESH).unwrap()
+}
+
+#[tokio::test]
+async fn a_failing_table_backs_off_while_the_others_sync() {
+    let env = env().await;
+    register(&env, "orders", "orders.csv", "id,amount\n1,ten\n").await;
+    register(&env, "customers", "customers.csv", "id,name\n1,Ann\n").await;
+    let mut t = env.store.registry().get("orders").await.unwrap().unwrap();
+    t.source_options = Some(serde_json::json!({"types": {"amount": "INTEGER"}}));
+    env.store.registry().upsert(&t).await.unwrap();
+    let config = scheduler_config();
+
+    let Tick::Ran(report) = env.sync.tick(&config).await.unwrap() else { panic!("both tables were due") };
+    assert_eq!(report.tables.len(), 2);
+    assert_eq!(job(&env).await.last_status.as_deref(), Some("partial"));
+    let backoff = &env.store.scheduler().backoffs().await.unwrap()[0];
+    assert_eq!((backoff.table_id.as_str(), backoff.failures), ("orders", 1));
+    let wait = chrono::DateTime::parse_from_rfc3339(&backoff.retry_at).unwrap().to_utc() - chrono::Utc::now();
+    assert!((40..=76).contains(&wait.num_seconds()), "60 s give or take a quarter: {wait}");
+    assert!(env.store.sync_state().get("customers").await.unwrap().is_some_and(|s| s.status == "ok"));
+
+    // Right away: orders waits out its backoff, customers is fresh.
+    assert!(matches!(env.sync.tick(&config).await.unwrap(), Tick::Idle));
+
+    // Its time comes, it fails again and waits twice as long.
+    env.store.scheduler().failed("orders", chrono::Utc::now() - chrono::Duration::seconds(1), "x").await.unwrap();
+    let before = env.store.scheduler().failures("orders").await.unwrap();
+    let Tick::Ran(report) = env.sync.tick(&config).await.unwrap() else { panic!("orders was due again") };
+    assert_eq!(report.tables.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["orders"], "only the failing table");
+    assert_eq!(job(&env).await.last_status.as_deref(), Some("error"));
+    let backoff = &env.store.scheduler().backoffs().await.unwrap()[0];
+    assert_eq!(backoff.failures, before + 1);
+    let wait = chrono::DateTime::parse_from_rfc3339(&backoff.retry_at).unwrap().to_utc() - chrono::Utc::now();
+    assert!(wait.num_seconds() >= 60 * (1 << before) * 3 / 4 - 2, "{wait}");
+
+    // Fixed at the source: the next attempt succeeds and the backoff is gone.
+    std::fs::write(env.layout.default_files_root().join("orders.csv"), "id,amount\n1,10\n").unwrap();
+    env.store.scheduler().failed("orders", chrono::Utc::now() - chrono::Duration::seconds(1), "x").await.unwrap();
+    assert!(matches!(env.sync.tick(&config).await.unwrap(), Tick::Ran(_)));
+    assert!(env.store.scheduler().backoffs().await.unwrap().is_empty());
+    assert_eq!(job(&env).await.last_status.as_deref(), Some("ok"));
+    assert_eq!(job(&env).await.runs, 3, "idle ticks are not runs");
+}
+
+#[tokio::test]
+async fn the_scheduler_never_runs_beside_another_sync() {
+    let env = env().await;
+    register(&env, "orders", "orders.csv", "id\n1\n").await;
+    let held = env.sync.inner.running.lock().await;
+    assert!(matches!(env.sync.tick(&scheduler_config()).await.unwrap(), Tick::Skipped));
+    assert_eq!(job(&env).await.last_status.as_deref(), Some("skipped"));
+    assert!(env.store.sync_state().get("orders").await.unwrap().is_none(), "nothing ran");
+    drop(held);
+    assert!(matches!(env.sync.tick(&scheduler_config()).await.unwrap(), Tick::Ran(_)));
+}
+
+#[tokio::test]
+async fn a_run_cut_off_by_a_stop_is_recorded_and_nothing_is_lost() {
+    let env = env().await;
+    register(&env, "orders", "orders.csv", "id\n1\n").await;
+    register(&env, "customers", "customers.csv", "id\n1\n").await;
+    // The last process synced customers, then stopped in the middle of its run.
+    env.sync.run(Selection::Tables(vec!["customers".into()]), None).await.unwrap();
+    env.store.scheduler().started(DATA_REFRESH, chrono::Utc::now()).await.unwrap();
+
+    let restarted = SyncService::new(
+        env.store.clone(),
+        env.layout.clone(),
+        env.sync.inner.connectors.clone(),
+        Limits::default(),
+        "every 1h".into(),
+    );
+    restarted.start_scheduler(SchedulerConfig { tick: Duration::ZERO, ..scheduler_config() }).await.unwrap();
+    let j = job(&env).await;
+    assert_eq!((j.last_status.as_deref(), j.running_since), (Some("interrupted"), None));
+    assert_eq!(
+        restarted.due_now(scheduler_config().refresh).await.unwrap(),
+        ["orders"],
+        "what was finished is not repeated"
+    );
+}

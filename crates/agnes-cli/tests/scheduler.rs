@@ -1,0 +1,61 @@
+//! The scheduler inside the real server: it syncs a registered table without a trigger,
+//! and `GET /api/admin/scheduler` / `agnes admin scheduler` show what it did.
+
+mod common;
+
+use common::{Http, TestServer};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_keeps_data_fresh_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("sources")).unwrap();
+    std::fs::write(data.join("sources/orders.csv"), "id,amount\n1,10\n2,20\n").unwrap();
+    let server = TestServer::start_with(&data, |c| {
+        c.env("AGNES_SCHEDULER_TICK_SECONDS", "1").env("AGNES_SCHEDULER_STARTUP_GRACE_SECONDS", "0");
+    });
+    let http = Http::new(&server);
+    let admin = http.bootstrap().await;
+    let body = json!({"name": "orders", "source_table": "orders.csv", "sync_schedule": "every 5m"});
+    assert_eq!(http.post("/api/admin/register-table", Some(&admin), body).await.0, 201);
+    http.wait_synced(&admin, &["orders"]).await;
+
+    // The sync is recorded before the run's rebuild ends; wait for the run to finish.
+    let mut s = json!(null);
+    for _ in 0..200 {
+        let (status, answer) = http.get("/api/admin/scheduler", &admin).await;
+        assert_eq!(status, 200, "{answer}");
+        s = answer;
+        if s["jobs"][0]["last_status"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!((s["enabled"].as_bool(), s["tick_seconds"].as_u64()), (Some(true), Some(1)));
+    let job = &s["jobs"][0];
+    assert_eq!((job["name"].as_str(), job["last_status"].as_str()), (Some("data-refresh"), Some("ok")), "{s}");
+    assert!(job["runs"].as_i64().unwrap() >= 1 && job["running"] == false, "{s}");
+    let table = &s["tables"][0];
+    assert_eq!(
+        (table["id"].as_str(), table["schedule"].as_str(), table["overdue"].as_bool()),
+        (Some("orders"), Some("every 5m"), Some(false))
+    );
+    let last = chrono::DateTime::parse_from_rfc3339(table["last_sync"].as_str().unwrap()).unwrap();
+    let next = chrono::DateTime::parse_from_rfc3339(table["next_due_at"].as_str().unwrap()).unwrap();
+    assert_eq!((next - last).num_seconds(), 300, "next due five minutes after the last sync: {s}");
+
+    let (_, analyst) = http.user(&admin, "ana@example.com").await;
+    assert_eq!(http.get("/api/admin/scheduler", &analyst).await.0, 403);
+
+    let out = common::agnes()
+        .env("AGNES_SERVER", &server.url)
+        .env("AGNES_TOKEN", &admin)
+        .env("AGNES_CONFIG_DIR", dir.path().join("cfg"))
+        .args(["admin", "scheduler"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("every 1 s") && stdout.contains("data-refresh") && stdout.contains("every 5m"), "{stdout}");
+}
