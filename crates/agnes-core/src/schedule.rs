@@ -171,6 +171,29 @@ mod tests {
         assert!(daily.is_due(Some(yesterday), at(3, 0)));
     }
 
+    /// `schedule_cases.tsv`: schedule, last sync (`never`, or text that is not a time),
+    /// now, what `Schedule::is_due` says (`due`, `not_due`, or `invalid` when it does not
+    /// parse) and whether the scheduler's filter lets the table through. The expectations
+    /// were worked out from the contract's regexes and rules, not from this code.
+    #[test]
+    fn the_contracts_cases() {
+        let time = |t: &str| DateTime::parse_from_rfc3339(t).ok().map(|d| d.to_utc());
+        let mut count = 0;
+        for line in include_str!("schedule_cases.tsv").lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let f: Vec<&str> = line.split('\t').collect();
+            let [schedule, last, now, is_due, filter] = f[..] else { panic!("five fields: {line:?}") };
+            let (last, now) = (time(last), time(now).expect("now is a time"));
+            match (schedule.parse::<Schedule>(), is_due) {
+                (Err(_), "invalid") => {}
+                (Ok(s), "due" | "not_due") => assert_eq!(s.is_due(last, now), is_due == "due", "{line:?}"),
+                (parsed, _) => panic!("{line:?}: parsed as {parsed:?}"),
+            }
+            assert_eq!(filter_due(Some(schedule), last, now), filter == "yes", "filter: {line:?}");
+            count += 1;
+        }
+        assert!(count >= 86, "{count} cases");
+    }
+
     #[test]
     fn next_due_times() {
         let s: Schedule = "every 15m".parse().unwrap();
