@@ -42,11 +42,47 @@ async fn the_server_keeps_data_fresh_on_its_own() {
         (Some("orders"), Some("every 5m"), Some(false))
     );
     let last = chrono::DateTime::parse_from_rfc3339(table["last_sync"].as_str().unwrap()).unwrap();
-    let next = chrono::DateTime::parse_from_rfc3339(table["next_due_at"].as_str().unwrap()).unwrap();
+    let next = chrono::DateTime::parse_from_rfc3339(table["next_sync_at"].as_str().unwrap()).unwrap();
     assert_eq!((next - last).num_seconds(), 300, "next due five minutes after the last sync: {s}");
 
     let (_, analyst) = http.user(&admin, "ana@example.com").await;
     assert_eq!(http.get("/api/admin/scheduler", &analyst).await.0, 403);
+
+    // Freshness in the catalog and the detailed health check.
+    let (_, catalog) = http.get("/api/v2/catalog", &admin).await;
+    let orders = &catalog["tables"][0];
+    assert_eq!(
+        (orders["schedule"].as_str(), orders["overdue"].as_bool()),
+        (Some("every 5m"), Some(false)),
+        "{catalog}"
+    );
+    assert!(orders["next_sync_at"].is_string());
+    let (status, health) = http.get("/api/health/detailed", &analyst).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (health["status"].as_str(), health["services"]["data"]["stale_tables"].clone()),
+        (Some("healthy"), json!([])),
+        "{health}"
+    );
+    assert_eq!(http.call(reqwest::Method::GET, "/api/health/detailed", None, None).await.0, 401);
+
+    // A table that cannot sync is retried with backoff, and shows as stale and failing.
+    let body = json!({"name": "broken", "source_table": "missing.csv"});
+    assert_eq!(http.post("/api/admin/register-table", Some(&admin), body).await.0, 201);
+    let mut health = json!(null);
+    for _ in 0..100 {
+        health = http.get("/api/health/detailed", &analyst).await.1;
+        if health["services"]["data"]["failing_tables"] == json!(["broken"]) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["services"]["data"]["stale_tables"], json!(["broken"]), "{health}");
+    let (_, s) = http.get("/api/admin/scheduler", &admin).await;
+    let broken = s["tables"].as_array().unwrap().iter().find(|t| t["id"] == "broken").unwrap().clone();
+    assert!(broken["failures"].as_i64().unwrap() >= 1 && broken["retry_at"].is_string(), "{broken}");
+    assert!(broken["last_error"].as_str().unwrap().contains("missing.csv"), "{broken}");
 
     let out = common::agnes()
         .env("AGNES_SERVER", &server.url)

@@ -176,7 +176,7 @@ async fn scheduler(api: &Api, as_json: bool) -> anyhow::Result<()> {
             ("id", "TABLE"),
             ("schedule", "SCHEDULE"),
             ("last_sync", "LAST SYNC"),
-            ("next_due_at", "NEXT DUE"),
+            ("next_sync_at", "NEXT SYNC"),
             ("failures", "FAILURES"),
             ("last_error", "LAST ERROR"),
         ],

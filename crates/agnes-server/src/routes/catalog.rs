@@ -55,6 +55,14 @@ async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<TableSpec>, Ap
 async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Json<Value>, ApiError> {
     let states: std::collections::HashMap<String, agnes_store::sync_state::SyncState> =
         state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
+    let freshness: std::collections::HashMap<String, crate::sync::Freshness> = state
+        .sync
+        .freshness(&state.config.scheduler)
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|f| (f.id.clone(), f))
+        .collect();
     let tables: Vec<Value> = visible(&state, &caller)
         .await?
         .into_iter()
@@ -74,6 +82,9 @@ async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientIn
                 "partition_by": t.partition_by, "clustered_by": [], "entity_type": null,
                 "metadata_freshness": "not_applicable",
                 "last_sync": s.and_then(|s| s.last_sync).map(|d| d.to_rfc3339()),
+                "schedule": freshness.get(&t.id).and_then(|f| f.schedule.clone()),
+                "next_sync_at": freshness.get(&t.id).and_then(|f| f.next_sync_at).map(|d| d.to_rfc3339()),
+                "overdue": freshness.get(&t.id).is_some_and(|f| f.overdue),
                 "folder": t.folder,
             })
         })

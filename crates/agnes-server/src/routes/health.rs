@@ -9,7 +9,44 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health)).routes(routes!(version))
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(detailed)).routes(routes!(version))
+}
+
+/// The state of each part of the server (spec §3.1), for signed-in users: `degraded` while
+/// some table is overdue for its schedule (listed in `stale_tables`) or its last sync failed.
+#[utoipa::path(get, path = "/api/health/detailed", tag = "meta",
+    responses((status = 200, description = "{status, version, schema_version, timestamp, services: {data, users, scheduler}}")))]
+async fn detailed(
+    State(state): State<AppState>,
+    _caller: crate::auth::access::Caller,
+) -> Result<Json<serde_json::Value>, crate::error::ApiError> {
+    use serde_json::json;
+    let schema = state.store.schema_status().await?;
+    let tables = state.sync.freshness(&state.config.scheduler).await.map_err(crate::error::ApiError::internal)?;
+    let stale: Vec<&str> = tables.iter().filter(|t| t.overdue).map(|t| t.id.as_str()).collect();
+    let failing: Vec<&str> =
+        tables.iter().filter(|t| t.status.as_deref() == Some("error")).map(|t| t.id.as_str()).collect();
+    let total_rows: i64 = state.store.sync_state().list().await?.iter().map(|s| s.rows).sum();
+    let users = state.store.identity().list_users().await?.len();
+    let data_ok = stale.is_empty() && failing.is_empty();
+    let status = match (schema.is_current(), data_ok) {
+        (false, _) => "unhealthy",
+        (true, false) => "degraded",
+        (true, true) => "healthy",
+    };
+    Ok(Json(json!({
+        "status": status, "version": agnes_core::VERSION, "schema_version": schema.current,
+        "deployed_at": state.started_at.to_rfc3339(), "timestamp": chrono::Utc::now().to_rfc3339(),
+        "services": {
+            "data": {"status": if data_ok { "ok" } else { "degraded" }, "tables": tables.len(), "total_rows": total_rows,
+                     "stale_tables": stale, "failing_tables": failing},
+            "users": {"status": "ok", "count": users},
+            "scheduler": {"status": if state.config.scheduler.tick.is_zero() { "off" } else { "ok" },
+                          "tick_seconds": state.config.scheduler.tick.as_secs()},
+            "db_schema": {"status": if schema.is_current() { "ok" } else { "mismatch" }, "current": schema.current,
+                          "expected": agnes_store::LATEST_SCHEMA_VERSION},
+        },
+    })))
 }
 
 /// 200 when the state DB answers at the expected schema version, else 503 with the same

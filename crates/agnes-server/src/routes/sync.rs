@@ -6,14 +6,12 @@ use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::sync::{Selection, SyncError};
-use agnes_core::schedule::Schedule;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -31,40 +29,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     responses((status = 200, description = "{tick_seconds, jobs: [...], tables: [...]}"), (status = 403)))]
 async fn scheduler(State(state): State<AppState>, Admin(_caller): Admin) -> Result<Json<Value>, ApiError> {
     let store = &state.store;
-    let now = chrono::Utc::now();
     let config = &state.config.scheduler;
-    let states: HashMap<String, agnes_store::sync_state::SyncState> =
-        store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
-    let backoffs: HashMap<String, agnes_store::scheduler::Backoff> =
-        store.scheduler().backoffs().await?.into_iter().map(|b| (b.table_id.clone(), b)).collect();
-    let refresh = chrono::Duration::from_std(config.refresh).unwrap_or(chrono::Duration::MAX);
-    let mut next_run: Option<chrono::DateTime<chrono::Utc>> = None;
-    let tables: Vec<Value> = store
-        .registry()
-        .list()
-        .await?
-        .into_iter()
-        .map(|t| {
-            let s = states.get(&t.id);
-            let last = s.and_then(|s| s.last_sync);
-            let schedule = t.effective_schedule(&state.config.default_sync_schedule);
-            let due_at = match schedule.and_then(|text| text.parse::<Schedule>().ok()) {
-                Some(parsed) => parsed.next_due(last, now),
-                None => last.map_or(now, |l| (l + refresh).max(now)),
-            };
-            let backoff = backoffs.get(&t.id);
-            let retry_at =
-                backoff.and_then(|b| chrono::DateTime::parse_from_rfc3339(&b.retry_at).ok()).map(|d| d.to_utc());
-            let next = retry_at.map_or(due_at, |r| r.max(due_at));
-            next_run = Some(next_run.map_or(next, |n| n.min(next)));
-            json!({
-                "id": t.id, "name": t.name, "schedule": schedule, "last_sync": last.map(|d| d.to_rfc3339()),
-                "next_due_at": next.to_rfc3339(), "overdue": due_at <= now,
-                "status": s.map(|s| s.status.clone()), "last_error": s.and_then(|s| s.error.clone()),
-                "failures": backoff.map_or(0, |b| b.failures), "retry_at": retry_at.map(|d| d.to_rfc3339()),
-            })
-        })
-        .collect();
+    let tables = state.sync.freshness(config).await.map_err(ApiError::internal)?;
+    let next_run = tables.iter().filter_map(|t| t.next_sync_at).min();
     let mut known = store.scheduler().jobs().await?;
     if !known.iter().any(|j| j.name == crate::sync::DATA_REFRESH) {
         known.push(agnes_store::scheduler::JobState {

@@ -5,7 +5,10 @@
 //! analytics DB. One run at a time; a table that fails is recorded and the others go on.
 
 mod extracts;
+mod freshness;
 mod scheduler;
+
+pub use freshness::Freshness;
 
 pub use scheduler::{backoff, SchedulerConfig, Tick, DATA_REFRESH};
 

@@ -1,0 +1,77 @@
+//! How fresh each table is: when it was last synced, when it falls due, and whether the
+//! scheduler is late with it. One computation for the scheduler view, the catalog and the
+//! detailed health check.
+
+use super::{SchedulerConfig, SyncError, SyncService};
+use agnes_core::schedule::Schedule;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Freshness {
+    pub id: String,
+    pub name: String,
+    /// The schedule in force: the table's own, or the default of materialized tables.
+    pub schedule: Option<String>,
+    pub last_sync: Option<DateTime<Utc>>,
+    /// When the table became or becomes due; `None` for tables no connector syncs here.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When the scheduler will next try it: the due time, or later while a failure's
+    /// backoff lasts.
+    pub next_sync_at: Option<DateTime<Utc>>,
+    /// Due for longer than two ticks (the scheduler should have synced it by then), or
+    /// never synced.
+    pub overdue: bool,
+    pub status: Option<String>,
+    pub last_error: Option<String>,
+    pub failures: i64,
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+impl SyncService {
+    pub async fn freshness(&self, config: &SchedulerConfig) -> Result<Vec<Freshness>, SyncError> {
+        let store = &self.inner.store;
+        let now = Utc::now();
+        let states: HashMap<String, agnes_store::sync_state::SyncState> =
+            store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
+        let backoffs: HashMap<String, agnes_store::scheduler::Backoff> =
+            store.scheduler().backoffs().await?.into_iter().map(|b| (b.table_id.clone(), b)).collect();
+        let refresh = chrono::Duration::from_std(config.refresh).unwrap_or(chrono::Duration::MAX);
+        let grace = chrono::Duration::from_std(config.tick * 2).unwrap_or(chrono::Duration::MAX);
+        let mut out = Vec::new();
+        for t in store.registry().list().await? {
+            let state = states.get(&t.id);
+            let last = state.and_then(|s| s.last_sync);
+            let schedule = t.effective_schedule(&self.inner.default_schedule).map(String::from);
+            let syncable = self.connector_for(&t).is_some();
+            let due_at = match (syncable, last) {
+                (false, _) => None,
+                (true, None) => Some(now),
+                (true, Some(l)) => Some(match schedule.as_deref().and_then(|s| s.parse::<Schedule>().ok()) {
+                    // The first moment after the last sync at which the schedule says "due".
+                    Some(parsed) => parsed.next_due(Some(l), l),
+                    None => l + refresh,
+                }),
+            };
+            let backoff = backoffs.get(&t.id);
+            let retry_at = backoff.and_then(|b| DateTime::parse_from_rfc3339(&b.retry_at).ok()).map(|d| d.to_utc());
+            let next_sync_at = due_at.map(|d| retry_at.map_or(d, |r| r.max(d)).max(now));
+            let overdue = syncable && (last.is_none() || due_at.is_some_and(|d| now - d > grace));
+            out.push(Freshness {
+                id: t.id,
+                name: t.name,
+                schedule,
+                last_sync: last,
+                due_at,
+                next_sync_at,
+                overdue,
+                status: state.map(|s| s.status.clone()),
+                last_error: state.and_then(|s| s.error.clone()),
+                failures: backoff.map_or(0, |b| b.failures),
+                retry_at,
+            });
+        }
+        Ok(out)
+    }
+}
