@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod layout;
 pub mod local;
 pub mod orchestrator;
+pub mod profile;
 pub mod publish;
 pub mod sandbox;
 pub mod scan;
