@@ -240,10 +240,19 @@ fn watched<T>(conn: &Connection, timeout: Duration, f: impl FnOnce(&Connection) 
 /// starts the next in the background.
 fn fresh_instance(limits: &SandboxLimits) -> Result<Connection> {
     static SPARE: Mutex<Option<(String, Connection)>> = Mutex::new(None);
+    static EXIT_HOOK: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain function with no arguments, as atexit requires.
+    EXIT_HOOK.call_once(|| unsafe {
+        libc::atexit(wait_for_spare);
+    });
     let key = format!("{limits:?}");
     let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).take();
     let next = limits.clone();
     std::thread::spawn(move || {
+        let exiting = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+        if *exiting {
+            return;
+        }
         if let Ok(conn) = new_instance(&next) {
             *SPARE.lock().unwrap_or_else(|e| e.into_inner()) = Some((format!("{next:?}"), conn));
         }
@@ -252,6 +261,15 @@ fn fresh_instance(limits: &SandboxLimits) -> Result<Connection> {
         Some((k, conn)) if k == key => Ok(conn),
         _ => new_instance(limits),
     }
+}
+
+/// Held while a spare instance is built; `true` once the process is exiting. DuckDB's own
+/// static destructors run at exit, and a build in flight at that moment crashed the
+/// process, so an exit handler waits for the build and stops any further one.
+static BUILDING: Mutex<bool> = Mutex::new(false);
+
+extern "C" fn wait_for_spare() {
+    *BUILDING.lock().unwrap_or_else(|e| e.into_inner()) = true;
 }
 
 fn new_instance(limits: &SandboxLimits) -> Result<Connection> {

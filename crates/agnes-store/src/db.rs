@@ -71,6 +71,10 @@ impl Store {
         crate::quotas::QuotaRepo::new(&self.pool)
     }
 
+    pub fn profiles(&self) -> crate::profiles::ProfileRepo<'_> {
+        crate::profiles::ProfileRepo::new(&self.pool)
+    }
+
     pub fn scheduler(&self) -> crate::scheduler::SchedulerRepo<'_> {
         crate::scheduler::SchedulerRepo::new(&self.pool)
     }

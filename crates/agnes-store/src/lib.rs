@@ -8,6 +8,7 @@ mod db;
 mod error;
 pub mod identity;
 mod migrate;
+pub mod profiles;
 pub mod quotas;
 pub mod registry;
 pub mod scheduler;

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_checksums.sql")),
     (3, include_str!("migrations/0003_quotas.sql")),
     (4, include_str!("migrations/0004_scheduler.sql")),
+    (5, include_str!("migrations/0005_profiles.sql")),
 ];
 
 /// The schema version this build creates and expects.

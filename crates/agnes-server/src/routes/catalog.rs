@@ -24,6 +24,42 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sample))
         .routes(routes!(legacy_tables))
         .routes(routes!(welcome))
+        .routes(routes!(profile))
+        .routes(routes!(refresh_profile))
+}
+
+/// A table's profile (spec §7): column statistics, alerts and sample rows.
+#[utoipa::path(get, path = "/api/catalog/profile/{table}", tag = "catalog", params(("table" = String, Path)),
+    responses((status = 200), (status = 403), (status = 404)))]
+async fn profile(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(table): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let spec = resolve_readable(&state, &caller, &table).await?;
+    state.store.profiles().get(&spec.id).await?.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("No profile for table '{}' yet: it is profiled after its next sync", spec.id),
+        )
+    })
+}
+
+/// Profile a table again now (admin).
+#[utoipa::path(post, path = "/api/catalog/profile/{table}/refresh", tag = "catalog", params(("table" = String, Path)),
+    responses((status = 200, description = "{status, table, columns}"), (status = 403), (status = 404)))]
+async fn refresh_profile(
+    State(state): State<AppState>,
+    crate::auth::authenticate::Admin(caller): crate::auth::authenticate::Admin,
+    client: ClientInfo,
+    Path(table): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let spec = resolve_readable(&state, &caller, &table).await?;
+    let profiled = state.sync.profile_table(&spec).await.map_err(ApiError::internal)?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
+    })?;
+    Audit::of(&state, &caller, &client).record("catalog.profile_refresh", Some(&spec.id), None, "success").await;
+    Ok(Json(json!({"status": "ok", "table": spec.id, "columns": profiled["column_count"]})))
 }
 
 fn sql_flavor(t: &TableSpec) -> &'static str {

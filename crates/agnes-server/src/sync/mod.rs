@@ -6,6 +6,7 @@
 
 mod extracts;
 mod freshness;
+mod profiling;
 mod scheduler;
 
 pub use freshness::Freshness;
@@ -231,6 +232,9 @@ impl SyncService {
             }
             let rebuild = self.rebuild().await?;
             report.rebuilt = true;
+            self.profile_changed(
+                report.tables.iter().filter(|t| t.changed == Some(true)).map(|t| t.id.clone()).collect(),
+            );
             report.exposed_tables = rebuild.table_count();
             report.problems = rebuild
                 .problems
