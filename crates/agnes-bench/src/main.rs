@@ -5,6 +5,7 @@
 //! all, are built optimised there), so benchmarking never costs a second DuckDB build.
 
 mod cli;
+mod profile;
 mod pull;
 mod query;
 mod report;
@@ -44,6 +45,8 @@ enum Scenario {
     Query,
     /// One scheduler tick with 1,000 registered tables, none due.
     Scheduler,
+    /// Profiling a 10-million-row, 10-column table vs DuckDB's SUMMARIZE.
+    Profile,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +61,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Pull => pull::pull(args.scale)?,
             Scenario::Query => query::query(args.scale)?,
             Scenario::Scheduler => scheduler::scheduler()?,
+            Scenario::Profile => profile::profile_bench(args.scale)?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;
