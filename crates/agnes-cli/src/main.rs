@@ -47,6 +47,8 @@ enum Command {
     /// Show a table's columns and a few rows.
     #[command(alias = "sample")]
     Describe(commands::discover::DescribeArgs),
+    /// A table up close: the local DuckDB's view of it, or with --remote the server's profile.
+    Explore(commands::discover::ExploreArgs),
     /// Show this workspace's state.
     Status(commands::discover::JsonFlag),
     /// Show the disk used by snapshots.
@@ -95,6 +97,7 @@ fn main() -> std::process::ExitCode {
             Command::Catalog(args) => commands::discover::catalog(args).await,
             Command::Schema(args) => commands::discover::schema(args).await,
             Command::Describe(args) => commands::discover::describe(args).await,
+            Command::Explore(args) => commands::discover::explore(args).await,
             Command::Status(args) => commands::discover::status(args),
             Command::DiskInfo(args) => commands::discover::disk_info(args),
             Command::Init(args) => commands::init::run(args).await,

@@ -42,4 +42,43 @@ async fn profiles_follow_syncs_and_grants() {
     );
     let (_, weather) = f.http.get("/api/catalog/profile/weather", &f.analyst).await;
     assert_eq!(weather["date_range"]["column"], "time_hour", "partitioned tables are profiled across their parts");
+
+    // Through the CLI: the profile remotely, the local DuckDB's view after a pull.
+    let root = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let out = common::agnes()
+            .env("AGNES_SERVER", &f.server.url)
+            .env("AGNES_TOKEN", &f.analyst)
+            .env("AGNES_LOCAL_DIR", root.path())
+            .env("AGNES_CONFIG_DIR", root.path().join("cfg"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = cli(&["explore", "flights", "--remote"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("3000 rows") && out.contains("carrier") && out.contains("UA (18.4%)") && out.contains("constant"),
+        "{out}"
+    );
+    let (_, out, _) = cli(&["explore", "flights", "--remote", "--json"]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["row_count"], 3000);
+    assert_eq!(cli(&["explore", "salaries", "--remote"]).0, Some(8), "denied");
+    let (code, out, _) = cli(&["describe", "flights"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("alert: year:"), "describe shows the profile's alerts: {out}");
+    assert_eq!(cli(&["explore", "flights"]).0, Some(1), "no local DuckDB before a pull");
+    assert_eq!(cli(&["pull", "--quiet"]).0, Some(0));
+    let (code, out, err) = cli(&["explore", "airlines", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let local: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (local["rows"].as_i64(), local["columns"].as_array().unwrap().len(), local["sample"].as_array().unwrap().len()),
+        (Some(16), 2, 5)
+    );
 }

@@ -33,6 +33,16 @@ pub struct DescribeArgs {
 }
 
 #[derive(clap::Args)]
+pub struct ExploreArgs {
+    table: String,
+    /// The server's profile of the table instead of the local DuckDB.
+    #[arg(long)]
+    remote: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
 pub struct JsonFlag {
     #[arg(long)]
     json: bool,
@@ -112,6 +122,12 @@ pub async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     print_schema(&schema);
+    // The profile's alerts, when the server has one (it is made after each changing sync).
+    if let Ok(profile) = api.get(&format!("/api/catalog/profile/{}", args.table)).await {
+        for alert in profile["alerts"].as_array().into_iter().flatten() {
+            println!("alert: {}: {}", output::cell(&alert["column"]), output::cell(&alert["message"]));
+        }
+    }
     println!("\nSample:");
     let rows: Vec<Value> = sample["rows"].as_array().cloned().unwrap_or_default();
     let columns: Vec<String> = schema["columns"]
@@ -121,6 +137,110 @@ pub async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
     let spec: Vec<(&str, &str)> = columns.iter().map(|c| (c.as_str(), c.as_str())).collect();
     output::table(&rows, &spec);
     Ok(())
+}
+
+/// `agnes explore TABLE`: row count, columns and a few rows from the local DuckDB; with
+/// `--remote`, the server's profile (statistics and alerts of every column).
+pub async fn explore(args: ExploreArgs) -> anyhow::Result<()> {
+    if args.remote {
+        let profile = Api::from_config().get(&format!("/api/catalog/profile/{}", args.table)).await.map_err(coded)?;
+        if args.json {
+            output::json(&profile);
+            return Ok(());
+        }
+        print_profile(&profile);
+        return Ok(());
+    }
+    let ws = Workspace::current()?;
+    let db = ws.duckdb();
+    if !db.is_file() {
+        return Err(anyhow::anyhow!("Local DuckDB not found. Run: agnes pull"));
+    }
+    if !agnes_core::ident::is_strict_identifier(&args.table) {
+        return Err(Coded::wrap(2, anyhow::anyhow!("invalid table name {:?}", args.table)));
+    }
+    let (db2, table) = (db.clone(), args.table.clone());
+    let (count, columns, rows) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let q = |sql: String, n| agnes_engine::local::query(&db2, &sql, n);
+        Ok((
+            q(format!("SELECT count(*) FROM \"{table}\""), 1)?,
+            q(format!("SELECT column_name, column_type, \"null\" FROM (DESCRIBE \"{table}\")"), 10_000)?,
+            q(format!("SELECT * FROM \"{table}\" LIMIT 5"), 5)?,
+        ))
+    })
+    .await??;
+    let to_json = |o: &agnes_engine::local::QueryOutput| -> Vec<Value> {
+        o.rows
+            .iter()
+            .map(|r| {
+                Value::Object(o.columns.iter().cloned().zip(r.iter().map(agnes_engine::values::to_json)).collect())
+            })
+            .collect()
+    };
+    let v = json!({"table": args.table, "rows": count.rows.first().map(|r| agnes_engine::values::to_json(&r[0])),
+                   "columns": to_json(&columns), "sample": to_json(&rows)});
+    if args.json {
+        output::json(&v);
+        return Ok(());
+    }
+    println!("Table: {}  ({} rows)", args.table, output::cell(&v["rows"]));
+    output::table(
+        v["columns"].as_array().map(Vec::as_slice).unwrap_or_default(),
+        &[("column_name", "COLUMN"), ("column_type", "TYPE"), ("null", "NULL")],
+    );
+    let names: Vec<(&str, &str)> = rows.columns.iter().map(|c| (c.as_str(), c.as_str())).collect();
+    output::table(v["sample"].as_array().map(Vec::as_slice).unwrap_or_default(), &names);
+    Ok(())
+}
+
+fn print_profile(p: &Value) {
+    println!(
+        "Table: {}  ({} rows, {} columns{}; profiled {})",
+        output::cell(&p["table_id"]),
+        output::cell(&p["row_count"]),
+        output::cell(&p["column_count"]),
+        if p["sampled"] == true { ", statistics from a sample" } else { "" },
+        output::cell(&p["profiled_at"]),
+    );
+    let columns: Vec<Value> = p["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let detail = match c["type_category"].as_str() {
+                Some("NUMERIC") => format!(
+                    "min {} · median {} · max {}",
+                    output::cell(&c["numeric_stats"]["min"]),
+                    output::cell(&c["numeric_stats"]["median"]),
+                    output::cell(&c["numeric_stats"]["max"])
+                ),
+                Some("DATE" | "TIMESTAMP") => format!(
+                    "{} → {}",
+                    output::cell(&c["date_stats"]["earliest"]),
+                    output::cell(&c["date_stats"]["latest"])
+                ),
+                Some("STRING") => c["string_stats"]["top_values"]
+                    .as_array()
+                    .map(|t| t.iter().take(3).map(|v| format!("{} ({}%)", output::cell(&v["value"]), v["pct"])).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+                _ => format!("{}% true", output::cell(&c["boolean_stats"]["true_pct"])),
+            };
+            json!({"name": c["name"], "type": c["type"], "complete": format!("{}%", output::cell(&c["completeness_pct"])),
+                   "unique": c["unique_count"], "detail": detail,
+                   "alerts": c["alerts"].as_array().map(|a| a.iter().map(output::cell).collect::<Vec<_>>().join(", "))})
+        })
+        .collect();
+    output::table(
+        &columns,
+        &[
+            ("name", "COLUMN"),
+            ("type", "TYPE"),
+            ("complete", "COMPLETE"),
+            ("unique", "DISTINCT"),
+            ("detail", "VALUES"),
+            ("alerts", "ALERTS"),
+        ],
+    );
 }
 
 fn dir_usage(dir: &std::path::Path) -> (u64, usize) {
