@@ -65,13 +65,7 @@ async fn register_sync_grant_pull_query() {
     let server = TestServer::start(&data);
     let http = Http::new(&server);
     let admin = http.bootstrap().await;
-    for body in [
-        json!({"name": "flights", "source_table": "flights.csv"}),
-        json!({"name": "airlines", "source_table": "airlines.csv"}),
-        json!({"name": "weather", "source_table": "weather.csv", "sync_strategy": "partitioned", "partition_by": "time_hour", "partition_granularity": "month"}),
-    ] {
-        assert_eq!(http.post("/api/admin/register-table", Some(&admin), body).await.0, 201);
-    }
+    http.register(&admin, common::nyc_tables()).await;
     assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(null)).await.0, 200);
     http.wait_synced(&admin, &["flights", "airlines", "weather"]).await;
 

@@ -206,10 +206,12 @@ async fn fetch(ws: &Workspace, api: &Api, mut meta: Meta, replace: bool) -> anyh
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let ipc = agnes_engine::fsutil::temp_path_for(&dir.join(format!("{}.arrows", meta.name)));
     let started = chrono::Utc::now().to_rfc3339();
-    let received = download(api, &scan_body(&meta), &ipc).await;
+    if let Err(e) = download(api, &scan_body(&meta), &ipc).await {
+        let _ = std::fs::remove_file(&ipc);
+        return Err(e);
+    }
     let (ws, saved) = (ws.clone(), ipc.clone());
     let installed = tokio::task::spawn_blocking(move || -> anyhow::Result<Meta> {
-        received?;
         let _lock = ws.lock_snapshots()?;
         let (parquet, meta_file) = files(&ws, &meta.name);
         if !replace && (parquet.exists() || meta_file.exists()) {

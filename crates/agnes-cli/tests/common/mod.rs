@@ -161,6 +161,14 @@ impl Http {
         v["access_token"].as_str().unwrap().to_string()
     }
 
+    /// Register each body, expecting 201.
+    pub async fn register(&self, admin: &str, bodies: Vec<serde_json::Value>) {
+        for body in bodies {
+            let (status, answer) = self.post("/api/admin/register-table", Some(admin), body).await;
+            assert_eq!(status, 201, "{answer}");
+        }
+    }
+
     /// Wait until the manifest lists every one of `tables` as published.
     pub async fn wait_synced(&self, admin: &str, tables: &[&str]) {
         for _ in 0..400 {
@@ -201,6 +209,16 @@ pub struct Fixture {
     pub analyst: String,
 }
 
+/// Registry bodies of the nycflights13 fixtures: flights, airlines, and weather
+/// partitioned by month.
+pub fn nyc_tables() -> Vec<serde_json::Value> {
+    vec![
+        json!({"name": "flights", "source_table": "flights.csv"}),
+        json!({"name": "airlines", "source_table": "airlines.csv"}),
+        json!({"name": "weather", "source_table": "weather.csv", "sync_strategy": "partitioned", "partition_by": "time_hour", "partition_granularity": "month"}),
+    ]
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nycflights13")
 }
@@ -222,14 +240,9 @@ pub async fn setup(env: &[(&str, &str)]) -> Fixture {
     });
     let http = Http::new(&server);
     let admin = http.bootstrap().await;
-    for body in [
-        json!({"name": "flights", "source_table": "flights.csv"}),
-        json!({"name": "airlines", "source_table": "airlines.csv"}),
-        json!({"name": "weather", "source_table": "weather.csv", "sync_strategy": "partitioned", "partition_by": "time_hour", "partition_granularity": "month"}),
-        json!({"name": "salaries", "source_table": "salaries.csv"}),
-    ] {
-        assert_eq!(http.post("/api/admin/register-table", Some(&admin), body).await.0, 201);
-    }
+    let mut tables = nyc_tables();
+    tables.push(json!({"name": "salaries", "source_table": "salaries.csv"}));
+    http.register(&admin, tables).await;
     assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(null)).await.0, 200);
     http.wait_synced(&admin, &["flights", "airlines", "weather", "salaries"]).await;
     let (_, analyst) = http.user(&admin, "ana@example.com").await;

@@ -89,18 +89,18 @@ async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<TableSpec>, Ap
 /// Every table the caller may use, with how to fetch it and how big it is.
 #[utoipa::path(get, path = "/api/v2/catalog", tag = "catalog", responses((status = 200, description = "{tables: [...], server_time}")))]
 async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Json<Value>, ApiError> {
-    let states: std::collections::HashMap<String, agnes_store::sync_state::SyncState> =
+    let states: crate::sync::States =
         state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
+    let visible = visible(&state, &caller).await?;
     let freshness: std::collections::HashMap<String, crate::sync::Freshness> = state
         .sync
-        .freshness(&state.config.scheduler)
+        .freshness_of(visible.clone(), &states, &state.config.scheduler)
         .await
         .map_err(ApiError::internal)?
         .into_iter()
         .map(|f| (f.id.clone(), f))
         .collect();
-    let tables: Vec<Value> = visible(&state, &caller)
-        .await?
+    let tables: Vec<Value> = visible
         .into_iter()
         .map(|t| {
             let s = states.get(&t.id);

@@ -22,11 +22,18 @@ async fn detailed(
 ) -> Result<Json<serde_json::Value>, crate::error::ApiError> {
     use serde_json::json;
     let schema = state.store.schema_status().await?;
-    let tables = state.sync.freshness(&state.config.scheduler).await.map_err(crate::error::ApiError::internal)?;
+    let states: crate::sync::States =
+        state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
+    let total_rows: i64 = states.values().map(|s| s.rows).sum();
+    let registered = state.store.registry().list().await?;
+    let tables = state
+        .sync
+        .freshness_of(registered, &states, &state.config.scheduler)
+        .await
+        .map_err(crate::error::ApiError::internal)?;
     let stale: Vec<&str> = tables.iter().filter(|t| t.overdue).map(|t| t.id.as_str()).collect();
     let failing: Vec<&str> =
         tables.iter().filter(|t| t.status.as_deref() == Some("error")).map(|t| t.id.as_str()).collect();
-    let total_rows: i64 = state.store.sync_state().list().await?.iter().map(|s| s.rows).sum();
     let users = state.store.identity().list_users().await?.len();
     let data_ok = stale.is_empty() && failing.is_empty();
     let status = match (schema.is_current(), data_ok) {

@@ -29,18 +29,32 @@ pub struct Freshness {
     pub retry_at: Option<DateTime<Utc>>,
 }
 
+/// Sync state by registry id.
+pub type States = HashMap<String, agnes_store::sync_state::SyncState>;
+
 impl SyncService {
+    /// Every registered table's freshness.
     pub async fn freshness(&self, config: &SchedulerConfig) -> Result<Vec<Freshness>, SyncError> {
         let store = &self.inner.store;
+        let states: States = store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
+        self.freshness_of(store.registry().list().await?, &states, config).await
+    }
+
+    /// The freshness of `tables`, from sync state the caller has already read.
+    pub async fn freshness_of(
+        &self,
+        tables: Vec<agnes_core::TableSpec>,
+        states: &States,
+        config: &SchedulerConfig,
+    ) -> Result<Vec<Freshness>, SyncError> {
+        let store = &self.inner.store;
         let now = Utc::now();
-        let states: HashMap<String, agnes_store::sync_state::SyncState> =
-            store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
         let backoffs: HashMap<String, agnes_store::scheduler::Backoff> =
             store.scheduler().backoffs().await?.into_iter().map(|b| (b.table_id.clone(), b)).collect();
         let refresh = chrono::Duration::from_std(config.refresh).unwrap_or(chrono::Duration::MAX);
         let grace = chrono::Duration::from_std(config.tick * 2).unwrap_or(chrono::Duration::MAX);
         let mut out = Vec::new();
-        for t in store.registry().list().await? {
+        for t in tables {
             let state = states.get(&t.id);
             let last = state.and_then(|s| s.last_sync);
             let schedule = t.effective_schedule(&self.inner.default_schedule).map(String::from);

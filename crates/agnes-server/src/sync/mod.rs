@@ -9,7 +9,7 @@ mod freshness;
 mod profiling;
 mod scheduler;
 
-pub use freshness::Freshness;
+pub use freshness::{Freshness, States};
 
 pub use scheduler::{backoff, SchedulerConfig, Tick, DATA_REFRESH};
 
