@@ -95,6 +95,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
          Try it as the analyst (in another terminal, while this one serves):\n  \
          export AGNES_SERVER={url} AGNES_TOKEN={}\n  \
          {exe} auth whoami\n  \
+         {exe} pull && {exe} query \"SELECT status, count(*) FROM orders GROUP BY 1\"\n  \
+         {exe} query --remote \"SELECT channel, sum(total_amount) FROM orders GROUP BY 1\"\n  \
+         {exe} explore orders --remote\n  \
+         {exe} snapshot create web_sessions --as recent --where \"started_at >= DATE '2025-06-01'\" --limit 1000\n  \
          curl -s -H \"Authorization: Bearer $AGNES_TOKEN\" $AGNES_SERVER/api/me/effective-access\n  \
          curl -s $AGNES_SERVER/api/health\n  \
          curl -s $AGNES_SERVER/metrics | grep agnes_published\n",

@@ -156,11 +156,13 @@ pub async fn explore(args: ExploreArgs) -> anyhow::Result<()> {
     if !db.is_file() {
         return Err(anyhow::anyhow!("Local DuckDB not found. Run: agnes pull"));
     }
-    if !agnes_core::ident::is_strict_identifier(&args.table) {
-        return Err(Coded::wrap(2, anyhow::anyhow!("invalid table name {:?}", args.table)));
-    }
     let (db2, table) = (db.clone(), args.table.clone());
     let (count, columns, rows) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        if !agnes_engine::local::relation_names(&db2)?.contains(&table) {
+            anyhow::bail!(
+                "'{table}' is not in the local DuckDB: pull it (agnes pull), or see the server's profile with --remote"
+            );
+        }
         let q = |sql: String, n| agnes_engine::local::query(&db2, &sql, n);
         Ok((
             q(format!("SELECT count(*) FROM \"{table}\""), 1)?,
