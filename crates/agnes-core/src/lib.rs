@@ -1,10 +1,11 @@
 //! Domain types and rules of agnes, with no IO.
 //!
-//! Everything here is pure: identifiers, table specs, the schedule grammar and the wire
-//! types of the HTTP contract. Crates that do IO depend on this one, never the reverse.
+//! Everything here is pure: identifiers, table specs, the schedule grammar, metric
+//! definitions and the wire types of the HTTP contract. Crates that do IO depend on this one, never the reverse.
 
 pub mod api;
 pub mod ident;
+pub mod metric;
 pub mod schedule;
 pub mod table;
 

@@ -71,6 +71,10 @@ impl Store {
         crate::quotas::QuotaRepo::new(&self.pool)
     }
 
+    pub fn metric_definitions(&self) -> crate::metric_definitions::MetricRepo<'_> {
+        crate::metric_definitions::MetricRepo::new(&self.pool)
+    }
+
     pub fn profiles(&self) -> crate::profiles::ProfileRepo<'_> {
         crate::profiles::ProfileRepo::new(&self.pool)
     }

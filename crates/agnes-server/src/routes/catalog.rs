@@ -37,12 +37,19 @@ async fn profile(
     Path(table): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
-    state.store.profiles().get(&spec.id).await?.map(Json).ok_or_else(|| {
+    let mut profile = state.store.profiles().get(&spec.id).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("No profile for table '{}' yet: it is profiled after its next sync", spec.id),
         )
-    })
+    })?;
+    // Read at request time: metrics change without the table being profiled again.
+    let metrics = state.store.metric_definitions().using_table(&spec.id, &spec.name).await?;
+    profile["used_by_metrics"] = metrics
+        .iter()
+        .map(|m| json!({"id": m.definition.id, "name": m.definition.name, "display_name": m.definition.display_name}))
+        .collect();
+    Ok(Json(profile))
 }
 
 /// Profile a table again now (admin).

@@ -8,6 +8,7 @@ mod groups;
 mod health;
 mod json;
 mod me;
+mod metric_definitions;
 mod openapi;
 mod prometheus;
 mod query;
@@ -52,6 +53,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(upload::routes())
         .merge(query::routes())
         .merge(scan::routes())
+        .merge(metric_definitions::routes())
 }
 
 /// The OpenAPI document of [`api`], finished as served.

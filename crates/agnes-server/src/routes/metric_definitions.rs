@@ -1,0 +1,163 @@
+//! Business metric definitions (spec §3.10, §6): read by every signed-in user, written by
+//! admins one at a time or by importing YAML.
+
+use super::audit::Audit;
+use crate::auth::access::Caller;
+use crate::auth::authenticate::{Admin, ClientInfo};
+use crate::error::ApiError;
+use crate::metric_import::{self, MAX_UPLOAD_BYTES};
+use crate::state::AppState;
+use agnes_core::metric::{definition_from_mapping, MetricRecord, SOURCE_MANUAL};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_metrics))
+        .routes(routes!(get_metric))
+        .routes(routes!(upsert_metric))
+        .routes(routes!(delete_metric))
+        .routes(routes!(legacy_metric))
+        .routes(routes!(import_metrics))
+        // Room for the largest upload plus the multipart envelope.
+        .route_layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES + 64 * 1024))
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Metric not found")
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct MetricFilter {
+    category: Option<String>,
+}
+
+/// Every metric, or those of one category.
+#[utoipa::path(get, path = "/api/metrics", tag = "metrics", params(MetricFilter), responses((status = 200, description = "{metrics, count}")))]
+async fn list_metrics(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(filter): Query<MetricFilter>,
+) -> Result<Json<Value>, ApiError> {
+    let metrics = state.store.metric_definitions().list(filter.category.as_deref()).await?;
+    Ok(Json(json!({"count": metrics.len(), "metrics": metrics})))
+}
+
+/// One metric by its id, `<category>/<name>`.
+#[utoipa::path(get, path = "/api/metrics/{category}/{name}", tag = "metrics", params(("category" = String, Path), ("name" = String, Path)),
+    responses((status = 200), (status = 404)))]
+async fn get_metric(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path((category, name)): Path<(String, String)>,
+) -> Result<Json<MetricRecord>, ApiError> {
+    state.store.metric_definitions().get(&format!("{category}/{name}")).await?.map(Json).ok_or_else(not_found)
+}
+
+/// The original's address of a metric; moved to `/api/metrics/{id}`.
+#[utoipa::path(get, path = "/api/catalog/metrics/{category}/{name}", tag = "metrics", params(("category" = String, Path), ("name" = String, Path)),
+    responses((status = 301)))]
+async fn legacy_metric(_caller: Caller, Path((category, name)): Path<(String, String)>) -> Response {
+    let to = format!("/api/metrics/{}/{}", segment(&category), segment(&name));
+    (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, to)]).into_response()
+}
+
+/// Percent-encode what is not a plain metric segment, so the redirect stays one path.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Create or replace one metric. The body carries every field of the YAML format (or of a
+/// fetched record); `id`, `name`, `display_name`, `category` and `sql` are required.
+#[utoipa::path(post, path = "/api/admin/metrics", tag = "metrics", request_body = Value, responses((status = 201), (status = 400)))]
+async fn upsert_metric(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    super::json::ApiJson(body): super::json::ApiJson<Value>,
+) -> Result<(StatusCode, Json<MetricRecord>), ApiError> {
+    let Value::Object(fields) = body else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "The body must be a JSON object of metric fields"));
+    };
+    let missing: Vec<&str> = ["id", "name", "display_name", "category", "sql"]
+        .into_iter()
+        .filter(|k| fields.get(*k).is_none_or(Value::is_null))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("Missing required fields: {}", missing.join(", "))));
+    }
+    let def = definition_from_mapping(fields, None, SOURCE_MANUAL)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid metric: {e}")))?;
+    let repo = state.store.metric_definitions();
+    repo.upsert_many(std::slice::from_ref(&def)).await?;
+    Audit::of(&state, &caller, &client).record("metric.upsert", Some(&def.id), None, "success").await;
+    let stored = repo.get(&def.id).await?.ok_or_else(not_found)?;
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
+#[utoipa::path(delete, path = "/api/admin/metrics/{category}/{name}", tag = "metrics", params(("category" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 404)))]
+async fn delete_metric(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    Path((category, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = format!("{category}/{name}");
+    state.store.metric_definitions().delete(&id).await?;
+    Audit::of(&state, &caller, &client).record("metric.delete", Some(&id), None, "success").await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Import metrics from multipart field `file`: one YAML document (a mapping or a list; each
+/// entry names its `category`), or a `.tar.gz` of a directory tree (a file's directory is
+/// the category of entries that name none). All are stored or none; re-importing the same
+/// definitions changes only their `updated_at`.
+#[utoipa::path(post, path = "/api/admin/metrics/import", tag = "metrics", request_body(content_type = "multipart/form-data", description = "field `file`"),
+    responses((status = 200, description = "{status: \"imported\", count, files, skipped, ignored}"), (status = 400), (status = 413)))]
+async fn import_metrics(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    mut form: Multipart,
+) -> Result<Json<Value>, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let mut upload = None;
+    while let Some(field) = form.next_field().await.map_err(|e| ApiError::new(e.status(), e.body_text()))? {
+        if field.name() == Some("file") {
+            upload = Some(field.bytes().await.map_err(|e| ApiError::new(e.status(), e.body_text()))?);
+            break;
+        }
+    }
+    let bytes = upload.ok_or_else(|| bad("Missing multipart field 'file'".into()))?;
+    if bytes.is_empty() {
+        return Err(bad("The uploaded file is empty".into()));
+    }
+    let imported = tokio::task::spawn_blocking(move || metric_import::read_upload(&bytes))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| bad(format!("Invalid metric definitions: {e}")))?;
+    state.store.metric_definitions().upsert_many(&imported.definitions).await?;
+    let count = imported.definitions.len();
+    Audit::of(&state, &caller, &client)
+        .record("metric.import", None, Some(json!({"count": count, "files": imported.files})), "success")
+        .await;
+    Ok(Json(json!({
+        "status": "imported",
+        "count": count,
+        "files": imported.files,
+        "skipped": imported.skipped,
+        "ignored": imported.ignored,
+    })))
+}
