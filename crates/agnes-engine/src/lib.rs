@@ -18,6 +18,7 @@ pub mod publish;
 pub mod sandbox;
 pub mod scan;
 pub mod snapshot;
+pub mod sql_refs;
 pub mod values;
 mod watchdog;
 

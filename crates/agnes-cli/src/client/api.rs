@@ -56,6 +56,16 @@ impl ApiFailure {
     }
 }
 
+/// A multipart/form-data body holding one file field: `(content type, body)`. The
+/// filename must be plain (no quotes or line breaks).
+pub fn multipart_file(field: &str, filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = format!("agnes-{}", rand::random::<u64>());
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 /// The original's error rendering (spec §4.3): a typed object prints its kind and fields
 /// in a fixed order; a string prints as `HTTP <status>: <detail>`.
 pub fn render_error(status: StatusCode, detail: &Value) -> String {

@@ -1,4 +1,4 @@
-//! `agnes admin user|group|grant|break-glass …` (spec §4.8).
+//! `agnes admin user|group|grant|metrics|scheduler|break-glass …` (spec §4.8).
 
 use crate::client::api::Api;
 use crate::client::output;
@@ -21,6 +21,9 @@ pub enum AdminCommand {
     /// Emergency access, run on the server host against its data dir (no HTTP).
     #[command(subcommand)]
     BreakGlass(BreakGlassCommand),
+    /// Business metric definitions: import, export, validate (over HTTP, as you).
+    #[command(subcommand)]
+    Metrics(super::metrics::MetricsCommand),
     /// The scheduler: its jobs and each table's last sync, next due time and last error.
     Scheduler {
         #[arg(long)]
@@ -141,6 +144,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::User(c) => user(&Api::from_config(), c).await,
         AdminCommand::Group(c) => group(&Api::from_config(), c).await,
         AdminCommand::Grant(c) => grant(&Api::from_config(), c).await,
+        AdminCommand::Metrics(c) => super::metrics::run(c).await,
         AdminCommand::Scheduler { json } => scheduler(&Api::from_config(), json).await,
     }
 }

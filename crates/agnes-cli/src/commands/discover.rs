@@ -13,6 +13,12 @@ pub struct CatalogArgs {
     /// Accepted for compatibility; the server always answers fresh.
     #[arg(long)]
     refresh: bool,
+    /// List the business metric definitions instead of tables.
+    #[arg(long)]
+    metrics: bool,
+    /// Show one metric (`<category>/<name>`): its definition and SQL.
+    #[arg(long, value_name = "ID")]
+    show: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -61,6 +67,9 @@ fn coded(e: ApiFailure) -> anyhow::Error {
 
 pub async fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
     let _ = args.refresh;
+    if args.metrics || args.show.is_some() {
+        return super::metrics::catalog(args.show.as_deref(), args.json).await;
+    }
     let v = Api::from_config().get("/api/v2/catalog").await.map_err(|e| Coded::wrap(5, e.into()))?;
     if args.json {
         output::json(&v);

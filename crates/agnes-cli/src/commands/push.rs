@@ -79,14 +79,6 @@ pub fn capture() -> anyhow::Result<()> {
 }
 
 /// A multipart body with one `file` field.
-fn multipart(filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
-    let boundary = format!("agnes-{}", rand::random::<u64>());
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 fn safe_name(id: &str) -> String {
     let s: String =
         id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(190).collect();
@@ -132,7 +124,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let (content_type, body) = multipart(&safe_name(&id), &bytes);
+        let (content_type, body) = crate::client::api::multipart_file("file", &safe_name(&id), &bytes);
         match api.post_bytes("/api/upload/sessions", &content_type, body).await {
             Ok(_) => sent += 1,
             Err(ApiFailure::Http { status, detail }) if status.is_client_error() && status.as_u16() != 401 => {

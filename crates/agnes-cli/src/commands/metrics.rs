@@ -1,0 +1,332 @@
+//! Business metric definitions from the CLI (spec §4.8, §6): `agnes admin metrics import |
+//! export | validate` and `agnes catalog --metrics [--show ID]`. Everything goes over HTTP
+//! with the caller's token; nothing here opens the server's database.
+
+use crate::client::api::{Api, ApiFailure};
+use crate::client::output;
+use crate::exit::Coded;
+use agnes_core::metric::{MetricDefinition, MetricFile, MetricRecord};
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum MetricsCommand {
+    /// Import a YAML file, or a directory of `<category>/<name>.yml` files (sent as one
+    /// archive; a file's directory is the category of entries that name none).
+    Import { path: PathBuf },
+    /// Write every metric to `<dir>/<category>/<name>.yml`.
+    Export {
+        #[arg(long, default_value = "./export/")]
+        dir: PathBuf,
+    },
+    /// Check every metric (the server's, or those under PATH): its tables exist in the
+    /// registry and each SQL parses in DuckDB and reads only registered tables. Exit 1 on
+    /// any problem.
+    Validate { path: Option<PathBuf> },
+}
+
+pub async fn run(cmd: MetricsCommand) -> anyhow::Result<()> {
+    let api = Api::from_config();
+    match cmd {
+        MetricsCommand::Import { path } => import(&api, &path).await,
+        MetricsCommand::Export { dir } => export(&api, &dir).await,
+        MetricsCommand::Validate { path } => validate(&api, path.as_deref()).await,
+    }
+}
+
+/// How deep a metrics tree may go: categories are one level; the margin allows a tree
+/// passed from a parent directory.
+const MAX_DEPTH: usize = 8;
+
+/// Every YAML file under `root`, by path relative to it (hidden entries skipped).
+fn yaml_files(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    fn walk(root: &Path, dir: &Path, depth: usize, out: &mut Vec<(String, PathBuf)>) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if name.starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                if depth < MAX_DEPTH {
+                    walk(root, &path, depth + 1, out)?;
+                }
+            } else if agnes_server::metric_import::is_yaml_name(&name) {
+                let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                out.push((rel, path));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, root, 0, &mut out)?;
+    Ok(out)
+}
+
+/// A directory tree as the `.tar.gz` the import endpoint reads.
+fn archive(root: &Path) -> anyhow::Result<(Vec<u8>, usize)> {
+    let files = yaml_files(root)?;
+    if files.is_empty() {
+        bail!("no .yml or .yaml files under {}", root.display());
+    }
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+    for (rel, path) in &files {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, rel, bytes.as_slice())?;
+    }
+    Ok((tar.into_inner()?.finish()?, files.len()))
+}
+
+async fn import(api: &Api, path: &Path) -> anyhow::Result<()> {
+    let (bytes, filename) = if path.is_dir() {
+        let (bytes, _) = archive(path)?;
+        (bytes, "metrics.tar.gz".to_string())
+    } else {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (bytes, safe_filename(&name))
+    };
+    let (content_type, body) = crate::client::api::multipart_file("file", &filename, &bytes);
+    let v = api.post_bytes("/api/admin/metrics/import", &content_type, body).await?;
+    println!("Imported {} metrics from {} files.", output::cell(&v["count"]), output::cell(&v["files"]));
+    for (key, what) in [("skipped", "skipped (an index, not definitions)"), ("ignored", "ignored (not YAML)")] {
+        for p in v[key].as_array().into_iter().flatten() {
+            println!("  {}: {what}", output::cell(p));
+        }
+    }
+    Ok(())
+}
+
+/// A file name that fits in a multipart header as it is.
+fn safe_filename(name: &str) -> String {
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    if s.is_empty() {
+        "metrics.yml".into()
+    } else {
+        s
+    }
+}
+
+async fn fetch_all(api: &Api) -> Result<Vec<MetricDefinition>, anyhow::Error> {
+    let v = api.get("/api/metrics").await?;
+    let records: Vec<MetricRecord> = serde_json::from_value(v["metrics"].clone())
+        .context("the server's metric list is not in the expected shape")?;
+    Ok(records.into_iter().map(|r| r.definition).collect())
+}
+
+async fn export(api: &Api, dir: &Path) -> anyhow::Result<()> {
+    let defs = fetch_all(api).await?;
+    for d in &defs {
+        let folder = dir.join(&d.category);
+        std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+        let text = serde_norway::to_string(&MetricFile::from(d))?;
+        let target = folder.join(format!("{}.yml", d.name));
+        let tmp = folder.join(format!(".{}.yml.tmp", d.name));
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &target).with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    println!("Exported {} metrics to {}.", defs.len(), dir.display());
+    Ok(())
+}
+
+/// Definitions under a local path, read exactly as the server would import them.
+fn read_local(path: &Path) -> anyhow::Result<Vec<MetricDefinition>> {
+    let imported = if path.is_dir() {
+        let mut files = Vec::new();
+        for (rel, p) in yaml_files(path)? {
+            files.push((rel, std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?));
+        }
+        agnes_server::metric_import::read_files(files)
+    } else {
+        agnes_server::metric_import::read_upload(
+            &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        )
+    };
+    imported.map(|i| i.definitions).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The problems of one metric against the registry's table names.
+fn problems(d: &MetricDefinition, registry: &BTreeSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in d.named_tables() {
+        if !registry.contains(t) {
+            out.push(format!("table '{t}' is not in the registry"));
+        }
+    }
+    let texts = d.sql_texts();
+    if texts.is_empty() {
+        out.push("has no SQL".into());
+    }
+    for (label, sql) in texts {
+        match agnes_engine::sql_refs::tables_read(sql) {
+            Err(e) => out.push(format!("{label} does not parse: {e}")),
+            Ok(read) => out.extend(
+                read.into_iter()
+                    .filter(|t| !registry.contains(t))
+                    .map(|t| format!("{label} reads '{t}', which is not in the registry")),
+            ),
+        }
+    }
+    out
+}
+
+async fn validate(api: &Api, path: Option<&Path>) -> anyhow::Result<()> {
+    let defs = match path {
+        Some(p) => read_local(p)?,
+        None => fetch_all(api).await?,
+    };
+    let catalog = api.get("/api/v2/catalog").await?;
+    let registry: BTreeSet<String> = catalog["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| [t["id"].as_str(), t["name"].as_str()])
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    let mut bad = 0;
+    for d in &defs {
+        let found = problems(d, &registry);
+        if found.is_empty() {
+            println!("OK    {}", d.id);
+        }
+        for p in &found {
+            println!("WARN  {}: {p}", d.id);
+        }
+        bad += usize::from(!found.is_empty());
+    }
+    println!("{} metrics checked, {bad} with problems.", defs.len());
+    if bad > 0 {
+        return Err(Coded::wrap(1, anyhow::anyhow!("{bad} of {} metrics have problems", defs.len())));
+    }
+    Ok(())
+}
+
+/// `agnes catalog --metrics [--show ID] [--json]`.
+pub async fn catalog(show: Option<&str>, as_json: bool) -> anyhow::Result<()> {
+    let api = Api::from_config();
+    match show {
+        Some(id) => show_metric(&api, id, as_json).await,
+        None => {
+            let v = api.get("/api/metrics").await.map_err(|e| Coded::wrap(5, e.into()))?;
+            if as_json {
+                output::json(&v["metrics"]);
+            } else {
+                print_grouped(v["metrics"].as_array().map(Vec::as_slice).unwrap_or_default());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_grouped(metrics: &[Value]) {
+    if metrics.is_empty() {
+        println!("No metrics found.");
+        return;
+    }
+    let mut category = None;
+    for m in metrics {
+        if category != m["category"].as_str() {
+            category = m["category"].as_str();
+            println!("[{}]", category.unwrap_or_default());
+        }
+        let unit = m["unit"].as_str().map(|u| format!(" ({u})")).unwrap_or_default();
+        println!("  {:<30} {}{unit}", output::cell(&m["name"]), output::cell(&m["display_name"]));
+    }
+}
+
+async fn show_metric(api: &Api, id: &str, as_json: bool) -> anyhow::Result<()> {
+    let Some((category, name)) = id.split_once('/') else {
+        bail!("a metric id is <category>/<name>, e.g. revenue/total_revenue");
+    };
+    let path = format!("/api/metrics/{}/{}", super::admin::urlencode(category), super::admin::urlencode(name));
+    let m = match api.get(&path).await {
+        Ok(m) => m,
+        Err(ApiFailure::Http { status: StatusCode::NOT_FOUND, .. }) => {
+            return Err(Coded::wrap(1, anyhow::anyhow!("Metric not found: {id}")));
+        }
+        Err(e) => return Err(Coded::wrap(5, e.into())),
+    };
+    if as_json {
+        output::json(&m);
+        return Ok(());
+    }
+    for (label, key) in [
+        ("ID", "id"),
+        ("Name", "name"),
+        ("Display Name", "display_name"),
+        ("Category", "category"),
+        ("Type", "type"),
+        ("Unit", "unit"),
+        ("Grain", "grain"),
+        ("Table", "table_name"),
+        ("Description", "description"),
+    ] {
+        println!("{:<13} {}", format!("{label}:"), output::cell(&m[key]));
+    }
+    let list = |key: &str| m[key].as_array().map(|a| a.iter().map(output::cell).collect::<Vec<_>>().join(", "));
+    if let Some(tables) = list("tables").filter(|s| !s.is_empty()) {
+        println!("{:<13} {tables}", "Tables:");
+    }
+    println!("{:<13} {}", "Synonyms:", list("synonyms").unwrap_or_default());
+    println!("\nSQL:\n{}", output::cell(&m["sql"]).trim_end());
+    for (variant, sql) in m["sql_variants"].as_object().into_iter().flatten() {
+        println!("\nSQL {}:\n{}", variant.replace('_', " "), output::cell(sql).trim_end());
+    }
+    for note in m["notes"].as_array().into_iter().flatten() {
+        println!("\nNote: {}", output::cell(note));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_becomes_an_archive_the_server_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("revenue")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join("revenue/mrr.yml"), "name: mrr\nsql: SELECT 1\n").unwrap();
+        std::fs::write(dir.path().join("revenue/notes.txt"), "not yaml").unwrap();
+        std::fs::write(dir.path().join(".git/x.yml"), "name: hidden\n").unwrap();
+        let (bytes, files) = archive(dir.path()).unwrap();
+        assert_eq!(files, 1);
+        let got = agnes_server::metric_import::read_upload(&bytes).unwrap();
+        assert_eq!(got.definitions[0].id, "revenue/mrr");
+        assert_eq!(read_local(dir.path()).unwrap(), got.definitions);
+        assert!(archive(&dir.path().join("nowhere")).is_err());
+    }
+
+    #[test]
+    fn problems_are_found_in_tables_and_sql() {
+        let registry: BTreeSet<String> = ["orders".to_string()].into();
+        let doc = serde_json::json!([
+            {"name": "ok", "category": "c", "table": "orders", "sql": "SELECT count(*) FROM orders"},
+            {"name": "bad", "category": "c", "table": "subs", "sql": "SELEC 1", "sql_by_x": "SELECT * FROM ghosts"},
+            {"name": "empty", "category": "c"},
+        ]);
+        let defs = agnes_core::metric::definitions_from_document(doc, None, "yaml_import").unwrap();
+        assert!(problems(&defs[0], &registry).is_empty());
+        let found = problems(&defs[1], &registry);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].contains("'subs' is not in the registry"));
+        assert!(found[1].starts_with("sql does not parse"));
+        assert!(found[2].contains("sql_by_x reads 'ghosts'"));
+        assert_eq!(problems(&defs[2], &registry), ["has no SQL"]);
+    }
+}
