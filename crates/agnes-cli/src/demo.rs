@@ -61,6 +61,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let state = agnes_server::prepare(config.clone()).await?;
     register_tables(&state.store, &tables).await?;
     let (admin, analyst) = ensure_users(&state.store, &state.layout.state_dir()).await?;
+    let metrics = import_starter_metrics(&state.store).await?;
 
     println!("Syncing {} tables through the files connector…", tables.len() + 1);
     let printer = |p: Progress<'_>| match p {
@@ -89,7 +90,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "agnes".into());
     let credentials = state.layout.state_dir().join("demo-credentials.txt");
     println!(
-        "\nReady: {} tables in {}.\n\n\
+        "\nReady: {} tables in {}, and {metrics} business metric definitions.\n\n\
          Users (passwords are in {}):\n  admin    {ADMIN_EMAIL}  (group {ADMIN_GROUP})\n  analyst  {ANALYST_EMAIL}  (group {ANALYSTS_GROUP}: every table except '{RESTRICTED_TABLE}')\n\n\
          Tokens (valid 90 days; shown once):\n  admin    {}\n  analyst  {}\n\n\
          Try it as the analyst (in another terminal, while this one serves):\n  \
@@ -98,6 +99,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
          {exe} pull && {exe} query \"SELECT status, count(*) FROM orders GROUP BY 1\"\n  \
          {exe} query --remote \"SELECT channel, sum(total_amount) FROM orders GROUP BY 1\"\n  \
          {exe} explore orders --remote\n  \
+         {exe} catalog --metrics && {exe} catalog --metrics --show revenue/total_revenue\n  \
          {exe} snapshot create web_sessions --as recent --where \"started_at >= DATE '2025-06-01'\" --limit 1000\n  \
          curl -s -H \"Authorization: Bearer $AGNES_TOKEN\" $AGNES_SERVER/api/me/effective-access\n  \
          curl -s $AGNES_SERVER/api/health\n  \
@@ -144,6 +146,37 @@ async fn generate(root: &Path, scale: f64, seed: u64) -> anyhow::Result<Vec<agne
     .await??;
     bar.finish_and_clear();
     Ok(tables)
+}
+
+/// The starter pack of business metrics for the demo dataset, as YAML files by their path
+/// in the tree (`<category>/<name>.yml`). Each one's SQL is run against the demo data by a
+/// test, and its `validation` bounds (`min`, `max`) hold for every `value` it returns.
+const STARTER_METRICS: &[(&str, &str)] = &[
+    ("conversion/revenue_per_session.yml", include_str!("demo_metrics/conversion/revenue_per_session.yml")),
+    ("conversion/session_conversion_rate.yml", include_str!("demo_metrics/conversion/session_conversion_rate.yml")),
+    ("conversion/signed_in_share.yml", include_str!("demo_metrics/conversion/signed_in_share.yml")),
+    ("customers/active_customers.yml", include_str!("demo_metrics/customers/active_customers.yml")),
+    ("customers/average_nps.yml", include_str!("demo_metrics/customers/average_nps.yml")),
+    ("customers/new_customers.yml", include_str!("demo_metrics/customers/new_customers.yml")),
+    ("customers/repeat_purchase_rate.yml", include_str!("demo_metrics/customers/repeat_purchase_rate.yml")),
+    ("orders/cancellation_rate.yml", include_str!("demo_metrics/orders/cancellation_rate.yml")),
+    ("orders/items_per_order.yml", include_str!("demo_metrics/orders/items_per_order.yml")),
+    ("orders/order_count.yml", include_str!("demo_metrics/orders/order_count.yml")),
+    ("revenue/average_order_value.yml", include_str!("demo_metrics/revenue/average_order_value.yml")),
+    ("revenue/gross_margin.yml", include_str!("demo_metrics/revenue/gross_margin.yml")),
+    ("revenue/refund_rate.yml", include_str!("demo_metrics/revenue/refund_rate.yml")),
+    ("revenue/total_revenue.yml", include_str!("demo_metrics/revenue/total_revenue.yml")),
+    ("sessions/average_session_duration.yml", include_str!("demo_metrics/sessions/average_session_duration.yml")),
+    ("sessions/pages_per_session.yml", include_str!("demo_metrics/sessions/pages_per_session.yml")),
+    ("sessions/session_count.yml", include_str!("demo_metrics/sessions/session_count.yml")),
+];
+
+/// Import the starter pack through the same reader as `POST /api/admin/metrics/import`.
+async fn import_starter_metrics(store: &Store) -> anyhow::Result<usize> {
+    let files = STARTER_METRICS.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect();
+    let imported = agnes_server::metric_import::read_files(files).map_err(anyhow::Error::msg)?;
+    store.metric_definitions().upsert_many(&imported.definitions).await?;
+    Ok(imported.definitions.len())
 }
 
 /// Register every demo table (and one materialized summary) unless already registered.

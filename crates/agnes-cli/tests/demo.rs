@@ -97,3 +97,60 @@ async fn demo_sets_everything_up_deterministically() {
     assert!(metrics.contains("agnes_table_seconds_since_last_sync{table=\"orders\"}"), "{metrics}");
     assert!(server.terminate().success());
 }
+
+/// Every metric of the starter pack `agnes demo` imports runs on the demo data through the
+/// server's query API, answers at least one row with a `value` column, and stays within its
+/// `validation` bounds; the analyst reads the same definitions.
+#[tokio::test(flavor = "multi_thread")]
+async fn starter_metrics_run_on_the_demo_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = demo(&dir.path().join("data"));
+    assert!(out.contains("17 business metric definitions"), "{out}");
+    let token = |who: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{who}agnes_pat_")).map(|t| format!("agnes_pat_{}", t.trim())))
+            .unwrap_or_else(|| panic!("the {who}token is printed: {out}"))
+    };
+    let (admin, analyst) = (token("admin    "), token("analyst  "));
+    let server = TestServer::start(&dir.path().join("data"));
+    let http = common::Http::new(&server);
+    let (_, list) = http.get("/api/metrics", &analyst).await;
+    let metrics = list["metrics"].as_array().unwrap();
+    let categories: std::collections::BTreeSet<&str> =
+        metrics.iter().map(|m| m["category"].as_str().unwrap()).collect();
+    assert_eq!(
+        categories.into_iter().collect::<Vec<_>>(),
+        ["conversion", "customers", "orders", "revenue", "sessions"]
+    );
+    let mut ran = 0;
+    for m in metrics {
+        let mut texts = vec![("sql".to_string(), m["sql"].as_str().unwrap().to_string())];
+        for (variant, sql) in m["sql_variants"].as_object().into_iter().flatten() {
+            texts.push((variant.clone(), sql.as_str().unwrap().to_string()));
+        }
+        for (label, sql) in texts {
+            let (status, answer) =
+                http.post("/api/query", Some(&admin), serde_json::json!({"sql": sql, "limit": 10000})).await;
+            let what = format!("{} {label}", m["id"]);
+            assert_eq!(status, 200, "{what}: {answer}");
+            assert!(answer["row_count"].as_u64().unwrap() >= 1, "{what} answers rows: {answer}");
+            let columns: Vec<&str> =
+                answer["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+            let at = columns.iter().position(|c| *c == "value").unwrap_or_else(|| panic!("{what}: {columns:?}"));
+            let (min, max) = (m["validation"]["min"].as_f64(), m["validation"]["max"].as_f64());
+            for row in answer["rows"].as_array().unwrap() {
+                let v = &row[at];
+                let Some(x) = v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) else {
+                    panic!("{what}: value {v} is not a number")
+                };
+                assert!(
+                    min.is_none_or(|lo| x >= lo) && max.is_none_or(|hi| x <= hi),
+                    "{what}: {x} outside {min:?}..{max:?}"
+                );
+            }
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 29, "17 metrics and 12 variants ran");
+    assert!(server.terminate().success());
+}

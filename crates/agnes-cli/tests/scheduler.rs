@@ -57,6 +57,8 @@ async fn the_server_keeps_data_fresh_on_its_own() {
         "{catalog}"
     );
     assert!(orders["next_sync_at"].is_string());
+    let (_, manifest) = http.get("/api/sync/manifest", &admin).await;
+    assert_eq!(manifest["tables"]["orders"]["overdue"], false, "{manifest}");
     let (status, health) = http.get("/api/health/detailed", &analyst).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -94,4 +96,39 @@ async fn the_server_keeps_data_fresh_on_its_own() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("every 1 s") && stdout.contains("data-refresh") && stdout.contains("every 5m"), "{stdout}");
+}
+
+/// The manifest says which tables are overdue for their schedule. With the scheduler off
+/// (no grace of two ticks), a table due at every moment is overdue as soon as it is synced;
+/// an hourly one is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_manifest_flags_overdue_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("sources")).unwrap();
+    std::fs::write(data.join("sources/a.csv"), "id\n1\n").unwrap();
+    let server = TestServer::start(&data);
+    let http = Http::new(&server);
+    let admin = http.bootstrap().await;
+    http.register(
+        &admin,
+        vec![
+            json!({"name": "always", "source_table": "a.csv", "sync_schedule": "every 0m"}),
+            json!({"name": "hourly", "source_table": "a.csv", "sync_schedule": "every 1h"}),
+        ],
+    )
+    .await;
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(null)).await.0, 200);
+    http.wait_synced(&admin, &["always", "hourly"]).await;
+    let mut manifest = json!(null);
+    for _ in 0..100 {
+        manifest = http.get("/api/sync/manifest", &admin).await.1;
+        if manifest["tables"]["always"]["overdue"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(manifest["tables"]["always"]["overdue"], true, "{manifest}");
+    assert_eq!(manifest["tables"]["hourly"]["overdue"], false, "{manifest}");
+    assert!(manifest["tables"]["hourly"]["updated"].is_string(), "when it was last synced: {manifest}");
 }

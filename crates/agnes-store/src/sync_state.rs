@@ -195,12 +195,13 @@ impl<'a> SyncStateRepo<'a> {
     /// published table the caller may read (`all`, or granted to one of `group_ids`), with
     /// the parts of partitioned tables. SQLite builds the whole document in one row: the
     /// manifest is fetched on every pull, and row-by-row transfer is what costs.
-    pub async fn manifest_json(&self, all: bool, group_ids: &[String]) -> Result<(String, i64)> {
+    pub async fn manifest_json(&self, all: bool, group_ids: &[String], overdue_ids: &str) -> Result<(String, i64)> {
         let groups = serde_json::to_string(group_ids).expect("strings serialize");
         let row: (Option<String>, i64) = sqlx::query_as(
             "SELECT json_group_object(COALESCE(r.name, s.table_id), json_object(
                  'id', s.table_id, 'hash', s.hash, 'checksum', NULLIF(s.checksum, ''), 'updated', s.last_sync, 'size_bytes', s.file_size_bytes,
                  'rows', s.rows, 'query_mode', COALESCE(r.query_mode, 'local'), 'source_type', COALESCE(r.source_type, ''),
+                 'overdue', json(CASE WHEN s.table_id IN (SELECT value FROM json_each(?3)) THEN 'true' ELSE 'false' END),
                  'parts', CASE WHEN r.sync_strategy = 'partitioned' THEN json((
                      SELECT json_group_array(json_object('part', p.part,
                          'path', '/api/data/' || s.table_id || '/parts/' || p.part || '/download',
@@ -214,6 +215,7 @@ impl<'a> SyncStateRepo<'a> {
         )
         .bind(all)
         .bind(groups)
+        .bind(overdue_ids)
         .fetch_one(self.pool)
         .await?;
         Ok((row.0.unwrap_or_else(|| "{}".to_string()), row.1))

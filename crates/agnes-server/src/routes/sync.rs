@@ -126,9 +126,10 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
 /// What the caller may pull: one entry per readable table with published data, keyed by
 /// name, with its content hash (and its parts, for partitioned tables). Built from stored
 /// state: nothing is hashed at request time.
-#[utoipa::path(get, path = "/api/sync/manifest", tag = "sync", responses((status = 200, description = "{tables: {name: {id, hash, updated, size_bytes, rows, query_mode, source_type, parts?}}, server_time}")))]
+#[utoipa::path(get, path = "/api/sync/manifest", tag = "sync", responses((status = 200, description = "{tables: {name: {id, hash, checksum, updated, size_bytes, rows, query_mode, source_type, overdue, parts?}}, server_time}")))]
 async fn manifest(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Response, ApiError> {
-    let (tables, count) = state.store.sync_state().manifest_json(caller.is_admin, &caller.group_ids).await?;
+    let overdue = state.sync.overdue_ids(&state.config.scheduler).await.map_err(ApiError::internal)?;
+    let (tables, count) = state.store.sync_state().manifest_json(caller.is_admin, &caller.group_ids, &overdue).await?;
     if state.auth.recent_pulls.due(&caller.user.id) {
         if let Err(e) = state.store.identity().touch_last_pull(&caller.user.id).await {
             tracing::warn!("cannot record last_pull_at: {e}");

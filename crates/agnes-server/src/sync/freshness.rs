@@ -7,6 +7,8 @@ use agnes_core::schedule::Schedule;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Freshness {
@@ -38,6 +40,26 @@ impl SyncService {
         let store = &self.inner.store;
         let states: States = store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
         self.freshness_of(store.registry().list().await?, &states, config).await
+    }
+
+    /// The ids of the overdue tables as a JSON array, for the manifest. Worked out at most
+    /// every few seconds: every pull asks, and for 1,000 tables the computation costs more
+    /// than the manifest itself. A sync run forgets it.
+    pub async fn overdue_ids(&self, config: &SchedulerConfig) -> Result<Arc<str>, SyncError> {
+        const KEEP: std::time::Duration = std::time::Duration::from_secs(5);
+        if let Some((at, ids)) = self.inner.overdue.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if at.elapsed() < KEEP {
+                return Ok(ids.clone());
+            }
+        }
+        let ids: Vec<String> = self.freshness(config).await?.into_iter().filter(|f| f.overdue).map(|f| f.id).collect();
+        let ids: Arc<str> = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()).into();
+        *self.inner.overdue.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), ids.clone()));
+        Ok(ids)
+    }
+
+    pub(super) fn forget_overdue(&self) {
+        *self.inner.overdue.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The freshness of `tables`, from sync state the caller has already read.

@@ -112,6 +112,8 @@ struct Inner {
     /// Wakes the scheduler's sleep at shutdown.
     stop: tokio::sync::Notify,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The overdue tables' ids as a JSON array, and when they were worked out.
+    overdue: Mutex<Option<(Instant, Arc<str>)>>,
 }
 
 impl SyncService {
@@ -136,6 +138,7 @@ impl SyncService {
                 stopping: AtomicBool::new(false),
                 stop: tokio::sync::Notify::new(),
                 background: Mutex::new(Vec::new()),
+                overdue: Mutex::new(None),
             }),
         }
     }
@@ -222,6 +225,7 @@ impl SyncService {
             }
             report.tables.push(outcome);
         }
+        self.forget_overdue();
         let needs_rebuild = !synced_sources.is_empty() || !self.inner.layout.analytics_db().is_file();
         for connector in self.inner.connectors.iter().filter(|c| synced_sources.contains(c.source_name())) {
             extracts::write_source_extract(&self.inner.store, &self.inner.layout, connector.as_ref()).await?;
