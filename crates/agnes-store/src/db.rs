@@ -8,6 +8,10 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// One connection for the writes on every request's path (quota slots, audit): they
+    /// queue here instead of meeting in SQLite, whose busy handler sleeps a millisecond
+    /// or more whenever two connections want the write lock at once.
+    writer: SqlitePool,
 }
 
 impl Store {
@@ -23,8 +27,14 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         // No ping before each use: a file database's connection does not go stale, and the
         // ping was a round trip to the connection's thread on every query.
-        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
-        let store = Store { pool };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        let writer =
+            SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options).await?;
+        let store = Store { pool, writer };
         migrate::migrate(&store.pool).await?;
         store.identity().seed_system_groups().await?;
         Ok(store)
@@ -35,7 +45,7 @@ impl Store {
         let options = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
         // One connection: each in-memory connection would be a separate database.
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-        let store = Store { pool };
+        let store = Store { writer: pool.clone(), pool };
         migrate::migrate(&store.pool).await?;
         store.identity().seed_system_groups().await?;
         Ok(store)
@@ -68,7 +78,7 @@ impl Store {
     }
 
     pub fn quotas(&self) -> crate::quotas::QuotaRepo<'_> {
-        crate::quotas::QuotaRepo::new(&self.pool)
+        crate::quotas::QuotaRepo::new(&self.writer)
     }
 
     pub fn metric_definitions(&self) -> crate::metric_definitions::MetricRepo<'_> {
@@ -84,11 +94,12 @@ impl Store {
     }
 
     pub fn audit(&self) -> crate::audit::AuditRepo<'_> {
-        crate::audit::AuditRepo::new(&self.pool)
+        crate::audit::AuditRepo::new(&self.writer)
     }
 
     /// Flush the WAL into the main file and close every connection.
     pub async fn close(&self) {
+        self.writer.close().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
         self.pool.close().await;
     }

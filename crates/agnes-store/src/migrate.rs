@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_quotas.sql")),
     (4, include_str!("migrations/0004_scheduler.sql")),
     (5, include_str!("migrations/0005_profiles.sql")),
+    (6, include_str!("migrations/0006_access_generation.sql")),
 ];
 
 /// The schema version this build creates and expects.

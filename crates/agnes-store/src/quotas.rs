@@ -31,6 +31,14 @@ pub struct QuotaDenied {
     pub retry_after_seconds: i64,
 }
 
+/// A slot taken, with the access generation read in the same statement (see
+/// migration 0006): what the caller may read cannot have changed while it stays the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquired {
+    pub slot: String,
+    pub access_generation: i64,
+}
+
 pub struct QuotaRepo<'a> {
     pool: &'a SqlitePool,
 }
@@ -56,7 +64,7 @@ impl<'a> QuotaRepo<'a> {
         user_id: &str,
         limits: &QuotaLimits,
         concurrency_kind: &'static str,
-    ) -> Result<std::result::Result<String, QuotaDenied>> {
+    ) -> Result<std::result::Result<Acquired, QuotaDenied>> {
         let now = Utc::now();
         let id = uuid::Uuid::new_v4().to_string();
         let live_since = crate::ts_text(now - limits.stale_after);
@@ -64,10 +72,11 @@ impl<'a> QuotaRepo<'a> {
         let budget = if limits.max_daily_bytes > 0 { limits.max_daily_bytes } else { i64::MAX };
         // Both limits in the one statement that takes the slot: a single round trip on the
         // path of every query. Only a refusal reads again, to say which limit it was.
-        let taken = sqlx::query(
+        let taken: Option<i64> = sqlx::query_scalar(
             "INSERT INTO quota_slots (id, user_id, acquired_at) SELECT ?1, ?2, ?3 \
              WHERE (SELECT count(*) FROM quota_slots WHERE user_id = ?2 AND acquired_at > ?4) < ?5 \
-             AND coalesce((SELECT bytes FROM quota_usage WHERE user_id = ?2 AND day = ?6), 0) < ?7",
+             AND coalesce((SELECT bytes FROM quota_usage WHERE user_id = ?2 AND day = ?6), 0) < ?7 \
+             RETURNING (SELECT n FROM access_generation)",
         )
         .bind(&id)
         .bind(user_id)
@@ -76,11 +85,10 @@ impl<'a> QuotaRepo<'a> {
         .bind(cap)
         .bind(day(now))
         .bind(budget)
-        .execute(self.pool)
-        .await?
-        .rows_affected();
-        if taken == 1 {
-            return Ok(Ok(id));
+        .fetch_optional(self.pool)
+        .await?;
+        if let Some(access_generation) = taken {
+            return Ok(Ok(Acquired { slot: id, access_generation }));
         }
         let used = self.used_today(user_id).await?;
         if used >= budget {
@@ -154,10 +162,43 @@ mod tests {
         let denied = q.acquire("u1", &l, "concurrent_queries").await.unwrap().unwrap_err();
         assert_eq!((denied.kind, denied.current, denied.limit), ("concurrent_queries", 2, 2));
         assert!(q.acquire("u2", &l, "concurrent_queries").await.unwrap().is_ok(), "another user has their own slots");
-        q.release(&a, "u1", 0).await.unwrap();
+        q.release(&a.slot, "u1", 0).await.unwrap();
         assert!(q.acquire("u1", &l, "concurrent_queries").await.unwrap().is_ok(), "a released slot is free again");
         q.clear_slots().await.unwrap();
         assert!(q.acquire("u1", &l, "concurrent_queries").await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_access_generation_moves_with_grants_registry_and_sync_state() {
+        let store = Store::open_in_memory().await.unwrap();
+        let q = store.quotas();
+        let l = limits(0, 0);
+        let generation = |a: Acquired| a.access_generation;
+        let g0 = generation(q.acquire("u", &l, "concurrent_queries").await.unwrap().unwrap());
+        assert_eq!(
+            generation(q.acquire("u", &l, "concurrent_queries").await.unwrap().unwrap()),
+            g0,
+            "a slot changes nothing"
+        );
+        let mut last = g0;
+        for (sql, moves) in [
+            ("INSERT INTO table_registry (id, name, registered_at) VALUES ('t', 't', 'now')", true),
+            ("INSERT INTO sync_state (table_id, hash) VALUES ('t', 'h1')", true),
+            ("UPDATE sync_state SET hash = 'h2' WHERE table_id = 't'", true),
+            ("INSERT INTO user_groups (id, name, is_system, created_at) VALUES ('grp', 'G', 0, 'now')", false),
+            ("INSERT INTO resource_grants (id, group_id, resource_type, resource_id, assigned_at) VALUES ('g', 'grp', 'table', 't', 'now')", true),
+            ("DELETE FROM resource_grants WHERE id = 'g'", true),
+            ("INSERT INTO resource_grants (id, group_id, resource_type, resource_id, assigned_at) VALUES ('g2', 'grp', 'table', 't', 'now')", true),
+            ("DELETE FROM user_groups WHERE id = 'grp'", true),
+            ("UPDATE table_registry SET description = 'd' WHERE id = 't'", true),
+            ("DELETE FROM sync_state WHERE table_id = 't'", true),
+            ("DELETE FROM table_registry WHERE id = 't'", true),
+        ] {
+            sqlx::query(sql).execute(store.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let now = generation(q.acquire("u", &l, "concurrent_queries").await.unwrap().unwrap());
+            assert_eq!(now > last, moves, "{sql}");
+            last = now;
+        }
     }
 
     #[tokio::test]
@@ -178,9 +219,9 @@ mod tests {
         let q = store.quotas();
         let l = limits(0, 100);
         let s = q.acquire("u", &l, "concurrent_queries").await.unwrap().unwrap();
-        q.release(&s, "u", 60).await.unwrap();
+        q.release(&s.slot, "u", 60).await.unwrap();
         let s = q.acquire("u", &l, "concurrent_queries").await.unwrap().unwrap();
-        q.release(&s, "u", 60).await.unwrap();
+        q.release(&s.slot, "u", 60).await.unwrap();
         assert_eq!(q.used_today("u").await.unwrap(), 120);
         let denied = q.acquire("u", &l, "concurrent_queries").await.unwrap().unwrap_err();
         assert_eq!((denied.kind, denied.current, denied.limit), ("daily_bytes", 120, 100));

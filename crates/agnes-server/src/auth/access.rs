@@ -50,12 +50,27 @@ impl Caller {
         everyone_id: &str,
     ) -> agnes_store::Result<Caller> {
         let memberships = store.identity().memberships(&user.id).await?;
-        let is_admin = memberships.iter().any(|m| m.group_name == agnes_store::identity::ADMIN_GROUP);
-        let mut group_ids: Vec<String> = memberships.into_iter().map(|m| m.group_id).collect();
+        let groups = memberships.into_iter().map(|m| (m.group_id, m.group_name));
+        Ok(Caller::with_groups(user, credential, groups, everyone_id))
+    }
+
+    /// The caller from the user's groups as `(id, name)`, already read.
+    pub fn with_groups(
+        user: User,
+        credential: Credential,
+        groups: impl IntoIterator<Item = (String, String)>,
+        everyone_id: &str,
+    ) -> Caller {
+        let mut is_admin = false;
+        let mut group_ids = Vec::new();
+        for (id, name) in groups {
+            is_admin |= name == agnes_store::identity::ADMIN_GROUP;
+            group_ids.push(id);
+        }
         if !group_ids.iter().any(|g| g == everyone_id) {
             group_ids.push(everyone_id.to_string());
         }
-        Ok(Caller { user, group_ids, is_admin, credential })
+        Caller { user, group_ids, is_admin, credential }
     }
 }
 

@@ -148,7 +148,7 @@ impl AuthContext {
             return Err(AuthFailure::Invalid);
         }
         let found = self.store.identity().token_with_user(&claims.jti).await.map_err(|_| AuthFailure::Invalid)?;
-        let Some((row, user)) = found else {
+        let Some((row, user, groups)) = found else {
             // No row: either the token was deleted or its user was (rows cascade).
             return Err(match self.store.identity().user(&claims.sub).await {
                 Ok(None) => AuthFailure::UserNotFound,
@@ -173,7 +173,8 @@ impl AuthContext {
             return Err(AuthFailure::TokenMismatch);
         }
         self.touch(&row.id, ip, &user.id).await;
-        self.caller(user, Credential::Pat { id: row.id }).await
+        let everyone = self.everyone_id().await?;
+        Ok(Caller::with_groups(user, Credential::Pat { id: row.id }, groups, everyone))
     }
 
     /// Record `last_used_*` (at most once a minute per token and IP) and audit the first
@@ -218,15 +219,20 @@ impl AuthContext {
         Ok(user)
     }
 
-    async fn caller(&self, user: User, credential: Credential) -> Result<Caller, AuthFailure> {
-        let everyone = self
-            .everyone_id
+    /// The id of `Everyone`, read once: a system group's id never changes.
+    async fn everyone_id(&self) -> Result<&str, AuthFailure> {
+        self.everyone_id
             .get_or_try_init(|| async { self.store.identity().everyone_group().await.map(|g| g.id) })
             .await
+            .map(String::as_str)
             .map_err(|e| {
                 tracing::error!("cannot load the Everyone group: {e}");
                 AuthFailure::Invalid
-            })?;
+            })
+    }
+
+    async fn caller(&self, user: User, credential: Credential) -> Result<Caller, AuthFailure> {
+        let everyone = self.everyone_id().await?;
         Caller::load_with(&self.store, user, credential, everyone).await.map_err(|e| {
             tracing::error!("cannot load the caller's groups: {e}");
             AuthFailure::Invalid

@@ -35,7 +35,15 @@ pub struct QueryService {
     config: Arc<QueryConfig>,
     cache: Arc<Mutex<Cache>>,
     answers: Arc<answers::Answers>,
+    readable: Arc<Mutex<HashMap<Readers, (i64, Key)>>>,
 }
+
+/// Whom a readable-tables list is for: admin or not, and the sorted group ids. Nothing
+/// else decides what a caller may read.
+type Readers = (bool, Vec<String>);
+
+/// How many group sets' readable tables are kept.
+const READABLE_SIZE: usize = 256;
 
 #[derive(Default)]
 struct Cache {
@@ -45,7 +53,12 @@ struct Cache {
 
 impl QueryService {
     pub fn new(config: QueryConfig) -> QueryService {
-        QueryService { config: Arc::new(config), cache: Arc::default(), answers: Arc::default() }
+        QueryService {
+            config: Arc::new(config),
+            cache: Arc::default(),
+            answers: Arc::default(),
+            readable: Arc::default(),
+        }
     }
 
     pub fn config(&self) -> &QueryConfig {
@@ -60,7 +73,7 @@ impl QueryService {
     /// the slot in a refusal: `concurrent_queries` or `concurrent_scans`.
     pub async fn acquire(&self, state: &AppState, caller: &Caller, kind: &'static str) -> Result<Slot, ApiError> {
         match state.store.quotas().acquire(&caller.user.id, &self.config.quotas, kind).await? {
-            Ok(id) => Ok(Slot::new(state.store.clone(), id, caller.user.id.clone())),
+            Ok(acquired) => Ok(Slot::new(state.store.clone(), acquired, caller.user.id.clone())),
             Err(denied) => Err(ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 detail: json!({
@@ -71,6 +84,29 @@ impl QueryService {
                 }),
             }),
         }
+    }
+
+    /// [`QueryService::readable_tables`], kept per group set under the access generation
+    /// `slot` was taken at: the state DB moves that generation on every change to grants,
+    /// the registry or published state, so a kept list is never out of date, and the
+    /// common case costs no query.
+    pub async fn readable_tables_for(&self, state: &AppState, caller: &Caller, slot: &Slot) -> Result<Key, ApiError> {
+        let mut groups = caller.group_ids.clone();
+        groups.sort();
+        let readers = (caller.is_admin, groups);
+        let generation = slot.access_generation();
+        if let Some((at, key)) = self.readable.lock().unwrap_or_else(|e| e.into_inner()).get(&readers) {
+            if *at == generation {
+                return Ok(key.clone());
+            }
+        }
+        let key = Self::readable_tables(state, caller).await?;
+        let mut kept = self.readable.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= READABLE_SIZE {
+            kept.clear();
+        }
+        kept.insert(readers, (generation, key.clone()));
+        Ok(key)
     }
 
     /// The tables a caller's SQL may use, located on disk.

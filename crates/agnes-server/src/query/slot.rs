@@ -7,12 +7,18 @@ pub struct Slot {
     store: Store,
     id: String,
     user_id: String,
+    access_generation: i64,
     released: bool,
 }
 
 impl Slot {
-    pub(super) fn new(store: Store, id: String, user_id: String) -> Slot {
-        Slot { store, id, user_id, released: false }
+    pub(super) fn new(store: Store, acquired: agnes_store::quotas::Acquired, user_id: String) -> Slot {
+        Slot { store, id: acquired.slot, user_id, access_generation: acquired.access_generation, released: false }
+    }
+
+    /// The access generation when the slot was taken.
+    pub fn access_generation(&self) -> i64 {
+        self.access_generation
     }
 
     /// Give the slot back and count `bytes` against the caller's day.

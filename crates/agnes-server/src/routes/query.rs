@@ -62,7 +62,7 @@ async fn query(
     }
     let arrow = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(ARROW_STREAM));
     let slot = state.query.acquire(&state, &caller, "concurrent_queries").await?;
-    let tables = crate::query::QueryService::readable_tables(&state, &caller).await?;
+    let tables = state.query.readable_tables_for(&state, &caller, &slot).await?;
     let sandbox = state.query.sandbox(tables).await?;
     let key = AnswerKey { sandbox: sandbox.id(), sql: body.sql.clone(), limit, arrow };
     let (result, cached) = match state.query.answers().get(&key) {

@@ -29,7 +29,9 @@ impl IdentityRepo<'_> {
     }
 
     /// A token with its owner, in one query: what authenticating a request needs.
-    pub async fn token_with_user(&self, id: &str) -> Result<Option<(TokenInfo, User)>> {
+    /// A token, its user and the user's groups as `(id, name)`, in one round trip: this is
+    /// on the path of every request a personal access token makes.
+    pub async fn token_with_user(&self, id: &str) -> Result<Option<(TokenInfo, User, Vec<(String, String)>)>> {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(flatten)]
@@ -39,17 +41,21 @@ impl IdentityRepo<'_> {
             u_name: Option<String>,
             u_active: bool,
             u_created_at: String,
+            u_groups: String,
         }
         let row: Option<Row> = sqlx::query_as(
             "SELECT t.id, t.user_id, u.email AS user_email, t.name, t.prefix, t.created_at, t.expires_at, t.last_used_at, \
              t.last_used_ip, t.revoked_at, t.token_hash, u.id AS u_id, u.email AS u_email, u.name AS u_name, \
-             u.active AS u_active, u.created_at AS u_created_at \
+             u.active AS u_active, u.created_at AS u_created_at, (SELECT json_group_array(json_array(g.id, g.name)) \
+               FROM user_group_members m JOIN user_groups g ON g.id = m.group_id WHERE m.user_id = u.id) AS u_groups \
              FROM personal_access_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?"
         )
         .bind(id)
         .fetch_optional(self.pool)
         .await?;
-        Ok(row.map(|r| {
+        row.map(|r| {
+            let groups = serde_json::from_str(&r.u_groups)
+                .map_err(|e| crate::StoreError::Corrupt { column: "user_group_members", message: e.to_string() })?;
             let user = User {
                 id: r.u_id,
                 email: r.u_email,
@@ -58,8 +64,9 @@ impl IdentityRepo<'_> {
                 active: r.u_active,
                 created_at: r.u_created_at,
             };
-            (r.token, user)
-        }))
+            Ok((r.token, user, groups))
+        })
+        .transpose()
     }
 
     pub async fn tokens_of_user(&self, user_id: &str) -> Result<Vec<TokenInfo>> {
