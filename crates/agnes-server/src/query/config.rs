@@ -55,6 +55,7 @@ impl QueryConfig {
             )?,
             threads: setting(instance, "AGNES_QUERY_THREADS", &["api", "query", "threads"], 2)?,
             temp_directory: Some(tmp_dir.join("query")),
+            catalog_dir: Some(tmp_dir.join("sandbox-catalogs")),
             max_temp_size: setting(
                 instance,
                 "AGNES_QUERY_MAX_TEMP_SIZE",
