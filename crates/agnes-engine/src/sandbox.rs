@@ -94,7 +94,6 @@ pub struct ArrowOutput {
 
 impl Sandbox {
     pub fn open(tables: &[SandboxTable], limits: &SandboxLimits) -> Result<Sandbox> {
-        let catalog = limits.catalog_dir.as_deref().map(|dir| catalog_file(dir, tables)).transpose()?;
         let conn = fresh_instance(limits)?;
         let (mut files, mut dirs) = (Vec::new(), Vec::new());
         for t in tables {
@@ -110,26 +109,21 @@ impl Sandbox {
             files.join(", "),
             dirs.join(", "),
         ))?;
-        if let Some(catalog) = &catalog {
-            conn.execute_batch(&format!(
-                "ATTACH {} AS {CATALOG} (READ_ONLY); USE {CATALOG};",
-                quote_literal(&absolute(catalog)?)
-            ))?;
-        }
+        let attached = match &limits.catalog_dir {
+            Some(dir) => {
+                attach_catalog(&conn, dir, tables)?;
+                true
+            }
+            None => false,
+        };
         conn.execute_batch("SET enable_external_access = false;")?;
-        if catalog.is_none() {
+        if !attached {
             conn.execute_batch(&views_sql(tables)?)?;
         }
         conn.execute_batch("SET lock_configuration = true;")?;
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Sandbox {
-            id,
-            base: Mutex::new(conn),
-            idle: Mutex::default(),
-            limits: limits.clone(),
-            attached: catalog.is_some(),
-        })
+        Ok(Sandbox { id, base: Mutex::new(conn), idle: Mutex::default(), limits: limits.clone(), attached })
     }
 
     /// Unique in this process: a key for anything derived from this sandbox's data.
@@ -249,31 +243,50 @@ fn views_sql(tables: &[SandboxTable]) -> Result<String> {
 /// The name the attached catalog of views goes by in a sandbox.
 const CATALOG: &str = "granted";
 
-/// The catalog of views of `tables`, as a DuckDB file under `dir` named by the hash of its
-/// views' SQL, built the first time that set of names and files is asked for. Attaching
-/// it to a sandbox loads the views as stored, without binding them again: a few
-/// milliseconds less per sandbox. The views name files, not contents, so a sync does not
-/// call for a new catalog; DuckDB binds a view again when it is queried, so a changed
-/// schema shows. The file appears by rename, whole.
-fn catalog_file(dir: &Path, tables: &[SandboxTable]) -> Result<PathBuf> {
+/// Attach to `conn`, read-only, the catalog of views of `tables`: a DuckDB file under `dir`
+/// named by the hash of its views' SQL, built in `conn` the first time that set of names
+/// and files is asked for. Attaching loads the views as stored, without binding them
+/// again, which is most of what setting up a sandbox costs. The views name files, not
+/// contents, so a sync does not call for a new catalog, and DuckDB binds a view again
+/// when it is queried, so a changed schema shows.
+///
+/// The file appears by rename once it is complete. It is not fsynced: the directory is a
+/// cache the server empties when it starts ([`clear_catalogs`]), so a crash cannot leave a
+/// torn catalog behind for later.
+fn attach_catalog(conn: &Connection, dir: &Path, tables: &[SandboxTable]) -> Result<()> {
     let sql = views_sql(tables)?;
     let target = dir.join(format!("views-{:032x}.duckdb", xxhash_rust::xxh3::xxh3_128(sql.as_bytes())));
-    if target.is_file() {
-        return Ok(target);
+    if !target.is_file() {
+        std::fs::create_dir_all(dir).map_err(EngineError::io("create", dir))?;
+        let tmp = crate::fsutil::temp_path_for(&target);
+        let built = conn
+            .execute_batch(&format!(
+                "ATTACH {} AS {CATALOG}; USE {CATALOG}; {sql} CHECKPOINT; USE memory; DETACH {CATALOG};",
+                quote_literal(&absolute(&tmp)?)
+            ))
+            .map_err(EngineError::from)
+            .and_then(|()| std::fs::rename(&tmp, &target).map_err(EngineError::io("rename into place", &target)));
+        if let Err(e) = built {
+            let _ = conn.execute_batch(&format!("USE memory; DETACH DATABASE IF EXISTS {CATALOG};"));
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(tmp.with_extension("tmp.wal"));
+            return Err(e);
+        }
     }
-    std::fs::create_dir_all(dir).map_err(EngineError::io("create", dir))?;
-    let tmp = crate::fsutil::temp_path_for(&target);
-    let built = (|| {
-        let conn = Connection::open(&tmp)?;
-        conn.execute_batch(&format!("{sql} CHECKPOINT;"))?;
-        drop(conn);
-        crate::fsutil::commit_rename(&tmp, &target)
-    })();
-    if built.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        let _ = std::fs::remove_file(tmp.with_extension("tmp.wal"));
+    conn.execute_batch(&format!(
+        "ATTACH {} AS {CATALOG} (READ_ONLY); USE {CATALOG};",
+        quote_literal(&absolute(&target)?)
+    ))?;
+    Ok(())
+}
+
+/// Empty the catalog cache of [`attach_catalog`]: at start-up, so no catalog outlives the
+/// process that wrote it.
+pub fn clear_catalogs(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EngineError::io("remove", dir)(e)),
+        _ => Ok(()),
     }
-    built.map(|()| target)
 }
 
 /// Run `f` on `conn`, interrupting it at `timeout`: an error after the interrupt is a
@@ -572,6 +585,10 @@ mod tests {
         let other = vec![SandboxTable { name: "b".into(), data: TableData::File(secret) }];
         Sandbox::open(&other, &limits).unwrap();
         assert_eq!(count(), 2, "another set of tables has its own catalog");
+        clear_catalogs(&catalogs).unwrap();
+        assert!(!catalogs.exists());
+        clear_catalogs(&catalogs).unwrap();
+        assert_eq!(names(&Sandbox::open(&tables, &limits).unwrap(), "SELECT id FROM a"), ["Int(2)"], "built again");
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
     if swept > 0 {
         tracing::info!(removed = swept, "removed temporary files left by an interrupted write");
     }
+    if let Some(dir) = &config.query.sandbox.catalog_dir {
+        agnes_engine::sandbox::clear_catalogs(dir)?;
+    }
     let store = Store::open(&layout.state_db()).await?;
     seed_admin_from_env(&store).await?;
     let dev_user = if config.dev { Some(seed_dev_user(&store, &config).await?) } else { None };
