@@ -58,18 +58,7 @@ fn write_tree(root: &Path, files: &[(&str, &str)]) {
 
 /// Run the CLI as the holder of `token`: (exit code, stdout, stderr).
 fn cli(f: &Fixture, token: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = common::agnes()
-        .env("AGNES_SERVER", &f.server.url)
-        .env("AGNES_TOKEN", token)
-        .env("AGNES_CONFIG_DIR", f.data.join("cli-config"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::Cli::new(&f.server.url, token, &f.data.join("cli")).output(args)
 }
 
 /// POST a file to the import endpoint as multipart field `file`.

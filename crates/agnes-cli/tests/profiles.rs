@@ -45,21 +45,8 @@ async fn profiles_follow_syncs_and_grants() {
 
     // Through the CLI: the profile remotely, the local DuckDB's view after a pull.
     let root = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str]| {
-        let out = common::agnes()
-            .env("AGNES_SERVER", &f.server.url)
-            .env("AGNES_TOKEN", &f.analyst)
-            .env("AGNES_LOCAL_DIR", root.path())
-            .env("AGNES_CONFIG_DIR", root.path().join("cfg"))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let user = common::Cli::new(&f.server.url, &f.analyst, root.path());
+    let cli = |args: &[&str]| user.output(args);
     let (code, out, err) = cli(&["explore", "flights", "--remote"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(

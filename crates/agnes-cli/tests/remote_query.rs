@@ -88,15 +88,8 @@ async fn grants_and_revokes_take_effect_on_the_next_query() {
     assert_eq!(status, 403, "a revoke counts at once");
 
     // The same through `agnes query --remote`.
-    let cli = |sql: &str| {
-        common::agnes()
-            .env("AGNES_SERVER", &f.server.url)
-            .env("AGNES_TOKEN", &f.analyst)
-            .env("AGNES_CONFIG_DIR", f.data.join("cli-cfg"))
-            .args(["query", "--remote", "-f", "json", sql])
-            .output()
-            .unwrap()
-    };
+    let analyst = common::Cli::new(&f.server.url, &f.analyst, &f.data.join("cli"));
+    let cli = |sql: &str| analyst.run(&["query", "--remote", "-f", "json", sql]);
     let out = cli("SELECT carrier, count(*) AS n FROM flights GROUP BY 1 ORDER BY 2 DESC LIMIT 2");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -3,10 +3,9 @@
 
 mod common;
 
-use common::{setup, Fixture};
+use common::{setup, Cli, Fixture};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 async fn scan_raw(f: &Fixture, token: &str, body: Value) -> reqwest::Response {
     reqwest::Client::new().post(f.server.url("/api/v2/scan")).bearer_auth(token).json(&body).send().await.unwrap()
@@ -114,53 +113,21 @@ async fn scans_are_validated_estimated_and_streamed() {
     assert_eq!(status, 200, "admins scan everything");
 }
 
-struct Cli {
-    server: String,
-    token: String,
-    workspace: PathBuf,
-    config: PathBuf,
+/// Rows of `view` in the CLI's local DuckDB.
+fn count(cli: &Cli, view: &str) -> i64 {
+    let out = cli.expect(0, &["query", "-f", "json", &format!("SELECT count(*) AS n FROM {view}")]);
+    serde_json::from_str::<Value>(&out).unwrap()[0]["n"].as_i64().unwrap()
 }
 
-impl Cli {
-    fn new(f: &Fixture, token: &str, root: &Path) -> Cli {
-        Cli { server: f.server.url.clone(), token: token.into(), workspace: root.join("ws"), config: root.join("cfg") }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        std::fs::create_dir_all(&self.workspace).unwrap();
-        common::agnes()
-            .env("AGNES_SERVER", &self.server)
-            .env("AGNES_TOKEN", &self.token)
-            .env("AGNES_LOCAL_DIR", &self.workspace)
-            .env("AGNES_CONFIG_DIR", &self.config)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Run and expect `code`; answer stdout.
-    fn expect(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.status.code(), Some(code), "agnes {args:?}\nstdout: {stdout}\nstderr: {stderr}");
-        stdout.into_owned()
-    }
-
-    fn count(&self, view: &str) -> i64 {
-        let out = self.expect(0, &["query", "-f", "json", &format!("SELECT count(*) AS n FROM {view}")]);
-        serde_json::from_str::<Value>(&out).unwrap()[0]["n"].as_i64().unwrap()
-    }
-
-    fn snapshot_file(&self, name: &str, ext: &str) -> PathBuf {
-        self.workspace.join("user/snapshots").join(format!("{name}.{ext}"))
-    }
+fn snapshot_file(cli: &Cli, name: &str, ext: &str) -> PathBuf {
+    cli.workspace.join("user/snapshots").join(format!("{name}.{ext}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_create_list_refresh_drop_prune() {
     let f = setup(&[]).await;
     let root = tempfile::tempdir().unwrap();
-    let cli = Cli::new(&f, &f.analyst, root.path());
+    let cli = Cli::new(&f.server.url, &f.analyst, root.path());
     let ua = [
         "snapshot",
         "create",
@@ -184,10 +151,10 @@ async fn snapshot_create_list_refresh_drop_prune() {
 
     let out = cli.expect(0, &ua);
     assert!(out.contains("Fetched 100 rows -> ua"), "{out}");
-    assert_eq!(cli.count("ua"), 100);
+    assert_eq!(count(&cli, "ua"), 100);
     let meta: Value =
-        serde_json::from_str(&std::fs::read_to_string(cli.snapshot_file("ua", "meta.json")).unwrap()).unwrap();
-    let parquet = cli.snapshot_file("ua", "parquet");
+        serde_json::from_str(&std::fs::read_to_string(snapshot_file(&cli, "ua", "meta.json")).unwrap()).unwrap();
+    let parquet = snapshot_file(&cli, "ua", "parquet");
     let digests = agnes_engine::fsutil::digest_file(&parquet).unwrap();
     assert_eq!(meta["result_hash_md5"], digests.md5, "the hash covers the whole file");
     assert_eq!(meta["result_checksum"], digests.checksum);
@@ -216,12 +183,12 @@ async fn snapshot_create_list_refresh_drop_prune() {
     );
     cli.expect(8, &["snapshot", "create", "salaries"]);
     cli.expect(8, &["snapshot", "create", "nope"]);
-    let stranger = Cli { token: "not-a-token".into(), ..Cli::new(&f, "", root.path()) };
+    let stranger = Cli { token: "not-a-token".into(), ..Cli::new(&f.server.url, "", root.path()) };
     stranger.expect(7, &["snapshot", "create", "flights", "--as", "x"]);
-    let offline = Cli { server: "http://127.0.0.1:9".into(), ..Cli::new(&f, &f.analyst, root.path()) };
+    let offline = Cli { server: "http://127.0.0.1:9".into(), ..Cli::new(&f.server.url, &f.analyst, root.path()) };
     offline.expect(7, &["snapshot", "create", "flights", "--as", "x"]);
     assert!(
-        !cli.snapshot_file("x", "parquet").exists() && !cli.snapshot_file("x", "meta.json").exists(),
+        !snapshot_file(&cli, "x", "parquet").exists() && !snapshot_file(&cli, "x", "meta.json").exists(),
         "failures leave nothing"
     );
     let hidden: Vec<_> = std::fs::read_dir(cli.workspace.join("user/snapshots"))
@@ -233,7 +200,7 @@ async fn snapshot_create_list_refresh_drop_prune() {
 
     // Survives a pull; refresh with a new filter, then unchanged.
     cli.expect(0, &["pull", "--quiet"]);
-    assert_eq!(cli.count("ua"), 100, "the snapshot view survives agnes pull");
+    assert_eq!(count(&cli, "ua"), 100, "the snapshot view survives agnes pull");
     let out = cli.expect(0, &["snapshot", "refresh", "ua", "--where", "carrier = 'AA'"]);
     assert!(out.contains("identical: no"), "{out}");
     let out = cli.expect(0, &["snapshot", "refresh", "ua"]);
@@ -242,7 +209,7 @@ async fn snapshot_create_list_refresh_drop_prune() {
         .http
         .post("/api/query", Some(&f.analyst), json!({"sql": "SELECT count(*) FROM flights WHERE carrier = 'AA'"}))
         .await;
-    assert_eq!(cli.count("ua"), aa["rows"][0][0].as_i64().unwrap().min(100));
+    assert_eq!(count(&cli, "ua"), aa["rows"][0][0].as_i64().unwrap().min(100));
     cli.expect(2, &["snapshot", "refresh", "nope"]);
 
     let list: Value = serde_json::from_str(&cli.expect(0, &["snapshot", "list", "--json"])).unwrap();
@@ -251,7 +218,7 @@ async fn snapshot_create_list_refresh_drop_prune() {
     assert!(cli.expect(0, &["snapshot", "list"]).contains("flights"));
 
     cli.expect(0, &["snapshot", "drop", "ua"]);
-    assert!(!cli.snapshot_file("ua", "parquet").exists() && !cli.snapshot_file("ua", "meta.json").exists());
+    assert!(!snapshot_file(&cli, "ua", "parquet").exists() && !snapshot_file(&cli, "ua", "meta.json").exists());
     cli.expect(1, &["query", "SELECT count(*) FROM ua"]);
     cli.expect(2, &["snapshot", "drop", "ua"]);
 
@@ -262,13 +229,13 @@ async fn snapshot_create_list_refresh_drop_prune() {
     cli.expect(2, &["snapshot", "prune", "--older-than", "soon"]);
     let out = cli.expect(0, &["snapshot", "prune", "--older-than", "7d"]);
     assert!(out.contains("0 snapshot(s) pruned"), "{out}");
-    let big = std::fs::metadata(cli.snapshot_file("airlines", "parquet")).unwrap().len() + 1;
+    let big = std::fs::metadata(snapshot_file(&cli, "airlines", "parquet")).unwrap().len() + 1;
     let out = cli.expect(0, &["snapshot", "prune", "--larger-than", &big.to_string(), "--dry-run"]);
     assert!(out.contains("would drop all_flights") && !out.contains("airlines ("), "{out}");
-    assert!(cli.snapshot_file("all_flights", "parquet").exists(), "a dry run deletes nothing");
+    assert!(snapshot_file(&cli, "all_flights", "parquet").exists(), "a dry run deletes nothing");
     cli.expect(0, &["snapshot", "prune", "--larger-than", &big.to_string()]);
-    assert!(!cli.snapshot_file("all_flights", "parquet").exists());
-    assert_eq!(cli.count("airlines"), 16, "the small snapshot stays");
+    assert!(!snapshot_file(&cli, "all_flights", "parquet").exists());
+    assert_eq!(count(&cli, "airlines"), 16, "the small snapshot stays");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -286,7 +253,7 @@ async fn scans_share_the_daily_budget_and_answer_exit_3() {
     let (status, _) = f.http.post("/api/query", Some(&f.analyst), json!({"sql": "SELECT 1"})).await;
     assert_eq!(status, 429, "queries and scans share one budget");
     let root = tempfile::tempdir().unwrap();
-    let cli = Cli::new(&f, &f.analyst, root.path());
+    let cli = Cli::new(&f.server.url, &f.analyst, root.path());
     cli.expect(0, &["pull", "--quiet"]);
     cli.expect(3, &["snapshot", "create", "airlines", "--no-estimate"]);
 }

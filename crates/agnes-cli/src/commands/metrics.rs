@@ -72,7 +72,7 @@ fn yaml_files(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 }
 
 /// A directory tree as the `.tar.gz` the import endpoint reads.
-fn archive(root: &Path) -> anyhow::Result<(Vec<u8>, usize)> {
+fn archive(root: &Path) -> anyhow::Result<Vec<u8>> {
     let files = yaml_files(root)?;
     if files.is_empty() {
         bail!("no .yml or .yaml files under {}", root.display());
@@ -86,19 +86,17 @@ fn archive(root: &Path) -> anyhow::Result<(Vec<u8>, usize)> {
         header.set_cksum();
         tar.append_data(&mut header, rel, bytes.as_slice())?;
     }
-    Ok((tar.into_inner()?.finish()?, files.len()))
+    Ok(tar.into_inner()?.finish()?)
 }
 
 async fn import(api: &Api, path: &Path) -> anyhow::Result<()> {
+    // The server tells an archive from YAML by its bytes; the name is only a label.
     let (bytes, filename) = if path.is_dir() {
-        let (bytes, _) = archive(path)?;
-        (bytes, "metrics.tar.gz".to_string())
+        (archive(path)?, "metrics.tar.gz")
     } else {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        (bytes, safe_filename(&name))
+        (std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?, "metrics.yml")
     };
-    let (content_type, body) = crate::client::api::multipart_file("file", &filename, &bytes);
+    let (content_type, body) = crate::client::api::multipart_file("file", filename, &bytes);
     let v = api.post_bytes("/api/admin/metrics/import", &content_type, body).await?;
     println!("Imported {} metrics from {} files.", output::cell(&v["count"]), output::cell(&v["files"]));
     for (key, what) in [("skipped", "skipped (an index, not definitions)"), ("ignored", "ignored (not YAML)")] {
@@ -107,17 +105,6 @@ async fn import(api: &Api, path: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A file name that fits in a multipart header as it is.
-fn safe_filename(name: &str) -> String {
-    let s: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
-    if s.is_empty() {
-        "metrics.yml".into()
-    } else {
-        s
-    }
 }
 
 async fn fetch_all(api: &Api) -> Result<Vec<MetricDefinition>, anyhow::Error> {
@@ -304,9 +291,8 @@ mod tests {
         std::fs::write(dir.path().join("revenue/mrr.yml"), "name: mrr\nsql: SELECT 1\n").unwrap();
         std::fs::write(dir.path().join("revenue/notes.txt"), "not yaml").unwrap();
         std::fs::write(dir.path().join(".git/x.yml"), "name: hidden\n").unwrap();
-        let (bytes, files) = archive(dir.path()).unwrap();
-        assert_eq!(files, 1);
-        let got = agnes_server::metric_import::read_upload(&bytes).unwrap();
+        let got = agnes_server::metric_import::read_upload(&archive(dir.path()).unwrap()).unwrap();
+        assert_eq!((got.files, got.ignored.len()), (1, 0), "hidden and non-YAML files stay home");
         assert_eq!(got.definitions[0].id, "revenue/mrr");
         assert_eq!(read_local(dir.path()).unwrap(), got.definitions);
         assert!(archive(&dir.path().join("nowhere")).is_err());

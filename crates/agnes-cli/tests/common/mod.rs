@@ -5,7 +5,7 @@
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -253,4 +253,47 @@ pub async fn setup(env: &[(&str, &str)]) -> Fixture {
         assert_eq!(http.post("/api/admin/grants", Some(&admin), grant).await.0, 201);
     }
     Fixture { _dir: dir, server, http, data, admin, analyst }
+}
+
+/// The `agnes` CLI as one user of a test server, with a workspace and settings of its own.
+pub struct Cli {
+    pub server: String,
+    pub token: String,
+    pub workspace: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Cli {
+    pub fn new(server: &str, token: &str, root: &Path) -> Cli {
+        Cli { server: server.into(), token: token.into(), workspace: root.join("ws"), config: root.join("cfg") }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        std::fs::create_dir_all(&self.workspace).unwrap();
+        agnes()
+            .env("AGNES_SERVER", &self.server)
+            .env("AGNES_TOKEN", &self.token)
+            .env("AGNES_LOCAL_DIR", &self.workspace)
+            .env("AGNES_CONFIG_DIR", &self.config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Run: (exit code, stdout, stderr).
+    pub fn output(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = self.run(args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Run and expect `code`; answer stdout.
+    pub fn expect(&self, code: i32, args: &[&str]) -> String {
+        let (got, stdout, stderr) = self.output(args);
+        assert_eq!(got, Some(code), "agnes {args:?}\nstdout: {stdout}\nstderr: {stderr}");
+        stdout
+    }
 }

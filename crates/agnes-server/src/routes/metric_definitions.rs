@@ -7,7 +7,7 @@ use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::error::ApiError;
 use crate::metric_import::{self, MAX_UPLOAD_BYTES};
 use crate::state::AppState;
-use agnes_core::metric::{definition_from_mapping, MetricRecord, SOURCE_MANUAL};
+use agnes_core::metric::{definition_from_mapping, is_metric_id, MetricRecord, SOURCE_MANUAL};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -62,20 +62,14 @@ async fn get_metric(
 
 /// The original's address of a metric; moved to `/api/metrics/{id}`.
 #[utoipa::path(get, path = "/api/catalog/metrics/{category}/{name}", tag = "metrics", params(("category" = String, Path), ("name" = String, Path)),
-    responses((status = 301)))]
-async fn legacy_metric(_caller: Caller, Path((category, name)): Path<(String, String)>) -> Response {
-    let to = format!("/api/metrics/{}/{}", segment(&category), segment(&name));
-    (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, to)]).into_response()
-}
-
-/// Percent-encode what is not a plain metric segment, so the redirect stays one path.
-fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    responses((status = 301), (status = 404)))]
+async fn legacy_metric(_caller: Caller, Path((category, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let id = format!("{category}/{name}");
+    // Only a well-formed id is sent on: it is then a plain path as it stands.
+    if !is_metric_id(&id) {
+        return Err(not_found());
+    }
+    Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, format!("/api/metrics/{id}"))]).into_response())
 }
 
 /// Create or replace one metric. The body carries every field of the YAML format (or of a
