@@ -23,6 +23,27 @@ impl std::fmt::Display for Coded {
 
 impl std::error::Error for Coded {}
 
+/// An error with what to do about it, printed as its `hint:` line.
+#[derive(Debug)]
+pub struct Hinted {
+    hint: &'static str,
+    inner: anyhow::Error,
+}
+
+impl Hinted {
+    pub fn wrap(hint: &'static str, inner: anyhow::Error) -> anyhow::Error {
+        anyhow::Error::new(Hinted { hint, inner })
+    }
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.inner)
+    }
+}
+
+impl std::error::Error for Hinted {}
+
 /// Print `error: …` and, when we know one, `hint: …`; exit with the error's code, else 1
 /// (the original's code for failures that are not usage errors; clap exits 2 on bad usage).
 pub fn report(e: anyhow::Error) -> ExitCode {
@@ -38,6 +59,9 @@ pub fn report(e: anyhow::Error) -> ExitCode {
 }
 
 fn hint(e: &anyhow::Error) -> Option<String> {
+    if let Some(h) = e.downcast_ref::<Hinted>() {
+        return Some(h.hint.into());
+    }
     if let Some(api) = e.downcast_ref::<crate::client::api::ApiFailure>() {
         return api.hint();
     }

@@ -4,7 +4,7 @@
 
 use crate::client::api::{Api, ApiFailure};
 use crate::client::output;
-use crate::exit::Coded;
+use crate::exit::{Coded, Hinted};
 use agnes_core::metric::{MetricDefinition, MetricFile, MetricRecord};
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -97,7 +97,13 @@ async fn import(api: &Api, path: &Path) -> anyhow::Result<()> {
         (std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?, "metrics.yml")
     };
     let (content_type, body) = crate::client::api::multipart_file("file", filename, &bytes);
-    let v = api.post_bytes("/api/admin/metrics/import", &content_type, body).await?;
+    let v = api.post_bytes("/api/admin/metrics/import", &content_type, body).await.map_err(|e| match e {
+        ApiFailure::Http { status: StatusCode::BAD_REQUEST, .. } => Hinted::wrap(
+            "nothing was imported; `agnes admin metrics validate PATH` checks the files without the server",
+            e.into(),
+        ),
+        e => e.into(),
+    })?;
     println!("Imported {} metrics from {} files.", output::cell(&v["count"]), output::cell(&v["files"]));
     for (key, what) in [("skipped", "skipped (an index, not definitions)"), ("ignored", "ignored (not YAML)")] {
         for p in v[key].as_array().into_iter().flatten() {
@@ -197,7 +203,8 @@ async fn validate(api: &Api, path: Option<&Path>) -> anyhow::Result<()> {
     }
     println!("{} metrics checked, {bad} with problems.", defs.len());
     if bad > 0 {
-        return Err(Coded::wrap(1, anyhow::anyhow!("{bad} of {} metrics have problems", defs.len())));
+        let problems = anyhow::anyhow!("{bad} of {} metrics have problems", defs.len());
+        return Err(Coded::wrap(1, Hinted::wrap("fix what the WARN lines above name, then import again", problems)));
     }
     Ok(())
 }
