@@ -13,6 +13,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
+scripts/prepare-duckdb.sh
 # Build the whole workspace first: the agnes binary is what the serve and auth scenarios start.
 cargo build --workspace
 exec cargo run -p agnes-bench -- "$@"

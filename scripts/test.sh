@@ -3,6 +3,7 @@
 # Usage: scripts/test.sh [extra nextest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/prepare-duckdb.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "installing cargo-nextest…"

@@ -47,6 +47,8 @@ enum Scenario {
     Scheduler,
     /// Profiling a 10-million-row, 10-column table vs DuckDB's SUMMARIZE.
     Profile,
+    /// p50/p99 of the health check while 32 connections send bad passwords, vs idle.
+    Signin,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Query => query::query(args.scale)?,
             Scenario::Scheduler => scheduler::scheduler()?,
             Scenario::Profile => profile::profile_bench(args.scale)?,
+            Scenario::Signin => scenarios::signin()?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

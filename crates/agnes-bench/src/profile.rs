@@ -12,7 +12,7 @@ pub fn profile_bench(scale: f64) -> anyhow::Result<Section> {
     let rows = ((10_000_000.0 * scale) as u64).max(1000);
     let path = dir.path().join("wide.parquet");
     let file = path.to_string_lossy().into_owned();
-    Connection::open_in_memory()?.execute_batch(&format!(
+    agnes_engine::duck::open_in_memory()?.execute_batch(&format!(
         "COPY (SELECT range AS id, range % 1000 AS customer, (range % 97) * 1.25 AS amount, \
          ['web','store','phone'][range % 3 + 1] AS channel, 'sku-' || (range % 5000) AS sku, \
          DATE '2020-01-01' + (range % 1500)::INTEGER AS day, TIMESTAMP '2020-01-01' + INTERVAL (range) SECOND AS at, \
@@ -36,7 +36,7 @@ pub fn profile_bench(scale: f64) -> anyhow::Result<Section> {
     let peak = proc_status_kib(std::process::id(), "VmHWM:")?;
     anyhow::ensure!(p["row_count"].as_u64() == Some(rows) && p["sampled"] == true, "profile: {}", p["row_count"]);
     let t = Instant::now();
-    Connection::open_in_memory()?.execute_batch(&format!("SET threads = 2; SUMMARIZE SELECT * FROM '{file}'"))?;
+    agnes_engine::duck::open_in_memory()?.execute_batch(&format!("SET threads = 2; SUMMARIZE SELECT * FROM '{file}'"))?;
     let summarize = t.elapsed();
     Ok(Section {
         name: "profile",

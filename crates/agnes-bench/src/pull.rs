@@ -8,7 +8,7 @@
 
 use crate::cli::Client;
 use crate::report::{machine, Section};
-use crate::scenarios::{agnes_exe, median, start_server, stop, wrk_latency_p50_ms};
+use crate::scenarios::{agnes_exe, median, start_server, stop, wrk_latency_ms};
 use agnes_core::{QueryMode, SourceType, SyncStrategy, TableSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -128,7 +128,7 @@ pub fn pull(scale: f64) -> anyhow::Result<Section> {
     let big_root = big_data.join("sources");
     std::fs::create_dir_all(&big_root)?;
     let rows = (17_000_000.0 * scale) as i64;
-    let conn = agnes_engine::duckdb::Connection::open_in_memory()?;
+    let conn = agnes_engine::duck::open_in_memory()?;
     conn.execute_batch(&format!(
         "COPY (SELECT range AS id, hash(range) AS a, hash(range + 1) AS b, md5(range::VARCHAR) AS s FROM range({rows})) TO '{}' (FORMAT PARQUET, COMPRESSION UNCOMPRESSED)",
         big_root.join("big.parquet").display()
@@ -173,7 +173,7 @@ pub fn pull(scale: f64) -> anyhow::Result<Section> {
         for _ in 0..5 {
             times.push(timed(|| client.run(&ws, &["pull", "--quiet"]).map(|_| ()))?);
         }
-        let p50 = wrk_latency_p50_ms(&format!("{url}/api/sync/manifest"), &client.token()?)?;
+        let (p50, _) = wrk_latency_ms(&format!("{url}/api/sync/manifest"), Some(&client.token()?), 5)?;
         Ok((median(times), p50))
     })();
     stop(server)?;

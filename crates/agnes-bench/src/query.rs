@@ -74,7 +74,7 @@ pub fn query(scale: f64) -> anyhow::Result<Section> {
     std::fs::create_dir_all(&sources)?;
     let rows = (10_000_000.0 * scale) as i64;
     eprintln!("generating {rows} rows…");
-    let conn = agnes_engine::duckdb::Connection::open_in_memory()?;
+    let conn = agnes_engine::duck::open_in_memory()?;
     conn.execute_batch(&format!(
         "COPY (SELECT range AS id, 'category_' || (range % 20) AS category, (hash(range) % 100000) / 100.0 AS amount, \
                 DATE '2020-01-01' + (range % 1500)::INTEGER AS day FROM range({rows})) TO '{}' (FORMAT PARQUET); \
@@ -87,7 +87,7 @@ pub fn query(scale: f64) -> anyhow::Result<Section> {
     let published = data.join("extracts/files/data");
 
     // The baseline: the same SQL over the same parquet, DuckDB in this process.
-    let direct = agnes_engine::duckdb::Connection::open_in_memory()?;
+    let direct = agnes_engine::duck::open_in_memory()?;
     direct.execute_batch(&format!(
         "SET threads = 2; CREATE VIEW big AS SELECT * FROM read_parquet('{}')",
         published.join("big.parquet").display()

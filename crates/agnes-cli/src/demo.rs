@@ -250,7 +250,7 @@ async fn ensure_user(store: &Store, email: &str, lines: &mut Vec<String>) -> any
         return Ok(u);
     }
     let pw = random_password();
-    let hash = password::hash(&pw).map_err(anyhow::Error::msg)?;
+    let hash = password::hash(&pw).await.map_err(anyhow::Error::msg)?;
     lines.push(format!("{email}\t{pw}"));
     Ok(store.identity().create_user(email, email.split('@').next(), Some(&hash)).await?)
 }

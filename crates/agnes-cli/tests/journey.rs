@@ -5,7 +5,7 @@ mod common;
 
 use common::{agnes, Http, TestServer};
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::fixtures;
@@ -123,9 +123,23 @@ async fn register_sync_grant_pull_query() {
     assert_eq!(refused.status.code(), Some(1));
 
     // Sessions and notes go back with `agnes push`; nothing is lost while the server is away.
-    let transcript = dir.path().join("transcript.jsonl");
+    // Claude Code keeps the workspace's transcripts under its config dir, in a folder named
+    // after the workspace path; only files from there are uploaded.
+    let claude_config = dir.path().join("claude-config");
+    let folder: String = init_ws
+        .canonicalize()
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let transcripts = claude_config.join("projects").join(folder);
+    std::fs::create_dir_all(&transcripts).unwrap();
+    let transcript = transcripts.join("s-1.jsonl");
     std::fs::write(&transcript, "{\"type\":\"user\",\"text\":\"how many flights?\"}\n").unwrap();
-    let capture = |ws: &Path| {
+    let stolen = dir.path().join("not-a-transcript.txt");
+    std::fs::write(&stolen, "private key material").unwrap();
+    let capture = |ws: &Path, id: &str, path: &Path| {
         let mut child = agnes()
             .env("AGNES_LOCAL_DIR", ws)
             .arg("capture-session")
@@ -138,17 +152,19 @@ async fn register_sync_grant_pull_query() {
             .take()
             .unwrap()
             .write_all(
-                format!("{{\"session_id\":\"s-1\",\"transcript_path\":\"{}\"}}", transcript.display()).as_bytes(),
+                format!("{{\"session_id\":\"{id}\",\"transcript_path\":\"{}\"}}", path.display()).as_bytes(),
             )
             .unwrap();
         assert!(child.wait().unwrap().success());
     };
-    capture(&init_ws);
-    capture(&init_ws); // queued once
+    capture(&init_ws, "s-1", &transcript);
+    capture(&init_ws, "s-1", &transcript); // queued once
+    capture(&init_ws, "s-2", &stolen); // a queue entry naming any other file is refused
     std::fs::write(init_ws.join(".claude/CLAUDE.local.md"), "prefer weekly charts").unwrap();
     let offline = agnes()
         .env("AGNES_LOCAL_DIR", &init_ws)
         .env("AGNES_SERVER", "http://127.0.0.1:9")
+        .env("CLAUDE_CONFIG_DIR", &claude_config)
         .env("AGNES_TOKEN", pat["token"].as_str().unwrap())
         .args(["push", "--quiet"])
         .output()
@@ -162,11 +178,14 @@ async fn register_sync_grant_pull_query() {
         .env("AGNES_LOCAL_DIR", &init_ws)
         .env("AGNES_SERVER", &server.url)
         .env("AGNES_TOKEN", pat["token"].as_str().unwrap())
+        .env("CLAUDE_CONFIG_DIR", &claude_config)
         .args(["push", "--json"])
         .output()
         .unwrap();
+    let warning = String::from_utf8_lossy(&pushed.stderr).to_string();
+    assert!(warning.contains("not-a-transcript.txt") && warning.contains("not a transcript of this workspace"), "{warning}");
     let v: serde_json::Value = serde_json::from_str(&ok(pushed)).unwrap();
-    assert_eq!((v["sessions"].as_i64(), v["local_md"].as_bool()), (Some(1), Some(true)), "{v}");
+    assert_eq!((v["sessions"].as_i64(), v["local_md"].as_bool(), v["refused"].as_i64()), (Some(1), Some(true), Some(1)), "{v}");
     assert!(!init_ws.join(".claude/agnes-sessions.txt").exists(), "the queue is empty");
     let (_, me) = http.get("/api/me", pat["token"].as_str().unwrap()).await;
     let user_id = me["id"].as_str().unwrap();
@@ -174,6 +193,14 @@ async fn register_sync_grant_pull_query() {
         std::fs::read_to_string(data.join(format!("user_sessions/{user_id}/s-1.jsonl"))).unwrap(),
         std::fs::read_to_string(&transcript).unwrap()
     );
+    assert!(!data.join(format!("user_sessions/{user_id}/s-2.jsonl")).exists(), "the refused file never left");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(data.join(format!("user_sessions/{user_id}/s-1.jsonl"))), 0o600);
+        assert_eq!(mode(data.join(format!("user_local_md/{user_id}.md"))), 0o600);
+        assert_eq!(mode(data.join(format!("user_sessions/{user_id}"))), 0o700);
+    }
     assert_eq!(
         std::fs::read_to_string(data.join(format!("user_local_md/{user_id}.md"))).unwrap(),
         "prefer weekly charts"
@@ -248,7 +275,7 @@ async fn register_sync_grant_pull_query() {
 
     // A snapshot view and the analyst's own table survive a pull.
     {
-        let conn = agnes_engine::duckdb::Connection::open(ana.workspace.join("user/duckdb/analytics.duckdb")).unwrap();
+        let conn = agnes_engine::duck::open(ana.workspace.join("user/duckdb/analytics.duckdb")).unwrap();
         conn.execute_batch(
             "CREATE TABLE my_notes AS SELECT 'keep me' AS note; CREATE VIEW ua_flights AS SELECT 1 AS x; \
              INSERT INTO _agnes_views VALUES ('ua_flights', 'snapshot', 'x')",

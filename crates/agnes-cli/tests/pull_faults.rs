@@ -43,7 +43,7 @@ type Shared = Arc<Mutex<Fake>>;
 fn parquet(rows: i64) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("t.parquet");
-    let c = agnes_engine::duckdb::Connection::open_in_memory().unwrap();
+    let c = agnes_engine::duck::open_in_memory().unwrap();
     c.execute_batch(&format!(
         "COPY (SELECT range AS id, 'row ' || range AS label FROM range({rows})) TO '{}'",
         p.display()

@@ -22,7 +22,7 @@ pub struct Limits {
 
 /// Open an in-memory DuckDB that may read and write only under `dirs`.
 pub fn open_confined(dirs: &[&Path], limits: &Limits) -> Result<Connection> {
-    let conn = Connection::open_in_memory()?;
+    let conn = crate::duck::open_in_memory()?;
     let list = dirs
         .iter()
         .map(|d| {
@@ -36,8 +36,7 @@ pub fn open_confined(dirs: &[&Path], limits: &Limits) -> Result<Connection> {
         .collect::<Result<Vec<_>>>()?
         .join(", ");
     let mut sql = format!(
-        "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; \
-         SET allowed_directories = [{list}];"
+        "SET allowed_directories = [{list}];"
     );
     apply_limits(&mut sql, limits);
     sql.push_str(" SET enable_external_access = false; SET lock_configuration = true;");
@@ -47,8 +46,8 @@ pub fn open_confined(dirs: &[&Path], limits: &Limits) -> Result<Connection> {
 
 /// Open an in-memory DuckDB with limits but no confinement (trusted server-side work).
 pub fn open_with_limits(limits: &Limits) -> Result<Connection> {
-    let conn = Connection::open_in_memory()?;
-    let mut sql = String::from("SET autoinstall_known_extensions = false;");
+    let conn = crate::duck::open_in_memory()?;
+    let mut sql = String::new();
     apply_limits(&mut sql, limits);
     conn.execute_batch(&sql)?;
     Ok(conn)

@@ -69,7 +69,7 @@ pub fn generate(
     let _ = std::fs::remove_dir_all(&sessions_dir);
     std::fs::create_dir_all(&sessions_dir).map_err(EngineError::io("create directory", &sessions_dir))?;
 
-    let conn = Connection::open_in_memory()?;
+    let conn = crate::duck::open_in_memory()?;
     conn.execute_batch(&format!(
         "CREATE MACRO rnd(i, salt) AS (hash(i, salt, {seed}::UBIGINT) % 1000000)::DOUBLE / 1000000.0;
          CREATE MACRO pick(arr, i, salt) AS arr[(1 + hash(i, salt, {seed}::UBIGINT) % len(arr))::BIGINT];
@@ -293,7 +293,7 @@ mod tests {
         generate(a.path(), 0.001, 7, |_, _, _| again += 1).unwrap();
         assert_eq!(again, 1);
 
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = crate::duck::open_in_memory().unwrap();
         let orders = a.path().join(DIR).join("orders.csv");
         let items = a.path().join(DIR).join("order_items.parquet");
         let (n, mismatched): (i64, i64) = conn

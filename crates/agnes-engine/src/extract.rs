@@ -77,7 +77,7 @@ pub fn write_extract(path: &Path, tables: &[ExtractTable], remote: &[RemoteAttac
 }
 
 fn build(tmp: &Path, tables: &[ExtractTable], remote: &[RemoteAttach]) -> Result<()> {
-    let conn = Connection::open(tmp)?;
+    let conn = crate::duck::open(tmp)?;
     conn.execute_batch(
         "CREATE TABLE _meta (table_name VARCHAR NOT NULL, description VARCHAR, rows BIGINT, \
          size_bytes BIGINT, extracted_at TIMESTAMP, query_mode VARCHAR DEFAULT 'local')",
@@ -109,7 +109,7 @@ fn build(tmp: &Path, tables: &[ExtractTable], remote: &[RemoteAttach]) -> Result
 
 /// Read `_meta` of the extract at `path` (opened read-only).
 pub fn read_meta(path: &Path) -> Result<Vec<MetaRow>> {
-    let conn = Connection::open_in_memory()?;
+    let conn = crate::duck::open_in_memory()?;
     conn.execute_batch(&format!("ATTACH {} AS ex (READ_ONLY)", quote_literal(&path.to_string_lossy())))?;
     read_meta_attached(&conn, "ex")
 }
@@ -190,7 +190,7 @@ mod tests {
         assert_eq!(got[0].rows, 3);
         assert!(got[0].extracted_at.is_some());
 
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = crate::duck::open_in_memory().unwrap();
         conn.execute_batch(&format!("ATTACH '{}' AS s (READ_ONLY)", path.display())).unwrap();
         assert_eq!(read_remote_attach_attached(&conn, "s").unwrap(), vec![remote]);
         let a: i64 = conn.query_row("SELECT a FROM s.orders", [], |r| r.get(0)).unwrap();

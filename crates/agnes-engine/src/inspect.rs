@@ -19,7 +19,7 @@ fn reader(path: &str) -> String {
 
 /// The columns of a parquet file or glob.
 pub fn describe_parquet(path: &str) -> Result<Vec<Column>> {
-    describe_query(&Connection::open_in_memory()?, &format!("SELECT * FROM {}", reader(path)))
+    describe_query(&crate::duck::open_in_memory()?, &format!("SELECT * FROM {}", reader(path)))
 }
 
 /// The columns a query returns, without running it.
@@ -38,7 +38,7 @@ pub fn describe_query(conn: &Connection, select_sql: &str) -> Result<Vec<Column>
 /// The first `n` rows as JSON objects: numbers stay numbers, dates and timestamps are
 /// ISO strings, NaN and infinities become null.
 pub fn sample_parquet(path: &str, n: usize) -> Result<Vec<serde_json::Value>> {
-    let conn = Connection::open_in_memory()?;
+    let conn = crate::duck::open_in_memory()?;
     let mut stmt =
         conn.prepare(&format!("SELECT to_json(t)::VARCHAR FROM (SELECT * FROM {} LIMIT {n}) t", reader(path)))?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
@@ -93,7 +93,7 @@ mod tests {
     fn describe_and_sample() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.parquet");
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = crate::duck::open_in_memory().unwrap();
         conn.execute_batch(&format!(
             "COPY (SELECT 1.5::DOUBLE a, 'nan'::DOUBLE b, DATE '2024-01-02' d, 12.34::DECIMAL(10,2) e, NULL::INTEGER f, 'say \"NaN\"' s FROM range(3)) TO '{}'",
             p.display()

@@ -30,14 +30,34 @@ impl DataLayout {
         self
     }
 
-    /// Create every directory of the layout (idempotent).
+    /// Create every directory of the layout (idempotent), readable by the server's user
+    /// alone: the root and each directory 0700, the state DB, its WAL and shared-memory
+    /// files and the signing secret 0600, also when an older agnes created them wider.
     pub fn create(&self) -> Result<()> {
-        for dir in
-            [self.state_dir(), self.extracts_dir(), self.analytics_dir(), self.default_files_root(), self.tmp_dir()]
-        {
-            std::fs::create_dir_all(&dir).map_err(EngineError::io("create directory", &dir))?;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dirs = [
+            self.root.clone(),
+            self.state_dir(),
+            self.extracts_dir(),
+            self.analytics_dir(),
+            self.default_files_root(),
+            self.tmp_dir(),
+        ];
+        for dir in dirs {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(EngineError::io("create directory", &dir))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(EngineError::io("restrict directory", &dir))?;
         }
-        Ok(())
+        let state_db = self.state_db();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", state_db.display()));
+            restrict_file(&file)?;
+        }
+        restrict_file(&self.state_dir().join(".jwt_secret"))
     }
 
     pub fn root(&self) -> &Path {
@@ -82,6 +102,15 @@ impl DataLayout {
         self.root.join("tmp")
     }
 
+    /// Where analysts' uploaded session transcripts are kept, one directory per user.
+    pub fn user_sessions_dir(&self, user_id: &str) -> PathBuf {
+        self.root.join("user_sessions").join(user_id)
+    }
+    /// Where analysts' uploaded `CLAUDE.local.md` files are kept.
+    pub fn user_local_md_dir(&self) -> PathBuf {
+        self.root.join("user_local_md")
+    }
+
     /// Remove temporary files an interrupted write may have left behind (`.*.tmp` files
     /// and `.*.tmpdir` directories under `extracts/`, `analytics/server.duckdb.tmp*`).
     /// None of them is ever visible to readers; this only reclaims space. Returns how many
@@ -107,5 +136,39 @@ impl DataLayout {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Mode 0600 for a file that exists; nothing for one that does not (yet).
+fn restrict_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(EngineError::io("restrict file", path)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn create_makes_everything_private_even_when_it_was_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = DataLayout::new(dir.path().join("data"));
+        std::fs::create_dir_all(layout.state_dir()).unwrap();
+        std::fs::set_permissions(layout.state_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(layout.state_db(), b"").unwrap();
+        std::fs::set_permissions(layout.state_db(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        layout.create().unwrap();
+        for d in [layout.root().to_path_buf(), layout.state_dir(), layout.extracts_dir(), layout.tmp_dir()] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        assert_eq!(mode(&layout.state_db()), 0o600);
     }
 }

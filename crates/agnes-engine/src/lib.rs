@@ -6,6 +6,7 @@
 
 pub mod confined;
 pub mod demo_data;
+pub mod duck;
 mod error;
 pub mod extract;
 pub mod fsutil;

@@ -43,7 +43,7 @@ pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<S
             }
         }
     }
-    let conn = Connection::open(db)?;
+    let conn = crate::duck::open(db)?;
     conn.execute_batch(REGISTRY)?;
     let taken: Vec<(String, String)> = {
         let mut stmt = conn.prepare(
@@ -96,7 +96,7 @@ pub fn register_snapshot(db: &Path, name: &str, target: &Path) -> Result<()> {
     if !is_strict_identifier(name) {
         return Err(EngineError::InvalidIdentifier(name.to_string()));
     }
-    let conn = Connection::open(db)?;
+    let conn = crate::duck::open(db)?;
     conn.execute_batch(REGISTRY)?;
     let ours = managed_views(&conn)?.into_iter().any(|(n, _, _)| n == name);
     let taken: i64 = conn.query_row(
@@ -126,7 +126,7 @@ pub fn drop_snapshot(db: &Path, name: &str) -> Result<()> {
     if !db.is_file() {
         return Ok(());
     }
-    let conn = Connection::open(db)?;
+    let conn = crate::duck::open(db)?;
     if !managed_views(&conn)?.iter().any(|(n, k, _)| n == name && k == "snapshot") {
         return Ok(());
     }
@@ -163,7 +163,7 @@ pub fn relation_names(db: &Path) -> Result<Vec<String>> {
 }
 
 fn open_read_only(db: &Path) -> Result<Connection> {
-    Ok(Connection::open_with_flags(db, Config::default().access_mode(AccessMode::ReadOnly)?)?)
+    Ok(crate::duck::open_read_only(db)?)
 }
 
 /// A query's result: column names, at most `limit` rows, and whether more existed.
@@ -242,7 +242,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("user/duckdb/analytics.duckdb");
         let a = dir.path().join("a.parquet");
-        let c = Connection::open_in_memory().unwrap();
+        let c = crate::duck::open_in_memory().unwrap();
         c.execute_batch(&format!("COPY (SELECT range AS x FROM range(3)) TO '{}'", a.display())).unwrap();
         drop(c);
         let target = a.to_string_lossy().into_owned();
@@ -250,7 +250,7 @@ mod tests {
             .unwrap()
             .is_empty());
         {
-            let conn = Connection::open(&db).unwrap();
+            let conn = crate::duck::open(&db).unwrap();
             conn.execute_batch(
                 "CREATE TABLE notes AS SELECT 1 AS n; CREATE VIEW snap AS SELECT 42 AS s; INSERT INTO _agnes_views VALUES ('snap', 'snapshot', 'x'); DROP VIEW mine; CREATE TABLE mine AS SELECT 7 AS m;"
             )

@@ -203,7 +203,7 @@ impl Orchestrator {
     }
 
     fn build(&self, tmp: &Path, sources: &[Source], input: &RebuildInput, report: &mut RebuildReport) -> Result<()> {
-        let conn = Connection::open(tmp)?;
+        let conn = crate::duck::open(tmp)?;
 
         // Pass 1: attach every extract read-only and read its _meta.
         let mut metas = BTreeMap::new();
@@ -483,11 +483,11 @@ fn apply_remote_attach(
 pub fn open_analytics_reader(layout: &DataLayout) -> Result<Connection> {
     let path = layout.analytics_db();
     if !path.is_file() {
-        let conn = Connection::open_in_memory()?;
+        let conn = crate::duck::open_in_memory()?;
         conn.execute_batch("SET enable_external_access = false")?;
         return Ok(conn);
     }
-    let conn = Connection::open_with_flags(&path, Config::default().access_mode(duckdb::AccessMode::ReadOnly)?)?;
+    let conn = crate::duck::open_read_only(&path)?;
     let mut names: Vec<String> = std::fs::read_dir(layout.extracts_dir())
         .map(|it| it.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();

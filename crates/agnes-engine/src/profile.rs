@@ -146,9 +146,9 @@ fn text(v: &Db) -> Value {
 
 /// Profile one table.
 pub fn profile(input: &ProfileInput<'_>, opts: &ProfileOptions) -> Result<Value> {
-    let conn = Connection::open_in_memory()?;
+    let conn = crate::duck::open_in_memory()?;
     let mut setup = format!(
-        "SET memory_limit = {}; SET threads = {}; SET autoinstall_known_extensions = false; SET autoload_known_extensions = false;",
+        "SET memory_limit = {}; SET threads = {}; SET TimeZone = 'UTC';",
         quote_literal(&opts.memory_limit),
         opts.threads.max(1)
     );
@@ -312,9 +312,8 @@ fn profile_column(s: &Session, name: &str, ty: &str, cat: &str, n: f64, o: &Prof
             });
         }
         "DATE" | "TIMESTAMP" => {
-            // As a UTC date; through the epoch, because casting a TIMESTAMPTZ needs the ICU
-            // extension, which is not built in.
-            let d = if cat == "DATE" { c.clone() } else { format!("make_timestamp(epoch_us({c}))::DATE") };
+            // As a date in UTC (the profiler's session time zone).
+            let d = format!("{c}::DATE");
             let r = s.row(&format!(
                 "SELECT min({d})::VARCHAR, max({d})::VARCHAR, datediff('day', min({d}), max({d})) FROM t"
             ))?;
@@ -384,7 +383,7 @@ mod tests {
     fn fixture(dir: &std::path::Path, name: &str, csv: &str) -> String {
         let path = dir.join(format!("{name}.parquet"));
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nycflights13").join(csv);
-        Connection::open_in_memory()
+        crate::duck::open_in_memory()
             .unwrap()
             .execute_batch(&format!(
                 "COPY (SELECT * FROM read_csv('{}', nullstr = 'NA')) TO '{}'",
@@ -439,6 +438,35 @@ mod tests {
         let sampled = profile(&input, &ProfileOptions { sample_size: 1000, ..Default::default() }).unwrap();
         assert_eq!((sampled["sampled"].as_bool(), sampled["row_count"].as_i64()), (Some(true), Some(3000)));
         assert_eq!(column(&sampled, "carrier")["null_count"], 0);
+    }
+
+    /// Time-zone-aware values are profiled in UTC: a timestamp just before midnight at a
+    /// negative offset belongs to the next UTC day (and here the next quarter).
+    #[test]
+    fn timestamptz_columns_are_dated_in_utc() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.parquet");
+        crate::duck::open_in_memory()
+            .unwrap()
+            .execute_batch(&format!(
+                "COPY (SELECT * FROM (VALUES (TIMESTAMPTZ '2013-03-31 23:30:00-02'), \
+                 (TIMESTAMPTZ '2013-01-01 00:30:00+02'), (TIMESTAMPTZ '2013-02-15 12:00:00+00')) v(at)) TO '{}'",
+                path.display()
+            ))
+            .unwrap();
+        let parquet = path.to_string_lossy().into_owned();
+        let input = ProfileInput {
+            table_id: "events",
+            parquet: &parquet,
+            description: None,
+            primary_key: &[],
+            sync_strategy: "full_refresh",
+            file_size_bytes: 1,
+        };
+        let p = profile(&input, &ProfileOptions::default()).unwrap();
+        let at = &column(&p, "at")["date_stats"];
+        assert_eq!((at["earliest"].as_str(), at["latest"].as_str()), (Some("2012-12-31"), Some("2013-04-01")), "{at}");
+        assert_eq!(at["histogram"]["bins"], json!(["2012-Q4", "2013-Q1", "2013-Q2"]), "{at}");
     }
 
     #[test]

@@ -174,7 +174,7 @@ mod tests {
     use crate::fsutil::md5_file;
 
     fn conn() -> Connection {
-        Connection::open_in_memory().unwrap()
+        crate::duck::open_in_memory().unwrap()
     }
 
     #[test]

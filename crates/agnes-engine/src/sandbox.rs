@@ -344,11 +344,10 @@ extern "C" fn wait_for_spare() {
 }
 
 fn new_instance(limits: &SandboxLimits) -> Result<Connection> {
-    let conn = Connection::open_in_memory()?;
+    let conn = crate::duck::open_in_memory()?;
     let mut setup = format!(
-        "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; \
-         SET memory_limit = {}; SET threads = {}; SET max_temp_directory_size = {}; \
-         SET parquet_metadata_cache = true;",
+        "SET memory_limit = {}; SET threads = {}; SET max_temp_directory_size = {}; \
+         SET parquet_metadata_cache = true; SET GLOBAL TimeZone = 'UTC';",
         quote_literal(&limits.memory_limit),
         limits.threads.max(1),
         quote_literal(&limits.max_temp_size),
@@ -522,7 +521,7 @@ mod tests {
 
     fn parquet(dir: &std::path::Path, name: &str, sql: &str) -> PathBuf {
         let p = dir.join(format!("{name}.parquet"));
-        let c = Connection::open_in_memory().unwrap();
+        let c = crate::duck::open_in_memory().unwrap();
         c.execute_batch(&format!("COPY ({sql}) TO '{}'", p.display())).unwrap();
         p
     }

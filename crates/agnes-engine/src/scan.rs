@@ -357,7 +357,7 @@ mod tests {
     fn fixture() -> (tempfile::TempDir, Sandbox) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("flights.parquet");
-        Connection::open_in_memory()
+        crate::duck::open_in_memory()
             .unwrap()
             .execute_batch(&format!(
                 "COPY (SELECT range AS id, ['AA','UA','DL'][range % 3 + 1] AS carrier, range * 1.5 AS dist, \

@@ -62,7 +62,7 @@ mod tests {
     #[test]
     fn an_ipc_stream_becomes_a_parquet_duckdb_reads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = crate::duck::open_in_memory().unwrap();
         let sql = "SELECT range AS id, 'r' || range AS label, DATE '2024-01-01' + range::INTEGER AS day, \
                    (range / 3)::DECIMAL(10, 2) AS amount FROM range(5000)";
         let mut stmt = conn.prepare(sql).unwrap();

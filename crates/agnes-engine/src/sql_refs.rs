@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 /// The names of the tables `sql` reads (`schema.table` when qualified), sorted, without
 /// the names of its own CTEs. An error carries DuckDB's parser message.
 pub fn tables_read(sql: &str) -> Result<Vec<String>> {
-    let conn = Connection::open_in_memory()?;
+    let conn = crate::duck::open_in_memory()?;
     let text: String = conn.query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |r| r.get(0))?;
     let tree: Value =
         serde_json::from_str(&text).map_err(|e| EngineError::Invalid(format!("cannot read the parse tree: {e}")))?;

@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn conversions() {
-        let c = Connection::open_in_memory().unwrap();
+        let c = crate::duck::open_in_memory().unwrap();
         let row: Vec<Value> = c
             .query_row(
                 "SELECT 1::INTEGER, 'nan'::DOUBLE, 12345678901234567890.12::DECIMAL(38,2), DATE '2024-02-29', \

@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn fires_only_past_the_deadline() {
-        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let conn = crate::duck::open_in_memory().unwrap();
         let quick = arm(Duration::from_secs(60), conn.interrupt_handle());
         let slow = arm(Duration::from_millis(20), conn.interrupt_handle());
         std::thread::sleep(Duration::from_millis(200));

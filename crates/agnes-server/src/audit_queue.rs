@@ -9,7 +9,8 @@
 
 use agnes_store::audit::AuditEntry;
 use agnes_store::Store;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Most records in one transaction.
@@ -71,7 +72,7 @@ impl AuditQueue {
 
     /// Write everything queued, then stop.
     pub async fn shutdown(&self) {
-        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let writer = self.writer.lock().take();
         if let Some(writer) = writer {
             self.stop.notify_one();
             let _ = writer.await;

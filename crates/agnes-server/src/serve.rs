@@ -66,6 +66,10 @@ impl Server {
 
 /// Everything `agnes serve` and `agnes demo` share before binding.
 pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
+    // Everything the server writes from here on (state DB, extracts, parquet, DuckDB
+    // files, uploads) is its own: created without group or world permissions.
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     let layout = config.layout();
     layout.create()?;
     let swept = layout.sweep_temporaries()?;
@@ -78,10 +82,10 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
     let store = Store::open(&layout.state_db()).await?;
     seed_admin_from_env(&store).await?;
     let dev_user = if config.dev { Some(seed_dev_user(&store, &config).await?) } else { None };
-    if dev_user.is_none() && store.identity().count_users_with_password().await? == 0 {
+    if dev_user.is_none() && !store.identity().admin_ever().await? {
         tracing::warn!(
-            "NO USER CAN SIGN IN: set SEED_ADMIN_EMAIL and SEED_ADMIN_PASSWORD, call POST /auth/bootstrap, \
-             or run `agnes admin break-glass grant-admin EMAIL` on this host"
+            "NO ADMIN YET: set SEED_ADMIN_EMAIL and SEED_ADMIN_PASSWORD, call POST /auth/bootstrap (open until \
+             the first admin exists), or run `agnes admin break-glass grant-admin EMAIL` on this host"
         );
     }
     std::fs::create_dir_all(&config.files_root)?;
@@ -137,7 +141,7 @@ async fn seed_admin_from_env(store: &Store) -> Result<(), ServerError> {
     };
     let hash = match std::env::var("SEED_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()) {
         Some(p) => Some(
-            crate::auth::password::hash(&p).map_err(|m| ServerError::Config(format!("SEED_ADMIN_PASSWORD: {m}")))?,
+            crate::auth::password::hash(&p).await.map_err(|m| ServerError::Config(format!("SEED_ADMIN_PASSWORD: {m}")))?,
         ),
         None => None,
     };

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_scheduler.sql")),
     (5, include_str!("migrations/0005_profiles.sql")),
     (6, include_str!("migrations/0006_access_generation.sql")),
+    (7, include_str!("migrations/0007_instance_facts_sessions.sql")),
 ];
 
 /// The schema version this build creates and expects.

@@ -59,11 +59,38 @@ impl ApiFailure {
 /// A multipart/form-data body holding one file field: `(content type, body)`. The
 /// filename must be plain (no quotes or line breaks).
 pub fn multipart_file(field: &str, filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
-    let boundary = format!("agnes-{}", rand::random::<u64>());
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    let envelope = MultipartEnvelope::new(field, filename);
+    let body = [envelope.head.as_bytes(), bytes, envelope.tail.as_bytes()].concat();
+    (envelope.content_type, body)
+}
+
+/// [`multipart_file`] whose content streams from an open file, so an upload never holds
+/// the whole file in memory.
+pub fn multipart_stream(field: &str, filename: &str, file: tokio::fs::File) -> (String, reqwest::Body) {
+    use futures::StreamExt;
+    let MultipartEnvelope { content_type, head, tail } = MultipartEnvelope::new(field, filename);
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(head)) })
+        .chain(tokio_util::io::ReaderStream::new(file))
+        .chain(futures::stream::once(async move { Ok(bytes::Bytes::from(tail)) }));
+    (content_type, reqwest::Body::wrap_stream(stream))
+}
+
+/// What surrounds one file field of a multipart body.
+struct MultipartEnvelope {
+    content_type: String,
+    head: String,
+    tail: String,
+}
+
+impl MultipartEnvelope {
+    fn new(field: &str, filename: &str) -> Self {
+        let boundary = format!("agnes-{}", rand::random::<u64>());
+        MultipartEnvelope {
+            content_type: format!("multipart/form-data; boundary={boundary}"),
+            head: format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"),
+            tail: format!("\r\n--{boundary}--\r\n"),
+        }
+    }
 }
 
 /// The original's error rendering (spec §4.3): a typed object prints its kind and fields
@@ -148,7 +175,12 @@ impl Api {
     }
 
     /// POST a raw body (multipart uploads).
-    pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<Value, ApiFailure> {
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<Value, ApiFailure> {
         let mut req = self
             .http
             .post(format!("{}{path}", self.server))

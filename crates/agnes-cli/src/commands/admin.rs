@@ -361,7 +361,10 @@ pub fn urlencode(s: &str) -> String {
 
 /// Direct state-DB access on the server host: the way back in when no admin can sign in.
 async fn break_glass(email: &str, password: Option<&str>, yes: bool, data_dir: PathBuf) -> anyhow::Result<()> {
-    let hash = password.map(agnes_server::auth::password::hash).transpose().map_err(anyhow::Error::msg)?;
+    let hash = match password {
+        Some(p) => Some(agnes_server::auth::password::hash(p).await.map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let layout = agnes_engine::DataLayout::new(&data_dir);
     let state_dir = std::env::var_os("STATE_DIR").filter(|s| !s.is_empty()).map(PathBuf::from);
     let layout = match state_dir {

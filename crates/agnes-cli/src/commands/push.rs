@@ -78,6 +78,70 @@ pub fn capture() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server's limits (`/api/upload/*`), checked before a byte is read.
+const MAX_SESSION_BYTES: u64 = 50 * 1024 * 1024;
+const MAX_LOCAL_MD_BYTES: u64 = 1024 * 1024;
+
+/// Where Claude Code keeps this workspace's transcripts: `projects/` of its configuration
+/// directory (`CLAUDE_CONFIG_DIR`, else `~/.claude`), in a folder named after the
+/// workspace's absolute path with every character other than A-Z, a-z and 0-9 turned
+/// into `-`. `None` when there is no such folder (nothing can be uploaded).
+fn transcripts_dir(ws: &Workspace) -> Option<PathBuf> {
+    let config = std::env::var_os("CLAUDE_CONFIG_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".claude")))?;
+    let root = ws.root().canonicalize().ok()?;
+    let folder: String =
+        root.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    config.join("projects").join(folder).canonicalize().ok()
+}
+
+/// Why a queued transcript is not uploaded.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Deleted since it was queued.
+    Gone,
+    Outside,
+    TooLarge(u64),
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Gone => write!(f, "the file is gone"),
+            Refusal::Outside => {
+                write!(f, "not a transcript of this workspace (only Claude Code's project folder for it is uploaded)")
+            }
+            Refusal::TooLarge(n) => write!(f, "{n} bytes is over the server's 50 MiB limit"),
+            Refusal::Unreadable(e) => write!(f, "cannot read it: {e}"),
+        }
+    }
+}
+
+/// Open a queued transcript if it is a regular file inside `dir` once every link is
+/// resolved, and within the size limit; nothing is read before those checks.
+fn open_transcript(dir: Option<&Path>, path: &Path) -> Result<tokio::fs::File, Refusal> {
+    let real = match path.canonicalize() {
+        Ok(real) => real,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Refusal::Gone),
+        Err(e) => return Err(Refusal::Unreadable(e.to_string())),
+    };
+    if !dir.is_some_and(|dir| real.starts_with(dir)) {
+        return Err(Refusal::Outside);
+    }
+    let file = std::fs::File::open(&real).map_err(|e| Refusal::Unreadable(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| Refusal::Unreadable(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(Refusal::Outside);
+    }
+    if meta.len() > MAX_SESSION_BYTES {
+        return Err(Refusal::TooLarge(meta.len()));
+    }
+    Ok(tokio::fs::File::from_std(file))
+}
+
 /// A multipart body with one `file` field.
 fn safe_name(id: &str) -> String {
     let s: String =
@@ -115,16 +179,24 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         std::fs::rename(taken(&ws), queue(&ws)).ok();
         return Err(ApiFailure::NotLoggedIn.into());
     }
-    let (mut sent, mut dropped, mut skipped, mut keep, mut errors) = (0, 0, 0, Vec::new(), Vec::new());
+    let (mut sent, mut dropped, mut skipped, mut refused, mut keep, mut errors) =
+        (0, 0, 0, 0, Vec::new(), Vec::new());
+    let transcripts = transcripts_dir(&ws);
     for (id, path) in to_send {
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(_) => {
+        let file = match open_transcript(transcripts.as_deref(), Path::new(&path)) {
+            Ok(file) => file,
+            Err(Refusal::Gone) => {
                 skipped += 1; // the transcript is gone: nothing to send, ever
                 continue;
             }
+            Err(refusal) => {
+                refused += 1;
+                eprintln!("warning: not uploading {path} (session {id}): {refusal}");
+                errors.push(json!({"session": id, "error": refusal.to_string()}));
+                continue;
+            }
         };
-        let (content_type, body) = crate::client::api::multipart_file("file", &safe_name(&id), &bytes);
+        let (content_type, body) = crate::client::api::multipart_stream("file", &safe_name(&id), file);
         match api.post_bytes("/api/upload/sessions", &content_type, body).await {
             Ok(_) => sent += 1,
             Err(ApiFailure::Http { status, detail }) if status.is_client_error() && status.as_u16() != 401 => {
@@ -138,16 +210,23 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         }
     }
     let mut local_md_sent = false;
-    if local_md.is_file() {
-        let content = std::fs::read_to_string(&local_md).unwrap_or_default();
-        match api.post("/api/upload/local-md", json!({"content": content})).await {
-            Ok(_) => local_md_sent = true,
-            Err(e) => errors.push(json!({"local_md": true, "error": e.to_string()})),
+    match std::fs::metadata(&local_md) {
+        Ok(meta) if meta.is_file() && meta.len() > MAX_LOCAL_MD_BYTES => {
+            eprintln!("warning: not uploading {}: larger than 1 MiB", local_md.display());
+            errors.push(json!({"local_md": true, "error": "larger than 1 MiB"}));
         }
+        Ok(meta) if meta.is_file() => {
+            let content = std::fs::read_to_string(&local_md).unwrap_or_default();
+            match api.post("/api/upload/local-md", json!({"content": content})).await {
+                Ok(_) => local_md_sent = true,
+                Err(e) => errors.push(json!({"local_md": true, "error": e.to_string()})),
+            }
+        }
+        _ => {}
     }
     append(&queue(&ws), &keep)?;
     let _ = std::fs::remove_file(taken(&ws));
-    let out = json!({"sessions": sent, "local_md": local_md_sent, "errors": errors, "skipped": skipped, "private_skipped": skipped_private.len(), "dropped_permanent": dropped});
+    let out = json!({"sessions": sent, "local_md": local_md_sent, "errors": errors, "skipped": skipped, "private_skipped": skipped_private.len(), "dropped_permanent": dropped, "refused": refused});
     if args.json {
         crate::client::output::json(&out);
     } else if !args.quiet {
@@ -157,4 +236,39 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} session(s) could not be sent and stay queued for the next push", keep.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_inside_the_transcript_folder_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("projects/-ws");
+        std::fs::create_dir_all(&project).unwrap();
+        let project = project.canonicalize().unwrap();
+        std::fs::write(project.join("s1.jsonl"), "{}\n").unwrap();
+        let secret = dir.path().join("id_rsa");
+        std::fs::write(&secret, "KEY").unwrap();
+        std::os::unix::fs::symlink(&secret, project.join("link.jsonl")).unwrap();
+
+        assert!(open_transcript(Some(&project), &project.join("s1.jsonl")).is_ok());
+        assert_eq!(open_transcript(Some(&project), &secret).unwrap_err(), Refusal::Outside);
+        assert_eq!(open_transcript(Some(&project), &project.join("link.jsonl")).unwrap_err(), Refusal::Outside);
+        assert_eq!(
+            open_transcript(Some(&project), &project.join("../-ws/../../id_rsa")).unwrap_err(),
+            Refusal::Outside
+        );
+        assert_eq!(open_transcript(Some(&project), &project.join("gone.jsonl")).unwrap_err(), Refusal::Gone);
+        assert_eq!(open_transcript(None, &project.join("s1.jsonl")).unwrap_err(), Refusal::Outside);
+        assert_eq!(open_transcript(Some(&project), &project).unwrap_err(), Refusal::Outside);
+
+        let big = std::fs::File::create(project.join("big.jsonl")).unwrap();
+        big.set_len(MAX_SESSION_BYTES + 1).unwrap();
+        assert_eq!(
+            open_transcript(Some(&project), &project.join("big.jsonl")).unwrap_err(),
+            Refusal::TooLarge(MAX_SESSION_BYTES + 1)
+        );
+    }
 }

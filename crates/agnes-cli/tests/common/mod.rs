@@ -268,16 +268,19 @@ impl Cli {
         Cli { server: server.into(), token: token.into(), workspace: root.join("ws"), config: root.join("cfg") }
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
+    /// The `agnes` command as this user, in their workspace.
+    pub fn command(&self) -> Command {
         std::fs::create_dir_all(&self.workspace).unwrap();
-        agnes()
-            .env("AGNES_SERVER", &self.server)
+        let mut c = agnes();
+        c.env("AGNES_SERVER", &self.server)
             .env("AGNES_TOKEN", &self.token)
             .env("AGNES_LOCAL_DIR", &self.workspace)
-            .env("AGNES_CONFIG_DIR", &self.config)
-            .args(args)
-            .output()
-            .unwrap()
+            .env("AGNES_CONFIG_DIR", &self.config);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
     }
 
     /// Run: (exit code, stdout, stderr).

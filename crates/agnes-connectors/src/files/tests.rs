@@ -39,7 +39,7 @@ fn sync(env: &Env, t: &TableSpec) -> Result<crate::SyncedTable, ConnectorError> 
 }
 
 fn query_i64(sql: &str) -> i64 {
-    Connection::open_in_memory().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+    agnes_engine::duck::open_in_memory().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn csv_with_na_keeps_integer_types_and_known_answers() {
     let p = file.path.display();
     assert_eq!(query_i64(&format!("SELECT count(*) FROM '{p}' WHERE dep_time IS NULL")), 22);
     assert_eq!(query_i64(&format!("SELECT count(*) FROM '{p}' WHERE carrier = 'UA'")), 552);
-    let conn = Connection::open_in_memory().unwrap();
+    let conn = agnes_engine::duck::open_in_memory().unwrap();
     let types: Vec<(String, String)> = conn
         .prepare(&format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '{p}')"))
         .unwrap()

@@ -27,7 +27,7 @@ fn meta(name: &str, rows: i64) -> MetaRow {
 
 /// Publish `rows` rows as `data/<table>.parquet` of `source` and return its extract table.
 fn parquet_table(layout: &DataLayout, source: &str, table: &str, rows: i64) -> ExtractTable {
-    let conn = Connection::open_in_memory().unwrap();
+    let conn = crate::duck::open_in_memory().unwrap();
     let path = layout.table_file(source, table);
     let f = publish_query(&conn, &format!("SELECT range AS id FROM range({rows})"), &path).unwrap();
     ExtractTable::over_parquet(MetaRow { size_bytes: f.size_bytes, ..meta(table, f.rows) }, &path)
@@ -98,7 +98,7 @@ fn malicious_source_and_table_names_are_rejected() {
     let path = f.layout.extract_db("files");
     write_extract(&path, &[good], &[]).unwrap();
     {
-        let conn = Connection::open(&path).unwrap();
+        let conn = crate::duck::open(&path).unwrap();
         conn.execute_batch("INSERT INTO _meta VALUES ('a\"; DROP VIEW orders; --', NULL, 1, 1, NULL, 'local')")
             .unwrap();
     }
@@ -128,7 +128,7 @@ fn corrupt_empty_and_half_written_extracts_do_not_block_others() {
     // An extract with no _meta table.
     {
         std::fs::create_dir_all(f.layout.source_dir("nometa")).unwrap();
-        let c = Connection::open(f.layout.extract_db("nometa")).unwrap();
+        let c = crate::duck::open(f.layout.extract_db("nometa")).unwrap();
         c.execute_batch("CREATE TABLE t AS SELECT 1 AS a").unwrap();
     }
 
@@ -211,7 +211,7 @@ fn rebuild_while_a_reader_holds_the_old_db() {
 #[test]
 fn filesystem_fallback_exposes_registered_materialized_parquet_only() {
     let f = fixture();
-    let conn = Connection::open_in_memory().unwrap();
+    let conn = crate::duck::open_in_memory().unwrap();
     // No extract.duckdb at all for this source: the original never exposed these.
     publish_query(&conn, "SELECT 42 AS answer", &f.layout.table_file("warehouse", "daily_revenue")).unwrap();
     publish_query(&conn, "SELECT 1 AS x", &f.layout.table_file("warehouse", "orphan")).unwrap();

@@ -16,7 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const SESSION_COOKIE: &str = "access_token";
@@ -139,6 +140,9 @@ impl AuthContext {
             return Err(AuthFailure::Invalid);
         }
         let user = self.active_user(&claims.sub).await?;
+        if !claims.session_is_current(&user) {
+            return Err(AuthFailure::Invalid);
+        }
         self.caller(user, Credential::Session { via_cookie }).await.map(Some)
     }
 
@@ -181,14 +185,14 @@ impl AuthContext {
     /// use from an IP other than the last one seen.
     async fn touch(&self, token_id: &str, ip: &str, user_id: &str) {
         {
-            let touched = self.touched.lock().unwrap();
+            let touched = self.touched.lock();
             if let Some((last_ip, at)) = touched.get(token_id) {
                 if last_ip == ip && at.elapsed() < TOUCH_EVERY {
                     return;
                 }
             }
         }
-        self.touched.lock().unwrap().insert(token_id.to_string(), (ip.to_string(), Instant::now()));
+        self.touched.lock().insert(token_id.to_string(), (ip.to_string(), Instant::now()));
         match self.store.identity().touch_token(token_id, ip).await {
             Ok(Some(previous)) if previous != ip => {
                 let entry = agnes_store::audit::AuditEntry {

@@ -31,12 +31,12 @@ pub struct AuthSettings {
 /// "At most once a minute per key": keeps frequent, informational writes (such as
 /// `users.last_pull_at` on every manifest fetch) off the hot path.
 #[derive(Default)]
-pub struct Throttle(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+pub struct Throttle(parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>);
 
 impl Throttle {
     /// True when `key` was not seen in the last minute (and records it now).
     pub fn due(&self, key: &str) -> bool {
-        let mut seen = self.0.lock().unwrap();
+        let mut seen = self.0.lock();
         let now = std::time::Instant::now();
         match seen.get(key) {
             Some(t) if now.duration_since(*t) < std::time::Duration::from_secs(60) => false,

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct RateLimiter {
@@ -29,7 +29,7 @@ impl RateLimiter {
             return Ok(());
         }
         let now = Instant::now();
-        let mut hits = self.hits.lock().unwrap();
+        let mut hits = self.hits.lock();
         if hits.len() > 10_000 {
             hits.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < self.window));
         }

@@ -8,7 +8,7 @@
 
 use axum::body::Bytes;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 /// Largest answer kept, and the most kept in all.
 const MAX_ANSWER: usize = 1 << 20;
@@ -43,7 +43,7 @@ struct Inner {
 
 impl Answers {
     pub fn get(&self, key: &AnswerKey) -> Option<Answer> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock();
         inner.clock += 1;
         let now = inner.clock;
         inner.entries.get_mut(key).map(|(answer, used)| {
@@ -58,7 +58,7 @@ impl Answers {
         if size > MAX_ANSWER {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock();
         while inner.bytes + size > BUDGET {
             let Some(oldest) = inner.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) else {
                 break;
@@ -96,7 +96,7 @@ mod tests {
         }
         assert!(a.get(&key(1, "SELECT 199")).is_some(), "the newest stays");
         assert!(a.get(&key(1, "SELECT 0")).is_none(), "the oldest went");
-        assert!(a.inner.lock().unwrap().bytes <= BUDGET);
+        assert!(a.inner.lock().bytes <= BUDGET);
         a.put(key(1, "huge"), Answer { body: Bytes::from(vec![0u8; MAX_ANSWER + 1]), arrow: None });
         assert!(a.get(&key(1, "huge")).is_none(), "too big to keep");
     }

@@ -23,7 +23,8 @@ use agnes_engine::sandbox::{Sandbox, SandboxTable, TableData};
 use axum::http::StatusCode;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 /// How many distinct sandboxes stay open; the least recently used goes first.
 const CACHE_SIZE: usize = 32;
@@ -95,13 +96,13 @@ impl QueryService {
         groups.sort();
         let readers = (caller.is_admin, groups);
         let generation = slot.access_generation();
-        if let Some((at, key)) = self.readable.lock().unwrap_or_else(|e| e.into_inner()).get(&readers) {
+        if let Some((at, key)) = self.readable.lock().get(&readers) {
             if *at == generation {
                 return Ok(key.clone());
             }
         }
         let key = Self::readable_tables(state, caller).await?;
-        let mut kept = self.readable.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = self.readable.lock();
         if kept.len() >= READABLE_SIZE {
             kept.clear();
         }
@@ -146,7 +147,7 @@ impl QueryService {
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
         let sandbox = Arc::new(sandbox);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.cache.lock();
         cache.clock += 1;
         let now = cache.clock;
         if cache.entries.len() >= CACHE_SIZE {
@@ -159,7 +160,7 @@ impl QueryService {
     }
 
     fn lookup(&self, key: &Key) -> Option<Arc<Sandbox>> {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.cache.lock();
         cache.clock += 1;
         let now = cache.clock;
         cache.entries.get_mut(key).map(|(sandbox, used)| {

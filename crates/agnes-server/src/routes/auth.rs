@@ -3,7 +3,7 @@
 
 use super::audit::Audit;
 use super::json::ApiJson;
-use crate::auth::access::Caller;
+use crate::auth::access::{Caller, Credential};
 use crate::auth::authenticate::{Admin, ClientInfo, SessionCaller, SESSION_COOKIE};
 use crate::auth::{password, pat, session};
 use crate::error::ApiError;
@@ -12,7 +12,7 @@ use agnes_store::identity::{TokenInfo, User, ADMIN_GROUP};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -43,11 +43,6 @@ pub struct Credentials {
 async fn role(state: &AppState, user: &User) -> Result<&'static str, ApiError> {
     let admin = state.store.identity().memberships(&user.id).await?.iter().any(|m| m.group_name == ADMIN_GROUP);
     Ok(if admin { "admin" } else { "user" })
-}
-
-/// Verify a password off the async runtime: Argon2 is deliberately slow.
-async fn check_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || password::verify(&password, &hash)).await.unwrap_or(false)
 }
 
 fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
@@ -84,11 +79,11 @@ async fn token(
     if body.password.is_empty() {
         return Err(fail("Password required"));
     }
-    if !check_password(body.password, hash).await {
+    if !password::verify(&body.password, &hash).await {
         audit.record("login_failed", Some(&user.email), None, "error.401").await;
         return Err(fail("Invalid password"));
     }
-    let token = session::issue(&state.auth.secret, &user.id, &user.email);
+    let token = session::issue(&state.auth.secret, &user);
     let role = role(&state, &user).await.map_err(IntoResponse::into_response)?;
     Ok(Json(
         json!({"access_token": token, "token_type": "bearer", "user_id": user.id, "email": user.email, "role": role}),
@@ -109,14 +104,14 @@ async fn password_login(
         state.store.identity().user_by_email(body.email.trim()).await.map_err(|e| ApiError::from(e).into_response())?;
     let Some(user) = user else { return Err(invalid()) };
     let Some(hash) = user.password_hash.clone() else { return Err(invalid()) };
-    if body.password.is_empty() || !check_password(body.password, hash).await {
+    if body.password.is_empty() || !password::verify(&body.password, &hash).await {
         Audit::anonymous(&state, &client).record("login_failed", Some(&user.email), None, "error.401").await;
         return Err(invalid());
     }
     if !user.active {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Account deactivated").into_response());
     }
-    let token = session::issue(&state.auth.secret, &user.id, &user.email);
+    let token = session::issue(&state.auth.secret, &user);
     let role = role(&state, &user).await.map_err(IntoResponse::into_response)?;
     let mut response =
         Json(json!({"access_token": token, "token_type": "bearer", "email": user.email, "role": role})).into_response();
@@ -141,7 +136,9 @@ async fn password_reset(
 ) -> Result<Json<Value>, Response> {
     state.auth.rate_limit.check("password_reset", &client.ip, 10).map_err(IntoResponse::into_response)?;
     let invalid = || ApiError::new(StatusCode::BAD_REQUEST, "Invalid or expired reset token").into_response();
-    let hash = password::hash(&body.password).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m).into_response())?;
+    let bad_password = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m).into_response();
+    // Every cheap check comes before the Argon2 work, so a guessed token costs nothing.
+    password::check_length(&body.password).map_err(bad_password)?;
     let ids = state.store.identity();
     let user = ids
         .user_by_email(body.email.trim())
@@ -155,6 +152,7 @@ async fn password_reset(
     if !consumed {
         return Err(invalid());
     }
+    let hash = password::hash(&body.password).await.map_err(bad_password)?;
     ids.set_password_hash(&user.id, Some(&hash)).await.map_err(|e| ApiError::from(e).into_response())?;
     Audit::anonymous(&state, &client).record("user.password_reset", Some(&user.id), None, "success").await;
     Ok(Json(json!({"status": "ok"})))
@@ -167,9 +165,10 @@ pub struct BootstrapRequest {
     password: Option<String>,
 }
 
-/// Create the first admin. Allowed only while no user has a password.
+/// Create the first admin: allowed only while the instance has never had one, and only
+/// for a new account (an existing user is never modified).
 #[utoipa::path(post, path = "/auth/bootstrap", tag = "auth", security(()), request_body = BootstrapRequest,
-    responses((status = 200, description = "same shape as /auth/token, role admin"), (status = 403), (status = 429)))]
+    responses((status = 200, description = "same shape as /auth/token, role admin"), (status = 400), (status = 403), (status = 409), (status = 429)))]
 async fn bootstrap(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -180,28 +179,29 @@ async fn bootstrap(
     // One bootstrap at a time, so two racing requests cannot both pass the check.
     let _once = state.auth.bootstrap_lock.lock().await;
     let ids = state.store.identity();
-    if ids.count_password_holders().await.map_err(err)? > 0 {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Bootstrap is disabled: a user with a password already exists",
-        )
-        .into_response());
+    if ids.admin_ever().await.map_err(err)? {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "Bootstrap is disabled: this instance already has an admin")
+            .into_response());
     }
     let email = body.email.trim();
     if !super::users::plausible_email(email) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "A valid email is required").into_response());
     }
+    if ids.user_by_email(email).await.map_err(err)?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "A user with this email already exists; bootstrap creates a new account only \
+             (use `agnes admin break-glass grant-admin` on the server host)",
+        )
+        .into_response());
+    }
     let hash = match body.password.as_deref() {
-        Some(p) => Some(password::hash(p).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m).into_response())?),
+        Some(p) => {
+            Some(password::hash(p).await.map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m).into_response())?)
+        }
         None => None,
     };
-    let user = match ids.user_by_email(email).await.map_err(err)? {
-        Some(u) => {
-            ids.set_password_hash(&u.id, hash.as_deref()).await.map_err(err)?;
-            u
-        }
-        None => ids.create_user(email, body.name.as_deref(), hash.as_deref()).await.map_err(err)?,
-    };
+    let user = ids.create_user(email, body.name.as_deref(), hash.as_deref()).await.map_err(err)?;
     let admin = ids
         .group_by_name(ADMIN_GROUP)
         .await
@@ -211,18 +211,27 @@ async fn bootstrap(
     Audit::anonymous(&state, &client)
         .record("bootstrap_admin", Some(&user.id), Some(json!({"email": user.email})), "success")
         .await;
-    let token = session::issue(&state.auth.secret, &user.id, &user.email);
+    let token = session::issue(&state.auth.secret, &user);
     Ok(Json(
         json!({"access_token": token, "token_type": "bearer", "user_id": user.id, "email": user.email, "role": "admin"}),
     ))
 }
 
-/// Clear the session cookie.
+/// End the caller's sessions (every session JWT of that user stops working) and clear the
+/// session cookie. Personal access tokens are revoked one by one, not here.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", security(()), responses((status = 200)))]
-async fn logout(State(state): State<AppState>) -> Response {
+async fn logout(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    client: ClientInfo,
+) -> Result<Response, ApiError> {
+    if let Some(Extension(caller)) = caller.filter(|c| matches!(c.credential, Credential::Session { .. })) {
+        state.store.identity().end_sessions(&caller.user.id).await?;
+        Audit::of(&state, &caller, &client).record("logout", Some(&caller.user.id), None, "success").await;
+    }
     let mut r = Json(json!({"status": "logged_out"})).into_response();
     r.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
-    r
+    Ok(r)
 }
 
 /// `expires_in_days`: absent = default, `null` = never.

@@ -14,18 +14,29 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The state of each part of the server (spec §3.1), for signed-in users: `degraded` while
 /// some table is overdue for its schedule (listed in `stale_tables`) or its last sync failed.
+/// A non-admin sees only the tables they may read (names, counts and rows alike), and no
+/// user count.
 #[utoipa::path(get, path = "/api/health/detailed", tag = "meta",
     responses((status = 200, description = "{status, version, schema_version, timestamp, services: {data, users, scheduler}}")))]
 async fn detailed(
     State(state): State<AppState>,
-    _caller: crate::auth::access::Caller,
+    caller: crate::auth::access::Caller,
 ) -> Result<Json<serde_json::Value>, crate::error::ApiError> {
     use serde_json::json;
     let schema = state.store.schema_status().await?;
-    let states: crate::sync::States =
-        state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
+    let readable = super::tables::readable_ids(&state, &caller).await?;
+    let states: crate::sync::States = state
+        .store
+        .sync_state()
+        .list()
+        .await?
+        .into_iter()
+        .filter(|s| super::tables::may_read(&readable, &s.table_id))
+        .map(|s| (s.table_id.clone(), s))
+        .collect();
     let total_rows: i64 = states.values().map(|s| s.rows).sum();
-    let registered = state.store.registry().list().await?;
+    let mut registered = state.store.registry().list().await?;
+    registered.retain(|t| super::tables::may_read(&readable, &t.id));
     let tables = state
         .sync
         .freshness_of(registered, &states, &state.config.scheduler)
@@ -34,7 +45,11 @@ async fn detailed(
     let stale: Vec<&str> = tables.iter().filter(|t| t.overdue).map(|t| t.id.as_str()).collect();
     let failing: Vec<&str> =
         tables.iter().filter(|t| t.status.as_deref() == Some("error")).map(|t| t.id.as_str()).collect();
-    let users = state.store.identity().list_users().await?.len();
+    let users = if caller.is_admin {
+        json!({"status": "ok", "count": state.store.identity().list_users().await?.len()})
+    } else {
+        json!({"status": "ok"})
+    };
     let data_ok = stale.is_empty() && failing.is_empty();
     let status = match (schema.is_current(), data_ok) {
         (false, _) => "unhealthy",
@@ -47,7 +62,7 @@ async fn detailed(
         "services": {
             "data": {"status": if data_ok { "ok" } else { "degraded" }, "tables": tables.len(), "total_rows": total_rows,
                      "stale_tables": stale, "failing_tables": failing},
-            "users": {"status": "ok", "count": users},
+            "users": users,
             "scheduler": {"status": if state.config.scheduler.tick.is_zero() { "off" } else { "ok" },
                           "tick_seconds": state.config.scheduler.tick.as_secs()},
             "db_schema": {"status": if schema.is_current() { "ok" } else { "mismatch" }, "current": schema.current,

@@ -25,7 +25,7 @@ use crate::state::AppState;
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::sync::Arc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -79,9 +79,31 @@ pub fn router(state: AppState) -> Router {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
+        .layer(middleware::from_fn(catch_panic))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// A handler (or middleware) that panics answers a JSON 500 naming the request id, in the
+/// contract's error shape; the connection and the worker carry on. Without this, hyper
+/// drops the connection and the client sees a reset with nothing to report.
+async fn catch_panic(req: Request, next: Next) -> Response {
+    use futures::FutureExt;
+    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+    let panic = match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) => return response,
+        Err(panic) => panic,
+    };
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    tracing::error!(request_id = %request_id, "request handler panicked: {message}");
+    metrics::counter!("agnes_http_panics_total").increment(1);
+    let body = serde_json::json!({"detail": "Internal server error", "request_id": request_id});
+    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
 }
 
 /// Every `/api/*` response says which server version answered and which CLI it needs.
@@ -94,4 +116,30 @@ async fn version_headers(req: Request, next: Next) -> Response {
         h.insert("x-agnes-min-version", HeaderValue::from_static(MIN_CLIENT_VERSION));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_its_request_id() {
+        let app = Router::new()
+            .route("/boom", get(|| async { panic!("handler bug") }))
+            .route("/fine", get(|| async { "ok" }))
+            .layer(middleware::from_fn(catch_panic))
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+        let boom = app.clone().oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(boom.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = axum::body::to_bytes(boom.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["detail"], "Internal server error");
+        assert_eq!(body["request_id"].as_str().unwrap().len(), 36, "{body}");
+        // The same service keeps answering.
+        let fine = app.oneshot(Request::get("/fine").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(fine.status(), axum::http::StatusCode::OK);
+    }
 }

@@ -31,11 +31,11 @@ async fn metrics(
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
-            if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+            if !presented.is_some_and(|p| same_secret(p, &token)) {
                 return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Missing or invalid Authorization header"));
             }
         }
-        None if !peer.ip().is_loopback() => {
+        None if !is_local_client(peer, &headers) => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "Metrics are served to loopback clients only; set AGNES_METRICS_TOKEN",
@@ -47,6 +47,43 @@ async fn metrics(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// A client on this host talking to us directly. A reverse proxy on loopback forwards
+/// remote clients, so a request that carries any forwarding header is not local, whoever
+/// the peer is.
+fn is_local_client(peer: SocketAddr, headers: &HeaderMap) -> bool {
+    const FORWARDING: [&str; 4] = ["forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host"];
+    peer.ip().is_loopback() && !FORWARDING.iter().any(|h| headers.contains_key(*h))
+}
+
+/// Compare secrets in time independent of where they differ (and of their lengths: both
+/// sides are hashed to 32 bytes first).
+fn same_secret(presented: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_requests_are_not_local() {
+        let loopback: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        assert!(is_local_client(loopback, &HeaderMap::new()));
+        assert!(!is_local_client(remote, &HeaderMap::new()));
+        for h in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(h, "203.0.113.9".parse().unwrap());
+            assert!(!is_local_client(loopback, &headers), "{h}");
+        }
+    }
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(same_secret("s3cret-token", "s3cret-token"));
+        assert!(!same_secret("s3cret-toke", "s3cret-token"));
+        assert!(!same_secret("", "s3cret-token"));
+    }
 }

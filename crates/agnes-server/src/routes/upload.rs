@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::io::AsyncWriteExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -39,11 +39,19 @@ fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("File too large (max {} MiB)", MAX_SESSION_BYTES >> 20))
 }
 
-/// Write `bytes` to `target` through a hidden temporary.
-async fn replace(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = target.with_file_name(format!(".{}.upload", target.file_name().unwrap_or_default().to_string_lossy()));
-    tokio::fs::write(&tmp, bytes).await?;
-    tokio::fs::rename(&tmp, target).await
+/// A new private (0600) file, and its private (0700) directory: uploads are the analyst's.
+async fn create_private(dir: &Path, name: &str) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).await?;
+    tokio::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(dir.join(name)).await
+}
+
+/// Write `bytes` to `dir/name` through a hidden temporary.
+async fn replace(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = format!(".{name}.upload");
+    let mut file = create_private(dir, &tmp).await?;
+    file.write_all(bytes).await?;
+    file.sync_all().await?;
+    tokio::fs::rename(dir.join(&tmp), dir.join(name)).await
 }
 
 /// Upload a session transcript (multipart field `file`, at most 50 MiB).
@@ -55,7 +63,7 @@ async fn upload_session(
     client: ClientInfo,
     mut form: Multipart,
 ) -> Result<Json<Value>, ApiError> {
-    let dir: PathBuf = state.layout.root().join("user_sessions").join(&caller.user.id);
+    let dir = state.layout.user_sessions_dir(&caller.user.id);
     while let Some(mut field) = form.next_field().await.map_err(|e| ApiError::new(e.status(), e.body_text()))? {
         if field.name() != Some("file") {
             continue;
@@ -67,10 +75,9 @@ async fn upload_session(
                 "Invalid filename: use 1-200 of A-Z a-z 0-9 . _ - (not starting with a dot)",
             ));
         }
-        tokio::fs::create_dir_all(&dir).await.map_err(ApiError::internal)?;
         let target = dir.join(&filename);
         let tmp = dir.join(format!(".{filename}.upload"));
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(ApiError::internal)?;
+        let mut file = create_private(&dir, &format!(".{filename}.upload")).await.map_err(ApiError::internal)?;
         let mut size: u64 = 0;
         let outcome: Result<(), ApiError> = async {
             while let Some(chunk) = field.chunk().await.map_err(|e| {
@@ -119,9 +126,8 @@ async fn upload_local_md(
     if body.content.len() > MAX_LOCAL_MD_BYTES {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "CLAUDE.local.md too large (max 1 MiB)"));
     }
-    let dir = state.layout.root().join("user_local_md");
-    tokio::fs::create_dir_all(&dir).await.map_err(ApiError::internal)?;
-    replace(&dir.join(format!("{}.md", caller.user.id)), body.content.as_bytes()).await.map_err(ApiError::internal)?;
+    let dir = state.layout.user_local_md_dir();
+    replace(&dir, &format!("{}.md", caller.user.id), body.content.as_bytes()).await.map_err(ApiError::internal)?;
     Audit::of(&state, &caller, &client)
         .record("session.upload_local_md", None, Some(json!({"size": body.content.len()})), "success")
         .await;

@@ -78,12 +78,13 @@ async fn create_user(
     if !plausible_email(email) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "A valid email is required"));
     }
-    let hash = body
-        .password
-        .as_deref()
-        .map(password::hash)
-        .transpose()
-        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    if state.store.identity().user_by_email(email).await?.is_some() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("user '{email}' already exists")));
+    }
+    let hash = match body.password.as_deref() {
+        Some(p) => Some(password::hash(p).await.map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?),
+        None => None,
+    };
     let user = state.store.identity().create_user(email, body.name.as_deref(), hash.as_deref()).await?;
     Audit::of(&state, &caller, &client)
         .record("user.create", Some(&user.id), Some(json!({"email": user.email})), "success")
@@ -219,7 +220,7 @@ async fn set_password(
     ApiJson(body): ApiJson<NewPassword>,
 ) -> Result<Json<Value>, ApiError> {
     user_or_404(&state, &id).await?;
-    let hash = password::hash(&body.password).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let hash = password::hash(&body.password).await.map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
     state.store.identity().set_password_hash(&id, Some(&hash)).await?;
     Audit::of(&state, &caller, &client).record("user.set_password", Some(&id), None, "success").await;
     Ok(Json(json!({"status": "ok"})))

@@ -47,19 +47,19 @@ impl SyncService {
     /// than the manifest itself. A sync run forgets it.
     pub async fn overdue_ids(&self, config: &SchedulerConfig) -> Result<Arc<str>, SyncError> {
         const KEEP: std::time::Duration = std::time::Duration::from_secs(5);
-        if let Some((at, ids)) = self.inner.overdue.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some((at, ids)) = self.inner.overdue.lock().as_ref() {
             if at.elapsed() < KEEP {
                 return Ok(ids.clone());
             }
         }
         let ids: Vec<String> = self.freshness(config).await?.into_iter().filter(|f| f.overdue).map(|f| f.id).collect();
         let ids: Arc<str> = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()).into();
-        *self.inner.overdue.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), ids.clone()));
+        *self.inner.overdue.lock() = Some((Instant::now(), ids.clone()));
         Ok(ids)
     }
 
     pub(super) fn forget_overdue(&self) {
-        *self.inner.overdue.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.inner.overdue.lock() = None;
     }
 
     /// The freshness of `tables`, from sync state the caller has already read.

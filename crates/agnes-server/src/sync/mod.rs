@@ -25,7 +25,8 @@ use agnes_store::Store;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which tables a run syncs.
@@ -145,7 +146,7 @@ impl SyncService {
 
     /// True while a run holds the lock, or within the hold window after a trigger.
     pub fn is_locked(&self) -> bool {
-        let recent = self.inner.last_trigger.lock().unwrap().is_some_and(|t| t.elapsed() < TRIGGER_HOLD);
+        let recent = self.inner.last_trigger.lock().is_some_and(|t| t.elapsed() < TRIGGER_HOLD);
         recent || self.inner.running.try_lock().is_err()
     }
 
@@ -154,7 +155,7 @@ impl SyncService {
         if self.inner.running.try_lock().is_err() {
             return Err(SyncError::InProgress);
         }
-        *self.inner.last_trigger.lock().unwrap() = Some(Instant::now());
+        *self.inner.last_trigger.lock() = Some(Instant::now());
         let this = self.clone();
         let handle = tokio::spawn(async move {
             match this.run(selection, None).await {
@@ -179,7 +180,7 @@ impl SyncService {
 
     /// Remember a background task so shutdown can wait for it.
     fn keep(&self, handle: tokio::task::JoinHandle<()>) {
-        let mut tasks = self.inner.background.lock().unwrap();
+        let mut tasks = self.inner.background.lock();
         tasks.retain(|t| !t.is_finished());
         tasks.push(handle);
     }
@@ -188,7 +189,7 @@ impl SyncService {
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.stop.notify_waiters();
-        let tasks: Vec<_> = std::mem::take(&mut *self.inner.background.lock().unwrap());
+        let tasks: Vec<_> = std::mem::take(&mut *self.inner.background.lock());
         for t in tasks {
             let _ = t.await;
         }

@@ -24,6 +24,9 @@ pub struct User {
     pub password_hash: Option<String>,
     pub active: bool,
     pub created_at: String,
+    /// Sessions issued at another generation are over (logout, password change, deactivation).
+    #[serde(skip)]
+    pub session_generation: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
@@ -52,7 +55,7 @@ pub struct IdentityRepo<'a> {
     pool: &'a SqlitePool,
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, email, name, password_hash, active, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, email, name, password_hash, active, created_at, session_generation";
 pub(crate) const GROUP_COLUMNS: &str = "id, name, description, is_system, created_at, created_by";
 
 impl<'a> IdentityRepo<'a> {
@@ -111,13 +114,6 @@ impl<'a> IdentityRepo<'a> {
             .bind(email)
             .fetch_optional(self.pool)
             .await?)
-    }
-
-    pub async fn count_users_with_password(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE password_hash IS NOT NULL AND active = 1")
-            .fetch_one(self.pool)
-            .await?;
-        Ok(n)
     }
 
     pub async fn group_by_name(&self, name: &str) -> Result<Option<Group>> {

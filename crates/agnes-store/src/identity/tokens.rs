@@ -41,12 +41,14 @@ impl IdentityRepo<'_> {
             u_name: Option<String>,
             u_active: bool,
             u_created_at: String,
+            u_session_generation: i64,
             u_groups: String,
         }
         let row: Option<Row> = sqlx::query_as(
             "SELECT t.id, t.user_id, u.email AS user_email, t.name, t.prefix, t.created_at, t.expires_at, t.last_used_at, \
              t.last_used_ip, t.revoked_at, t.token_hash, u.id AS u_id, u.email AS u_email, u.name AS u_name, \
-             u.active AS u_active, u.created_at AS u_created_at, (SELECT json_group_array(json_array(g.id, g.name)) \
+             u.active AS u_active, u.created_at AS u_created_at, \
+             u.session_generation AS u_session_generation, (SELECT json_group_array(json_array(g.id, g.name)) \
                FROM user_group_members m JOIN user_groups g ON g.id = m.group_id WHERE m.user_id = u.id) AS u_groups \
              FROM personal_access_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?"
         )
@@ -63,6 +65,7 @@ impl IdentityRepo<'_> {
                 password_hash: None,
                 active: r.u_active,
                 created_at: r.u_created_at,
+                session_generation: r.u_session_generation,
             };
             Ok((r.token, user, groups))
         })

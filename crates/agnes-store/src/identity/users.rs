@@ -91,11 +91,22 @@ impl IdentityRepo<'_> {
 }
 
 impl IdentityRepo<'_> {
-    /// Users with a password, active or not (bootstrap is closed once there is one).
-    pub async fn count_password_holders(&self) -> Result<i64> {
-        let (n,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM users WHERE password_hash IS NOT NULL").fetch_one(self.pool).await?;
-        Ok(n)
+    /// Whether the instance has ever had an admin (kept by a trigger on memberships, and
+    /// never cleared): first-admin bootstrap is open only while it has not.
+    pub async fn admin_ever(&self) -> Result<bool> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT key FROM instance_facts WHERE key = 'admin_ever'").fetch_optional(self.pool).await?;
+        Ok(row.is_some())
+    }
+
+    /// End every session the user holds (logout): sessions carry the generation they were
+    /// issued at. Password changes and deactivation do the same by trigger.
+    pub async fn end_sessions(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE users SET session_generation = session_generation + 1 WHERE id = ?")
+            .bind(id)
+            .execute(self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Use up a reset token (stored as its hash) issued less than `max_age` ago. A
