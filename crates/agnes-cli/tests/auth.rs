@@ -129,6 +129,20 @@ async fn personal_access_token_lifecycle() {
     assert!(pat["expires_at"].is_string(), "90 days by default");
     let (s, me) = http.get("/api/me", &token).await;
     assert_eq!((s.as_u16(), me["credential"]["type"].as_str().unwrap()), (200, "pat"));
+    // The scope claim records the scope asked for (default `general`).
+    let scope_of = |token: &str| -> Value {
+        use base64::Engine;
+        let payload = token.trim_start_matches("agnes_pat_").split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()["scope"].clone()
+    };
+    assert_eq!(scope_of(&token), "general");
+    let (s, scoped) =
+        http.post("/auth/tokens", Some(&session), json!({"name": "setup", "scope": "bootstrap-analyst"})).await;
+    assert_eq!(s, 201, "{scoped}");
+    assert_eq!(scope_of(scoped["token"].as_str().unwrap()), "bootstrap-analyst");
+    let (s, _) = http.post("/auth/tokens", Some(&session), json!({"name": "x", "scope": "all the things!"})).await;
+    assert_eq!(s, 400);
 
     // A token cannot mint tokens.
     let (s, _) = http.post("/auth/tokens", Some(&token), json!({"name": "child"})).await;

@@ -174,6 +174,11 @@ async fn register_sync_grant_pull_query() {
         std::fs::read_to_string(init_ws.join(".claude/agnes-sessions.txt")).unwrap().starts_with("s-1\t"),
         "the queue stays"
     );
+    let pending = || {
+        let out = agnes().env("AGNES_LOCAL_DIR", &init_ws).args(["status", "--json"]).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["sessions_pending_upload"].clone()
+    };
+    assert_eq!(pending(), 1, "the refused entry left the queue, s-1 waits");
     let pushed = agnes()
         .env("AGNES_LOCAL_DIR", &init_ws)
         .env("AGNES_SERVER", &server.url)
@@ -187,6 +192,7 @@ async fn register_sync_grant_pull_query() {
     let v: serde_json::Value = serde_json::from_str(&ok(pushed)).unwrap();
     assert_eq!((v["sessions"].as_i64(), v["local_md"].as_bool(), v["refused"].as_i64()), (Some(1), Some(true), Some(1)), "{v}");
     assert!(!init_ws.join(".claude/agnes-sessions.txt").exists(), "the queue is empty");
+    assert_eq!(pending(), 0);
     let (_, me) = http.get("/api/me", pat["token"].as_str().unwrap()).await;
     let user_id = me["id"].as_str().unwrap();
     assert_eq!(

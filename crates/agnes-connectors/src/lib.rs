@@ -61,6 +61,9 @@ pub trait Connector: Send + Sync {
     fn source_type(&self) -> SourceType;
     /// Whether this connector syncs rows of this query mode.
     fn syncs(&self, mode: QueryMode) -> bool;
+    /// Why this connector cannot sync `table` as registered (an option it does not
+    /// implement), checked at registration so that nothing is silently ignored at sync.
+    fn unsupported(&self, table: &TableSpec) -> Option<String>;
     /// Extract and publish one table. Blocking: call from a blocking thread.
     fn sync_table(&self, table: &TableSpec, ctx: &SyncContext<'_>) -> Result<SyncedTable, ConnectorError>;
     /// The columns a sync of `table` would publish, read from the source without

@@ -220,6 +220,11 @@ mod tests {
 }
 
 impl TableSpec {
+    /// Whether the row names export filters (`null` and `[]` name none).
+    pub fn has_where_filters(&self) -> bool {
+        self.where_filters.as_ref().is_some_and(|f| !f.is_null() && f.as_array().is_none_or(|a| !a.is_empty()))
+    }
+
     /// The registry's rules (spec §3.8) that hold whatever the source: one message per
     /// broken rule, so a request can be fixed in one round trip.
     pub fn validate(&self) -> Result<(), Vec<String>> {
@@ -238,8 +243,7 @@ impl TableSpec {
             }
         }
         let has_query = self.source_query.as_deref().is_some_and(|q| !q.trim().is_empty());
-        let has_filters =
-            self.where_filters.as_ref().is_some_and(|f| !f.is_null() && f.as_array().is_none_or(|a| !a.is_empty()));
+        let has_filters = self.has_where_filters();
         if has_query && self.query_mode != QueryMode::Materialized {
             errors.push("source_query is only allowed with query_mode 'materialized'".into());
         }

@@ -287,7 +287,7 @@ pub fn status(args: JsonFlag) -> anyhow::Result<()> {
         "parquet_tables": state.tables.len(),
         "duckdb_exists": db.is_file(),
         "last_synced": last,
-        "sessions_pending_upload": 0,
+        "sessions_pending_upload": super::push::pending_sessions(&ws),
     });
     if args.json {
         output::json(&v);
@@ -300,6 +300,7 @@ pub fn status(args: JsonFlag) -> anyhow::Result<()> {
             if db.is_file() { db.display().to_string() } else { "missing (run agnes pull)".into() }
         );
         println!("Last synced:     {}", output::cell(&v["last_synced"]));
+        println!("Sessions to push: {}", v["sessions_pending_upload"]);
     }
     Ok(())
 }

@@ -63,6 +63,15 @@ fn append(path: &Path, lines: &[(String, String)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sessions queued for the next push (also those a crashed push had taken aside).
+pub fn pending_sessions(ws: &Workspace) -> usize {
+    let mut all = entries(&std::fs::read_to_string(taken(ws)).unwrap_or_default());
+    all.extend(entries(&std::fs::read_to_string(queue(ws)).unwrap_or_default()));
+    all.sort();
+    all.dedup();
+    all.len()
+}
+
 /// Read the SessionStart hook's JSON (`session_id`, `transcript_path`) and queue it.
 pub fn capture() -> anyhow::Result<()> {
     let mut text = String::new();

@@ -133,6 +133,24 @@ impl Connector for FilesConnector {
         matches!(mode, QueryMode::Local | QueryMode::Materialized)
     }
 
+    /// Files are republished whole (or per partition) on every sync: there is no
+    /// change-tracking to make `incremental` mean anything, and a file has no export filter.
+    fn unsupported(&self, table: &TableSpec) -> Option<String> {
+        if table.sync_strategy == SyncStrategy::Incremental {
+            return Some(
+                "the files connector does not support sync_strategy 'incremental': files are republished whole; \
+                 use 'full_refresh', or 'partitioned' to write one parquet per period"
+                    .into(),
+            );
+        }
+        if table.has_where_filters() {
+            return Some(
+                "the files connector does not support where_filters; filter in a materialized source_query instead".into(),
+            );
+        }
+        None
+    }
+
     fn preview(
         &self,
         table: &TableSpec,

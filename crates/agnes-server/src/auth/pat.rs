@@ -38,12 +38,17 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Issue and store a token for `user`, valid for `lifetime` (`None` = never expires).
+/// The scope of a token created without one.
+pub const DEFAULT_SCOPE: &str = "general";
+
+/// Issue and store a token for `user` with `scope` (recorded in its `scope` claim), valid
+/// for `lifetime` (`None` = never expires).
 pub async fn issue(
     store: &Store,
     secret: &[u8],
     user: &User,
     name: &str,
+    scope: &str,
     lifetime: Option<Duration>,
 ) -> Result<IssuedPat, crate::ServerError> {
     let id = uuid::Uuid::new_v4().to_string();
@@ -56,7 +61,7 @@ pub async fn issue(
         jti: id.clone(),
         iat: now.timestamp(),
         exp: exp.map(|t| t.timestamp()),
-        scope: "general".into(),
+        scope: scope.to_string(),
     };
     let jwt = encode(&Header::default(), &claims, &EncodingKey::from_secret(secret))
         .map_err(|e| crate::ServerError::Config(format!("cannot sign token: {e}")))?;

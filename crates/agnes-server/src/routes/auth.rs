@@ -290,8 +290,12 @@ async fn create_token(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "Token name must not be blank"));
     }
     let lifetime = token_lifetime(&body).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let scope = body.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(pat::DEFAULT_SCOPE);
+    if scope.len() > 64 || !scope.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "scope must be 1-64 of A-Z a-z 0-9 - _"));
+    }
     let issued =
-        pat::issue(&state.store, &state.auth.secret, &caller.user, name, lifetime).await.map_err(ApiError::internal)?;
+        pat::issue(&state.store, &state.auth.secret, &caller.user, name, scope, lifetime).await.map_err(ApiError::internal)?;
     Audit::of(&state, &caller, &client)
         .record("token.create", Some(&issued.id), Some(json!({"name": name})), "success")
         .await;

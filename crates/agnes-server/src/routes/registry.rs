@@ -82,7 +82,10 @@ fn check(state: &AppState, spec: &TableSpec) -> Result<(), ApiError> {
     spec.validate().map_err(|errors| unprocessable(errors.join("; ")))?;
     let configured = state.sync.source_types().iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
     match spec.source_type {
-        Some(t) if state.sync.source_types().contains(&t) => Ok(()),
+        Some(t) if state.sync.source_types().contains(&t) => match state.sync.unsupported(spec) {
+            Some(why) => Err(unprocessable(why)),
+            None => Ok(()),
+        },
         Some(other) => Err(unprocessable(format!(
             "source_type '{other}' is not configured on this server (configured: {configured})"
         ))),

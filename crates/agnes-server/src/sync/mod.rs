@@ -342,6 +342,11 @@ impl SyncService {
             .unwrap_or_else(|| st.as_str().to_string())
     }
 
+    /// Why the connector of `spec` cannot sync it as registered, if it cannot.
+    pub fn unsupported(&self, spec: &TableSpec) -> Option<String> {
+        self.connector_for(spec).and_then(|c| c.unsupported(spec))
+    }
+
     fn connector_for(&self, t: &TableSpec) -> Option<Arc<dyn Connector>> {
         let st = t.source_type?;
         self.inner.connectors.iter().find(|c| c.source_type() == st && c.syncs(t.query_mode)).cloned()

@@ -243,7 +243,7 @@ pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Resu
     if args.json {
         crate::client::output::json(&json!({
             "tables_updated": updated, "parquets_total": plan.total, "tables_removed": plan.removed.len(),
-            "rules_count": 0, "duration_s": started.elapsed().as_secs_f64(), "errors": errors,
+            "duration_s": started.elapsed().as_secs_f64(), "errors": errors,
         }));
     } else if !args.quiet {
         println!("Updated {updated} tables ({} total).", plan.total);
