@@ -36,7 +36,8 @@ pub fn profile_bench(scale: f64) -> anyhow::Result<Section> {
     let peak = proc_status_kib(std::process::id(), "VmHWM:")?;
     anyhow::ensure!(p["row_count"].as_u64() == Some(rows) && p["sampled"] == true, "profile: {}", p["row_count"]);
     let t = Instant::now();
-    agnes_engine::duck::open_in_memory()?.execute_batch(&format!("SET threads = 2; SUMMARIZE SELECT * FROM '{file}'"))?;
+    agnes_engine::duck::open_in_memory()?
+        .execute_batch(&format!("SET threads = 2; SUMMARIZE SELECT * FROM '{file}'"))?;
     let summarize = t.elapsed();
     Ok(Section {
         name: "profile",

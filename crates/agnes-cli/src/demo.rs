@@ -83,9 +83,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let key = secret::load_or_create(&state.layout.state_dir())?;
-    let admin_token = pat::issue(&state.store, &key, &admin, "agnes demo", pat::DEFAULT_SCOPE, Some(chrono::Duration::days(90))).await?;
+    let admin_token =
+        pat::issue(&state.store, &key, &admin, "agnes demo", pat::DEFAULT_SCOPE, Some(chrono::Duration::days(90)))
+            .await?;
     let analyst_token =
-        pat::issue(&state.store, &key, &analyst, "agnes demo", pat::DEFAULT_SCOPE, Some(chrono::Duration::days(90))).await?;
+        pat::issue(&state.store, &key, &analyst, "agnes demo", pat::DEFAULT_SCOPE, Some(chrono::Duration::days(90)))
+            .await?;
     let url = format!("http://{}", args.bind);
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "agnes".into());
     let credentials = state.layout.state_dir().join("demo-credentials.txt");

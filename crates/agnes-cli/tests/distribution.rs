@@ -92,7 +92,10 @@ async fn registry_validation_and_status_codes() {
         (json!({"name": "x", "source_table": "a.csv", "sync_strategy": "sometimes"}), "sync_strategy"),
         (json!({"source_table": "a.csv"}), "name"),
         // Options the files connector does not implement are refused, never ignored.
-        (json!({"name": "x", "source_table": "a.csv", "sync_strategy": "incremental"}), "does not support sync_strategy 'incremental'"),
+        (
+            json!({"name": "x", "source_table": "a.csv", "sync_strategy": "incremental"}),
+            "does not support sync_strategy 'incremental'",
+        ),
         (
             json!({"name": "x", "source_table": "a.csv", "where_filters": [{"column": "a", "operator": "eq", "values": [1]}]}),
             "does not support where_filters",

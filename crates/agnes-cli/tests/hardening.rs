@@ -25,7 +25,8 @@ async fn bootstrap_can_never_reopen() {
     let http = Http::new(&server);
     let admin = http.bootstrap().await;
     let (_, me) = http.get("/api/me", &admin).await;
-    let (s, _) = http.post(&format!("/api/users/{}/reset-password", me["id"].as_str().unwrap()), Some(&admin), json!({})).await;
+    let (s, _) =
+        http.post(&format!("/api/users/{}/reset-password", me["id"].as_str().unwrap()), Some(&admin), json!({})).await;
     assert_eq!(s, 200);
     for email in ["admin@example.com", "attacker@example.com"] {
         let (s, v) = try_bootstrap(&http, email).await;
@@ -88,7 +89,8 @@ async fn bootstrap_can_never_reopen() {
     let http = Http::new(&server);
     let (s, v) = try_bootstrap(&http, "victim@example.com").await;
     assert_eq!(s, 409, "an existing account is never taken over: {v}");
-    let (s, _) = http.post("/auth/token", None, json!({"email": "victim@example.com", "password": "takeover-pass-1"})).await;
+    let (s, _) =
+        http.post("/auth/token", None, json!({"email": "victim@example.com", "password": "takeover-pass-1"})).await;
     assert_eq!(s, 401, "no password was set on the existing account");
     // The instance can still get its first admin under a new email, exactly once.
     assert_eq!(try_bootstrap(&http, "first-admin@example.com").await.0, 200);
@@ -125,7 +127,8 @@ async fn sessions_end_on_logout_password_change_and_deactivation() {
 
     // An admin sets a new password.
     let session = login(&http, "ana@example.com", "user-pass-1").await;
-    let (s, _) = http.post(&format!("/api/users/{id}/set-password"), Some(&admin), json!({"password": "new-pass-22"})).await;
+    let (s, _) =
+        http.post(&format!("/api/users/{id}/set-password"), Some(&admin), json!({"password": "new-pass-22"})).await;
     assert_eq!(s, 200);
     assert_eq!(alive(session).await, 401);
 
@@ -169,8 +172,14 @@ async fn password_work_is_never_free() {
     http.bootstrap().await;
     let before = password_work(&server).await;
     let cheap = [
-        ("/auth/password/reset", json!({"email": "admin@example.com", "token": "guessed", "password": "long-enough-1"})),
-        ("/auth/password/reset", json!({"email": "nobody@example.com", "token": "guessed", "password": "long-enough-1"})),
+        (
+            "/auth/password/reset",
+            json!({"email": "admin@example.com", "token": "guessed", "password": "long-enough-1"}),
+        ),
+        (
+            "/auth/password/reset",
+            json!({"email": "nobody@example.com", "token": "guessed", "password": "long-enough-1"}),
+        ),
         ("/auth/password/reset", json!({"email": "admin@example.com", "token": "guessed", "password": "short"})),
         ("/auth/token", json!({"email": "nobody@example.com", "password": "whatever-1"})),
     ];

@@ -151,9 +151,7 @@ async fn register_sync_grant_pull_query() {
             .stdin
             .take()
             .unwrap()
-            .write_all(
-                format!("{{\"session_id\":\"{id}\",\"transcript_path\":\"{}\"}}", path.display()).as_bytes(),
-            )
+            .write_all(format!("{{\"session_id\":\"{id}\",\"transcript_path\":\"{}\"}}", path.display()).as_bytes())
             .unwrap();
         assert!(child.wait().unwrap().success());
     };
@@ -188,9 +186,16 @@ async fn register_sync_grant_pull_query() {
         .output()
         .unwrap();
     let warning = String::from_utf8_lossy(&pushed.stderr).to_string();
-    assert!(warning.contains("not-a-transcript.txt") && warning.contains("not a transcript of this workspace"), "{warning}");
+    assert!(
+        warning.contains("not-a-transcript.txt") && warning.contains("not a transcript of this workspace"),
+        "{warning}"
+    );
     let v: serde_json::Value = serde_json::from_str(&ok(pushed)).unwrap();
-    assert_eq!((v["sessions"].as_i64(), v["local_md"].as_bool(), v["refused"].as_i64()), (Some(1), Some(true), Some(1)), "{v}");
+    assert_eq!(
+        (v["sessions"].as_i64(), v["local_md"].as_bool(), v["refused"].as_i64()),
+        (Some(1), Some(true), Some(1)),
+        "{v}"
+    );
     assert!(!init_ws.join(".claude/agnes-sessions.txt").exists(), "the queue is empty");
     assert_eq!(pending(), 0);
     let (_, me) = http.get("/api/me", pat["token"].as_str().unwrap()).await;

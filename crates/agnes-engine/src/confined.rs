@@ -35,9 +35,7 @@ pub fn open_confined(dirs: &[&Path], limits: &Limits) -> Result<Connection> {
         })
         .collect::<Result<Vec<_>>>()?
         .join(", ");
-    let mut sql = format!(
-        "SET allowed_directories = [{list}];"
-    );
+    let mut sql = format!("SET allowed_directories = [{list}];");
     apply_limits(&mut sql, limits);
     sql.push_str(" SET enable_external_access = false; SET lock_configuration = true;");
     conn.execute_batch(&sql)?;

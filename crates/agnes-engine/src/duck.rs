@@ -33,9 +33,7 @@ mod tests {
     #[test]
     fn extensions_are_built_in_and_nothing_is_fetched() {
         let conn = super::open_in_memory().unwrap();
-        let mut stmt = conn
-            .prepare("SELECT extension_name FROM duckdb_extensions() WHERE loaded ORDER BY 1")
-            .unwrap();
+        let mut stmt = conn.prepare("SELECT extension_name FROM duckdb_extensions() WHERE loaded ORDER BY 1").unwrap();
         let loaded: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
         for wanted in ["core_functions", "icu", "json", "parquet"] {
             assert!(loaded.iter().any(|l| l == wanted), "{wanted} not loaded: {loaded:?}");

@@ -141,7 +141,9 @@ async fn seed_admin_from_env(store: &Store) -> Result<(), ServerError> {
     };
     let hash = match std::env::var("SEED_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()) {
         Some(p) => Some(
-            crate::auth::password::hash(&p).await.map_err(|m| ServerError::Config(format!("SEED_ADMIN_PASSWORD: {m}")))?,
+            crate::auth::password::hash(&p)
+                .await
+                .map_err(|m| ServerError::Config(format!("SEED_ADMIN_PASSWORD: {m}")))?,
         ),
         None => None,
     };

@@ -188,8 +188,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         std::fs::rename(taken(&ws), queue(&ws)).ok();
         return Err(ApiFailure::NotLoggedIn.into());
     }
-    let (mut sent, mut dropped, mut skipped, mut refused, mut keep, mut errors) =
-        (0, 0, 0, 0, Vec::new(), Vec::new());
+    let (mut sent, mut dropped, mut skipped, mut refused, mut keep, mut errors) = (0, 0, 0, 0, Vec::new(), Vec::new());
     let transcripts = transcripts_dir(&ws);
     for (id, path) in to_send {
         let file = match open_transcript(transcripts.as_deref(), Path::new(&path)) {

@@ -145,7 +145,8 @@ impl Connector for FilesConnector {
         }
         if table.has_where_filters() {
             return Some(
-                "the files connector does not support where_filters; filter in a materialized source_query instead".into(),
+                "the files connector does not support where_filters; filter in a materialized source_query instead"
+                    .into(),
             );
         }
         None

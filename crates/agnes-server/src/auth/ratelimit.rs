@@ -5,8 +5,8 @@
 use crate::error::ApiError;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::collections::{HashMap, VecDeque};
 use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 pub struct RateLimiter {

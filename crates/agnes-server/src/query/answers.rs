@@ -7,8 +7,8 @@
 //! are kept; the quota slot, the byte budget and the audit record still apply to a hit.
 
 use axum::body::Bytes;
-use std::collections::HashMap;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 
 /// Largest answer kept, and the most kept in all.
 const MAX_ANSWER: usize = 1 << 20;

@@ -21,9 +21,9 @@ use crate::state::AppState;
 use agnes_core::SourceType;
 use agnes_engine::sandbox::{Sandbox, SandboxTable, TableData};
 use axum::http::StatusCode;
+use parking_lot::Mutex;
 use serde_json::json;
 use std::collections::HashMap;
-use parking_lot::Mutex;
 use std::sync::Arc;
 
 /// How many distinct sandboxes stay open; the least recently used goes first.

@@ -294,8 +294,9 @@ async fn create_token(
     if scope.len() > 64 || !scope.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "scope must be 1-64 of A-Z a-z 0-9 - _"));
     }
-    let issued =
-        pat::issue(&state.store, &state.auth.secret, &caller.user, name, scope, lifetime).await.map_err(ApiError::internal)?;
+    let issued = pat::issue(&state.store, &state.auth.secret, &caller.user, name, scope, lifetime)
+        .await
+        .map_err(ApiError::internal)?;
     Audit::of(&state, &caller, &client)
         .record("token.create", Some(&issued.id), Some(json!({"name": name})), "success")
         .await;

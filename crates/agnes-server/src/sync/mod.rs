@@ -22,10 +22,10 @@ use agnes_engine::orchestrator::{Orchestrator, RebuildInput, RemotePolicy};
 use agnes_engine::DataLayout;
 use agnes_store::sync_state::{PartState, Published};
 use agnes_store::Store;
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
