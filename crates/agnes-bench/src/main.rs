@@ -49,6 +49,8 @@ enum Scenario {
     Profile,
     /// p50/p99 of the health check while 32 connections send bad passwords, vs idle.
     Signin,
+    /// One user's 8 and 32 parallel queries over 5 slots: latency and errors.
+    Backpressure,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Scheduler => scheduler::scheduler()?,
             Scenario::Profile => profile::profile_bench(args.scale)?,
             Scenario::Signin => scenarios::signin()?,
+            Scenario::Backpressure => scenarios::backpressure()?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

@@ -175,6 +175,8 @@ async fn quotas_answer_429_and_free_up() {
         ("AGNES_QUERY_TIMEOUT_SECONDS", "2"),
         ("AGNES_QUOTA_MAX_CONCURRENT", "1"),
         ("AGNES_QUOTA_MAX_DAILY_BYTES", "20000"),
+        // A short wait in line, so the held slot is still held when it ends.
+        ("AGNES_QUOTA_SLOT_WAIT_SECONDS", "0.3"),
     ])
     .await;
     // One slow query holds the analyst's only slot.
@@ -186,8 +188,18 @@ async fn quotas_answer_429_and_free_up() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let (status, body) = query(&f, &f.analyst, "SELECT 1").await;
-    assert_eq!(status, 429, "{body}");
+    let waited = std::time::Instant::now();
+    let refused = reqwest::Client::new()
+        .post(f.server.url("/api/query"))
+        .bearer_auth(&f.analyst)
+        .json(&json!({"sql": "SELECT 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(waited.elapsed() >= std::time::Duration::from_millis(300), "it waited in line first");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
     let d = &body["detail"];
     assert_eq!((d["error"].as_str(), d["kind"].as_str()), (Some("quota_exceeded"), Some("concurrent_queries")));
     assert_eq!((d["current"].as_i64(), d["limit"].as_i64()), (Some(1), Some(1)));
@@ -216,4 +228,47 @@ async fn quotas_answer_429_and_free_up() {
     assert!((1..=86_400).contains(&to_midnight), "{body}");
     let (status, _) = query(&f, &f.admin, "SELECT 1").await;
     assert_eq!(status, 200, "budgets are per user");
+}
+
+/// Over their slots, one user's requests wait in line for a free slot instead of failing:
+/// an agent's eight parallel queries all get answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_over_the_slots_wait_their_turn() {
+    let f = setup(&[
+        ("AGNES_QUOTA_MAX_CONCURRENT", "2"),
+        ("AGNES_QUOTA_SLOT_WAIT_SECONDS", "20"),
+        ("AGNES_QUERY_TIMEOUT_SECONDS", "2"),
+    ])
+    .await;
+    let parallel = (0..8).map(|i| {
+        let (client, url, token) = (reqwest::Client::new(), f.server.url("/api/query"), f.analyst.clone());
+        tokio::spawn(async move {
+            let sql = format!("SELECT count(*) + {i} AS n FROM flights, range(200)");
+            let r = client.post(url).bearer_auth(token).json(&json!({ "sql": sql })).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        })
+    });
+    for (i, task) in parallel.enumerate() {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200, "query {i}: {body}");
+        assert_eq!(body["rows"][0][0].as_i64(), Some(600_000 + i as i64));
+    }
+    // Both slots held by queries that run to their 2 s limit: the next waits, then runs.
+    let slow = (0..2)
+        .map(|_| {
+            let (client, url, token) = (reqwest::Client::new(), f.server.url("/api/query"), f.analyst.clone());
+            tokio::spawn(async move {
+                let sql = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r";
+                client.post(url).bearer_auth(token).json(&json!({"sql": sql})).send().await.unwrap().status()
+            })
+        })
+        .collect::<Vec<_>>();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let (status, body) = query(&f, &f.analyst, "SELECT 1 AS one").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(800), "it waited for a slot: {:?}", started.elapsed());
+    for s in slow {
+        assert_eq!(s.await.unwrap(), 400, "the slow queries hit their time limit");
+    }
 }

@@ -76,7 +76,16 @@ impl From<agnes_store::StoreError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The `{"detail": …}` body; a 429 whose detail says `retry_after_seconds` also
+    /// carries it as `Retry-After`.
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "detail": self.detail }))).into_response()
+        let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| self.detail.get("retry_after_seconds").and_then(serde_json::Value::as_u64))
+            .flatten();
+        let mut response = (self.status, Json(serde_json::json!({ "detail": self.detail }))).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

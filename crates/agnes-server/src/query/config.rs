@@ -19,6 +19,9 @@ pub struct QueryConfig {
     /// The most Arrow IPC one scan may answer.
     pub scan_max_result_bytes: u64,
     pub quotas: QuotaLimits,
+    /// How long a request over its user's concurrency slots waits, in line behind that
+    /// user's earlier requests, for a slot to free before it is answered 429.
+    pub slot_wait: Duration,
 }
 
 /// A setting: the environment variable, else the YAML key, else the default.
@@ -103,6 +106,14 @@ impl QueryConfig {
                 2 << 30,
             )?,
             quotas,
+            slot_wait: {
+                let seconds: f64 =
+                    setting(instance, "AGNES_QUOTA_SLOT_WAIT_SECONDS", &["api", "quota", "slot_wait_seconds"], 10.0)?;
+                if !(seconds >= 0.0 && seconds.is_finite()) {
+                    return Err("AGNES_QUOTA_SLOT_WAIT_SECONDS must be zero or a positive number of seconds".into());
+                }
+                Duration::from_secs_f64(seconds)
+            },
         })
     }
 }
@@ -120,6 +131,7 @@ mod tests {
         assert_eq!(c.quotas.max_concurrent, 2);
         assert_eq!(c.quotas.max_daily_bytes, 50 << 30);
         assert_eq!(c.max_rows, 100_000);
+        assert_eq!(c.slot_wait, Duration::from_secs(10));
         let bad = serde_json::json!({"api": {"query": {"max_rows": "many"}}});
         assert!(QueryConfig::load(&bad, Path::new("/tmp")).unwrap_err().contains("max_rows"));
     }

@@ -8,6 +8,7 @@
 
 mod answers;
 mod config;
+mod line;
 mod slot;
 
 pub use answers::{Answer, AnswerKey};
@@ -26,6 +27,19 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The 429 of a request that may not run now.
+fn refusal(denied: agnes_store::quotas::QuotaDenied) -> ApiError {
+    ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        detail: json!({
+            "error": "quota_exceeded",
+            "reason": if denied.kind == "daily_bytes" { "daily_byte_cap_exceeded" } else { "concurrent_slot_exceeded" },
+            "kind": denied.kind, "current": denied.current, "limit": denied.limit,
+            "retry_after_seconds": denied.retry_after_seconds,
+        }),
+    }
+}
+
 /// How many distinct sandboxes stay open; the least recently used goes first.
 const CACHE_SIZE: usize = 32;
 
@@ -37,6 +51,7 @@ pub struct QueryService {
     cache: Arc<Mutex<Cache>>,
     answers: Arc<answers::Answers>,
     readable: Arc<Mutex<HashMap<Readers, (i64, Key)>>>,
+    lines: Arc<line::Lines>,
 }
 
 /// Whom a readable-tables list is for: admin or not, and the sorted group ids. Nothing
@@ -59,6 +74,7 @@ impl QueryService {
             cache: Arc::default(),
             answers: Arc::default(),
             readable: Arc::default(),
+            lines: Arc::default(),
         }
     }
 
@@ -70,20 +86,34 @@ impl QueryService {
         &self.answers
     }
 
-    /// Take one of the caller's slots, or answer 429 in the contract's shape. `kind` names
-    /// the slot in a refusal: `concurrent_queries` or `concurrent_scans`.
+    /// Take one of the caller's slots. Over their concurrency limit, wait in the user's line
+    /// up to `slot_wait` for one to free (see [`line`]); then, or at once for the daily byte
+    /// budget, answer 429 in the contract's shape (with `Retry-After`). `kind` names the
+    /// slot in a refusal: `concurrent_queries` or `concurrent_scans`.
     pub async fn acquire(&self, state: &AppState, caller: &Caller, kind: &'static str) -> Result<Slot, ApiError> {
-        match state.store.quotas().acquire(&caller.user.id, &self.config.quotas, kind).await? {
-            Ok(acquired) => Ok(Slot::new(state.store.clone(), acquired, caller.user.id.clone())),
-            Err(denied) => Err(ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                detail: json!({
-                    "error": "quota_exceeded",
-                    "reason": if denied.kind == "daily_bytes" { "daily_byte_cap_exceeded" } else { "concurrent_slot_exceeded" },
-                    "kind": denied.kind, "current": denied.current, "limit": denied.limit,
-                    "retry_after_seconds": denied.retry_after_seconds,
-                }),
-            }),
+        let user = &caller.user.id;
+        let (quotas, limits) = (state.store.quotas(), &self.config.quotas);
+        let line = self.lines.of(user);
+        let slot = |acquired| Slot::new(state.store.clone(), acquired, user.clone(), line.clone());
+        if line.is_empty() {
+            match quotas.acquire(user, limits, kind).await? {
+                Ok(acquired) => return Ok(slot(acquired)),
+                Err(denied) if denied.kind == "daily_bytes" || self.config.slot_wait.is_zero() => {
+                    return Err(refusal(denied))
+                }
+                Err(_) => {}
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.config.slot_wait;
+        let place = line.join();
+        let head = place.head(deadline).await;
+        loop {
+            match quotas.acquire(user, limits, kind).await? {
+                Ok(acquired) => return Ok(slot(acquired)),
+                Err(denied) if denied.kind == "daily_bytes" || head.is_none() => return Err(refusal(denied)),
+                Err(denied) if tokio::time::Instant::now() >= deadline => return Err(refusal(denied)),
+                Err(_) => place.next_chance(deadline).await,
+            }
         }
     }
 
