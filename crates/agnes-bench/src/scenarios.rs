@@ -324,7 +324,7 @@ pub fn backpressure() -> anyhow::Result<Section> {
         let script = post_script(
             work.path(),
             "query.lua",
-            r#"{"sql": "SELECT status, count(*) AS n, sum(total) AS revenue FROM orders GROUP BY 1 ORDER BY 1"}"#,
+            r#"{"sql": "SELECT status, count(*) AS n, sum(total_amount) AS revenue FROM orders GROUP BY 1 ORDER BY 1"}"#,
         )?;
         let script = script.to_string_lossy().into_owned();
         let mut runs = Vec::new();
