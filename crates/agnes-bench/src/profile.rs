@@ -3,7 +3,6 @@
 
 use crate::report::{machine, Section};
 use crate::scenarios::proc_status_kib;
-use agnes_engine::duckdb::Connection;
 use agnes_engine::profile::{profile, ProfileInput, ProfileOptions};
 use std::time::Instant;
 

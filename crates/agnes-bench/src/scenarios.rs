@@ -330,7 +330,10 @@ pub fn backpressure() -> anyhow::Result<Section> {
         let mut runs = Vec::new();
         for connections in [8u32, 32] {
             let c = format!("-c{connections}");
-            runs.push((connections, wrk_run(&format!("{server}/api/query"), Some(&token), &["-t2", &c, "-d10s", "-s", &script])?));
+            runs.push((
+                connections,
+                wrk_run(&format!("{server}/api/query"), Some(&token), &["-t2", &c, "-d10s", "-s", &script])?,
+            ));
         }
         Ok(runs)
     })();

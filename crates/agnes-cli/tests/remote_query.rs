@@ -267,7 +267,11 @@ async fn requests_over_the_slots_wait_their_turn() {
     let started = std::time::Instant::now();
     let (status, body) = query(&f, &f.analyst, "SELECT 1 AS one").await;
     assert_eq!(status, 200, "{body}");
-    assert!(started.elapsed() >= std::time::Duration::from_millis(800), "it waited for a slot: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(800),
+        "it waited for a slot: {:?}",
+        started.elapsed()
+    );
     for s in slow {
         assert_eq!(s.await.unwrap(), 400, "the slow queries hit their time limit");
     }

@@ -8,7 +8,7 @@
 use crate::{EngineError, Result};
 use agnes_core::ident::{is_strict_identifier, quote_ident, quote_literal};
 use duckdb::types::Value;
-use duckdb::{AccessMode, Config, Connection};
+use duckdb::Connection;
 use std::path::Path;
 
 const REGISTRY: &str = "CREATE TABLE IF NOT EXISTS _agnes_views (name VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, target VARCHAR NOT NULL)";

@@ -11,7 +11,7 @@ use crate::extract::{read_meta_attached, read_remote_attach_attached, RemoteAtta
 use crate::fsutil::{commit_rename, remove_if_exists};
 use crate::{DataLayout, EngineError, Result};
 use agnes_core::ident::{is_strict_identifier, quote_ident, quote_literal};
-use duckdb::{Config, Connection};
+use duckdb::Connection;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

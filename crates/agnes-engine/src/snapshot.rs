@@ -57,7 +57,6 @@ fn invalid(action: &str, e: impl std::fmt::Display) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use duckdb::Connection;
 
     #[test]
     fn an_ipc_stream_becomes_a_parquet_duckdb_reads_back() {

@@ -3,7 +3,6 @@
 //! relies on it.
 
 use crate::{EngineError, Result};
-use duckdb::Connection;
 use serde_json::Value;
 use std::collections::BTreeSet;
 

@@ -105,7 +105,6 @@ pub fn to_text(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use duckdb::Connection;
 
     #[test]
     fn conversions() {

@@ -2,7 +2,6 @@ use super::*;
 use crate::{Connector, ConnectorError, Publication, SyncContext};
 use agnes_core::{PartitionGranularity, QueryMode, SourceType, SyncStrategy, TableSpec};
 use agnes_engine::confined::Limits;
-use agnes_engine::duckdb::Connection;
 use agnes_engine::DataLayout;
 use std::path::{Path, PathBuf};
 

@@ -88,9 +88,9 @@ mod tests {
         let guard = first.head(tokio::time::Instant::now() + POLL).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..4 {
-            let (line, order) = (line.clone(), order.clone());
+            let (queued, order) = (line.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let place = line.join();
+                let place = queued.join();
                 let _head = place.head(tokio::time::Instant::now() + std::time::Duration::from_secs(5)).await.unwrap();
                 order.lock().push(i);
             }));

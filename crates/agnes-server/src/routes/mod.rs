@@ -128,7 +128,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_handler_answers_500_with_its_request_id() {
         let app = Router::new()
-            .route("/boom", get(|| async { panic!("handler bug") }))
+            .route("/boom", get(|| async { panic!("handler bug") as &'static str }))
             .route("/fine", get(|| async { "ok" }))
             .layer(middleware::from_fn(catch_panic))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
