@@ -168,6 +168,11 @@ async fn register_sync_grant_pull_query() {
         .output()
         .unwrap();
     assert_eq!(offline.status.code(), Some(1));
+    let warning = String::from_utf8_lossy(&offline.stderr).to_string();
+    assert!(
+        warning.contains("not-a-transcript.txt") && warning.contains("not a transcript of this workspace"),
+        "the other path is refused with a warning, before any network: {warning}"
+    );
     assert!(
         std::fs::read_to_string(init_ws.join(".claude/agnes-sessions.txt")).unwrap().starts_with("s-1\t"),
         "the queue stays"
@@ -185,15 +190,10 @@ async fn register_sync_grant_pull_query() {
         .args(["push", "--json"])
         .output()
         .unwrap();
-    let warning = String::from_utf8_lossy(&pushed.stderr).to_string();
-    assert!(
-        warning.contains("not-a-transcript.txt") && warning.contains("not a transcript of this workspace"),
-        "{warning}"
-    );
     let v: serde_json::Value = serde_json::from_str(&ok(pushed)).unwrap();
     assert_eq!(
         (v["sessions"].as_i64(), v["local_md"].as_bool(), v["refused"].as_i64()),
-        (Some(1), Some(true), Some(1)),
+        (Some(1), Some(true), Some(0)),
         "{v}"
     );
     assert!(!init_ws.join(".claude/agnes-sessions.txt").exists(), "the queue is empty");
