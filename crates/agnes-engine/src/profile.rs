@@ -450,7 +450,7 @@ mod tests {
             .unwrap()
             .execute_batch(&format!(
                 "COPY (SELECT * FROM (VALUES (TIMESTAMPTZ '2013-03-31 23:30:00-02'), \
-                 (TIMESTAMPTZ '2013-01-01 00:30:00+02'), (TIMESTAMPTZ '2013-02-15 12:00:00+00')) v(at)) TO '{}'",
+                 (TIMESTAMPTZ '2013-01-01 00:30:00+02'), (TIMESTAMPTZ '2013-02-15 12:00:00+00')) v(happened)) TO '{}'",
                 path.display()
             ))
             .unwrap();
@@ -464,7 +464,7 @@ mod tests {
             file_size_bytes: 1,
         };
         let p = profile(&input, &ProfileOptions::default()).unwrap();
-        let at = &column(&p, "at")["date_stats"];
+        let at = &column(&p, "happened")["date_stats"];
         assert_eq!((at["earliest"].as_str(), at["latest"].as_str()), (Some("2012-12-31"), Some("2013-04-01")), "{at}");
         assert_eq!(at["histogram"]["bins"], json!(["2012-Q4", "2013-Q1", "2013-Q2"]), "{at}");
     }
