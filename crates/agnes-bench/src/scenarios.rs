@@ -218,6 +218,36 @@ pub fn stop(mut child: std::process::Child) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Start `agnes serve` on `data` (with `env`), sign a break-glass admin in, run `measure`
+/// with the server's URL and the admin's token, and stop the server whatever happened.
+fn with_admin_server<T>(
+    work: &Path,
+    data: &Path,
+    env: &[(&str, &str)],
+    measure: impl FnOnce(&str, &str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let exe = agnes_exe()?;
+    let (child, port) = start_server_with(&exe, data, env)?;
+    let url = format!("http://127.0.0.1:{port}");
+    let result = crate::cli::Client::admin(&exe, data, &url, work.join(format!("cfg-{port}")))
+        .and_then(|c| c.token())
+        .and_then(|token| measure(&url, &token));
+    stop(child)?;
+    result
+}
+
+/// A data dir prepared by `agnes demo --scale 0.01` (6 tables, users, tokens).
+fn demo_data_dir(exe: &Path, data: &Path) -> anyhow::Result<()> {
+    let status = std::process::Command::new(exe)
+        .args(["demo", "--no-serve", "--scale", "0.01", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("agnes demo")?;
+    anyhow::ensure!(status.success(), "agnes demo failed");
+    Ok(())
+}
+
 pub fn agnes_exe() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?.with_file_name("agnes");
     anyhow::ensure!(exe.is_file(), "{} not found: build it first with `cargo build --workspace`", exe.display());
@@ -310,13 +340,7 @@ pub fn backpressure() -> anyhow::Result<Section> {
     let exe = agnes_exe()?;
     let work = tempfile::tempdir()?;
     let data = work.path().join("data");
-    let status = std::process::Command::new(&exe)
-        .args(["demo", "--no-serve", "--scale", "0.01", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("agnes demo")?;
-    anyhow::ensure!(status.success(), "agnes demo failed");
+    demo_data_dir(&exe, &data)?;
     let script = post_script(
         work.path(),
         "query.lua",
@@ -326,25 +350,18 @@ pub fn backpressure() -> anyhow::Result<Section> {
     let mut rows = String::new();
     // Baseline in the same run: no waiting (every request over the slots is a 429 at once).
     for (label, wait) in [("429 at once (wait 0)", "0"), ("wait in line (10 s)", "10")] {
-        let (child, port) = start_server_with(
-            &exe,
-            &data,
-            &[("AGNES_QUOTA_MAX_CONCURRENT", "5"), ("AGNES_QUOTA_SLOT_WAIT_SECONDS", wait)],
-        )?;
-        let server = format!("http://127.0.0.1:{port}");
-        let measured = (|| -> anyhow::Result<Vec<(u32, WrkRun)>> {
-            let cfg = work.path().join(format!("cfg-{wait}"));
-            let token = crate::cli::Client::admin(&exe, &data, &server, cfg)?.token()?;
-            let mut runs = Vec::new();
-            for connections in [8u32, 32] {
-                let c = format!("-c{connections}");
-                let url = format!("{server}/api/query");
-                runs.push((connections, wrk_run(&url, Some(&token), &["-t2", &c, "-d10s", "-s", &script])?));
-            }
-            Ok(runs)
-        })();
-        stop(child)?;
-        for (c, r) in measured? {
+        let env = [("AGNES_QUOTA_MAX_CONCURRENT", "5"), ("AGNES_QUOTA_SLOT_WAIT_SECONDS", wait)];
+        let runs = with_admin_server(work.path(), &data, &env, |server, token| {
+            [8u32, 32]
+                .into_iter()
+                .map(|connections| {
+                    let c = format!("-c{connections}");
+                    let url = format!("{server}/api/query");
+                    Ok((connections, wrk_run(&url, Some(token), &["-t2", &c, "-d10s", "-s", &script])?))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        })?;
+        for (c, r) in runs {
             rows.push_str(&format!(
                 "| {label} | {c} | {:.0} | {:.1} ms | {:.1} ms | {} of {} |\n",
                 r.requests_per_second, r.p50_ms, r.p99_ms, r.errors, r.requests
@@ -370,20 +387,15 @@ pub fn backpressure() -> anyhow::Result<Section> {
 /// on the idle server. Argon2 runs on the blocking pool, at most half the cores at once, so
 /// the runtime keeps answering everyone else.
 pub fn signin() -> anyhow::Result<Section> {
-    let exe = agnes_exe()?;
     let work = tempfile::tempdir()?;
-    let data = work.path().join("data");
-    let (child, port) = start_server(&exe, &data)?;
-    let server = format!("http://127.0.0.1:{port}");
-    let measured = (|| -> anyhow::Result<_> {
-        crate::cli::Client::admin(&exe, &data, &server, work.path().join("cfg"))?;
-        let script = work.path().join("bad-signin.lua");
-        std::fs::write(
-            &script,
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
-             wrk.body = '{\"email\": \"bench@example.com\", \"password\": \"not-the-password\"}'\n\
-             done = function(summary, latency, requests)\n  io.write(string.format(\"attempts: %d\\n\", summary.requests))\nend\n",
-        )?;
+    let script = work.path().join("bad-signin.lua");
+    std::fs::write(
+        &script,
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+         wrk.body = '{\"email\": \"bench@example.com\", \"password\": \"not-the-password\"}'\n\
+         done = function(summary, latency, requests)\n  io.write(string.format(\"attempts: %d\\n\", summary.requests))\nend\n",
+    )?;
+    let measured = with_admin_server(work.path(), &work.path().join("data"), &[], |server, _| {
         let health = format!("{server}/api/health");
         let idle = wrk_latency_ms(&health, None, 10)?;
         let attack = std::process::Command::new("wrk")
@@ -404,8 +416,7 @@ pub fn signin() -> anyhow::Result<Section> {
             .trim()
             .parse()?;
         Ok((idle, loaded, attempts / 14.0))
-    })();
-    stop(child)?;
+    });
     let ((idle50, idle99), (load50, load99), per_second) = measured?;
     Ok(Section {
         name: "signin",
@@ -424,29 +435,15 @@ pub fn signin() -> anyhow::Result<Section> {
 /// A PAT-authenticated `GET /api/me` against the public `GET /api/health` on the same
 /// server: 4 connections, alternating 5-second runs, medians of three each.
 pub fn auth() -> anyhow::Result<Section> {
-    let exe = agnes_exe()?;
     let work = tempfile::tempdir()?;
-    let data = work.path().join("data");
-    let (child, port) = start_server(&exe, &data)?;
-    let server = format!("http://127.0.0.1:{port}");
-    let token = crate::cli::Client::admin(&exe, &data, &server, work.path().join("cfg")).and_then(|c| c.token());
-    let token = match token {
-        Ok(t) => t,
-        Err(e) => {
-            stop(child)?;
-            return Err(e);
-        }
-    };
-    let (mut public, mut authed) = (Vec::new(), Vec::new());
-    let measured = (|| -> anyhow::Result<()> {
+    let (public, authed) = with_admin_server(work.path(), &work.path().join("data"), &[], |server, token| {
+        let (mut public, mut authed) = (Vec::new(), Vec::new());
         for _ in 0..REPS {
             public.push(wrk(&format!("{server}/api/health"), None, 5)?);
-            authed.push(wrk(&format!("{server}/api/me"), Some(&token), 5)?);
+            authed.push(wrk(&format!("{server}/api/me"), Some(token), 5)?);
         }
-        Ok(())
-    })();
-    stop(child)?;
-    measured?;
+        Ok((public, authed))
+    })?;
     let med = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -472,13 +469,7 @@ pub fn serve() -> anyhow::Result<Section> {
     let exe = agnes_exe()?;
     let work = tempfile::tempdir()?;
     let data = work.path().join("data");
-    let status = std::process::Command::new(&exe)
-        .args(["demo", "--no-serve", "--scale", "0.01", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("agnes demo")?;
-    anyhow::ensure!(status.success(), "agnes demo failed");
+    demo_data_dir(&exe, &data)?;
 
     let mut version_times = Vec::new();
     for _ in 0..5 {
