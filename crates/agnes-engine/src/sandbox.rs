@@ -501,11 +501,11 @@ pub fn check_single_query(conn: &Connection, sql: &str) -> Result<bool> {
         serde_json::from_str(&text).map_err(|e| EngineError::Invalid(format!("cannot read the parse tree: {e}")))?;
     if parsed["error"].as_bool() == Some(true) {
         let message = parsed["error_message"].as_str().unwrap_or_default();
-        return Err(EngineError::NotAllowed(if message.starts_with("Only SELECT") {
-            "Only single SELECT queries are allowed".into()
+        return Err(if message.starts_with("Only SELECT") {
+            EngineError::NotAllowed("Only single SELECT queries are allowed".into())
         } else {
-            format!("Query error: {message}")
-        }));
+            EngineError::InvalidSql(message.to_string())
+        });
     }
     match parsed["statements"].as_array().map(Vec::len) {
         Some(1) => Ok(repeatable(&parsed["statements"])),
@@ -620,15 +620,16 @@ mod tests {
     fn everything_else_fails_inside_duckdb() {
         let (dir, sb) = fixture();
         let secret = dir.path().join("secret.parquet");
-        for sql in [
-            format!("SELECT * FROM read_parquet('{}')", secret.display()),
-            format!("SELECT * FROM '{}'", secret.display()),
-            "SELECT * FROM read_text('/etc/passwd')".into(),
-            format!("SELECT * FROM glob('{}/*')", dir.path().display()),
-            "SELECT * FROM secret".into(),
-            "SELECT * FROM query('ATTACH '':memory:'' AS m')".into(),
+        for (sql, code) in [
+            (format!("SELECT * FROM read_parquet('{}')", secret.display()), "file_access_denied"),
+            (format!("SELECT * FROM '{}'", secret.display()), "file_access_denied"),
+            ("SELECT * FROM read_text('/etc/passwd')".into(), "file_access_denied"),
+            (format!("SELECT * FROM glob('{}/*')", dir.path().display()), "file_access_denied"),
+            ("SELECT * FROM secret".into(), "table_not_found"),
+            ("SELECT * FROM query('ATTACH '':memory:'' AS m')".into(), "invalid_sql"),
         ] {
-            assert!(sb.query(&sql, 10).is_err(), "must fail: {sql}");
+            let err = sb.query(&sql, 10).expect_err(&sql);
+            assert_eq!(err.code(), code, "{sql}: {err}");
         }
     }
 

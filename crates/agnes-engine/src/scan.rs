@@ -114,13 +114,13 @@ impl Sandbox {
                 Some("ASC") => " ASC",
                 Some("DESC") => " DESC",
                 Some(_) => {
-                    return Err(EngineError::NotAllowed(format!(
+                    return Err(EngineError::InvalidRequest(format!(
                         "invalid order_by entry {entry:?}: use \"col\", \"col ASC\" or \"col DESC\""
                     )))
                 }
             };
             if words.next().is_some() {
-                return Err(EngineError::NotAllowed(format!(
+                return Err(EngineError::InvalidRequest(format!(
                     "invalid order_by entry {entry:?}: use \"col\", \"col ASC\" or \"col DESC\""
                 )));
             }
@@ -130,7 +130,7 @@ impl Sandbox {
             }
         }
         if !unknown.is_empty() {
-            return Err(EngineError::NotAllowed(format!("unknown columns: {unknown:?}")));
+            return Err(EngineError::InvalidRequest(format!("unknown columns: {unknown:?}")));
         }
         if selected.is_empty() {
             selected = columns.clone();
@@ -427,7 +427,7 @@ mod tests {
         let r = ScanRequest { table: "flights".into(), order_by: vec!["id SIDEWAYS".into()], ..Default::default() };
         assert!(sb.plan_scan(&r).unwrap_err().to_string().starts_with("invalid order_by"));
         let r = ScanRequest { table: "flights".into(), select: vec!["id; DROP".into()], ..Default::default() };
-        assert!(matches!(sb.plan_scan(&r), Err(EngineError::NotAllowed(_))));
+        assert!(matches!(sb.plan_scan(&r), Err(EngineError::InvalidRequest(_))));
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub fn tables_read(sql: &str) -> Result<Vec<String>> {
         serde_json::from_str(&text).map_err(|e| EngineError::Invalid(format!("cannot read the parse tree: {e}")))?;
     if tree["error"].as_bool() == Some(true) {
         let message = tree["error_message"].as_str().unwrap_or("the SQL does not parse");
-        return Err(EngineError::Invalid(message.to_string()));
+        return Err(EngineError::InvalidSql(message.to_string()));
     }
     if tree["statements"].as_array().is_none_or(Vec::is_empty) {
         return Err(EngineError::Invalid("no statement".into()));

@@ -20,18 +20,45 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// An error answered to an HTTP client, in the original's `{"detail": …}` shape.
+/// An error answered to an HTTP client: the original's `{"detail": …}` body, plus a
+/// stable `code` naming the kind of failure (clients and tests tell a refusal from a
+/// mistake by it, never by the wording of `detail`).
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
+    pub code: &'static str,
     pub detail: serde_json::Value,
+}
+
+/// The code of an error no more specific code was given for.
+fn code_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        409 => "conflict",
+        413 => "too_large",
+        422 => "invalid_request",
+        429 => "too_many_requests",
+        503 => "unavailable",
+        s if s >= 500 => "internal",
+        _ => "error",
+    }
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        ApiError { status, detail: serde_json::Value::String(detail.into()) }
+        ApiError { status, code: code_of(status), detail: serde_json::Value::String(detail.into()) }
     }
 
+    /// An error with a specific code and any JSON detail.
+    pub fn coded(status: StatusCode, code: &'static str, detail: impl Into<serde_json::Value>) -> Self {
+        ApiError { status, code, detail: detail.into() }
+    }
+
+    /// A failure of ours: logged in full, answered without internal text (the response
+    /// carries the request id to find the log line by).
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {e}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
@@ -40,12 +67,14 @@ impl ApiError {
 
 impl From<agnes_engine::EngineError> for ApiError {
     /// How a failure of the caller's own SQL (a query or a scan) is answered: the caller's
-    /// mistakes and the server's limits are 400s that say which; the rest is internal.
+    /// mistakes and the server's limits are 400s that say which (by `code`); failures of
+    /// ours are 500s without DuckDB's internal text.
     fn from(e: agnes_engine::EngineError) -> Self {
         use agnes_engine::EngineError as E;
-        let bad = |detail: serde_json::Value| ApiError { status: StatusCode::BAD_REQUEST, detail };
+        let code = e.code();
+        let bad = |detail: serde_json::Value| ApiError::coded(StatusCode::BAD_REQUEST, code, detail);
         match e {
-            E::NotAllowed(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            other if code == "internal" => ApiError::internal(other),
             E::Rejected { kind, details } => {
                 bad(serde_json::json!({"error": "validator_rejected", "kind": kind, "details": details}))
             }
@@ -55,11 +84,9 @@ impl From<agnes_engine::EngineError> for ApiError {
                 bad(serde_json::json!({"reason": "result_too_large", "limit_bytes": limit_bytes,
                 "hint": "select fewer columns, filter more, or lower the limit"}))
             }
-            E::DuckDb(err) => ApiError::new(StatusCode::BAD_REQUEST, format!("Query error: {err}")),
-            other @ (E::Invalid(_) | E::InvalidIdentifier(_)) => {
-                ApiError::new(StatusCode::BAD_REQUEST, format!("Query error: {other}"))
-            }
-            other @ E::Io { .. } => ApiError::internal(other),
+            E::DuckDb(err) => bad(format!("Query error: {err}").into()),
+            E::InvalidIdentifier(_) => bad(format!("Query error: {e}").into()),
+            other => bad(other.to_string().into()),
         }
     }
 }
@@ -76,13 +103,14 @@ impl From<agnes_store::StoreError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
-    /// The `{"detail": …}` body; a 429 whose detail says `retry_after_seconds` also
-    /// carries it as `Retry-After`.
+    /// The `{"detail": …, "code": …}` body; a 429 whose detail says
+    /// `retry_after_seconds` also carries it as `Retry-After`.
     fn into_response(self) -> Response {
         let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
             .then(|| self.detail.get("retry_after_seconds").and_then(serde_json::Value::as_u64))
             .flatten();
-        let mut response = (self.status, Json(serde_json::json!({ "detail": self.detail }))).into_response();
+        let body = serde_json::json!({ "detail": self.detail, "code": self.code });
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }

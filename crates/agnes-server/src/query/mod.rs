@@ -29,15 +29,16 @@ use std::sync::Arc;
 
 /// The 429 of a request that may not run now.
 fn refusal(denied: agnes_store::quotas::QuotaDenied) -> ApiError {
-    ApiError {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        detail: json!({
+    ApiError::coded(
+        StatusCode::TOO_MANY_REQUESTS,
+        "quota_exceeded",
+        json!({
             "error": "quota_exceeded",
             "reason": if denied.kind == "daily_bytes" { "daily_byte_cap_exceeded" } else { "concurrent_slot_exceeded" },
             "kind": denied.kind, "current": denied.current, "limit": denied.limit,
             "retry_after_seconds": denied.retry_after_seconds,
         }),
-    }
+    )
 }
 
 /// How many distinct sandboxes stay open; the least recently used goes first.

@@ -79,31 +79,38 @@ pub fn router(state: AppState) -> Router {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
-        .layer(middleware::from_fn(catch_panic))
+        .layer(middleware::from_fn(internal_errors))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
-/// A handler (or middleware) that panics answers a JSON 500 naming the request id, in the
-/// contract's error shape; the connection and the worker carry on. Without this, hyper
-/// drops the connection and the client sees a reset with nothing to report.
-async fn catch_panic(req: Request, next: Next) -> Response {
+/// Failures of ours are answered alike: a handler (or middleware) that panics, and any
+/// other 500, gets the JSON body `{"detail": "Internal server error", "code": "internal",
+/// "request_id": …}`, so a user can quote the id and an operator find the log line. The
+/// connection and the worker carry on (without this, hyper drops the connection on a
+/// panic and the client sees a reset with nothing to report).
+async fn internal_errors(req: Request, next: Next) -> Response {
     use futures::FutureExt;
     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
-    let panic = match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
-        Ok(response) => return response,
-        Err(panic) => panic,
+    let internal = || {
+        let body = serde_json::json!({"detail": "Internal server error", "code": "internal", "request_id": request_id});
+        (axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
     };
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into());
-    tracing::error!(request_id = %request_id, "request handler panicked: {message}");
-    metrics::counter!("agnes_http_panics_total").increment(1);
-    let body = serde_json::json!({"detail": "Internal server error", "request_id": request_id});
-    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) if response.status() == axum::http::StatusCode::INTERNAL_SERVER_ERROR => internal(),
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            tracing::error!(request_id = %request_id, "request handler panicked: {message}");
+            metrics::counter!("agnes_http_panics_total").increment(1);
+            internal()
+        }
+    }
 }
 
 /// Every `/api/*` response says which server version answered and which CLI it needs.
@@ -126,18 +133,25 @@ mod tests {
     use tower::ServiceExt;
 
     #[tokio::test]
-    async fn a_panicking_handler_answers_500_with_its_request_id() {
+    async fn failures_of_ours_answer_500_with_the_request_id() {
         let app = Router::new()
             .route("/boom", get(|| async { panic!("handler bug") as &'static str }))
             .route("/fine", get(|| async { "ok" }))
-            .layer(middleware::from_fn(catch_panic))
+            .route("/failed", get(|| async { crate::error::ApiError::internal("disk on fire: /secret/path") }))
+            .layer(middleware::from_fn(internal_errors))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
         let boom = app.clone().oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(boom.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
         let bytes = axum::body::to_bytes(boom.into_body(), 1 << 16).await.unwrap();
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(body["detail"], "Internal server error");
+        assert_eq!((body["detail"].as_str(), body["code"].as_str()), (Some("Internal server error"), Some("internal")));
         assert_eq!(body["request_id"].as_str().unwrap().len(), 36, "{body}");
+        // An ordinary 500 says the same, with its request id and no internal text.
+        let failed = app.clone().oneshot(Request::get("/failed").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(failed.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = axum::body::to_bytes(failed.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(body["request_id"].as_str().is_some_and(|id| id.len() == 36) && !body.to_string().contains("fire"));
         // The same service keeps answering.
         let fine = app.oneshot(Request::get("/fine").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(fine.status(), axum::http::StatusCode::OK);

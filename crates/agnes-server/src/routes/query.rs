@@ -143,20 +143,26 @@ async fn explain(state: &AppState, caller: &Caller, e: EngineError) -> ApiError 
                 if let Ok(Some(spec)) = found {
                     let readable = super::tables::readable_ids(state, caller).await.unwrap_or(Some(Default::default()));
                     if !super::tables::may_read(&readable, &spec.id) {
-                        return ApiError::new(StatusCode::FORBIDDEN, format!("Access denied to table '{name}'"));
+                        return ApiError::coded(
+                            StatusCode::FORBIDDEN,
+                            "access_denied",
+                            format!("Access denied to table '{name}'"),
+                        );
                     }
                     if spec.query_mode == agnes_core::QueryMode::Remote {
-                        return bad_request(format!(
+                        return ApiError::coded(StatusCode::BAD_REQUEST, "table_remote", format!(
                             "Query error: table '{name}' is remote and not queryable here yet: use `agnes snapshot create {}`",
                             spec.id
                         ));
                     }
-                    return bad_request(format!(
-                        "Query error: table '{name}' has no published data yet; it is available after its next sync"
-                    ));
+                    return ApiError::coded(
+                        StatusCode::BAD_REQUEST,
+                        "table_not_published",
+                        format!("Query error: table '{name}' has no published data yet; it is available after its next sync"),
+                    );
                 }
             }
-            bad_request(format!("Query error: {message}"))
+            EngineError::DuckDb(err).into()
         }
         other => other.into(),
     }
