@@ -33,7 +33,7 @@ pub fn prepare(data: &Path, specs: Vec<TableSpec>) -> anyhow::Result<()> {
 }
 
 pub fn local(name: &str, source: &str) -> TableSpec {
-    let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local);
+    let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local, chrono::Utc::now());
     t.source_table = Some(source.to_string());
     t
 }

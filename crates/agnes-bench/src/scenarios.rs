@@ -63,7 +63,7 @@ pub fn publish(scale: f64) -> anyhow::Result<Section> {
     let mut rows_md = String::new();
     let mut worst = f64::INFINITY;
     for (label, pattern, files) in &inputs {
-        let mut table = TableSpec::new("bench_table", SourceType::Files, QueryMode::Local);
+        let mut table = TableSpec::new("bench_table", SourceType::Files, QueryMode::Local, chrono::Utc::now());
         table.source_table = Some(pattern.clone());
         let reader = connector.reader_sql(&table)?;
         let (mut ours, mut base) = (Vec::new(), Vec::new());

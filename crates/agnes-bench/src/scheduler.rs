@@ -22,7 +22,7 @@ pub fn scheduler() -> anyhow::Result<Section> {
     let (tick, listing) = rt.block_on(async {
         let store = Store::open(&layout.state_db()).await?;
         for i in 0..tables {
-            let mut t = TableSpec::new(&format!("t{i:04}"), SourceType::Files, QueryMode::Local);
+            let mut t = TableSpec::new(&format!("t{i:04}"), SourceType::Files, QueryMode::Local, chrono::Utc::now());
             t.source_table = Some(format!("t{i:04}.csv"));
             t.sync_schedule = Some(if i % 2 == 0 { "every 1h".into() } else { "daily 00:00".into() });
             store.registry().insert(&t).await?;

@@ -186,7 +186,7 @@ async fn import_starter_metrics(store: &Store) -> anyhow::Result<usize> {
 async fn register_tables(store: &Store, tables: &[agnes_engine::demo_data::DemoTable]) -> anyhow::Result<()> {
     let mut specs = Vec::new();
     for t in tables {
-        let mut spec = TableSpec::new(t.name, SourceType::Files, QueryMode::Local);
+        let mut spec = TableSpec::new(t.name, SourceType::Files, QueryMode::Local, chrono::Utc::now());
         spec.source_table = Some(t.source_table.clone());
         spec.description = Some(t.description.to_string());
         spec.primary_key = t.primary_key.iter().map(|s| s.to_string()).collect();
@@ -199,7 +199,7 @@ async fn register_tables(store: &Store, tables: &[agnes_engine::demo_data::DemoT
         }
         specs.push(spec);
     }
-    let mut daily = TableSpec::new("daily_revenue", SourceType::Files, QueryMode::Materialized);
+    let mut daily = TableSpec::new("daily_revenue", SourceType::Files, QueryMode::Materialized, chrono::Utc::now());
     daily.description = Some("Revenue and order count per day from completed and shipped orders.".into());
     daily.source_query = Some(
         "SELECT CAST(ordered_at AS DATE) AS day, count(*) AS orders, SUM(total_amount) AS revenue \

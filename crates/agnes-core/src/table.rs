@@ -148,8 +148,9 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
-    /// A spec with the contract's defaults, for tests and programmatic registration.
-    pub fn new(name: &str, source_type: SourceType, query_mode: QueryMode) -> Self {
+    /// A spec with the contract's defaults, for tests and programmatic registration,
+    /// registered at `registered_at` (core reads no clock: the caller says when).
+    pub fn new(name: &str, source_type: SourceType, query_mode: QueryMode, registered_at: DateTime<Utc>) -> Self {
         TableSpec {
             id: crate::registry_id_for_name(name),
             name: name.trim().to_string(),
@@ -165,7 +166,7 @@ impl TableSpec {
             folder: None,
             description: None,
             registered_by: None,
-            registered_at: Utc::now(),
+            registered_at,
             incremental_window_days: None,
             max_history_days: None,
             incremental_column: None,
@@ -209,7 +210,7 @@ mod tests {
 
     #[test]
     fn effective_schedule_defaults() {
-        let mut t = TableSpec::new("Orders", SourceType::Files, QueryMode::Local);
+        let mut t = TableSpec::new("Orders", SourceType::Files, QueryMode::Local, DateTime::UNIX_EPOCH);
         assert_eq!(t.id, "orders");
         assert_eq!(t.effective_schedule("every 1h"), None);
         t.query_mode = QueryMode::Materialized;
@@ -297,7 +298,7 @@ mod validation_tests {
     use super::*;
 
     fn files(name: &str) -> TableSpec {
-        let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local);
+        let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local, DateTime::UNIX_EPOCH);
         t.source_table = Some("x.csv".into());
         t
     }

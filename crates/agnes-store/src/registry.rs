@@ -214,7 +214,7 @@ mod tests {
     #[tokio::test]
     async fn round_trip_resolve_conflict_delete() {
         let store = Store::open_in_memory().await.unwrap();
-        let mut t = TableSpec::new("Web Sessions", SourceType::Files, QueryMode::Local);
+        let mut t = TableSpec::new("Web Sessions", SourceType::Files, QueryMode::Local, chrono::Utc::now());
         t.source_table = Some("sessions/*.csv".into());
         t.sync_strategy = SyncStrategy::Partitioned;
         t.partition_by = Some("started_at".into());

@@ -27,7 +27,7 @@ fn env() -> Env {
 }
 
 fn table(name: &str, source_table: &str) -> TableSpec {
-    let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local);
+    let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local, Default::default());
     t.source_table = Some(source_table.into());
     t
 }
@@ -114,7 +114,7 @@ fn paths_cannot_escape_the_root() {
 #[test]
 fn materialized_queries_are_confined_to_the_root() {
     let env = env();
-    let mut t = TableSpec::new("delays", SourceType::Files, QueryMode::Materialized);
+    let mut t = TableSpec::new("delays", SourceType::Files, QueryMode::Materialized, Default::default());
     t.source_query = Some(
         "SELECT carrier, count(*) AS flights, avg(dep_delay) AS avg_delay \
          FROM read_csv(source_path('flights_3000.csv'), nullstr = 'NA') GROUP BY carrier ORDER BY carrier;"

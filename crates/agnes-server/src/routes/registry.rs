@@ -98,7 +98,7 @@ fn new_spec(body: &Map<String, Value>, admin: &str) -> Result<TableSpec, ApiErro
     if name.is_empty() {
         return Err(unprocessable("name is required"));
     }
-    let mut base = TableSpec::new(name, SourceType::Files, QueryMode::Local);
+    let mut base = TableSpec::new(name, SourceType::Files, QueryMode::Local, chrono::Utc::now());
     base.registered_by = Some(admin.to_string());
     let mut spec = overlay(&base, body)?;
     spec.id = registry_id_for_name(&spec.name);

@@ -23,7 +23,7 @@ async fn env() -> Env {
 
 async fn register(env: &Env, name: &str, path: &str, body: &str) {
     std::fs::write(env.layout.default_files_root().join(path), body).unwrap();
-    let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local);
+    let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local, chrono::Utc::now());
     t.source_table = Some(path.into());
     env.store.registry().insert(&t).await.unwrap();
 }
@@ -124,7 +124,7 @@ async fn schedules_decide_what_is_due() {
 #[tokio::test]
 async fn unknown_and_unsyncable_references_are_reported() {
     let env = env().await;
-    let mut remote = TableSpec::new("remote_t", SourceType::Bigquery, QueryMode::Remote);
+    let mut remote = TableSpec::new("remote_t", SourceType::Bigquery, QueryMode::Remote, chrono::Utc::now());
     remote.bucket = Some("ds".into());
     env.store.registry().insert(&remote).await.unwrap();
     let report = env.sync.run(Selection::Tables(vec!["nope".into(), "remote_t".into()]), None).await.unwrap();
