@@ -349,14 +349,12 @@ async fn grant(api: &Api, cmd: GrantCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Percent-encode a path segment or query value.
+/// Percent-encode a path segment or query value: everything but RFC 3986's unreserved
+/// characters.
 pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// Direct state-DB access on the server host: the way back in when no admin can sign in.

@@ -282,12 +282,7 @@ fn human_age(d: chrono::Duration) -> String {
 }
 
 fn human_bytes(b: u64) -> String {
-    match b {
-        b if b < 1 << 10 => format!("{b} B"),
-        b if b < 1 << 20 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b if b < 1 << 30 => format!("{:.1} MiB", b as f64 / 1048576.0),
-        b => format!("{:.2} GiB", b as f64 / 1073741824.0),
-    }
+    bytesize::ByteSize::b(b).display().iec().to_string()
 }
 
 fn list(ws: &Workspace, as_json: bool) -> anyhow::Result<()> {

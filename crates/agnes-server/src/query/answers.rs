@@ -7,8 +7,8 @@
 //! are kept; the quota slot, the byte budget and the audit record still apply to a hit.
 
 use axum::body::Bytes;
+use lru::LruCache;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 
 /// Largest answer kept, and the most kept in all.
 const MAX_ANSWER: usize = 1 << 20;
@@ -29,49 +29,46 @@ pub struct AnswerKey {
     pub arrow: bool,
 }
 
-#[derive(Default)]
 pub struct Answers {
     inner: Mutex<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
-    entries: HashMap<AnswerKey, (Answer, u64)>,
+    /// Bounded by `bytes`, not by count: the least recently used go first.
+    entries: LruCache<AnswerKey, Answer>,
     bytes: usize,
-    clock: u64,
+}
+
+impl Default for Answers {
+    fn default() -> Self {
+        Answers { inner: Mutex::new(Inner { entries: LruCache::unbounded(), bytes: 0 }) }
+    }
+}
+
+fn weight(key: &AnswerKey, answer: &Answer) -> usize {
+    answer.body.len() + key.sql.len()
 }
 
 impl Answers {
     pub fn get(&self, key: &AnswerKey) -> Option<Answer> {
-        let mut inner = self.inner.lock();
-        inner.clock += 1;
-        let now = inner.clock;
-        inner.entries.get_mut(key).map(|(answer, used)| {
-            *used = now;
-            answer.clone()
-        })
+        self.inner.lock().entries.get(key).cloned()
     }
 
     /// Keep `answer` unless it is too big; the least recently used go to make room.
     pub fn put(&self, key: AnswerKey, answer: Answer) {
-        let size = answer.body.len() + key.sql.len();
+        let size = weight(&key, &answer);
         if size > MAX_ANSWER {
             return;
         }
         let mut inner = self.inner.lock();
+        if let Some(old) = inner.entries.pop(&key) {
+            inner.bytes -= weight(&key, &old);
+        }
         while inner.bytes + size > BUDGET {
-            let Some(oldest) = inner.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) else {
-                break;
-            };
-            if let Some((gone, _)) = inner.entries.remove(&oldest) {
-                inner.bytes -= gone.body.len() + oldest.sql.len();
-            }
+            let Some((gone_key, gone)) = inner.entries.pop_lru() else { break };
+            inner.bytes -= weight(&gone_key, &gone);
         }
-        inner.clock += 1;
-        let now = inner.clock;
-        if let Some((old, _)) = inner.entries.insert(key.clone(), (answer, now)) {
-            inner.bytes -= old.body.len() + key.sql.len();
-        }
+        inner.entries.put(key, answer);
         inner.bytes += size;
     }
 }

@@ -42,14 +42,14 @@ fn refusal(denied: agnes_store::quotas::QuotaDenied) -> ApiError {
 }
 
 /// How many distinct sandboxes stay open; the least recently used goes first.
-const CACHE_SIZE: usize = 32;
+const CACHE_SIZE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(32).expect("32 is not zero");
 
 type Key = Vec<(SandboxTable, String)>;
 
 #[derive(Clone)]
 pub struct QueryService {
     config: Arc<QueryConfig>,
-    cache: Arc<Mutex<Cache>>,
+    cache: Arc<Mutex<lru::LruCache<Key, Arc<Sandbox>>>>,
     answers: Arc<answers::Answers>,
     readable: Arc<Mutex<HashMap<Readers, (i64, Key)>>>,
     lines: Arc<line::Lines>,
@@ -62,17 +62,11 @@ type Readers = (bool, Vec<String>);
 /// How many group sets' readable tables are kept.
 const READABLE_SIZE: usize = 256;
 
-#[derive(Default)]
-struct Cache {
-    entries: HashMap<Key, (Arc<Sandbox>, u64)>,
-    clock: u64,
-}
-
 impl QueryService {
     pub fn new(config: QueryConfig) -> QueryService {
         QueryService {
             config: Arc::new(config),
-            cache: Arc::default(),
+            cache: Arc::new(Mutex::new(lru::LruCache::new(CACHE_SIZE))),
             answers: Arc::default(),
             readable: Arc::default(),
             lines: Arc::default(),
@@ -178,25 +172,11 @@ impl QueryService {
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
         let sandbox = Arc::new(sandbox);
-        let mut cache = self.cache.lock();
-        cache.clock += 1;
-        let now = cache.clock;
-        if cache.entries.len() >= CACHE_SIZE {
-            if let Some(oldest) = cache.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) {
-                cache.entries.remove(&oldest);
-            }
-        }
-        cache.entries.insert(tables, (sandbox.clone(), now));
+        self.cache.lock().put(tables, sandbox.clone());
         Ok(sandbox)
     }
 
     fn lookup(&self, key: &Key) -> Option<Arc<Sandbox>> {
-        let mut cache = self.cache.lock();
-        cache.clock += 1;
-        let now = cache.clock;
-        cache.entries.get_mut(key).map(|(sandbox, used)| {
-            *used = now;
-            sandbox.clone()
-        })
+        self.cache.lock().get(key).cloned()
     }
 }

@@ -111,28 +111,26 @@ fn retries() -> usize {
     std::env::var("AGNES_STREAM_RETRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
 }
 
-fn backoff(attempt: usize) -> Duration {
-    Duration::from_millis([300u64, 1000, 3000][attempt.min(2)])
-}
-
-/// Run `attempt` until it succeeds, fails for good, or the retries are spent.
-async fn with_retries<F, Fut, T>(what: &str, mut attempt: F) -> Result<T, FetchError>
+/// Run `attempt` until it succeeds, fails for good, or the retries are spent: waits of
+/// 0.3 s, then about 1 s, then 3 s (each with jitter, so parallel downloads do not retry in
+/// step).
+async fn with_retries<F, Fut, T>(what: &str, attempt: F) -> Result<T, FetchError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, FetchError>>,
 {
-    let limit = retries();
-    let mut n = 0;
-    loop {
-        match attempt().await {
-            Err(FetchError::Transient(m)) if n < limit => {
-                tracing::debug!(what, attempt = n, "retrying download: {m}");
-                tokio::time::sleep(backoff(n)).await;
-                n += 1;
-            }
-            other => return other,
-        }
-    }
+    use backon::Retryable;
+    let policy = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(300))
+        .with_factor(3.3)
+        .with_max_delay(Duration::from_secs(3))
+        .with_max_times(retries())
+        .with_jitter();
+    attempt
+        .retry(policy)
+        .when(|e| matches!(e, FetchError::Transient(_)))
+        .notify(|e, wait| tracing::debug!(what, ?wait, "retrying download: {e}"))
+        .await
 }
 
 async fn request(api: &Api, url: &str, headers: &[(&str, String)]) -> Result<reqwest::Response, FetchError> {
