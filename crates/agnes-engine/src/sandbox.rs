@@ -312,9 +312,14 @@ fn watched<T>(conn: &Connection, timeout: Duration, f: impl FnOnce(&Connection) 
 fn fresh_instance(limits: &SandboxLimits) -> Result<Connection> {
     static SPARE: Mutex<Option<(String, Connection)>> = Mutex::new(None);
     static EXIT_HOOK: std::sync::Once = std::sync::Once::new();
-    // SAFETY: registers a plain function with no arguments, as atexit requires.
-    EXIT_HOOK.call_once(|| unsafe {
-        libc::atexit(wait_for_spare);
+    EXIT_HOOK.call_once(|| {
+        // At exit, C++ static destructors and atexit handlers run in reverse order of
+        // registration. Building one instance first creates the statics a build touches
+        // (ICU's time-zone table among them), so the handler registered after them runs
+        // before they are destroyed, while a spare build may still be reading them.
+        drop(new_instance(limits));
+        // SAFETY: registers a plain function with no arguments, as atexit requires.
+        unsafe { libc::atexit(wait_for_spare) };
     });
     let key = format!("{limits:?}");
     let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).take();
