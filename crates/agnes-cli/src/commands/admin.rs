@@ -1,4 +1,5 @@
-//! `agnes admin user|group|grant|metrics|scheduler|break-glass …` (spec §4.8).
+//! `agnes admin user|group|grant|metrics|scheduler|break-glass …` (spec §4.8); the
+//! registry commands are in `registry.rs`.
 
 use crate::client::api::Api;
 use crate::client::output;
@@ -29,6 +30,19 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Register a table (`--dry-run` checks it against its source).
+    RegisterTable(Box<super::registry::RegisterArgs>),
+    /// Change a registered table's fields.
+    UpdateTable(super::registry::UpdateArgs),
+    /// Remove a table from the registry.
+    UnregisterTable(super::registry::UnregisterArgs),
+    /// Every registered table.
+    ListTables {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register every file the files connector can see that no table reads yet.
+    DiscoverAndRegister(super::registry::DiscoverArgs),
 }
 
 #[derive(Subcommand)]
@@ -146,6 +160,13 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Grant(c) => grant(&Api::from_config(), c).await,
         AdminCommand::Metrics(c) => super::metrics::run(c).await,
         AdminCommand::Scheduler { json } => scheduler(&Api::from_config(), json).await,
+        AdminCommand::RegisterTable(args) => super::registry::register(&Api::from_config(), *args).await,
+        AdminCommand::UpdateTable(args) => super::registry::update(&Api::from_config(), args).await,
+        AdminCommand::UnregisterTable(args) => super::registry::unregister(&Api::from_config(), args).await,
+        AdminCommand::ListTables { json } => super::registry::list(&Api::from_config(), json).await,
+        AdminCommand::DiscoverAndRegister(args) => {
+            super::registry::discover_and_register(&Api::from_config(), args).await
+        }
     }
 }
 

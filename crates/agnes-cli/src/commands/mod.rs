@@ -8,4 +8,5 @@ pub mod metrics;
 pub mod pull;
 pub mod push;
 pub mod query;
+pub mod registry;
 pub mod snapshot;

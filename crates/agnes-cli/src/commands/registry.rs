@@ -1,0 +1,314 @@
+//! `agnes admin register-table | update-table | unregister-table | list-tables |
+//! discover-and-register` (spec §4.8): the table registry from the command line, over
+//! `/api/admin/register-table`, `/api/admin/registry` and `/api/admin/discover-tables`.
+
+use super::admin::urlencode;
+use crate::client::api::Api;
+use crate::client::output;
+use crate::exit::Coded;
+use anyhow::{anyhow, Context};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+/// The registry fields a command line can set, as the server names them.
+#[derive(clap::Args, Default)]
+pub struct TableFields {
+    /// `files` (default on this server), `keboola`, `bigquery`, …
+    #[arg(long)]
+    source_type: Option<String>,
+    /// The source's schema, dataset or bucket.
+    #[arg(long)]
+    bucket: Option<String>,
+    /// The source table or, for files, the path under the files root (register-table:
+    /// default NAME).
+    #[arg(long)]
+    source_table: Option<String>,
+    /// `local`, `materialized` or `remote`.
+    #[arg(long)]
+    query_mode: Option<String>,
+    /// The SQL of a materialized table, or `@file.sql`.
+    #[arg(long)]
+    query: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// `every 15m`, `every 2h`, `daily 03:00[,15:00]` (UTC).
+    #[arg(long)]
+    sync_schedule: Option<String>,
+}
+
+impl TableFields {
+    /// The fields given, as a request body; `@file` values are read.
+    fn body(&self) -> anyhow::Result<Map<String, Value>> {
+        let mut body = Map::new();
+        let mut set = |key: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                body.insert(key.into(), json!(v));
+            }
+        };
+        set("source_type", &self.source_type);
+        set("bucket", &self.bucket);
+        set("source_table", &self.source_table);
+        set("query_mode", &self.query_mode);
+        set("description", &self.description);
+        set("sync_schedule", &self.sync_schedule);
+        if let Some(q) = &self.query {
+            body.insert("source_query".into(), json!(read_at_file(q)?));
+        }
+        Ok(body)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RegisterArgs {
+    /// The table's name; its registry id is the name in lower case.
+    name: String,
+    #[command(flatten)]
+    fields: TableFields,
+    /// `full_refresh` (default), `incremental` or `partitioned`.
+    #[arg(long)]
+    sync_strategy: Option<String>,
+    /// Comma-separated key columns.
+    #[arg(long, value_delimiter = ',')]
+    primary_key: Vec<String>,
+    #[arg(long)]
+    incremental_window_days: Option<i64>,
+    #[arg(long)]
+    max_history_days: Option<i64>,
+    /// Export filters as JSON (a list), or `@file.json`.
+    #[arg(long)]
+    where_filters_json: Option<String>,
+    #[arg(long)]
+    partition_by: Option<String>,
+    /// `day`, `month` or `year`.
+    #[arg(long)]
+    partition_granularity: Option<String>,
+    #[arg(long)]
+    initial_load_chunk_days: Option<i64>,
+    /// Check the table against its source without registering it.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct UpdateArgs {
+    /// Registry id (or name) of the table.
+    id: String,
+    /// A new name.
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    fields: TableFields,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct UnregisterArgs {
+    /// Registry id (or name) of the table.
+    id: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    yes: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DiscoverArgs {
+    /// List what would be registered, register nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+/// A usage mistake: exit 2 with what to do.
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    Coded::wrap(2, anyhow!(message.into()))
+}
+
+/// `value`, or the contents of the file `@path` names.
+fn read_at_file(value: &str) -> anyhow::Result<String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
+        None => Ok(value.to_string()),
+    }
+}
+
+pub async fn register(api: &Api, args: RegisterArgs) -> anyhow::Result<()> {
+    let mut body = args.fields.body()?;
+    body.insert("name".into(), json!(args.name));
+    body.entry("source_table").or_insert_with(|| json!(args.name));
+    let materialized = args.fields.query_mode.as_deref() == Some("materialized");
+    if materialized && args.fields.query.is_none() && args.fields.source_type.as_deref() != Some("keboola") {
+        return Err(usage("a materialized table needs --query (SQL, or @file.sql)"));
+    }
+    let mut set = |key: &str, value: Value| {
+        if !value.is_null() {
+            body.insert(key.into(), value);
+        }
+    };
+    set("sync_strategy", json!(args.sync_strategy));
+    if !args.primary_key.is_empty() {
+        set("primary_key", json!(args.primary_key));
+    }
+    set("incremental_window_days", json!(args.incremental_window_days));
+    set("max_history_days", json!(args.max_history_days));
+    set("partition_by", json!(args.partition_by));
+    set("partition_granularity", json!(args.partition_granularity));
+    set("initial_load_chunk_days", json!(args.initial_load_chunk_days));
+    if let Some(filters) = &args.where_filters_json {
+        let parsed: Value = serde_json::from_str(&read_at_file(filters)?)
+            .map_err(|e| usage(format!("--where-filters-json is not JSON: {e}")))?;
+        set("where_filters", parsed);
+    }
+    if args.dry_run {
+        let v = api.post("/api/admin/register-table/precheck", Value::Object(body)).await?;
+        if args.json {
+            output::json(&v);
+        } else {
+            println!("{} would register; its source has these columns:", args.name);
+            output::table(
+                v["table"]["columns"].as_array().map(Vec::as_slice).unwrap_or_default(),
+                &[("name", "COLUMN"), ("type", "TYPE")],
+            );
+        }
+        return Ok(());
+    }
+    let v = api.post("/api/admin/register-table", Value::Object(body)).await?;
+    if args.json {
+        output::json(&v);
+    } else {
+        let id = output::cell(&v["id"]);
+        println!("Registered {} (id {id}). It is published on its next sync.", args.name);
+        println!("Next: grant it with `agnes admin grant create GROUP table {id}`.");
+    }
+    Ok(())
+}
+
+pub async fn update(api: &Api, args: UpdateArgs) -> anyhow::Result<()> {
+    let mut body = args.fields.body()?;
+    if let Some(name) = &args.name {
+        body.insert("name".into(), json!(name));
+    }
+    if body.is_empty() {
+        return Err(usage("nothing to change: give at least one field, e.g. --description or --sync-schedule"));
+    }
+    let path = format!("/api/admin/registry/{}", urlencode(&args.id));
+    let v = api.call(Method::PUT, &path, Some(Value::Object(body))).await?;
+    if args.json {
+        output::json(&v);
+    } else {
+        println!("Updated {}.", args.id);
+    }
+    Ok(())
+}
+
+pub async fn unregister(api: &Api, args: UnregisterArgs) -> anyhow::Result<()> {
+    if !args.yes {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return Err(usage("refusing to unregister without confirmation: pass --yes"));
+        }
+        eprint!("Unregister {}? Analysts lose it at their next pull. [y/N] ", args.id);
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            anyhow::bail!("aborted");
+        }
+    }
+    api.delete(&format!("/api/admin/registry/{}", urlencode(&args.id))).await?;
+    println!("Unregistered {}.", args.id);
+    Ok(())
+}
+
+pub async fn list(api: &Api, as_json: bool) -> anyhow::Result<()> {
+    let v = api.get("/api/admin/registry").await?;
+    if as_json {
+        output::json(&v);
+        return Ok(());
+    }
+    output::table(
+        v["tables"].as_array().map(Vec::as_slice).unwrap_or_default(),
+        &[
+            ("id", "ID"),
+            ("source_type", "SOURCE"),
+            ("source_table", "SOURCE TABLE"),
+            ("query_mode", "MODE"),
+            ("sync_strategy", "STRATEGY"),
+            ("sync_schedule", "SCHEDULE"),
+            ("last_sync_error", "LAST ERROR"),
+        ],
+    );
+    Ok(())
+}
+
+/// A registry name for a discovered file: its stem, in lower case, with anything but
+/// letters, digits and `_` turned into `_` (and a leading `_` before a digit).
+fn name_for(path: &str) -> String {
+    let stem = std::path::Path::new(path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut name: String =
+        stem.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, '_');
+    }
+    name.truncate(64);
+    name
+}
+
+/// Register every file the server's files connector can see that no table reads yet.
+pub async fn discover_and_register(api: &Api, args: DiscoverArgs) -> anyhow::Result<()> {
+    let found = api.get("/api/admin/discover-tables").await?;
+    let registry = api.get("/api/admin/registry").await?;
+    let tables = registry["tables"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let read: std::collections::HashSet<&str> = tables.iter().filter_map(|t| t["source_table"].as_str()).collect();
+    let mut taken: std::collections::HashSet<String> =
+        tables.iter().filter_map(|t| t["id"].as_str().map(String::from)).collect();
+    let (mut registered, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for file in found["tables"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let Some(path) = file["path"].as_str() else { continue };
+        if read.contains(path) {
+            skipped.push(json!({"path": path, "reason": "already registered"}));
+            continue;
+        }
+        let mut name = name_for(path);
+        while taken.contains(&name) {
+            name.push('_');
+        }
+        taken.insert(name.clone());
+        if args.dry_run {
+            registered.push(json!({"name": name, "source_table": path}));
+            continue;
+        }
+        match api.post("/api/admin/register-table", json!({"name": name, "source_table": path})).await {
+            Ok(v) => registered.push(json!({"name": name, "id": v["id"], "source_table": path})),
+            Err(e) => failed.push(json!({"path": path, "error": e.to_string()})),
+        }
+    }
+    let out = json!({"dry_run": args.dry_run, "registered": registered, "skipped": skipped, "failed": failed});
+    if args.json {
+        output::json(&out);
+    } else {
+        let verb = if args.dry_run { "Would register" } else { "Registered" };
+        println!("{verb} {} table(s); {} already registered.", registered.len(), skipped.len());
+        output::table(&registered, &[("name", "NAME"), ("source_table", "FILE")]);
+        for f in &failed {
+            eprintln!("warn: {}: {}", output::cell(&f["path"]), output::cell(&f["error"]));
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{} file(s) could not be registered", failed.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_from_paths() {
+        assert_eq!(super::name_for("nyc/flights.csv"), "flights");
+        assert_eq!(super::name_for("Sales Q1-2024.parquet"), "sales_q1_2024");
+        assert_eq!(super::name_for("2024/events.ndjson"), "events");
+        assert_eq!(super::name_for("2024.csv"), "_2024");
+    }
+}
