@@ -27,3 +27,78 @@ pub struct VersionResponse {
 pub struct ErrorBody {
     pub detail: serde_json::Value,
 }
+
+/// How far a knowledge item is published: `mandatory` items become one Claude Code rule
+/// each, `approved` ones are combined into one, `draft` ones stay on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KnowledgeStatus {
+    Mandatory,
+    Approved,
+    Draft,
+}
+
+impl KnowledgeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KnowledgeStatus::Mandatory => "mandatory",
+            KnowledgeStatus::Approved => "approved",
+            KnowledgeStatus::Draft => "draft",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KnowledgeStatus> {
+        match s {
+            "mandatory" => Some(KnowledgeStatus::Mandatory),
+            "approved" => Some(KnowledgeStatus::Approved),
+            "draft" => Some(KnowledgeStatus::Draft),
+            _ => None,
+        }
+    }
+}
+
+/// A corporate-memory knowledge item (spec §3.11): what agents should know, in one domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnowledgeItem {
+    pub id: String,
+    pub title: String,
+    pub content: String,
+    /// Who may read it: grants of resource type `memory_domain` name domains.
+    pub domain: String,
+    pub category: Option<String>,
+    pub status: KnowledgeStatus,
+    pub created_by: Option<String>,
+    pub created_at: String,
+    pub updated_by: Option<String>,
+    pub updated_at: String,
+}
+
+/// `GET /api/memory/bundle`: the published items the caller may read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryBundle {
+    pub mandatory: Vec<KnowledgeItem>,
+    pub approved: Vec<KnowledgeItem>,
+}
+
+/// Whether `id` may name a knowledge item (it becomes the file name `km_<id>.md`).
+pub fn is_knowledge_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knowledge_ids_and_statuses() {
+        for ok in ["a", "rev-2024_q1", &"x".repeat(128)] {
+            assert!(is_knowledge_id(ok), "{ok}");
+        }
+        for bad in ["", "../x", "a b", "a.md", &"x".repeat(129)] {
+            assert!(!is_knowledge_id(bad), "{bad}");
+        }
+        assert_eq!(KnowledgeStatus::parse("approved"), Some(KnowledgeStatus::Approved));
+        assert_eq!(KnowledgeStatus::parse("Approved"), None);
+        assert_eq!(serde_json::to_string(&KnowledgeStatus::Mandatory).unwrap(), "\"mandatory\"");
+    }
+}

@@ -85,6 +85,10 @@ impl Store {
         crate::metric_definitions::MetricRepo::new(&self.pool)
     }
 
+    pub fn memory(&self) -> crate::memory::MemoryRepo<'_> {
+        crate::memory::MemoryRepo::new(&self.pool)
+    }
+
     pub fn profiles(&self) -> crate::profiles::ProfileRepo<'_> {
         crate::profiles::ProfileRepo::new(&self.pool)
     }

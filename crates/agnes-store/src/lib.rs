@@ -7,6 +7,7 @@ pub mod audit;
 mod db;
 mod error;
 pub mod identity;
+pub mod memory;
 pub mod metric_definitions;
 mod migrate;
 pub mod profiles;

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_profiles.sql")),
     (6, include_str!("migrations/0006_access_generation.sql")),
     (7, include_str!("migrations/0007_instance_facts_sessions.sql")),
+    (8, include_str!("migrations/0008_knowledge_items.sql")),
 ];
 
 /// The schema version this build creates and expects.

@@ -25,6 +25,9 @@ pub enum AdminCommand {
     /// Business metric definitions: import, export, validate (over HTTP, as you).
     #[command(subcommand)]
     Metrics(super::metrics::MetricsCommand),
+    /// Corporate memory: the knowledge items analysts' agents receive as rules.
+    #[command(subcommand)]
+    Memory(super::memory::MemoryCommand),
     /// The scheduler: its jobs and each table's last sync, next due time and last error.
     Scheduler {
         #[arg(long)]
@@ -159,6 +162,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Group(c) => group(&Api::from_config(), c).await,
         AdminCommand::Grant(c) => grant(&Api::from_config(), c).await,
         AdminCommand::Metrics(c) => super::metrics::run(c).await,
+        AdminCommand::Memory(c) => super::memory::run(&Api::from_config(), c).await,
         AdminCommand::Scheduler { json } => scheduler(&Api::from_config(), json).await,
         AdminCommand::RegisterTable(args) => super::registry::register(&Api::from_config(), *args).await,
         AdminCommand::UpdateTable(args) => super::registry::update(&Api::from_config(), args).await,

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod discover;
 pub mod init;
+pub mod memory;
 pub mod metrics;
 pub mod pull;
 pub mod push;

@@ -75,12 +75,23 @@ impl Caller {
 }
 
 /// Resource types a grant can name. Adding one is a line here, not a migration.
-pub const RESOURCE_TYPES: &[ResourceType] = &[ResourceType {
-    key: "table",
-    display_name: "Table",
-    description: "A registered table: its data, schema, sample and profile.",
-    id_format: "<table_id>",
-}];
+pub const RESOURCE_TYPES: &[ResourceType] = &[
+    ResourceType {
+        key: "table",
+        display_name: "Table",
+        description: "A registered table: its data, schema, sample and profile.",
+        id_format: "<table_id>",
+    },
+    ResourceType {
+        key: MEMORY_DOMAIN,
+        display_name: "Memory domain",
+        description: "The corporate-memory knowledge items of one domain, in the pulled rules.",
+        id_format: "<domain>",
+    },
+];
+
+/// The resource type of corporate-memory domains.
+pub const MEMORY_DOMAIN: &str = "memory_domain";
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ResourceType {
@@ -106,6 +117,20 @@ pub async fn can_access(
         return Ok(true);
     }
     store.identity().has_grant(&caller.group_ids, resource_type, resource_id).await
+}
+
+/// The ids of `resource_type` the caller may reach: `None` means all (admins), else those
+/// granted to one of their groups. The set form of [`can_access`], for listings.
+pub async fn readable(
+    store: &Store,
+    caller: &Caller,
+    resource_type: &str,
+) -> agnes_store::Result<Option<std::collections::HashSet<String>>> {
+    if caller.is_admin {
+        return Ok(None);
+    }
+    let grants = store.identity().grants_of_groups(&caller.group_ids).await?;
+    Ok(Some(grants.into_iter().filter(|g| g.resource_type == resource_type).map(|g| g.resource_id).collect()))
 }
 
 /// One resource a user can reach and every reason why.

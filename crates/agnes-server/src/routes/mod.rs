@@ -8,6 +8,7 @@ mod groups;
 mod health;
 mod json;
 mod me;
+mod memory;
 mod metric_definitions;
 mod openapi;
 mod prometheus;
@@ -54,6 +55,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(query::routes())
         .merge(scan::routes())
         .merge(metric_definitions::routes())
+        .merge(memory::routes())
 }
 
 /// The OpenAPI document of [`api`], finished as served.

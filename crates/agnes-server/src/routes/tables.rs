@@ -13,11 +13,7 @@ pub const TABLE: &str = "table";
 
 /// The registry ids the caller may read; `None` means all (admins).
 pub async fn readable_ids(state: &AppState, caller: &Caller) -> Result<Option<HashSet<String>>, ApiError> {
-    if caller.is_admin {
-        return Ok(None);
-    }
-    let grants = state.store.identity().grants_of_groups(&caller.group_ids).await?;
-    Ok(Some(grants.into_iter().filter(|g| g.resource_type == TABLE).map(|g| g.resource_id).collect()))
+    Ok(crate::auth::access::readable(&state.store, caller, TABLE).await?)
 }
 
 pub fn may_read(ids: &Option<HashSet<String>>, table_id: &str) -> bool {

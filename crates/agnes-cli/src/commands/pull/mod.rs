@@ -17,6 +17,7 @@ use std::time::Instant;
 
 mod fetch;
 mod progress;
+mod rules;
 
 #[derive(clap::Args, Default)]
 pub struct PullArgs {
@@ -239,17 +240,27 @@ pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Resu
         eprintln!("warn: a table or snapshot of yours is named {s}: the pulled table {s} has no view (rename yours to see it)");
     }
 
-    let errors: Vec<Value> = failed.iter().map(|(t, e)| json!({"table": t, "error": e})).collect();
+    let mut errors: Vec<Value> = failed.iter().map(|(t, e)| json!({"table": t, "error": e})).collect();
+    // Corporate memory: a failure here is reported, not fatal; the data is in place.
+    let rules = match rules::write(&api, ws).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("warn: corporate memory rules not updated: {e:#}");
+            errors.push(json!({"stage": "memory_bundle", "error": format!("{e:#}")}));
+            0
+        }
+    };
     if args.json {
         crate::client::output::json(&json!({
             "tables_updated": updated, "parquets_total": plan.total, "tables_removed": plan.removed.len(),
-            "duration_s": started.elapsed().as_secs_f64(), "errors": errors,
+            "rules_count": rules, "duration_s": started.elapsed().as_secs_f64(), "errors": errors,
         }));
     } else if !args.quiet {
         println!("Updated {updated} tables ({} total).", plan.total);
         if !plan.removed.is_empty() {
             println!("Removed {} table(s) no longer available: {}.", plan.removed.len(), plan.removed.join(", "));
         }
+        println!("Rules: {rules}.");
     }
     for (t, e) in &failed {
         eprintln!("warn: {t}: {e}");
