@@ -3,6 +3,7 @@
 //! State lives in SQLite in WAL mode (DESIGN decision 2). Only this crate writes SQL for
 //! state; every query is runtime-checked portable SQL so a PostgreSQL backend can follow.
 
+mod access;
 pub mod audit;
 mod db;
 mod error;

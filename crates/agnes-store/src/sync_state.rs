@@ -197,7 +197,7 @@ impl<'a> SyncStateRepo<'a> {
     /// manifest is fetched on every pull, and row-by-row transfer is what costs.
     pub async fn manifest_json(&self, all: bool, group_ids: &[String], overdue_ids: &str) -> Result<(String, i64)> {
         let groups = serde_json::to_string(group_ids).expect("strings serialize");
-        let row: (Option<String>, i64) = sqlx::query_as(
+        let row: (Option<String>, i64) = sqlx::query_as(&format!(
             "SELECT json_group_object(COALESCE(r.name, s.table_id), json_object(
                  'id', s.table_id, 'hash', s.hash, 'checksum', NULLIF(s.checksum, ''), 'updated', s.last_sync, 'size_bytes', s.file_size_bytes,
                  'rows', s.rows, 'query_mode', COALESCE(r.query_mode, 'local'), 'source_type', COALESCE(r.source_type, ''),
@@ -209,10 +209,9 @@ impl<'a> SyncStateRepo<'a> {
                      FROM (SELECT * FROM sync_parts WHERE table_id = s.table_id ORDER BY part) p)) END)),
                  count(*)
              FROM sync_state s LEFT JOIN table_registry r ON r.id = s.table_id
-             WHERE (s.last_sync IS NOT NULL OR s.hash <> '')
-               AND (?1 OR s.table_id IN (SELECT resource_id FROM resource_grants WHERE resource_type = 'table'
-                                          AND group_id IN (SELECT value FROM json_each(?2))))",
-        )
+             WHERE (s.last_sync IS NOT NULL OR s.hash <> '') AND {}",
+            crate::access::granted("table", "s.table_id", 1, 2)
+        ))
         .bind(all)
         .bind(groups)
         .bind(overdue_ids)
@@ -225,15 +224,13 @@ impl<'a> SyncStateRepo<'a> {
     /// `group_ids`), with what locates its data; the query sandbox is built from this.
     pub async fn readable_published(&self, all: bool, group_ids: &[String]) -> Result<Vec<ReadableTable>> {
         let groups = serde_json::to_string(group_ids).expect("strings serialize");
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(&format!(
             "SELECT s.table_id AS id, r.name AS name, r.source_type AS source_type, \
                     r.sync_strategy AS sync_strategy, r.query_mode AS query_mode, s.hash AS hash \
              FROM sync_state s JOIN table_registry r ON r.id = s.table_id \
-             WHERE s.hash <> '' \
-               AND (?1 OR s.table_id IN (SELECT resource_id FROM resource_grants WHERE resource_type = 'table' \
-                                          AND group_id IN (SELECT value FROM json_each(?2)))) \
-             ORDER BY r.name",
-        )
+             WHERE s.hash <> '' AND {} ORDER BY r.name",
+            crate::access::granted("table", "s.table_id", 1, 2)
+        ))
         .bind(all)
         .bind(groups)
         .fetch_all(self.pool)

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -38,26 +39,59 @@ pub struct MetricFilter {
     category: Option<String>,
 }
 
-/// Every metric, or those of one category.
+/// Which metrics a caller may see: a metric shows its tables' names and logic, so it is
+/// listed only when the caller may read every registered table it names (the one access
+/// rule). A name no table is registered under reveals nothing and hides nothing.
+struct MetricReaders {
+    readable: Option<HashSet<String>>,
+    registry: Vec<agnes_core::TableSpec>,
+}
+
+impl MetricReaders {
+    async fn of(state: &AppState, caller: &Caller) -> Result<MetricReaders, ApiError> {
+        Ok(MetricReaders {
+            readable: super::tables::readable_ids(state, caller).await?,
+            registry: if caller.is_admin { Vec::new() } else { state.store.registry().list().await? },
+        })
+    }
+
+    fn may_see(&self, record: &MetricRecord) -> bool {
+        let d = &record.definition;
+        d.table_name.iter().chain(&d.tables).all(|t| {
+            self.registry
+                .iter()
+                .filter(|s| s.id == *t || s.name == *t || s.id == t.to_lowercase())
+                .all(|s| super::tables::may_read(&self.readable, &s.id))
+        })
+    }
+}
+
+/// Every metric the caller may see, or those of one category.
 #[utoipa::path(get, path = "/api/metrics", tag = "metrics", params(MetricFilter), responses((status = 200, description = "{metrics, count}")))]
 async fn list_metrics(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(filter): Query<MetricFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let metrics = state.store.metric_definitions().list(filter.category.as_deref()).await?;
+    let readers = MetricReaders::of(&state, &caller).await?;
+    let mut metrics = state.store.metric_definitions().list(filter.category.as_deref()).await?;
+    metrics.retain(|m| readers.may_see(m));
     Ok(Json(json!({"count": metrics.len(), "metrics": metrics})))
 }
 
-/// One metric by its id, `<category>/<name>`.
+/// One metric by its id, `<category>/<name>`; 404 also when the caller may not see it.
 #[utoipa::path(get, path = "/api/metrics/{category}/{name}", tag = "metrics", params(("category" = String, Path), ("name" = String, Path)),
     responses((status = 200), (status = 404)))]
 async fn get_metric(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path((category, name)): Path<(String, String)>,
 ) -> Result<Json<MetricRecord>, ApiError> {
-    state.store.metric_definitions().get(&format!("{category}/{name}")).await?.map(Json).ok_or_else(not_found)
+    let record = state.store.metric_definitions().get(&format!("{category}/{name}")).await?.ok_or_else(not_found)?;
+    if !MetricReaders::of(&state, &caller).await?.may_see(&record) {
+        return Err(not_found());
+    }
+    Ok(Json(record))
 }
 
 /// The original's address of a metric; moved to `/api/metrics/{id}`.
