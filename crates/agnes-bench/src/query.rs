@@ -159,10 +159,20 @@ pub fn query(scale: f64) -> anyhow::Result<Section> {
     drop(kept);
     let config =
         agnes_server::query::QueryConfig::load(&serde_json::json!({}), work.path()).map_err(|e| anyhow::anyhow!(e))?;
-    let service = agnes_server::query::QueryService::new(config);
     let key: Vec<(SandboxTable, String)> = tables.iter().map(|t| (t.clone(), "hash".to_string())).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let hits = rt.block_on(async {
+        // The service as the server builds it, over a state DB and data dir of its own.
+        let store = agnes_store::Store::open(&work.path().join("system.db")).await?;
+        let layout = agnes_engine::DataLayout::new(work.path().join("service-data"));
+        let sync = agnes_server::sync::SyncService::new(
+            store.clone(),
+            layout.clone(),
+            Vec::new(),
+            Default::default(),
+            "every 15m".into(),
+        );
+        let service = agnes_server::query::QueryService::new(config, store, layout, sync);
         service.sandbox(key.clone()).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let mut hits = Vec::new();
         for _ in 0..1000 {

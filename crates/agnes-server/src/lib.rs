@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod query;
 mod routes;
 mod serve;
+mod settings;
 pub mod state;
 pub mod sync;
 

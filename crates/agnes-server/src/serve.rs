@@ -120,7 +120,7 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
     // No request runs before the server does: slots left by a previous process are void.
     store.quotas().clear_slots().await?;
     Ok(AppState {
-        query: crate::query::QueryService::new(config.query.clone()),
+        query: crate::query::QueryService::new(config.query.clone(), store.clone(), layout.clone(), sync.clone()),
         audit_queue: crate::audit_queue::AuditQueue::start(store.clone()),
         auth,
         config: Arc::new(config),

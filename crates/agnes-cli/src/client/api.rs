@@ -56,6 +56,14 @@ impl ApiFailure {
     }
 }
 
+/// Percent-encode a path segment or query value: everything but RFC 3986's unreserved
+/// characters.
+pub fn urlencode(s: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
 /// A multipart/form-data body holding one file field: `(content type, body)`. The
 /// filename must be plain (no quotes or line breaks).
 pub fn multipart_file(field: &str, filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
@@ -302,6 +310,12 @@ fn version_below(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn urlencoding() {
+        assert_eq!(super::urlencode("Data Team/x"), "Data%20Team%2Fx");
+        assert_eq!(super::urlencode("a-b_c.d~"), "a-b_c.d~");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -1,7 +1,7 @@
 //! `agnes admin user|group|grant|metrics|scheduler|break-glass …` (spec §4.8); the
 //! registry commands are in `registry.rs`.
 
-use crate::client::api::Api;
+use crate::client::api::{urlencode, Api};
 use crate::client::output;
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -374,14 +374,6 @@ async fn grant(api: &Api, cmd: GrantCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Percent-encode a path segment or query value: everything but RFC 3986's unreserved
-/// characters.
-pub fn urlencode(s: &str) -> String {
-    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-    utf8_percent_encode(s, SEGMENT).to_string()
-}
-
 /// Direct state-DB access on the server host: the way back in when no admin can sign in.
 async fn break_glass(email: &str, password: Option<&str>, yes: bool, data_dir: PathBuf) -> anyhow::Result<()> {
     let hash = match password {
@@ -442,13 +434,4 @@ async fn break_glass(email: &str, password: Option<&str>, yes: bool, data_dir: P
         println!("They have no password yet: run this again with --password to set one.");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn urlencoding() {
-        assert_eq!(super::urlencode("Data Team/x"), "Data%20Team%2Fx");
-        assert_eq!(super::urlencode("a-b_c.d~"), "a-b_c.d~");
-    }
 }

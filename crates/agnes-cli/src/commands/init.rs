@@ -108,7 +108,7 @@ pub async fn run(args: InitArgs) -> anyhow::Result<()> {
         let backup = root.join(format!("CLAUDE.md.bak.{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
         std::fs::copy(&claude_md, &backup).with_context(|| format!("cannot back up {}", claude_md.display()))?;
     }
-    let welcome = api.get(&format!("/api/welcome?server_url={}", crate::commands::admin::urlencode(&server))).await?;
+    let welcome = api.get(&format!("/api/welcome?server_url={}", crate::client::api::urlencode(&server))).await?;
     write(&claude_md, welcome["content"].as_str().unwrap_or_default())?;
 
     let settings_path = root.join(".claude/settings.json");

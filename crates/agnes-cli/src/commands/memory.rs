@@ -1,8 +1,7 @@
 //! `agnes admin memory list | show | add | update | remove` (corporate memory, over
 //! `/api/admin/memory/items`).
 
-use super::admin::urlencode;
-use crate::client::api::Api;
+use crate::client::api::{urlencode, Api};
 use crate::client::output;
 use crate::exit::Coded;
 use agnes_core::api::KnowledgeItem;

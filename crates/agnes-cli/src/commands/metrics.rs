@@ -246,7 +246,8 @@ async fn show_metric(api: &Api, id: &str, as_json: bool) -> anyhow::Result<()> {
     let Some((category, name)) = id.split_once('/') else {
         bail!("a metric id is <category>/<name>, e.g. revenue/total_revenue");
     };
-    let path = format!("/api/metrics/{}/{}", super::admin::urlencode(category), super::admin::urlencode(name));
+    let path =
+        format!("/api/metrics/{}/{}", crate::client::api::urlencode(category), crate::client::api::urlencode(name));
     let m = match api.get(&path).await {
         Ok(m) => m,
         Err(ApiFailure::Http { status: StatusCode::NOT_FOUND, .. }) => {

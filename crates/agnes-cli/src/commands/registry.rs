@@ -2,8 +2,7 @@
 //! discover-and-register` (spec §4.8): the table registry from the command line, over
 //! `/api/admin/register-table`, `/api/admin/registry` and `/api/admin/discover-tables`.
 
-use super::admin::urlencode;
-use crate::client::api::Api;
+use crate::client::api::{urlencode, Api};
 use crate::client::output;
 use crate::exit::Coded;
 use anyhow::{anyhow, Context};

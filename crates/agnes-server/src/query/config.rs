@@ -1,6 +1,7 @@
 //! Limits of server-side SQL, from `instance.yaml` (`api.query.*`, `api.quota.*`,
 //! `api.scan.*`) with environment overrides.
 
+use crate::settings::setting;
 use agnes_engine::sandbox::SandboxLimits;
 use agnes_store::quotas::QuotaLimits;
 use serde_json::Value;
@@ -22,23 +23,6 @@ pub struct QueryConfig {
     /// How long a request over its user's concurrency slots waits, in line behind that
     /// user's earlier requests, for a slot to free before it is answered 429.
     pub slot_wait: Duration,
-}
-
-/// A setting: the environment variable, else the YAML key, else the default.
-pub(crate) fn setting<T: std::str::FromStr>(
-    instance: &Value,
-    env: &str,
-    path: &[&str],
-    default: T,
-) -> Result<T, String> {
-    let yaml = path.iter().try_fold(instance, |v, k| v.get(k)).map(|v| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    });
-    match std::env::var(env).ok().filter(|v| !v.trim().is_empty()).or(yaml) {
-        None => Ok(default),
-        Some(text) => text.trim().parse().map_err(|_| format!("{env} ({}): {text:?} is not valid", path.join("."))),
-    }
 }
 
 impl QueryConfig {

@@ -12,13 +12,11 @@ mod line;
 mod slot;
 
 pub use answers::{Answer, AnswerKey};
-pub(crate) use config::setting;
 pub use config::QueryConfig;
 pub use slot::Slot;
 
 use crate::auth::access::Caller;
 use crate::error::ApiError;
-use crate::state::AppState;
 use agnes_core::SourceType;
 use agnes_engine::sandbox::{Sandbox, SandboxTable, TableData};
 use axum::http::StatusCode;
@@ -46,9 +44,14 @@ const CACHE_SIZE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(32).expec
 
 type Key = Vec<(SandboxTable, String)>;
 
+/// Server-side SQL: slots, readable tables, sandboxes and kept answers. It holds the
+/// store, layout and sync service it reads from, not the routes' `AppState`.
 #[derive(Clone)]
 pub struct QueryService {
     config: Arc<QueryConfig>,
+    store: agnes_store::Store,
+    layout: agnes_engine::DataLayout,
+    sync: crate::sync::SyncService,
     cache: Arc<Mutex<lru::LruCache<Key, Arc<Sandbox>>>>,
     answers: Arc<answers::Answers>,
     readable: Arc<Mutex<HashMap<Readers, (i64, Key)>>>,
@@ -63,9 +66,17 @@ type Readers = (bool, Vec<String>);
 const READABLE_SIZE: usize = 256;
 
 impl QueryService {
-    pub fn new(config: QueryConfig) -> QueryService {
+    pub fn new(
+        config: QueryConfig,
+        store: agnes_store::Store,
+        layout: agnes_engine::DataLayout,
+        sync: crate::sync::SyncService,
+    ) -> QueryService {
         QueryService {
             config: Arc::new(config),
+            store,
+            layout,
+            sync,
             cache: Arc::new(Mutex::new(lru::LruCache::new(CACHE_SIZE))),
             answers: Arc::default(),
             readable: Arc::default(),
@@ -85,11 +96,11 @@ impl QueryService {
     /// up to `slot_wait` for one to free (see [`line`]); then, or at once for the daily byte
     /// budget, answer 429 in the contract's shape (with `Retry-After`). `kind` names the
     /// slot in a refusal: `concurrent_queries` or `concurrent_scans`.
-    pub async fn acquire(&self, state: &AppState, caller: &Caller, kind: &'static str) -> Result<Slot, ApiError> {
+    pub async fn acquire(&self, caller: &Caller, kind: &'static str) -> Result<Slot, ApiError> {
         let user = &caller.user.id;
-        let (quotas, limits) = (state.store.quotas(), &self.config.quotas);
+        let (quotas, limits) = (self.store.quotas(), &self.config.quotas);
         let line = self.lines.of(user);
-        let slot = |acquired| Slot::new(state.store.clone(), acquired, user.clone(), line.clone());
+        let slot = |acquired| Slot::new(self.store.clone(), acquired, user.clone(), line.clone());
         if line.is_empty() {
             match quotas.acquire(user, limits, kind).await? {
                 Ok(acquired) => return Ok(slot(acquired)),
@@ -116,7 +127,7 @@ impl QueryService {
     /// `slot` was taken at: the state DB moves that generation on every change to grants,
     /// the registry or published state, so a kept list is never out of date, and the
     /// common case costs no query.
-    pub async fn readable_tables_for(&self, state: &AppState, caller: &Caller, slot: &Slot) -> Result<Key, ApiError> {
+    pub async fn readable_tables_for(&self, caller: &Caller, slot: &Slot) -> Result<Key, ApiError> {
         let mut groups = caller.group_ids.clone();
         groups.sort();
         let readers = (caller.is_admin, groups);
@@ -126,7 +137,7 @@ impl QueryService {
                 return Ok(key.clone());
             }
         }
-        let key = Self::readable_tables(state, caller).await?;
+        let key = self.readable_tables(caller).await?;
         let mut kept = self.readable.lock();
         if kept.len() >= READABLE_SIZE {
             kept.clear();
@@ -136,20 +147,20 @@ impl QueryService {
     }
 
     /// The tables a caller's SQL may use, located on disk.
-    pub async fn readable_tables(state: &AppState, caller: &Caller) -> Result<Key, ApiError> {
-        let rows = state.store.sync_state().readable_published(caller.is_admin, &caller.group_ids).await?;
+    pub async fn readable_tables(&self, caller: &Caller) -> Result<Key, ApiError> {
+        let rows = self.store.sync_state().readable_published(caller.is_admin, &caller.group_ids).await?;
         let mut tables = Vec::with_capacity(rows.len());
         for r in rows {
             let Some(st) = r.source_type.as_deref().and_then(|s| s.parse::<SourceType>().ok()) else { continue };
-            let source = state.sync.source_name_of(st);
+            let source = self.sync.source_name_of(st);
             let data = if r.sync_strategy == "partitioned" {
-                let dir = state.layout.table_part_dir(&source, &r.name);
+                let dir = self.layout.table_part_dir(&source, &r.name);
                 if !dir.is_dir() {
                     continue;
                 }
                 TableData::Parts(dir)
             } else {
-                let file = state.layout.table_file(&source, &r.name);
+                let file = self.layout.table_file(&source, &r.name);
                 if !file.is_file() {
                     continue;
                 }

@@ -61,8 +61,8 @@ async fn query(
         return Err(bad_request("Query must start with SELECT or WITH"));
     }
     let arrow = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(ARROW_STREAM));
-    let slot = state.query.acquire(&state, &caller, "concurrent_queries").await?;
-    let tables = state.query.readable_tables_for(&state, &caller, &slot).await?;
+    let slot = state.query.acquire(&caller, "concurrent_queries").await?;
+    let tables = state.query.readable_tables_for(&caller, &slot).await?;
     let sandbox = state.query.sandbox(tables).await?;
     let key = AnswerKey { sandbox: sandbox.id(), sql: body.sql.clone(), limit, arrow };
     let (result, cached) = match state.query.answers().get(&key) {

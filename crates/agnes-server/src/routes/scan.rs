@@ -72,11 +72,8 @@ async fn prepare(state: &AppState, caller: &Caller, body: &ScanBody, max_limit: 
         }
         Some(n) => Some(n as u64),
     };
-    let table = crate::query::QueryService::readable_tables(state, caller)
-        .await?
-        .into_iter()
-        .find(|(t, _)| t.name == spec.name)
-        .ok_or_else(|| {
+    let table =
+        state.query.readable_tables(caller).await?.into_iter().find(|(t, _)| t.name == spec.name).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
         })?;
     let scan_bytes = parquet_bytes(&table.0.data);
@@ -125,7 +122,7 @@ async fn estimate(
     ApiJson(body): ApiJson<ScanBody>,
 ) -> Result<Json<Value>, ApiError> {
     let prepared = prepare(&state, &caller, &body, state.query.config().scan_max_limit).await?;
-    let slot = state.query.acquire(&state, &caller, "concurrent_scans").await?;
+    let slot = state.query.acquire(&caller, "concurrent_scans").await?;
     let Prepared { table_id, sandbox, plan, scan_bytes } = prepared;
     let estimate =
         tokio::task::spawn_blocking(move || sandbox.estimate_scan(&plan)).await.map_err(ApiError::internal)?;
@@ -197,7 +194,7 @@ async fn scan(
 ) -> Result<Response, ApiError> {
     let config = state.query.config().clone();
     let prepared = prepare(&state, &caller, &body, config.scan_max_limit).await?;
-    let slot = state.query.acquire(&state, &caller, "concurrent_scans").await?;
+    let slot = state.query.acquire(&caller, "concurrent_scans").await?;
     let (tx, mut rx) = mpsc::channel::<Message>(4);
     let runtime = tokio::runtime::Handle::current();
     let (state2, caller2, client2, params) = (state.clone(), caller.clone(), client.clone(), audit_params(&body));

@@ -33,7 +33,7 @@ pub struct SchedulerConfig {
 impl SchedulerConfig {
     pub fn load(instance: &Value) -> Result<SchedulerConfig, String> {
         let seconds = |env: &str, key: &str, default: u64| -> Result<Duration, String> {
-            crate::query::setting(instance, env, &["scheduler", key], default).map(Duration::from_secs)
+            crate::settings::setting(instance, env, &["scheduler", key], default).map(Duration::from_secs)
         };
         Ok(SchedulerConfig {
             tick: seconds("AGNES_SCHEDULER_TICK_SECONDS", "tick_seconds", 30)?,
