@@ -1,25 +1,15 @@
-//! The HTTP surface. Each module owns one family of routes.
+//! The HTTP surface, one folder per domain: `meta`, `identity`, `distribution`, `sql`,
+//! `knowledge`, `workspace`; `audit`, `json` and `tables` are the helpers they share.
 
 mod audit;
-mod auth;
-mod catalog;
-mod data;
-mod groups;
-mod health;
+mod distribution;
+mod identity;
 mod json;
-mod me;
-mod memory;
-mod metric_definitions;
-mod openapi;
-mod prometheus;
-mod query;
-mod ranges;
-mod registry;
-mod scan;
-mod sync;
+mod knowledge;
+mod meta;
+mod sql;
 mod tables;
-mod upload;
-mod users;
+mod workspace;
 
 use crate::auth::authenticate::{authenticate, AuthContext};
 use crate::state::AppState;
@@ -40,37 +30,27 @@ pub const MIN_CLIENT_VERSION: &str = "0.0.0";
 /// the document is the route table.
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .merge(health::routes())
-        .merge(prometheus::routes())
-        .merge(openapi::routes())
-        .merge(auth::routes())
-        .merge(me::routes())
-        .merge(users::routes())
-        .merge(groups::routes())
-        .merge(registry::routes())
-        .merge(sync::routes())
-        .merge(data::routes())
-        .merge(catalog::routes())
-        .merge(upload::routes())
-        .merge(query::routes())
-        .merge(scan::routes())
-        .merge(metric_definitions::routes())
-        .merge(memory::routes())
+        .merge(meta::routes())
+        .merge(identity::routes())
+        .merge(distribution::routes())
+        .merge(sql::routes())
+        .merge(knowledge::routes())
+        .merge(workspace::routes())
 }
 
 /// The OpenAPI document of [`api`], finished as served.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    openapi::finish(api().split_for_parts().1)
+    meta::openapi::finish(api().split_for_parts().1)
 }
 
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = api().split_for_parts();
-    let doc = openapi::finish(doc);
+    let doc = meta::openapi::finish(doc);
     let auth = Arc::new(AuthContext::new(
         state.store.clone(),
         state.auth.secret.clone(),
         state.auth.dev_user.clone(),
-        openapi::public_operations(&doc),
+        meta::openapi::public_operations(&doc),
         state.auth.trusted_proxies.clone(),
     ));
     routes

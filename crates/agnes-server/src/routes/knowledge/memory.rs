@@ -2,11 +2,11 @@
 //! each caller the published knowledge items of the domains they may read; admins curate
 //! the items under `/api/admin/memory/items`.
 
-use super::audit::Audit;
-use super::json::ApiJson;
 use crate::auth::access::{readable, Caller, MEMORY_DOMAIN};
 use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::error::ApiError;
+use crate::routes::audit::Audit;
+use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_core::api::{is_knowledge_id, KnowledgeItem, KnowledgeStatus, MemoryBundle};
 use axum::extract::{Path, State};

@@ -1,9 +1,9 @@
 //! `/api/sync/trigger`, `/api/sync/status`, `/api/sync/manifest` (spec §3.3).
 
-use super::audit::Audit;
 use crate::auth::access::Caller;
 use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::error::ApiError;
+use crate::routes::audit::Audit;
 use crate::state::AppState;
 use crate::sync::{Selection, SyncError};
 use axum::body::Bytes;

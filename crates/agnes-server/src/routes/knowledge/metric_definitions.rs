@@ -1,11 +1,11 @@
 //! Business metric definitions (spec §3.10, §6): read by every signed-in user, written by
 //! admins one at a time or by importing YAML.
 
-use super::audit::Audit;
 use crate::auth::access::Caller;
 use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::error::ApiError;
 use crate::metric_import::{self, MAX_UPLOAD_BYTES};
+use crate::routes::audit::Audit;
 use crate::state::AppState;
 use agnes_core::metric::{definition_from_mapping, is_metric_id, MetricRecord, SOURCE_MANUAL};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
@@ -50,7 +50,7 @@ struct MetricReaders {
 impl MetricReaders {
     async fn of(state: &AppState, caller: &Caller) -> Result<MetricReaders, ApiError> {
         Ok(MetricReaders {
-            readable: super::tables::readable_ids(state, caller).await?,
+            readable: crate::routes::tables::readable_ids(state, caller).await?,
             registry: if caller.is_admin { Vec::new() } else { state.store.registry().list().await? },
         })
     }
@@ -61,7 +61,7 @@ impl MetricReaders {
             self.registry
                 .iter()
                 .filter(|s| s.id == *t || s.name == *t || s.id == t.to_lowercase())
-                .all(|s| super::tables::may_read(&self.readable, &s.id))
+                .all(|s| crate::routes::tables::may_read(&self.readable, &s.id))
         })
     }
 }
@@ -113,7 +113,7 @@ async fn upsert_metric(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
-    super::json::ApiJson(body): super::json::ApiJson<Value>,
+    crate::routes::json::ApiJson(body): crate::routes::json::ApiJson<Value>,
 ) -> Result<(StatusCode, Json<MetricRecord>), ApiError> {
     let Value::Object(fields) = body else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "The body must be a JSON object of metric fields"));

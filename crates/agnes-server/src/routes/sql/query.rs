@@ -1,12 +1,12 @@
 //! `POST /api/query` (spec §3.7): the caller's SQL in their sandbox, as JSON or as an Arrow
 //! IPC stream (`Accept: application/vnd.apache.arrow.stream`).
 
-use super::audit::Audit;
-use super::json::ApiJson;
 use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
 use crate::query::{Answer, AnswerKey};
+use crate::routes::audit::Audit;
+use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_engine::sandbox::Sandbox;
 use agnes_engine::EngineError;
@@ -141,8 +141,9 @@ async fn explain(state: &AppState, caller: &Caller, e: EngineError) -> ApiError 
                     other => other,
                 };
                 if let Ok(Some(spec)) = found {
-                    let readable = super::tables::readable_ids(state, caller).await.unwrap_or(Some(Default::default()));
-                    if !super::tables::may_read(&readable, &spec.id) {
+                    let readable =
+                        crate::routes::tables::readable_ids(state, caller).await.unwrap_or(Some(Default::default()));
+                    if !crate::routes::tables::may_read(&readable, &spec.id) {
                         return ApiError::coded(
                             StatusCode::FORBIDDEN,
                             "access_denied",

@@ -1,11 +1,11 @@
 //! Groups, members, grants and effective access (spec §3.9).
 
-use super::audit::Audit;
-use super::json::ApiJson;
 use super::users::guard_last_admin;
 use crate::auth::access::{effective_access, is_resource_type, Caller, Credential, EffectiveAccess, RESOURCE_TYPES};
 use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::error::ApiError;
+use crate::routes::audit::Audit;
+use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_store::identity::{Grant, Group, GroupSummary, Member, Membership, ADMIN_GROUP, EVERYONE_GROUP};
 use axum::extract::{Path, Query, State};

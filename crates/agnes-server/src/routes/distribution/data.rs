@@ -1,11 +1,11 @@
 //! `/api/data/{table}/download`, `/api/data/{table}/parts/{part}/download`,
 //! `/api/data/{table}/check-access` (spec §3.4): published parquet for readers.
 
-use super::audit::Audit;
-use super::tables::{data_location, resolve_readable};
 use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
+use crate::routes::audit::Audit;
+use crate::routes::tables::{data_location, resolve_readable};
 use crate::state::AppState;
 use agnes_core::{QueryMode, SyncStrategy, TableSpec};
 use axum::extract::{Path, State};

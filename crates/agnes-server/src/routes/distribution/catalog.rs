@@ -2,11 +2,11 @@
 //! `/api/catalog/tables`, and `/api/welcome` (spec §3.5, §3.11). Every answer is
 //! filtered for the caller on each request; nothing is cached across callers.
 
-use super::audit::Audit;
-use super::tables::{may_read, readable_ids, readable_path, resolve_readable};
 use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
+use crate::routes::audit::Audit;
+use crate::routes::tables::{may_read, readable_ids, readable_path, resolve_readable};
 use crate::state::AppState;
 use agnes_core::{QueryMode, SourceType, TableSpec};
 use axum::extract::{Path, Query, State};

@@ -1,10 +1,10 @@
 //! `/api/admin/register-table`, `/api/admin/registry…`, `/api/admin/discover-tables`
 //! (spec §3.8): the table registry, for admins.
 
-use super::audit::Audit;
-use super::json::ApiJson;
 use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::error::ApiError;
+use crate::routes::audit::Audit;
+use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_core::{registry_id_for_name, QueryMode, SourceType, TableSpec};
 use axum::extract::{Path, State};

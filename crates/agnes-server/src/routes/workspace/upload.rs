@@ -1,11 +1,11 @@
 //! `/api/upload/sessions` and `/api/upload/local-md` (spec §3.11): what an analyst's
 //! workspace sends back — session transcripts and personal notes — stored per user.
 
-use super::audit::Audit;
-use super::json::ApiJson;
 use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
+use crate::routes::audit::Audit;
+use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;

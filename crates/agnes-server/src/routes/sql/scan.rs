@@ -2,13 +2,13 @@
 //! filter, an order and a limit over one table, estimated or streamed as Arrow IPC. This
 //! is what `agnes snapshot` takes its slices of big tables with.
 
-use super::audit::Audit;
-use super::json::ApiJson;
 use super::query::ARROW_STREAM;
-use super::tables::resolve_readable;
 use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
+use crate::routes::audit::Audit;
+use crate::routes::json::ApiJson;
+use crate::routes::tables::resolve_readable;
 use crate::state::AppState;
 use agnes_core::QueryMode;
 use agnes_engine::sandbox::{Sandbox, TableData};

@@ -1,12 +1,12 @@
 //! `/auth/*`: password sign-in, first-admin bootstrap, logout and personal access tokens
 //! (spec §3.2).
 
-use super::audit::Audit;
-use super::json::ApiJson;
 use crate::auth::access::{Caller, Credential};
 use crate::auth::authenticate::{Admin, ClientInfo, SessionCaller, SESSION_COOKIE};
 use crate::auth::{password, pat, session};
 use crate::error::ApiError;
+use crate::routes::audit::Audit;
+use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_store::identity::{TokenInfo, User, ADMIN_GROUP};
 use axum::extract::{Path, Query, State};

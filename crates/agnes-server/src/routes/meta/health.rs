@@ -24,19 +24,19 @@ async fn detailed(
 ) -> Result<Json<serde_json::Value>, crate::error::ApiError> {
     use serde_json::json;
     let schema = state.store.schema_status().await?;
-    let readable = super::tables::readable_ids(&state, &caller).await?;
+    let readable = crate::routes::tables::readable_ids(&state, &caller).await?;
     let states: crate::sync::States = state
         .store
         .sync_state()
         .list()
         .await?
         .into_iter()
-        .filter(|s| super::tables::may_read(&readable, &s.table_id))
+        .filter(|s| crate::routes::tables::may_read(&readable, &s.table_id))
         .map(|s| (s.table_id.clone(), s))
         .collect();
     let total_rows: i64 = states.values().map(|s| s.rows).sum();
     let mut registered = state.store.registry().list().await?;
-    registered.retain(|t| super::tables::may_read(&readable, &t.id));
+    registered.retain(|t| crate::routes::tables::may_read(&readable, &t.id));
     let tables = state
         .sync
         .freshness_of(registered, &states, &state.config.scheduler)

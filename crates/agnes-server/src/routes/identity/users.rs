@@ -1,10 +1,10 @@
 //! `/api/users`: user administration (spec §3.9), admin only.
 
-use super::audit::Audit;
-use super::json::ApiJson;
 use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::auth::{password, pat};
 use crate::error::ApiError;
+use crate::routes::audit::Audit;
+use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_store::identity::User;
 use axum::extract::{Path, State};

@@ -1,0 +1,13 @@
+//! The tables: registry, syncs, the manifest and downloads, the catalog.
+mod catalog;
+mod data;
+mod ranges;
+mod registry;
+mod sync;
+
+use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(registry::routes()).merge(sync::routes()).merge(data::routes()).merge(catalog::routes())
+}

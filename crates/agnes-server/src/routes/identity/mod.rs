@@ -1,0 +1,12 @@
+//! Who is calling: sign-in, tokens, users, groups and grants.
+mod auth;
+mod groups;
+mod me;
+mod users;
+
+use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(auth::routes()).merge(me::routes()).merge(users::routes()).merge(groups::routes())
+}
