@@ -1,4 +1,5 @@
-//! Wire types of the HTTP contract that more than one crate needs.
+//! Wire types of the HTTP contract: the server answers with them and the CLI reads them,
+//! and (feature `openapi`) the server's OpenAPI schemas derive from them.
 
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,53 @@ pub struct MemoryBundle {
 /// Whether `id` may name a knowledge item (it becomes the file name `km_<id>.md`).
 pub fn is_knowledge_id(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `POST /auth/token`, `/auth/password/login` and `/auth/bootstrap`: a 24-hour session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionToken {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Absent from `/auth/password/login`, as in the original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    pub email: String,
+    /// `admin` or `user`.
+    pub role: String,
+}
+
+/// `POST /auth/tokens` (201): the token itself is shown once and never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IssuedToken {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub token: String,
+    pub expires_at: Option<String>,
+    pub created_at: String,
+}
+
+/// A personal access token as listed (never the token itself). The admin listing
+/// (`/auth/admin/tokens`) adds its owner and the address it was last used from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_ip: Option<String>,
 }
 
 #[cfg(test)]

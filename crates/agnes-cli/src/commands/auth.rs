@@ -2,6 +2,7 @@
 
 use crate::client::api::{Api, ApiFailure};
 use crate::client::{config, output};
+use agnes_core::api::{IssuedToken, SessionToken, TokenView};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -113,14 +114,9 @@ async fn login(email: Option<String>, password: Option<String>, server: Option<S
     };
     let api = Api::new(server.unwrap_or_else(config::server_url), None);
     let r = api.post("/auth/token", json!({"email": email, "password": password})).await?;
-    let token = r["access_token"].as_str().context("the server sent no access_token")?;
-    config::save_token(token, r["email"].as_str().unwrap_or(&email))?;
-    println!(
-        "Logged in to {} as {} ({}).",
-        api.server,
-        r["email"].as_str().unwrap_or(&email),
-        r["role"].as_str().unwrap_or("user")
-    );
+    let session: SessionToken = serde_json::from_value(r).context("the server answered no session token")?;
+    config::save_token(&session.access_token, &session.email)?;
+    println!("Logged in to {} as {} ({}).", api.server, session.email, session.role);
     Ok(())
 }
 
@@ -199,17 +195,14 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Create { name, ttl, raw } => {
             let mut body = ttl_days(&ttl)?;
             body["name"] = json!(name);
-            let r = api.post("/auth/tokens", body).await?;
+            let issued: IssuedToken = serde_json::from_value(api.post("/auth/tokens", body).await?)
+                .context("the server answered no token")?;
             if raw {
-                println!("{}", r["token"].as_str().unwrap_or_default());
+                println!("{}", issued.token);
             } else {
-                println!(
-                    "Token '{}' created (id {}, expires {}).",
-                    name,
-                    output::cell(&r["id"]),
-                    output::cell(&r["expires_at"])
-                );
-                println!("{}", r["token"].as_str().unwrap_or_default());
+                let expires = issued.expires_at.as_deref().unwrap_or("never");
+                println!("Token '{}' created (id {}, expires {expires}).", issued.name, issued.id);
+                println!("{}", issued.token);
                 println!("It is shown only now: store it somewhere safe.");
             }
         }
@@ -230,19 +223,12 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             );
         }
         TokenCommand::Revoke { token } => {
-            let list = api.get("/auth/tokens").await?;
-            let matches: Vec<&Value> = list
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|t| {
-                            t["id"] == token.as_str() || t["prefix"] == token.as_str() || t["name"] == token.as_str()
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let list: Vec<TokenView> =
+                serde_json::from_value(api.get("/auth/tokens").await?).context("the server answered no token list")?;
+            let matches: Vec<&TokenView> =
+                list.iter().filter(|t| t.id == token || t.prefix == token || t.name == token).collect();
             let id = match matches.as_slice() {
-                [one] => one["id"].as_str().unwrap_or_default().to_string(),
+                [one] => one.id.clone(),
                 [] => bail!("no token of yours matches {token:?} (by id, prefix or name)"),
                 _ => bail!("{} tokens match {token:?}: revoke by id", matches.len()),
             };

@@ -2,6 +2,7 @@
 //! a fixed `agnes_pat_` prefix so secret scanners recognise leaked tokens. Only the
 //! SHA-256 of the whole token and a short display prefix are stored.
 
+use agnes_core::api::IssuedToken;
 use agnes_store::identity::{PatRecord, User};
 use agnes_store::Store;
 use chrono::{Duration, Utc};
@@ -23,17 +24,6 @@ pub struct PatClaims {
     pub scope: String,
 }
 
-/// A freshly issued token: `token` is shown once and never stored.
-#[derive(Debug, Clone, Serialize)]
-pub struct IssuedPat {
-    pub id: String,
-    pub name: String,
-    pub prefix: String,
-    pub token: String,
-    pub expires_at: Option<String>,
-    pub created_at: String,
-}
-
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -50,7 +40,7 @@ pub async fn issue(
     name: &str,
     scope: &str,
     lifetime: Option<Duration>,
-) -> Result<IssuedPat, crate::ServerError> {
+) -> Result<IssuedToken, crate::ServerError> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();
     let exp = lifetime.map(|d| now + d);
@@ -76,7 +66,7 @@ pub async fn issue(
         expires_at: exp.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
     };
     store.identity().insert_pat(&record).await?;
-    Ok(IssuedPat {
+    Ok(IssuedToken {
         id,
         name: record.name,
         prefix: record.prefix,

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
+use agnes_core::api::{IssuedToken, SessionToken, TokenView};
 use agnes_store::identity::{TokenInfo, User, ADMIN_GROUP};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -55,12 +56,12 @@ fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
 
 /// Exchange email and password for a 24-hour session token.
 #[utoipa::path(post, path = "/auth/token", tag = "auth", security(()), request_body = Credentials,
-    responses((status = 200, description = "{access_token, token_type, user_id, email, role}"), (status = 401), (status = 429)))]
+    responses((status = 200, body = SessionToken), (status = 401), (status = 429)))]
 async fn token(
     State(state): State<AppState>,
     client: ClientInfo,
     ApiJson(body): ApiJson<Credentials>,
-) -> Result<Json<Value>, Response> {
+) -> Result<Json<SessionToken>, Response> {
     state.auth.rate_limit.check("token", &client.ip, 10).map_err(IntoResponse::into_response)?;
     let audit = Audit::anonymous(&state, &client);
     let fail = |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, detail).into_response();
@@ -83,16 +84,24 @@ async fn token(
         audit.record("login_failed", Some(&user.email), None, "error.401").await;
         return Err(fail("Invalid password"));
     }
-    let token = session::issue(&state.auth.secret, &user);
     let role = role(&state, &user).await.map_err(IntoResponse::into_response)?;
-    Ok(Json(
-        json!({"access_token": token, "token_type": "bearer", "user_id": user.id, "email": user.email, "role": role}),
-    ))
+    Ok(Json(session_token(&state, &user, role, true)))
+}
+
+/// A new session for `user`, as the sign-in endpoints answer it.
+fn session_token(state: &AppState, user: &User, role: &str, with_user_id: bool) -> SessionToken {
+    SessionToken {
+        access_token: session::issue(&state.auth.secret, user),
+        token_type: "bearer".into(),
+        user_id: with_user_id.then(|| user.id.clone()),
+        email: user.email.clone(),
+        role: role.into(),
+    }
 }
 
 /// Password sign-in for people: also sets the `access_token` cookie.
 #[utoipa::path(post, path = "/auth/password/login", tag = "auth", security(()), request_body = Credentials,
-    responses((status = 200, description = "{access_token, token_type, email, role}"), (status = 401), (status = 429)))]
+    responses((status = 200, body = SessionToken), (status = 401), (status = 429)))]
 async fn password_login(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -111,11 +120,11 @@ async fn password_login(
     if !user.active {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Account deactivated").into_response());
     }
-    let token = session::issue(&state.auth.secret, &user);
     let role = role(&state, &user).await.map_err(IntoResponse::into_response)?;
-    let mut response =
-        Json(json!({"access_token": token, "token_type": "bearer", "email": user.email, "role": role})).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &token, session::SESSION_HOURS * 3600));
+    let session = session_token(&state, &user, role, false);
+    let cookie = session_cookie(&state, &session.access_token, session::SESSION_HOURS * 3600);
+    let mut response = Json(session).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
 
@@ -168,12 +177,12 @@ pub struct BootstrapRequest {
 /// Create the first admin: allowed only while the instance has never had one, and only
 /// for a new account (an existing user is never modified).
 #[utoipa::path(post, path = "/auth/bootstrap", tag = "auth", security(()), request_body = BootstrapRequest,
-    responses((status = 200, description = "same shape as /auth/token, role admin"), (status = 400), (status = 403), (status = 409), (status = 429)))]
+    responses((status = 200, body = SessionToken, description = "role admin"), (status = 400), (status = 403), (status = 409), (status = 429)))]
 async fn bootstrap(
     State(state): State<AppState>,
     client: ClientInfo,
     ApiJson(body): ApiJson<BootstrapRequest>,
-) -> Result<Json<Value>, Response> {
+) -> Result<Json<SessionToken>, Response> {
     state.auth.rate_limit.check("bootstrap", &client.ip, 3).map_err(IntoResponse::into_response)?;
     let err = |e: agnes_store::StoreError| ApiError::from(e).into_response();
     // One bootstrap at a time, so two racing requests cannot both pass the check.
@@ -211,10 +220,7 @@ async fn bootstrap(
     Audit::anonymous(&state, &client)
         .record("bootstrap_admin", Some(&user.id), Some(json!({"email": user.email})), "success")
         .await;
-    let token = session::issue(&state.auth.secret, &user);
-    Ok(Json(
-        json!({"access_token": token, "token_type": "bearer", "user_id": user.id, "email": user.email, "role": "admin"}),
-    ))
+    Ok(Json(session_token(&state, &user, "admin", true)))
 }
 
 /// End the caller's sessions (every session JWT of that user stops working) and clear the
@@ -278,13 +284,13 @@ fn token_lifetime(body: &NewToken) -> Result<Option<chrono::Duration>, String> {
 
 /// Create a personal access token (sessions only: a token cannot mint tokens).
 #[utoipa::path(post, path = "/auth/tokens", tag = "tokens", request_body = NewToken,
-    responses((status = 201, description = "{id, name, prefix, token, expires_at, created_at}; the token is shown once"), (status = 400), (status = 403)))]
+    responses((status = 201, body = IssuedToken, description = "the token is shown once"), (status = 400), (status = 403)))]
 async fn create_token(
     State(state): State<AppState>,
     SessionCaller(caller): SessionCaller,
     client: ClientInfo,
     ApiJson(body): ApiJson<NewToken>,
-) -> Result<(StatusCode, Json<pat::IssuedPat>), ApiError> {
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let name = body.name.trim();
     if name.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "Token name must not be blank"));
@@ -303,22 +309,24 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(issued)))
 }
 
-fn token_view(t: &TokenInfo, admin: bool) -> Value {
-    let mut v = json!({
-        "id": t.id, "name": t.name, "prefix": t.prefix, "created_at": t.created_at,
-        "expires_at": t.expires_at, "last_used_at": t.last_used_at, "revoked_at": t.revoked_at,
-    });
-    if admin {
-        v["user_id"] = json!(t.user_id);
-        v["user_email"] = json!(t.user_email);
-        v["last_used_ip"] = json!(t.last_used_ip);
+fn token_view(t: &TokenInfo, admin: bool) -> TokenView {
+    TokenView {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        prefix: t.prefix.clone(),
+        created_at: t.created_at.clone(),
+        expires_at: t.expires_at.clone(),
+        last_used_at: t.last_used_at.clone(),
+        revoked_at: t.revoked_at.clone(),
+        user_id: admin.then(|| t.user_id.clone()),
+        user_email: admin.then(|| t.user_email.clone()),
+        last_used_ip: if admin { t.last_used_ip.clone() } else { None },
     }
-    v
 }
 
 /// The caller's tokens.
-#[utoipa::path(get, path = "/auth/tokens", tag = "tokens", responses((status = 200)))]
-async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Value>>, ApiError> {
+#[utoipa::path(get, path = "/auth/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>)))]
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiError> {
     let tokens = state.store.identity().tokens_of_user(&caller.user.id).await?;
     Ok(Json(tokens.iter().map(|t| token_view(t, false)).collect()))
 }
@@ -331,12 +339,12 @@ async fn own_token(state: &AppState, caller: &Caller, id: &str) -> Result<TokenI
 }
 
 /// One of the caller's tokens.
-#[utoipa::path(get, path = "/auth/tokens/{id}", tag = "tokens", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/auth/tokens/{id}", tag = "tokens", params(("id" = String, Path)), responses((status = 200, body = TokenView), (status = 404)))]
 async fn get_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenView>, ApiError> {
     Ok(Json(token_view(&own_token(&state, &caller, &id).await?, false)))
 }
 
@@ -361,12 +369,12 @@ struct Page {
 }
 
 /// Every user's tokens (admin).
-#[utoipa::path(get, path = "/auth/admin/tokens", tag = "tokens", params(Page), responses((status = 200), (status = 403)))]
+#[utoipa::path(get, path = "/auth/admin/tokens", tag = "tokens", params(Page), responses((status = 200, body = Vec<TokenView>), (status = 403)))]
 async fn admin_list_tokens(
     State(state): State<AppState>,
     _admin: Admin,
     Query(page): Query<Page>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<TokenView>>, ApiError> {
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let offset = page.offset.unwrap_or(0).max(0);
     let tokens = state.store.identity().all_tokens(limit, offset).await?;
