@@ -3,20 +3,10 @@
 
 mod common;
 
-use common::{agnes, fixtures, Http, TestServer};
+use common::{agnes, fixtures, ok, run_with_config as run, Http, TestServer};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
-
-fn run(config: &Path, server: &TestServer, args: &[&str]) -> Output {
-    agnes().env("AGNES_CONFIG_DIR", config).env("AGNES_SERVER", &server.url).args(args).output().unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
-}
 
 fn fails(out: Output, code: i32, says: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);

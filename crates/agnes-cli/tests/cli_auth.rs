@@ -2,20 +2,10 @@
 
 mod common;
 
-use common::{agnes, TestServer};
+use common::{agnes, ok, run_with_config as run, TestServer};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
-
-fn run(config: &Path, server: &TestServer, args: &[&str]) -> Output {
-    agnes().env("AGNES_CONFIG_DIR", config).env("AGNES_SERVER", &server.url).args(args).output().unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
-}
 
 async fn bootstrap(server: &TestServer) {
     let r = reqwest::Client::new()

@@ -3,18 +3,12 @@
 
 mod common;
 
-use common::{agnes, Http, TestServer};
+use common::{agnes, ok, Http, TestServer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::fixtures;
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
-}
 
 struct Analyst<'a> {
     server: &'a TestServer,

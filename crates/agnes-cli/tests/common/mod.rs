@@ -29,6 +29,18 @@ pub fn agnes() -> Command {
     c
 }
 
+/// `agnes ARGS` with its own config dir, against `server`.
+pub fn run_with_config(config: &Path, server: &TestServer, args: &[&str]) -> Output {
+    agnes().env("AGNES_CONFIG_DIR", config).env("AGNES_SERVER", &server.url).args(args).output().unwrap()
+}
+
+/// The standard output of a run that must succeed.
+pub fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
 /// A running `agnes serve` on a random loopback port; killed on drop.
 pub struct TestServer {
     pub child: Child,
