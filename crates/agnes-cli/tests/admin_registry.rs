@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{agnes, fixtures, ok, run_with_config as run, Http, TestServer};
+use common::{fixtures, ok, run_with_config as run, Http, TestServer};
 use serde_json::Value;
-use std::path::Path;
 use std::process::Output;
 
 fn fails(out: Output, code: i32, says: &str) {

@@ -20,6 +20,7 @@ async fn every_route_is_authenticated_unless_the_contract_says_public() {
         ("/auth/bootstrap", "post", "200", "SessionToken"),
         ("/auth/tokens", "post", "201", "IssuedToken"),
         ("/auth/tokens/{id}", "get", "200", "TokenView"),
+        ("/api/query", "post", "200", "QueryResponse"),
     ] {
         let content = &doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"];
         assert_eq!(content["$ref"], format!("#/components/schemas/{schema}"), "{method} {path}: {content}");

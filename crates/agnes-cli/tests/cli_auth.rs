@@ -4,8 +4,6 @@ mod common;
 
 use common::{agnes, ok, run_with_config as run, TestServer};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::Output;
 
 async fn bootstrap(server: &TestServer) {
     let r = reqwest::Client::new()

@@ -133,6 +133,30 @@ pub struct TokenView {
     pub last_used_ip: Option<String>,
 }
 
+/// `POST /api/query`: one SELECT over the tables the caller may read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    pub sql: String,
+    /// Rows to answer at most; default 1,000, or the server's maximum when that is lower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+/// The JSON answer of `POST /api/query` (the Arrow IPC answer carries the same in headers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueryResponse {
+    pub columns: Vec<String>,
+    /// Each row's values in column order, as JSON.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<Object>>))]
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub row_count: usize,
+    /// More rows existed than `limit`.
+    pub truncated: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

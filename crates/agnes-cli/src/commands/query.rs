@@ -2,6 +2,7 @@
 //! `--remote` in the caller's sandbox on the server (`POST /api/query`).
 
 use crate::client::workspace::Workspace;
+use agnes_core::api::{QueryRequest, QueryResponse};
 use agnes_engine::local::QueryOutput;
 use agnes_engine::values::{to_json, to_text};
 use anyhow::{bail, Context};
@@ -69,26 +70,18 @@ async fn remote(sql: &str, limit: usize) -> anyhow::Result<QueryOutput> {
     if !api.has_token() {
         return Err(ApiFailure::NotLoggedIn.into());
     }
-    let body = serde_json::json!({"sql": sql, "limit": limit});
+    let body = serde_json::to_value(QueryRequest { sql: sql.to_string(), limit: Some(limit as i64) })?;
     let answer = match api.call(reqwest::Method::POST, "/api/query", Some(body)).await {
         Ok(v) => v,
         Err(ApiFailure::Http { status, detail }) => bail!("{}", render_error(status, &detail)),
         Err(e) => return Err(e.into()),
     };
-    let columns =
-        answer["columns"].as_array().map(|c| c.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect());
-    let rows = answer["rows"].as_array().map(|rows| {
-        rows.iter().map(|r| r.as_array().map(|r| r.iter().map(from_json).collect()).unwrap_or_default()).collect()
-    });
-    match (columns, rows) {
-        (Some(columns), Some(rows)) => {
-            Ok(QueryOutput { columns, rows, truncated: answer["truncated"].as_bool().unwrap_or(false) })
-        }
-        _ => bail!(
-            "the server's answer has no columns and rows: {}",
-            answer.to_string().chars().take(200).collect::<String>()
-        ),
-    }
+    let shown = answer.to_string().chars().take(200).collect::<String>();
+    let Ok(answer) = serde_json::from_value::<QueryResponse>(answer) else {
+        bail!("the server's answer has no columns and rows: {shown}")
+    };
+    let rows = answer.rows.iter().map(|r| r.iter().map(from_json).collect()).collect();
+    Ok(QueryOutput { columns: answer.columns, rows, truncated: answer.truncated })
 }
 
 /// A JSON value from the server as a value the formatters show the same way.

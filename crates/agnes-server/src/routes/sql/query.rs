@@ -8,12 +8,12 @@ use crate::query::{Answer, AnswerKey};
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
+use agnes_core::api::{QueryRequest, QueryResponse};
 use agnes_engine::sandbox::Sandbox;
 use agnes_engine::EngineError;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,28 +25,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(query))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QueryBody {
-    sql: String,
-    /// Default: 1,000 rows, or the server's maximum when that is lower.
-    limit: Option<i64>,
-}
-
 fn bad_request(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, detail)
 }
 
 /// Run one SELECT over the tables the caller may read.
-#[utoipa::path(post, path = "/api/query", tag = "query", request_body = Object,
-    responses((status = 200, description = "{columns, rows, row_count, truncated}, or an Arrow IPC stream"),
+#[utoipa::path(post, path = "/api/query", tag = "query", request_body = QueryRequest,
+    responses((status = 200, body = QueryResponse, description = "or, with `Accept: application/vnd.apache.arrow.stream`, an Arrow IPC stream"),
               (status = 400), (status = 403), (status = 429)))]
 async fn query(
     State(state): State<AppState>,
     caller: Caller,
     client: ClientInfo,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<QueryBody>,
+    ApiJson(body): ApiJson<QueryRequest>,
 ) -> Result<Response, ApiError> {
     let max = state.query.config().max_rows;
     let requested = body.limit.unwrap_or(1000.min(max as i64));
@@ -115,12 +107,10 @@ async fn run(sandbox: Arc<Sandbox>, sql: String, limit: usize, arrow: bool) -> R
             Ok(Answer { body: out.ipc.into(), arrow: Some((out.rows, out.truncated)) })
         } else {
             let out = sandbox.query(&sql, limit)?;
-            let rows: Vec<Value> =
-                out.rows.iter().map(|r| Value::Array(r.iter().map(agnes_engine::values::to_json).collect())).collect();
-            let body = serde_json::to_vec(&json!({
-                "columns": out.columns, "row_count": rows.len(), "rows": rows, "truncated": out.truncated,
-            }))
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let rows: Vec<Vec<Value>> =
+                out.rows.iter().map(|r| r.iter().map(agnes_engine::values::to_json).collect()).collect();
+            let answer = QueryResponse { columns: out.columns, row_count: rows.len(), rows, truncated: out.truncated };
+            let body = serde_json::to_vec(&answer).map_err(|e| EngineError::Invalid(e.to_string()))?;
             Ok(Answer { body: body.into(), arrow: None })
         }
     })
