@@ -21,6 +21,7 @@ async fn every_route_is_authenticated_unless_the_contract_says_public() {
         ("/auth/tokens", "post", "201", "IssuedToken"),
         ("/auth/tokens/{id}", "get", "200", "TokenView"),
         ("/api/query", "post", "200", "QueryResponse"),
+        ("/api/sync/manifest", "get", "200", "Manifest"),
     ] {
         let content = &doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"];
         assert_eq!(content["$ref"], format!("#/components/schemas/{schema}"), "{method} {path}: {content}");

@@ -157,6 +157,66 @@ pub struct QueryResponse {
     pub truncated: bool,
 }
 
+/// `GET /api/sync/manifest`: every table the caller may pull, by name. Fields the
+/// original server may leave out are optional, so its manifests read too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Manifest {
+    pub tables: std::collections::BTreeMap<String, ManifestEntry>,
+    #[serde(default)]
+    pub server_time: Option<String>,
+}
+
+/// One table of the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ManifestEntry {
+    /// The registry id (downloads take it); absent from the original's manifests.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// MD5 of the published file, `""` while nothing is published.
+    #[serde(default)]
+    pub hash: String,
+    /// XXH3-128 of the file, which clients verify while the bytes arrive.
+    #[serde(default)]
+    pub checksum: Option<String>,
+    /// When the table was last synced.
+    #[serde(default)]
+    pub updated: Option<String>,
+    #[serde(default)]
+    pub size_bytes: i64,
+    #[serde(default)]
+    pub rows: i64,
+    /// `local`, `materialized` or `remote`.
+    #[serde(default)]
+    pub query_mode: Option<String>,
+    #[serde(default)]
+    pub source_type: Option<String>,
+    #[serde(default)]
+    pub overdue: bool,
+    /// The parts of a partitioned table, each pulled on its own.
+    #[serde(default)]
+    pub parts: Option<Vec<ManifestPart>>,
+}
+
+/// One part (one period's parquet) of a partitioned table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ManifestPart {
+    pub part: String,
+    /// Where to download it.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub hash: String,
+    #[serde(default)]
+    pub checksum: Option<String>,
+    #[serde(default)]
+    pub size_bytes: i64,
+    #[serde(default)]
+    pub rows: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 
 use crate::client::api::{Api, ApiFailure};
 use crate::client::workspace::{PullState, PulledTable, Workspace};
+use agnes_core::api::Manifest;
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -59,12 +60,11 @@ struct Plan {
     total: usize,
 }
 
-fn plan(manifest: &Value, ws: &Workspace, state: &PullState, skip_materialize: bool) -> anyhow::Result<Plan> {
-    let tables = manifest["tables"].as_object().context("the manifest has no tables object")?;
+fn plan(manifest: &Manifest, ws: &Workspace, state: &PullState, skip_materialize: bool) -> anyhow::Result<Plan> {
     let mut plan =
         Plan { jobs: Vec::new(), wanted: BTreeMap::new(), removed: Vec::new(), stale_parts: Vec::new(), total: 0 };
-    for (name, entry) in tables {
-        let mode = entry["query_mode"].as_str().unwrap_or("local");
+    for (name, entry) in &manifest.tables {
+        let mode = entry.query_mode.as_deref().unwrap_or("local");
         if mode == "remote" || (skip_materialize && mode == "materialized") {
             continue;
         }
@@ -72,35 +72,36 @@ fn plan(manifest: &Value, ws: &Workspace, state: &PullState, skip_materialize: b
             anyhow::bail!("the manifest names a table {name:?} that is not a valid identifier");
         }
         plan.total += 1;
-        let id = entry["id"].as_str().unwrap_or(name).to_string();
-        let hash = entry["hash"].as_str().unwrap_or_default().to_string();
+        let id = entry.id.clone().unwrap_or_else(|| name.clone());
+        let hash = entry.hash.clone();
         let mut wanted = PulledTable {
             id: id.clone(),
             hash: hash.clone(),
-            rows: entry["rows"].as_i64().unwrap_or(0),
-            size_bytes: entry["size_bytes"].as_i64().unwrap_or(0),
+            rows: entry.rows,
+            size_bytes: entry.size_bytes,
             parts: BTreeMap::new(),
         };
         let local = state.tables.get(name);
-        if let Some(parts) = entry["parts"].as_array() {
+        if let Some(parts) = &entry.parts {
             for p in parts {
-                let part = p["part"].as_str().unwrap_or_default();
+                let part = p.part.as_str();
                 if part.is_empty() || !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
                     anyhow::bail!("table {name}: the manifest names an invalid part {part:?}");
                 }
-                let part_hash = p["hash"].as_str().unwrap_or_default().to_string();
                 let target = ws.part_dir(name).join(format!("{part}.parquet"));
-                let have = local.and_then(|l| l.parts.get(part)).is_some_and(|h| *h == part_hash && !h.is_empty());
+                let have = local.and_then(|l| l.parts.get(part)).is_some_and(|h| *h == p.hash && !h.is_empty());
                 if !have || !target.is_file() {
-                    let url = p["path"]
-                        .as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| format!("/api/data/{id}/parts/{part}/download"));
-                    let size = p["size_bytes"].as_u64().unwrap_or(0);
-                    let checksum = p["checksum"].as_str().map(String::from);
-                    plan.jobs.push(Job { table: name.clone(), url, target, hash: part_hash.clone(), checksum, size });
+                    let url = p.path.clone().unwrap_or_else(|| format!("/api/data/{id}/parts/{part}/download"));
+                    plan.jobs.push(Job {
+                        table: name.clone(),
+                        url,
+                        target,
+                        hash: p.hash.clone(),
+                        checksum: p.checksum.clone(),
+                        size: p.size_bytes.max(0) as u64,
+                    });
                 }
-                wanted.parts.insert(part.to_string(), part_hash);
+                wanted.parts.insert(part.to_string(), p.hash.clone());
             }
             if let Ok(entries) = std::fs::read_dir(ws.part_dir(name)) {
                 for e in entries.flatten() {
@@ -114,14 +115,13 @@ fn plan(manifest: &Value, ws: &Workspace, state: &PullState, skip_materialize: b
             let target = ws.table_file(name);
             let have = local.is_some_and(|l| l.hash == hash && !hash.is_empty() && l.parts.is_empty());
             if !have || !target.is_file() {
-                let size = entry["size_bytes"].as_u64().unwrap_or(0);
                 plan.jobs.push(Job {
                     table: name.clone(),
                     url: format!("/api/data/{id}/download"),
                     target,
                     hash: hash.clone(),
-                    checksum: entry["checksum"].as_str().map(String::from),
-                    size,
+                    checksum: entry.checksum.clone(),
+                    size: entry.size_bytes.max(0) as u64,
                 });
             }
         }
@@ -148,7 +148,8 @@ pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Resu
     let started = Instant::now();
     let api = Arc::new(api.clone());
     let _lock = if args.dry_run { None } else { Some(ws.lock()?) };
-    let manifest = api.get("/api/sync/manifest").await?;
+    let manifest: Manifest =
+        serde_json::from_value(api.get("/api/sync/manifest").await?).context("the server's manifest cannot be read")?;
     let mut state = ws.load_state();
     let plan = plan(&manifest, ws, &state, args.skip_materialize)?;
     if args.dry_run {

@@ -126,7 +126,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
 /// What the caller may pull: one entry per readable table with published data, keyed by
 /// name, with its content hash (and its parts, for partitioned tables). Built from stored
 /// state: nothing is hashed at request time.
-#[utoipa::path(get, path = "/api/sync/manifest", tag = "sync", responses((status = 200, description = "{tables: {name: {id, hash, checksum, updated, size_bytes, rows, query_mode, source_type, overdue, parts?}}, server_time}")))]
+#[utoipa::path(get, path = "/api/sync/manifest", tag = "sync", responses((status = 200, body = agnes_core::api::Manifest)))]
 async fn manifest(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Response, ApiError> {
     let overdue = state.sync.overdue_ids(&state.config.scheduler).await.map_err(ApiError::internal)?;
     let (tables, count) = state.store.sync_state().manifest_json(caller.is_admin, &caller.group_ids, &overdue).await?;
