@@ -33,7 +33,7 @@ pub fn profile_bench(scale: f64) -> anyhow::Result<Section> {
     let p = profile(&input, &options)?;
     let ours = t.elapsed();
     let peak = proc_status_kib(std::process::id(), "VmHWM:")?;
-    anyhow::ensure!(p["row_count"].as_u64() == Some(rows) && p["sampled"] == true, "profile: {}", p["row_count"]);
+    anyhow::ensure!(p.row_count as u64 == rows && p.sampled, "profile: {} rows", p.row_count);
     let t = Instant::now();
     agnes_engine::duck::open_in_memory()?
         .execute_batch(&format!("SET threads = 2; SUMMARIZE SELECT * FROM '{file}'"))?;

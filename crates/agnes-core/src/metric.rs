@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 /// One metric, as stored and served (`GET /api/metrics/{id}` adds the timestamps).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricDefinition {
     /// `<category>/<name>`.
     pub id: String,
@@ -30,7 +31,9 @@ pub struct MetricDefinition {
     pub tables: Vec<String>,
     pub expression: Option<String>,
     pub time_column: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub dimensions: Vec<Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub filters: Vec<Value>,
     pub synonyms: Vec<String>,
     pub notes: Vec<String>,
@@ -38,6 +41,7 @@ pub struct MetricDefinition {
     pub sql: String,
     /// `{"by_<variant>": sql}`, collected from the YAML's `sql_by_<variant>` keys.
     pub sql_variants: BTreeMap<String, String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub validation: Option<Map<String, Value>>,
     /// `yaml_import` or `manual`.
     pub source: String,
@@ -45,6 +49,7 @@ pub struct MetricDefinition {
 
 /// A stored metric: its definition and when it was first and last written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricRecord {
     #[serde(flatten)]
     pub definition: MetricDefinition,

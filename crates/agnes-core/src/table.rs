@@ -55,6 +55,20 @@ macro_rules! string_enum {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
         }
+
+        /// On the wire it is one of its texts.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -114,6 +128,7 @@ impl PartitionGranularity {
 
 /// One row of the table registry: everything the server knows about a table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableSpec {
     /// Registry id: the one key every reference resolves to (RBAC, sync state, files).
     pub id: String,
@@ -133,10 +148,12 @@ pub struct TableSpec {
     pub folder: Option<String>,
     pub description: Option<String>,
     pub registered_by: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub registered_at: DateTime<Utc>,
     pub incremental_window_days: Option<i64>,
     pub max_history_days: Option<i64>,
     pub incremental_column: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub where_filters: Option<serde_json::Value>,
     pub partition_by: Option<String>,
     pub partition_granularity: Option<PartitionGranularity>,
@@ -144,6 +161,7 @@ pub struct TableSpec {
     pub bq_fqn: Option<String>,
     /// Connector-specific options (ours, not the original's): for `files`, the reader
     /// settings such as `null_markers`, `delimiter`, `header`, `format`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub source_options: Option<serde_json::Value>,
 }
 

@@ -37,7 +37,7 @@ pub fn describe_query(conn: &Connection, select_sql: &str) -> Result<Vec<Column>
 
 /// The first `n` rows as JSON objects: numbers stay numbers, dates and timestamps are
 /// ISO strings, NaN and infinities become null.
-pub fn sample_parquet(path: &str, n: usize) -> Result<Vec<serde_json::Value>> {
+pub fn sample_parquet(path: &str, n: usize) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
     let conn = crate::duck::open_in_memory()?;
     let mut stmt =
         conn.prepare(&format!("SELECT to_json(t)::VARCHAR FROM (SELECT * FROM {} LIMIT {n}) t", reader(path)))?;
@@ -107,7 +107,7 @@ mod tests {
         let rows = sample_parquet(&p.to_string_lossy(), 2).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(
-            rows[0],
+            serde_json::Value::Object(rows[0].clone()),
             serde_json::json!({"a": 1.5, "b": null, "d": "2024-01-02", "e": 12.34, "f": null, "s": "say \"NaN\""})
         );
     }

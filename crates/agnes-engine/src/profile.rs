@@ -5,10 +5,15 @@
 //! thread count and spill directory, so profiling a big table cannot starve queries.
 
 use crate::{EngineError, Result};
+use agnes_core::api::{
+    BooleanStats, ColumnProfile, DateRange, DateStats, Histogram, NumericStats, ProfileAlert, StringStats,
+    TableProfile, TopValue,
+};
 use agnes_core::ident::{quote_ident, quote_literal};
 use duckdb::types::Value as Db;
 use duckdb::Connection;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
@@ -72,15 +77,20 @@ fn category(ty: &str) -> &'static str {
     }
 }
 
-fn pct(part: f64, whole: f64) -> Value {
+fn pct(part: f64, whole: f64) -> f64 {
     if whole <= 0.0 {
-        return json!(0.0);
+        return 0.0;
     }
-    number((part / whole * 100.0 * 100.0).round() / 100.0)
+    round2(part / whole * 100.0)
 }
 
-fn number(x: f64) -> Value {
-    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// A statistic JSON can carry: NaN and infinities are no number to an analyst.
+fn finite(x: Option<f64>) -> Option<f64> {
+    x.filter(|x| x.is_finite())
 }
 
 fn f64_of(v: &Db) -> Option<f64> {
@@ -136,16 +146,20 @@ impl Session {
     }
 }
 
-fn text(v: &Db) -> Value {
+fn text(v: &Db) -> Option<String> {
     match v {
-        Db::Null => Value::Null,
-        Db::Text(s) => json!(s),
-        other => crate::values::to_json(other),
+        Db::Null => None,
+        Db::Text(s) => Some(s.clone()),
+        other => Some(crate::values::to_text(other)),
     }
 }
 
+fn int(v: &Db) -> Option<i64> {
+    f64_of(v).map(|x| x as i64)
+}
+
 /// Profile one table.
-pub fn profile(input: &ProfileInput<'_>, opts: &ProfileOptions) -> Result<Value> {
+pub fn profile(input: &ProfileInput<'_>, opts: &ProfileOptions) -> Result<TableProfile> {
     let conn = crate::duck::open_in_memory()?;
     let mut setup = format!(
         "SET memory_limit = {}; SET threads = {}; SET TimeZone = 'UTC';",
@@ -175,74 +189,85 @@ pub fn profile(input: &ProfileInput<'_>, opts: &ProfileOptions) -> Result<Value>
     let described = s.rows("SELECT column_name, column_type FROM (DESCRIBE t)")?;
     let mut columns = Vec::new();
     let mut alerts = Vec::new();
-    let mut types: Map<String, Value> = Map::new();
+    let mut types: BTreeMap<String, u64> = BTreeMap::new();
     let mut missing_cells = 0.0;
-    let mut date_range = Value::Null;
+    let mut date_range = None;
+    let mut names = Vec::new();
     for col in &described {
         let (Db::Text(name), Db::Text(ty)) = (&col[0], &col[1]) else { continue };
+        names.push(name.clone());
         let cat = category(ty);
-        *types.entry(cat).or_insert(json!(0)) = json!(types.get(cat).and_then(Value::as_u64).unwrap_or(0) + 1);
+        *types.entry(cat.to_string()).or_default() += 1;
         let (column, col_alerts) = profile_column(&s, name, ty, cat, n, opts)?;
-        missing_cells += column["null_count"].as_f64().unwrap_or(0.0);
-        if date_range.is_null() && (cat == "DATE" || cat == "TIMESTAMP") {
-            date_range = json!({"column": name, "earliest": column["date_stats"]["earliest"], "latest": column["date_stats"]["latest"]});
+        missing_cells += column.null_count as f64;
+        if let (None, Some(d)) = (&date_range, &column.date_stats) {
+            date_range =
+                Some(DateRange { column: name.clone(), earliest: d.earliest.clone(), latest: d.latest.clone() });
         }
         for (kind, message) in col_alerts {
-            alerts.push(json!({"column": name, "type": kind, "message": message}));
+            alerts.push(ProfileAlert { column: name.clone(), kind: kind.to_string(), message });
         }
         columns.push(column);
     }
     let cells = n * described.len() as f64;
     let avg_completeness = if columns.is_empty() {
-        json!(100.0)
+        100.0
     } else {
-        number(
-            (columns.iter().filter_map(|c| c["completeness_pct"].as_f64()).sum::<f64>() / columns.len() as f64 * 100.0)
-                .round()
-                / 100.0,
-        )
+        round2(columns.iter().map(|c| c.completeness_pct).sum::<f64>() / columns.len() as f64)
     };
     let duplicate_rows = if input.primary_key.is_empty() {
-        Value::Null
+        None
     } else {
         let key: Vec<String> = input.primary_key.iter().map(|k| quote_ident(k)).collect();
         let distinct = s.count(&format!("SELECT count(*) FROM (SELECT DISTINCT {} FROM src)", key.join(", ")))?;
-        json!((row_count - distinct) as i64)
+        Some((row_count - distinct) as i64)
     };
-    let sample_rows: Vec<Value> = s
+    let sample_rows = s
         .rows(&format!("SELECT * FROM src LIMIT {}", opts.sample_rows_limit))?
         .iter()
         .map(|r| {
-            let mut o = Map::new();
-            for (col, v) in described.iter().zip(r) {
-                if let Db::Text(name) = &col[0] {
-                    o.insert(
-                        name.clone(),
-                        if matches!(v, Db::Null) { Value::Null } else { json!(crate::values::to_text(v)) },
-                    );
-                }
-            }
-            Value::Object(o)
+            names.iter().zip(r).map(|(name, v)| (name.clone(), text(v).map_or(Value::Null, Value::String))).collect()
         })
         .collect();
-    Ok(json!({
-        "table_id": input.table_id, "description": input.description, "primary_key": input.primary_key,
-        "sync_strategy": input.sync_strategy, "row_count": row_count as i64, "column_count": described.len(),
-        "file_size_mb": number((input.file_size_bytes as f64 / 1048576.0 * 100.0).round() / 100.0),
-        "avg_completeness": avg_completeness, "missing_cells": missing_cells as i64, "missing_cells_pct": pct(missing_cells, cells),
-        "duplicate_rows": duplicate_rows, "variable_types": types, "date_range": date_range, "alerts": alerts,
-        "sampled": sampled, "columns": columns, "sample_rows": sample_rows,
-    }))
+    Ok(TableProfile {
+        table_id: input.table_id.to_string(),
+        description: input.description.map(String::from),
+        primary_key: input.primary_key.to_vec(),
+        sync_strategy: input.sync_strategy.to_string(),
+        row_count: row_count as i64,
+        column_count: described.len(),
+        file_size_mb: round2(input.file_size_bytes as f64 / 1048576.0),
+        avg_completeness,
+        missing_cells: missing_cells as i64,
+        missing_cells_pct: pct(missing_cells, cells),
+        duplicate_rows,
+        variable_types: types,
+        date_range,
+        alerts,
+        sampled,
+        columns,
+        sample_rows,
+        last_sync: None,
+        profiled_at: None,
+        used_by_metrics: Vec::new(),
+    })
 }
 
 type Alerts = Vec<(&'static str, String)>;
 
-fn profile_column(s: &Session, name: &str, ty: &str, cat: &str, n: f64, o: &ProfileOptions) -> Result<(Value, Alerts)> {
+fn profile_column(
+    s: &Session,
+    name: &str,
+    ty: &str,
+    cat: &str,
+    n: f64,
+    o: &ProfileOptions,
+) -> Result<(ColumnProfile, Alerts)> {
     let c = quote_ident(name);
     let basic = s.row(&format!("SELECT count({c}), count(DISTINCT {c}) FROM t"))?;
     let (non_null, distinct) = (f64_of(&basic[0]).unwrap_or(0.0), f64_of(&basic[1]).unwrap_or(0.0));
     let nulls = n - non_null;
-    let samples: Vec<Value> = s
+    let sample_values = s
         .rows(&format!(
             "SELECT DISTINCT CAST({c} AS VARCHAR) FROM t WHERE {c} IS NOT NULL LIMIT {}",
             o.sample_values_limit
@@ -250,11 +275,22 @@ fn profile_column(s: &Session, name: &str, ty: &str, cat: &str, n: f64, o: &Prof
         .iter()
         .map(|r| text(&r[0]))
         .collect();
-    let mut column = json!({
-        "name": name, "type": ty, "type_category": cat, "completeness_pct": pct(non_null, n), "null_count": nulls as i64,
-        "unique_count": distinct as i64, "unique_pct": pct(distinct, non_null), "sample_values": samples,
-        "is_primary_key": nulls == 0.0 && distinct == n && n > 0.0,
-    });
+    let mut column = ColumnProfile {
+        name: name.to_string(),
+        column_type: ty.to_string(),
+        type_category: cat.to_string(),
+        completeness_pct: pct(non_null, n),
+        null_count: nulls as i64,
+        unique_count: distinct as i64,
+        unique_pct: pct(distinct, non_null),
+        sample_values,
+        is_primary_key: nulls == 0.0 && distinct == n && n > 0.0,
+        alerts: Vec::new(),
+        numeric_stats: None,
+        string_stats: None,
+        date_stats: None,
+        boolean_stats: None,
+    };
     let mut alerts: Alerts = Vec::new();
     if distinct == 1.0 && nulls == 0.0 {
         alerts.push(("constant", format!("{name} has a single value")));
@@ -275,18 +311,27 @@ fn profile_column(s: &Session, name: &str, ty: &str, cat: &str, n: f64, o: &Prof
                  quantile_cont({c}, 0.05)::DOUBLE, quantile_cont({c}, 0.25)::DOUBLE, quantile_cont({c}, 0.75)::DOUBLE, \
                  quantile_cont({c}, 0.95)::DOUBLE, count(*) FILTER (WHERE {c} = 0), count(*) FILTER (WHERE {c} < 0) FROM t"
             ))?;
-            let v: Vec<Option<f64>> = r.iter().map(f64_of).collect();
+            let v: Vec<Option<f64>> = r.iter().map(|x| finite(f64_of(x))).collect();
             let (zeros, negative) = (v[9].unwrap_or(0.0), v[10].unwrap_or(0.0));
             let histogram = match (v[0], v[1]) {
                 (Some(lo), Some(hi)) => numeric_histogram(s, &c, lo, hi, o.histogram_bins)?,
-                _ => json!({"bins": [], "counts": []}),
+                _ => Histogram { bins: Vec::new(), counts: Vec::new() },
             };
-            let num = |x: Option<f64>| x.map_or(Value::Null, number);
-            column["numeric_stats"] = json!({
-                "min": num(v[0]), "max": num(v[1]), "mean": num(v[2]), "median": num(v[3]), "stddev": num(v[4]),
-                "p5": num(v[5]), "p25": num(v[6]), "p75": num(v[7]), "p95": num(v[8]),
-                "zeros": zeros as i64, "zeros_pct": pct(zeros, non_null), "negative": negative as i64,
-                "negative_pct": pct(negative, non_null), "histogram": histogram,
+            column.numeric_stats = Some(NumericStats {
+                min: v[0],
+                max: v[1],
+                mean: v[2],
+                median: v[3],
+                stddev: v[4],
+                p5: v[5],
+                p25: v[6],
+                p75: v[7],
+                p95: v[8],
+                zeros: zeros as i64,
+                zeros_pct: pct(zeros, non_null),
+                negative: negative as i64,
+                negative_pct: pct(negative, non_null),
+                histogram,
             });
             if non_null > 0.0 && zeros / non_null > 0.5 {
                 alerts.push(("zeros", format!("{name} is zero in {:.1}% of rows", zeros / non_null * 100.0)));
@@ -297,8 +342,8 @@ fn profile_column(s: &Session, name: &str, ty: &str, cat: &str, n: f64, o: &Prof
                 "SELECT min(length(CAST({c} AS VARCHAR))), max(length(CAST({c} AS VARCHAR))), avg(length(CAST({c} AS VARCHAR)))::DOUBLE FROM t"
             ))?;
             let categorical = distinct <= o.max_categorical_distinct as f64;
-            let top = if categorical { top_values(s, &c, non_null, o.top_values_limit)? } else { Vec::new() };
-            if let Some(share) = top.first().and_then(|t| t["pct"].as_f64()) {
+            let top_values = if categorical { top_values(s, &c, non_null, o.top_values_limit)? } else { Vec::new() };
+            if let Some(share) = top_values.first().map(|t| t.pct) {
                 if share > o.alert_imbalance_pct && distinct > 1.0 {
                     alerts.push(("imbalance", format!("{name}'s most common value is {share:.1}% of rows")));
                 }
@@ -306,9 +351,11 @@ fn profile_column(s: &Session, name: &str, ty: &str, cat: &str, n: f64, o: &Prof
             if !categorical && distinct > o.alert_high_cardinality as f64 && distinct < non_null {
                 alerts.push(("high_cardinality", format!("{name} has {distinct} distinct values")));
             }
-            column["string_stats"] = json!({
-                "min_length": text(&r[0]), "max_length": text(&r[1]),
-                "avg_length": f64_of(&r[2]).map_or(Value::Null, |x| number((x * 100.0).round() / 100.0)), "top_values": top,
+            column.string_stats = Some(StringStats {
+                min_length: int(&r[0]),
+                max_length: int(&r[1]),
+                avg_length: finite(f64_of(&r[2])).map(round2),
+                top_values,
             });
         }
         "DATE" | "TIMESTAMP" => {
@@ -320,37 +367,41 @@ fn profile_column(s: &Session, name: &str, ty: &str, cat: &str, n: f64, o: &Prof
             let quarters = s.rows(&format!(
                 "SELECT year({d}) || '-Q' || quarter({d}) AS q, count(*) FROM t WHERE {c} IS NOT NULL GROUP BY 1 ORDER BY 1"
             ))?;
-            column["date_stats"] = json!({
-                "earliest": text(&r[0]), "latest": text(&r[1]), "span_days": text(&r[2]),
-                "histogram": {"bins": quarters.iter().map(|q| text(&q[0])).collect::<Vec<_>>(),
-                              "counts": quarters.iter().map(|q| text(&q[1])).collect::<Vec<_>>()},
+            column.date_stats = Some(DateStats {
+                earliest: text(&r[0]),
+                latest: text(&r[1]),
+                span_days: int(&r[2]),
+                histogram: Histogram {
+                    bins: quarters.iter().filter_map(|q| text(&q[0])).collect(),
+                    counts: quarters.iter().map(|q| int(&q[1]).unwrap_or(0)).collect(),
+                },
             });
         }
         _ => {
             let r = s.row(&format!("SELECT count(*) FILTER (WHERE {c}), count(*) FILTER (WHERE NOT {c}) FROM t"))?;
             let (yes, no) = (f64_of(&r[0]).unwrap_or(0.0), f64_of(&r[1]).unwrap_or(0.0));
-            column["boolean_stats"] =
-                json!({"true_count": yes as i64, "false_count": no as i64, "true_pct": pct(yes, yes + no)});
+            column.boolean_stats =
+                Some(BooleanStats { true_count: yes as i64, false_count: no as i64, true_pct: pct(yes, yes + no) });
         }
     }
-    column["alerts"] = json!(alerts.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+    column.alerts = alerts.iter().map(|(k, _)| k.to_string()).collect();
     Ok((column, alerts))
 }
 
-fn top_values(s: &Session, c: &str, non_null: f64, limit: u64) -> Result<Vec<Value>> {
+fn top_values(s: &Session, c: &str, non_null: f64, limit: u64) -> Result<Vec<TopValue>> {
     Ok(s.rows(&format!(
         "SELECT CAST({c} AS VARCHAR) AS v, count(*) AS n FROM t WHERE {c} IS NOT NULL GROUP BY 1 ORDER BY n DESC, v LIMIT {limit}"
     ))?
     .iter()
     .map(|r| {
         let count = f64_of(&r[1]).unwrap_or(0.0);
-        json!({"value": text(&r[0]), "count": count as i64, "pct": pct(count, non_null)})
+        TopValue { value: text(&r[0]), count: count as i64, pct: pct(count, non_null) }
     })
     .collect())
 }
 
 /// Equal-width bins over `[lo, hi]`, labelled like `1.2K-3.4K`.
-fn numeric_histogram(s: &Session, c: &str, lo: f64, hi: f64, bins: u64) -> Result<Value> {
+fn numeric_histogram(s: &Session, c: &str, lo: f64, hi: f64, bins: u64) -> Result<Histogram> {
     let bins = bins.max(1);
     let width = (hi - lo) / bins as f64;
     let mut counts = vec![0i64; bins as usize];
@@ -367,18 +418,19 @@ fn numeric_histogram(s: &Session, c: &str, lo: f64, hi: f64, bins: u64) -> Resul
     } else {
         counts = vec![s.count(&format!("SELECT count({c}) FROM t"))? as i64];
     }
-    let labels: Vec<String> = (0..counts.len())
+    let bins = (0..counts.len())
         .map(|i| {
             let from = lo + width * i as f64;
             format!("{}-{}", short(from), short(if counts.len() == 1 { hi } else { from + width }))
         })
         .collect();
-    Ok(json!({"bins": labels, "counts": counts}))
+    Ok(Histogram { bins, counts })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn fixture(dir: &std::path::Path, name: &str, csv: &str) -> String {
         let path = dir.join(format!("{name}.parquet"));
@@ -392,6 +444,10 @@ mod tests {
             ))
             .unwrap();
         path.to_string_lossy().into_owned()
+    }
+
+    fn profiled(input: &ProfileInput<'_>, opts: &ProfileOptions) -> Value {
+        serde_json::to_value(profile(input, opts).unwrap()).unwrap()
     }
 
     fn column<'a>(p: &'a Value, name: &str) -> &'a Value {
@@ -410,7 +466,7 @@ mod tests {
             sync_strategy: "full_refresh",
             file_size_bytes: 1,
         };
-        let p = profile(&input, &ProfileOptions::default()).unwrap();
+        let p = profiled(&input, &ProfileOptions::default());
         assert_eq!(
             (p["row_count"].as_i64(), p["column_count"].as_u64(), p["sampled"].as_bool()),
             (Some(3000), Some(19), Some(false))
@@ -435,7 +491,7 @@ mod tests {
         );
         assert_eq!(p["sample_rows"].as_array().unwrap().len(), 5);
 
-        let sampled = profile(&input, &ProfileOptions { sample_size: 1000, ..Default::default() }).unwrap();
+        let sampled = profiled(&input, &ProfileOptions { sample_size: 1000, ..Default::default() });
         assert_eq!((sampled["sampled"].as_bool(), sampled["row_count"].as_i64()), (Some(true), Some(3000)));
         assert_eq!(column(&sampled, "carrier")["null_count"], 0);
     }
@@ -463,7 +519,7 @@ mod tests {
             sync_strategy: "full_refresh",
             file_size_bytes: 1,
         };
-        let p = profile(&input, &ProfileOptions::default()).unwrap();
+        let p = profiled(&input, &ProfileOptions::default());
         let at = &column(&p, "happened")["date_stats"];
         assert_eq!((at["earliest"].as_str(), at["latest"].as_str()), (Some("2012-12-31"), Some("2013-04-01")), "{at}");
         assert_eq!(at["histogram"]["bins"], json!(["2012-Q4", "2013-Q1", "2013-Q2"]), "{at}");

@@ -109,7 +109,8 @@ impl IntoResponse for ApiError {
         let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
             .then(|| self.detail.get("retry_after_seconds").and_then(serde_json::Value::as_u64))
             .flatten();
-        let body = serde_json::json!({ "detail": self.detail, "code": self.code });
+        let body =
+            agnes_core::api::ErrorBody { detail: self.detail, code: Some(self.code.to_string()), request_id: None };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());

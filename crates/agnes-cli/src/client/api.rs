@@ -3,6 +3,8 @@
 
 use super::config;
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 /// A request that did not succeed.
@@ -16,6 +18,8 @@ pub enum ApiFailure {
     TooOld { required: String },
     /// No token is configured.
     NotLoggedIn,
+    /// The server answered 2xx with a body not in the contract's shape (another version?).
+    Shape { path: String, message: String },
 }
 
 impl std::fmt::Display for ApiFailure {
@@ -31,6 +35,9 @@ impl std::fmt::Display for ApiFailure {
                 agnes_core::VERSION
             ),
             ApiFailure::NotLoggedIn => f.write_str("not logged in"),
+            ApiFailure::Shape { path, message } => {
+                write!(f, "the server's answer to {path} is not in the shape this agnes reads: {message}")
+            }
         }
     }
 }
@@ -44,7 +51,9 @@ impl ApiFailure {
                 "is the server running? set its address with AGNES_SERVER or `agnes auth login --server URL`".into(),
             ),
             ApiFailure::NotLoggedIn => Some("run `agnes auth login`, or set AGNES_TOKEN".into()),
-            ApiFailure::TooOld { .. } => Some("install the agnes version the server runs".into()),
+            ApiFailure::TooOld { .. } | ApiFailure::Shape { .. } => {
+                Some("install the agnes version the server runs".into())
+            }
             ApiFailure::Http { status, .. } if *status == StatusCode::UNAUTHORIZED => {
                 Some("your token was refused: run `agnes auth login` or `agnes auth import-token`".into())
             }
@@ -54,6 +63,11 @@ impl ApiFailure {
             _ => None,
         }
     }
+}
+
+/// An answer from `path` read as the wire type `T`.
+pub fn read_as<T: DeserializeOwned>(path: &str, answer: Value) -> Result<T, ApiFailure> {
+    serde_json::from_value(answer).map_err(|e| ApiFailure::Shape { path: path.to_string(), message: e.to_string() })
 }
 
 /// Percent-encode a path segment or query value: everything but RFC 3986's unreserved
@@ -172,6 +186,32 @@ impl Api {
 
     pub fn has_token(&self) -> bool {
         self.token.is_some()
+    }
+
+    /// A request whose answer is read as the wire type `T`.
+    pub async fn call_as<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ApiFailure> {
+        let body = body
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| ApiFailure::Shape { path: path.to_string(), message: e.to_string() })?;
+        read_as(path, self.call(method, path, body).await?)
+    }
+
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
+        self.call_as(Method::GET, path, None::<&Value>).await
+    }
+
+    pub async fn post_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &(impl Serialize + ?Sized),
+    ) -> Result<T, ApiFailure> {
+        self.call_as(Method::POST, path, Some(body)).await
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ApiFailure> {

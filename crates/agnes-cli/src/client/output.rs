@@ -1,14 +1,15 @@
 //! Printing results: a table for people, JSON with `--json`.
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, ContentArrangement, Table};
+use serde::Serialize;
 use serde_json::Value;
 
-pub fn json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("JSON values serialize"));
+pub fn json<T: Serialize + ?Sized>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("wire types serialize"));
 }
 
-/// Print `rows` (objects) as a table of `columns` (key, heading).
-pub fn table(rows: &[Value], columns: &[(&str, &str)]) {
+/// Print `rows` (each an object on the wire) as a table of `columns` (field, heading).
+pub fn table<T: Serialize>(rows: &[T], columns: &[(&str, &str)]) {
     if rows.is_empty() {
         println!("(none)");
         return;
@@ -17,6 +18,7 @@ pub fn table(rows: &[Value], columns: &[(&str, &str)]) {
     t.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
     t.set_header(columns.iter().map(|(_, h)| *h));
     for r in rows {
+        let r = serde_json::to_value(r).expect("wire types serialize");
         t.add_row(columns.iter().map(|(k, _)| cell(&r[*k])));
     }
     println!("{t}");
@@ -30,11 +32,11 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
-/// A listing as `--json` asks: the raw value, else a table.
-pub fn listing(v: &Value, as_json: bool, columns: &[(&str, &str)]) {
+/// A listing as `--json` asks: the items as JSON, else a table.
+pub fn listing<T: Serialize>(items: &[T], as_json: bool, columns: &[(&str, &str)]) {
     if as_json {
-        json(v);
+        json(items);
     } else {
-        table(v.as_array().map(Vec::as_slice).unwrap_or_default(), columns);
+        table(items, columns);
     }
 }

@@ -3,6 +3,10 @@
 
 use crate::client::api::{urlencode, Api};
 use crate::client::output;
+use agnes_core::api::{
+    Grant, GroupView, Member, MemberRef, MembershipAdded, NewGrant, NewGroup, NewPassword, NewUser, ResetToken,
+    ResourceTypeInfo, SchedulerStatus, UserView,
+};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::json;
@@ -175,22 +179,16 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
 }
 
 async fn scheduler(api: &Api, as_json: bool) -> anyhow::Result<()> {
-    let v = api.get("/api/admin/scheduler").await?;
+    let v: SchedulerStatus = api.get_as("/api/admin/scheduler").await?;
     if as_json {
         output::json(&v);
         return Ok(());
     }
-    let state = if v["enabled"].as_bool() == Some(true) {
-        format!("every {} s", v["tick_seconds"])
-    } else {
-        "off (AGNES_SCHEDULER_TICK_SECONDS=0)".into()
-    };
-    println!(
-        "Scheduler: {state}; a sync is {}running",
-        if v["sync_running"].as_bool() == Some(true) { "" } else { "not " }
-    );
+    let state =
+        if v.enabled { format!("every {} s", v.tick_seconds) } else { "off (AGNES_SCHEDULER_TICK_SECONDS=0)".into() };
+    println!("Scheduler: {state}; a sync is {}running", if v.sync_running { "" } else { "not " });
     output::table(
-        v["jobs"].as_array().map(Vec::as_slice).unwrap_or_default(),
+        &v.jobs,
         &[
             ("name", "JOB"),
             ("last_started_at", "LAST RUN"),
@@ -200,7 +198,7 @@ async fn scheduler(api: &Api, as_json: bool) -> anyhow::Result<()> {
         ],
     );
     output::table(
-        v["tables"].as_array().map(Vec::as_slice).unwrap_or_default(),
+        &v.tables,
         &[
             ("id", "TABLE"),
             ("schedule", "SCHEDULE"),
@@ -218,18 +216,18 @@ async fn user_id(api: &Api, user: &str) -> anyhow::Result<String> {
     if !user.contains('@') {
         return Ok(user.to_string());
     }
-    let users = api.get("/api/users").await?;
+    let users: Vec<UserView> = api.get_as("/api/users").await?;
     users
-        .as_array()
-        .and_then(|a| a.iter().find(|u| u["email"].as_str().is_some_and(|e| e.eq_ignore_ascii_case(user))))
-        .and_then(|u| u["id"].as_str().map(String::from))
+        .into_iter()
+        .find(|u| u.email.eq_ignore_ascii_case(user))
+        .map(|u| u.id)
         .with_context(|| format!("no user with email {user}"))
 }
 
 async fn user(api: &Api, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::List { json } => {
-            let v = api.get("/api/users").await?;
+            let v: Vec<UserView> = api.get_as("/api/users").await?;
             output::listing(
                 &v,
                 json,
@@ -237,8 +235,9 @@ async fn user(api: &Api, cmd: UserCommand) -> anyhow::Result<()> {
             );
         }
         UserCommand::Add { email, name, password } => {
-            let v = api.post("/api/users", json!({"email": email, "name": name, "password": password})).await?;
-            println!("User {} created (id {}).", email, output::cell(&v["id"]));
+            let created: UserView =
+                api.post_as("/api/users", &NewUser { email: email.clone(), name, password }).await?;
+            println!("User {email} created (id {}).", created.id);
         }
         UserCommand::Remove { user } => {
             let id = user_id(api, &user).await?;
@@ -257,13 +256,13 @@ async fn user(api: &Api, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::ResetPassword { user } => {
             let id = user_id(api, &user).await?;
-            let v = api.post(&format!("/api/users/{id}/reset-password"), json!({})).await?;
+            let reset: ResetToken = api.post_as(&format!("/api/users/{id}/reset-password"), &json!({})).await?;
             println!("Password of {user} removed. One-time reset token (valid 24 h), for POST /auth/password/reset:");
-            println!("{}", output::cell(&v["reset_token"]));
+            println!("{}", reset.reset_token);
         }
         UserCommand::SetPassword { user, password } => {
             let id = user_id(api, &user).await?;
-            api.post(&format!("/api/users/{id}/set-password"), json!({"password": password})).await?;
+            api.post(&format!("/api/users/{id}/set-password"), serde_json::to_value(NewPassword { password })?).await?;
             println!("Password of {user} set.");
         }
     }
@@ -274,7 +273,7 @@ async fn group(api: &Api, cmd: GroupCommand) -> anyhow::Result<()> {
     let path = |g: &str| format!("/api/admin/groups/{}", urlencode(g));
     match cmd {
         GroupCommand::List { json } => {
-            let v = api.get("/api/admin/groups").await?;
+            let v: Vec<GroupView> = api.get_as("/api/admin/groups").await?;
             output::listing(
                 &v,
                 json,
@@ -289,15 +288,16 @@ async fn group(api: &Api, cmd: GroupCommand) -> anyhow::Result<()> {
             );
         }
         GroupCommand::Create { name, description } => {
-            let v = api.post("/api/admin/groups", json!({"name": name, "description": description})).await?;
-            println!("Group {name} created (id {}).", output::cell(&v["id"]));
+            let created: GroupView =
+                api.post_as("/api/admin/groups", &NewGroup { name: name.clone(), description }).await?;
+            println!("Group {name} created (id {}).", created.id);
         }
         GroupCommand::Delete { group } => {
             api.delete(&path(&group)).await?;
             println!("Group {group} deleted with its members and grants.");
         }
         GroupCommand::Members { group, json } => {
-            let v = api.get(&format!("{}/members", path(&group))).await?;
+            let v: Vec<Member> = api.get_as(&format!("{}/members", path(&group))).await?;
             output::listing(
                 &v,
                 json,
@@ -312,7 +312,8 @@ async fn group(api: &Api, cmd: GroupCommand) -> anyhow::Result<()> {
             );
         }
         GroupCommand::AddMember { group, email } => {
-            api.post(&format!("{}/members", path(&group)), json!({"email": email})).await?;
+            let body = MemberRef { email: email.clone() };
+            let _: MembershipAdded = api.post_as(&format!("{}/members", path(&group)), &body).await?;
             println!("{email} added to {group}.");
         }
         GroupCommand::RemoveMember { group, email } => {
@@ -335,7 +336,7 @@ async fn grant(api: &Api, cmd: GrantCommand) -> anyhow::Result<()> {
                 query.push(format!("group_id={}", urlencode(&g)));
             }
             let q = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
-            let v = api.get(&format!("/api/admin/grants{q}")).await?;
+            let v: Vec<Grant> = api.get_as(&format!("/api/admin/grants{q}")).await?;
             output::listing(
                 &v,
                 json,
@@ -350,20 +351,20 @@ async fn grant(api: &Api, cmd: GrantCommand) -> anyhow::Result<()> {
             );
         }
         GrantCommand::Create { group, resource_type, resource_id } => {
-            let v = api
-                .post(
-                    "/api/admin/grants",
-                    json!({"group_id": group, "resource_type": resource_type, "resource_id": resource_id}),
-                )
-                .await?;
-            println!("Granted {resource_type} {resource_id} to {group} (grant {}).", output::cell(&v["id"]));
+            let body = NewGrant {
+                group_id: group.clone(),
+                resource_type: resource_type.clone(),
+                resource_id: resource_id.clone(),
+            };
+            let created: Grant = api.post_as("/api/admin/grants", &body).await?;
+            println!("Granted {resource_type} {resource_id} to {group} (grant {}).", created.id);
         }
         GrantCommand::Delete { grant_id } => {
             api.delete(&format!("/api/admin/grants/{}", urlencode(&grant_id))).await?;
             println!("Grant {grant_id} deleted.");
         }
         GrantCommand::ResourceTypes { json } => {
-            let v = api.get("/api/admin/resource-types").await?;
+            let v: Vec<ResourceTypeInfo> = api.get_as("/api/admin/resource-types").await?;
             output::listing(
                 &v,
                 json,

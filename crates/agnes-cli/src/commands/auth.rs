@@ -2,7 +2,7 @@
 
 use crate::client::api::{Api, ApiFailure};
 use crate::client::{config, output};
-use agnes_core::api::{IssuedToken, SessionToken, TokenView};
+use agnes_core::api::{Credentials, IssuedToken, NewToken, SessionToken, TokenView};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -113,8 +113,7 @@ async fn login(email: Option<String>, password: Option<String>, server: Option<S
         None => prompt("Password", true)?,
     };
     let api = Api::new(server.unwrap_or_else(config::server_url), None);
-    let r = api.post("/auth/token", json!({"email": email, "password": password})).await?;
-    let session: SessionToken = serde_json::from_value(r).context("the server answered no session token")?;
+    let session: SessionToken = api.post_as("/auth/token", &Credentials { email, password }).await?;
     config::save_token(&session.access_token, &session.email)?;
     println!("Logged in to {} as {} ({}).", api.server, session.email, session.role);
     Ok(())
@@ -171,17 +170,19 @@ async fn import_token(
     Ok(())
 }
 
-fn ttl_days(ttl: &str) -> anyhow::Result<Value> {
+/// A token request for `name` living `ttl` (`<N>d`, `<N>h` or `never`).
+fn new_token(name: String, ttl: &str) -> anyhow::Result<NewToken> {
+    let token = NewToken { name, expires_in_days: None, scope: None, ttl_seconds: None };
     let t = ttl.trim().to_lowercase();
     if t == "never" {
-        return Ok(json!({"expires_in_days": null}));
+        return Ok(NewToken { expires_in_days: Some(None), ..token });
     }
     let unit = t.chars().last().unwrap_or(' ');
     let n = &t[..t.len() - unit.len_utf8().min(t.len())];
     let n: i64 = n.parse().with_context(|| format!("invalid --ttl {ttl:?}: use <N>d, <N>h or never"))?;
     match unit {
-        'd' => Ok(json!({"expires_in_days": n})),
-        'h' => Ok(json!({"ttl_seconds": n * 3600})),
+        'd' => Ok(NewToken { expires_in_days: Some(Some(n)), ..token }),
+        'h' => Ok(NewToken { ttl_seconds: Some(n * 3600), ..token }),
         _ => bail!("invalid --ttl {ttl:?}: use <N>d, <N>h or never"),
     }
 }
@@ -193,10 +194,7 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
     }
     match cmd {
         TokenCommand::Create { name, ttl, raw } => {
-            let mut body = ttl_days(&ttl)?;
-            body["name"] = json!(name);
-            let issued: IssuedToken = serde_json::from_value(api.post("/auth/tokens", body).await?)
-                .context("the server answered no token")?;
+            let issued: IssuedToken = api.post_as("/auth/tokens", &new_token(name, &ttl)?).await?;
             if raw {
                 println!("{}", issued.token);
             } else {
@@ -207,7 +205,7 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::List { json } => {
-            let v = api.get("/auth/tokens").await?;
+            let v: Vec<TokenView> = api.get_as("/auth/tokens").await?;
             output::listing(
                 &v,
                 json,
@@ -223,8 +221,7 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             );
         }
         TokenCommand::Revoke { token } => {
-            let list: Vec<TokenView> =
-                serde_json::from_value(api.get("/auth/tokens").await?).context("the server answered no token list")?;
+            let list: Vec<TokenView> = api.get_as("/auth/tokens").await?;
             let matches: Vec<&TokenView> =
                 list.iter().filter(|t| t.id == token || t.prefix == token || t.name == token).collect();
             let id = match matches.as_slice() {
@@ -243,10 +240,12 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn ttls() {
-        assert_eq!(super::ttl_days("never").unwrap(), serde_json::json!({"expires_in_days": null}));
-        assert_eq!(super::ttl_days("30d").unwrap(), serde_json::json!({"expires_in_days": 30}));
-        assert_eq!(super::ttl_days("2h").unwrap(), serde_json::json!({"ttl_seconds": 7200}));
-        assert!(super::ttl_days("soon").is_err());
-        assert!(super::ttl_days("5ü").is_err());
+        // The wire body: `null` (never expires) differs from an absent field (the default).
+        let body = |ttl: &str| serde_json::to_value(super::new_token("ci".into(), ttl).unwrap()).unwrap();
+        assert_eq!(body("never"), serde_json::json!({"name": "ci", "expires_in_days": null}));
+        assert_eq!(body("30d"), serde_json::json!({"name": "ci", "expires_in_days": 30}));
+        assert_eq!(body("2h"), serde_json::json!({"name": "ci", "ttl_seconds": 7200}));
+        assert!(super::new_token("ci".into(), "soon").is_err());
+        assert!(super::new_token("ci".into(), "5ü").is_err());
     }
 }

@@ -4,6 +4,7 @@ use crate::client::api::{Api, ApiFailure};
 use crate::client::output;
 use crate::client::workspace::Workspace;
 use crate::exit::Coded;
+use agnes_core::api::{Catalog, ColumnProfile, Sample, TableProfile, TableSchema};
 use serde_json::{json, Value};
 
 #[derive(clap::Args)]
@@ -70,15 +71,19 @@ pub async fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
     if args.metrics || args.show.is_some() {
         return super::metrics::catalog(args.show.as_deref(), args.json).await;
     }
-    let v = Api::from_config().get("/api/v2/catalog").await.map_err(|e| Coded::wrap(5, e.into()))?;
+    let catalog: Catalog = Api::from_config().get_as("/api/v2/catalog").await.map_err(|e| Coded::wrap(5, e.into()))?;
     if args.json {
-        output::json(&v);
+        output::json(&catalog);
         return Ok(());
     }
-    let rows: Vec<Value> = v["tables"]
-        .as_array()
-        .map(|a| a.iter().map(|t| json!({"id": t["id"], "source": t["source_type"], "mode": t["query_mode"], "entity": t["entity_type"], "name": t["name"], "rows": t["rows"], "synced": t["last_sync"]})).collect())
-        .unwrap_or_default();
+    let rows: Vec<Value> = catalog
+        .tables
+        .iter()
+        .map(|t| {
+            json!({"id": t.id, "source": t.source_type, "mode": t.query_mode, "entity": t.entity_type,
+                   "name": t.name, "rows": t.rows, "synced": t.last_sync})
+        })
+        .collect();
     output::table(
         &rows,
         &[
@@ -94,57 +99,57 @@ pub async fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_schema(s: &Value) {
-    let flavor = s["sql_flavor"].as_str().unwrap_or("duckdb").to_uppercase();
+fn print_schema(s: &TableSchema) {
     println!(
-        "Table: {}  ({} — use {flavor} SQL dialect)",
-        output::cell(&s["table_id"]),
-        output::cell(&s["source_type"])
+        "Table: {}  ({} — use {} SQL dialect)",
+        s.table_id,
+        s.source_type.map_or("-", |t| t.as_str()),
+        s.sql_flavor.to_uppercase()
     );
-    let cols: Vec<Value> = s["columns"]
-        .as_array()
-        .map(|a| a.iter().map(|c| json!({"name": c["name"], "type": c["type"], "null": if c["nullable"].as_bool() == Some(false) { "NO" } else { "YES" }, "description": c["description"]})).collect())
-        .unwrap_or_default();
+    let cols: Vec<Value> = s
+        .columns
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "type": c.column_type, "null": if c.nullable { "YES" } else { "NO" },
+                   "description": c.description})
+        })
+        .collect();
     output::table(&cols, &[("name", "COLUMN"), ("type", "TYPE"), ("null", "NULL"), ("description", "DESCRIPTION")]);
-    if let Some(p) = s["partition_by"].as_str() {
+    if let Some(p) = &s.partition_by {
         println!("Partitioned by: {p}");
     }
 }
 
 pub async fn schema(args: SchemaArgs) -> anyhow::Result<()> {
-    let v = Api::from_config().get(&format!("/api/v2/schema/{}", args.table)).await.map_err(coded)?;
+    let schema: TableSchema =
+        Api::from_config().get_as(&format!("/api/v2/schema/{}", args.table)).await.map_err(coded)?;
     if args.json {
-        output::json(&v);
+        output::json(&schema);
     } else {
-        print_schema(&v);
+        print_schema(&schema);
     }
     Ok(())
 }
 
 pub async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
     let api = Api::from_config();
-    let schema = api.get(&format!("/api/v2/schema/{}", args.table)).await.map_err(coded)?;
-    let sample =
-        api.get(&format!("/api/v2/sample/{}?n={}", args.table, args.rows.clamp(1, 100))).await.map_err(coded)?;
+    let schema: TableSchema = api.get_as(&format!("/api/v2/schema/{}", args.table)).await.map_err(coded)?;
+    let sample: Sample =
+        api.get_as(&format!("/api/v2/sample/{}?n={}", args.table, args.rows.clamp(1, 100))).await.map_err(coded)?;
     if args.json {
         output::json(&json!({"schema": schema, "sample": sample}));
         return Ok(());
     }
     print_schema(&schema);
     // The profile's alerts, when the server has one (it is made after each changing sync).
-    if let Ok(profile) = api.get(&format!("/api/catalog/profile/{}", args.table)).await {
-        for alert in profile["alerts"].as_array().into_iter().flatten() {
-            println!("alert: {}: {}", output::cell(&alert["column"]), output::cell(&alert["message"]));
+    if let Ok(profile) = api.get_as::<TableProfile>(&format!("/api/catalog/profile/{}", args.table)).await {
+        for alert in &profile.alerts {
+            println!("alert: {}: {}", alert.column, alert.message);
         }
     }
     println!("\nSample:");
-    let rows: Vec<Value> = sample["rows"].as_array().cloned().unwrap_or_default();
-    let columns: Vec<String> = schema["columns"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|c| c["name"].as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    let spec: Vec<(&str, &str)> = columns.iter().map(|c| (c.as_str(), c.as_str())).collect();
-    output::table(&rows, &spec);
+    let spec: Vec<(&str, &str)> = schema.columns.iter().map(|c| (c.name.as_str(), c.name.as_str())).collect();
+    output::table(&sample.rows, &spec);
     Ok(())
 }
 
@@ -152,7 +157,8 @@ pub async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
 /// `--remote`, the server's profile (statistics and alerts of every column).
 pub async fn explore(args: ExploreArgs) -> anyhow::Result<()> {
     if args.remote {
-        let profile = Api::from_config().get(&format!("/api/catalog/profile/{}", args.table)).await.map_err(coded)?;
+        let profile: TableProfile =
+            Api::from_config().get_as(&format!("/api/catalog/profile/{}", args.table)).await.map_err(coded)?;
         if args.json {
             output::json(&profile);
             return Ok(());
@@ -204,41 +210,21 @@ pub async fn explore(args: ExploreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_profile(p: &Value) {
+fn print_profile(p: &TableProfile) {
     println!(
         "Table: {}  ({} rows, {} columns{}; profiled {})",
-        output::cell(&p["table_id"]),
-        output::cell(&p["row_count"]),
-        output::cell(&p["column_count"]),
-        if p["sampled"] == true { ", statistics from a sample" } else { "" },
-        output::cell(&p["profiled_at"]),
+        p.table_id,
+        p.row_count,
+        p.column_count,
+        if p.sampled { ", statistics from a sample" } else { "" },
+        p.profiled_at.as_deref().unwrap_or("-"),
     );
-    let columns: Vec<Value> = p["columns"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let columns: Vec<Value> = p
+        .columns
+        .iter()
         .map(|c| {
-            let detail = match c["type_category"].as_str() {
-                Some("NUMERIC") => format!(
-                    "min {} · median {} · max {}",
-                    output::cell(&c["numeric_stats"]["min"]),
-                    output::cell(&c["numeric_stats"]["median"]),
-                    output::cell(&c["numeric_stats"]["max"])
-                ),
-                Some("DATE" | "TIMESTAMP") => format!(
-                    "{} → {}",
-                    output::cell(&c["date_stats"]["earliest"]),
-                    output::cell(&c["date_stats"]["latest"])
-                ),
-                Some("STRING") => c["string_stats"]["top_values"]
-                    .as_array()
-                    .map(|t| t.iter().take(3).map(|v| format!("{} ({}%)", output::cell(&v["value"]), v["pct"])).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default(),
-                _ => format!("{}% true", output::cell(&c["boolean_stats"]["true_pct"])),
-            };
-            json!({"name": c["name"], "type": c["type"], "complete": format!("{}%", output::cell(&c["completeness_pct"])),
-                   "unique": c["unique_count"], "detail": detail,
-                   "alerts": c["alerts"].as_array().map(|a| a.iter().map(output::cell).collect::<Vec<_>>().join(", "))})
+            json!({"name": c.name, "type": c.column_type, "complete": format!("{}%", c.completeness_pct),
+                   "unique": c.unique_count, "detail": value_summary(c), "alerts": c.alerts.join(", ")})
         })
         .collect();
     output::table(
@@ -252,6 +238,25 @@ fn print_profile(p: &Value) {
             ("alerts", "ALERTS"),
         ],
     );
+}
+
+/// One line on a column's values: its range, or its most common values.
+fn value_summary(c: &ColumnProfile) -> String {
+    let text = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let num = |v: Option<f64>| text(v.map(|x| x.to_string()));
+    if let Some(n) = &c.numeric_stats {
+        format!("min {} · median {} · max {}", num(n.min), num(n.median), num(n.max))
+    } else if let Some(d) = &c.date_stats {
+        format!("{} → {}", text(d.earliest.clone()), text(d.latest.clone()))
+    } else if let Some(s) = &c.string_stats {
+        let top: Vec<String> =
+            s.top_values.iter().take(3).map(|v| format!("{} ({}%)", text(v.value.clone()), v.pct)).collect();
+        top.join(", ")
+    } else if let Some(b) = &c.boolean_stats {
+        format!("{}% true", b.true_pct)
+    } else {
+        String::new()
+    }
 }
 
 fn dir_usage(dir: &std::path::Path) -> (u64, usize) {

@@ -10,6 +10,7 @@ use super::pull::{self, PullArgs};
 use crate::client::api::{Api, ApiFailure};
 use crate::client::config;
 use crate::client::workspace::Workspace;
+use agnes_core::api::Welcome;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -108,8 +109,9 @@ pub async fn run(args: InitArgs) -> anyhow::Result<()> {
         let backup = root.join(format!("CLAUDE.md.bak.{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
         std::fs::copy(&claude_md, &backup).with_context(|| format!("cannot back up {}", claude_md.display()))?;
     }
-    let welcome = api.get(&format!("/api/welcome?server_url={}", crate::client::api::urlencode(&server))).await?;
-    write(&claude_md, welcome["content"].as_str().unwrap_or_default())?;
+    let welcome: Welcome =
+        api.get_as(&format!("/api/welcome?server_url={}", crate::client::api::urlencode(&server))).await?;
+    write(&claude_md, &welcome.content)?;
 
     let settings_path = root.join(".claude/settings.json");
     let settings = match std::fs::read_to_string(&settings_path) {

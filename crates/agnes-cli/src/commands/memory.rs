@@ -4,11 +4,10 @@
 use crate::client::api::{urlencode, Api};
 use crate::client::output;
 use crate::exit::Coded;
-use agnes_core::api::KnowledgeItem;
+use agnes_core::api::{ItemInput, KnowledgeItem, KnowledgeList};
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{json, Map, Value};
 
 #[derive(Subcommand)]
 pub enum MemoryCommand {
@@ -69,24 +68,15 @@ fn text(value: &str) -> anyhow::Result<String> {
     }
 }
 
-/// The fields given, as a request body.
-fn fields(pairs: [(&str, Option<String>); 5]) -> Map<String, Value> {
-    pairs.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), json!(v)))).collect()
-}
-
-fn item_of(v: Value) -> anyhow::Result<KnowledgeItem> {
-    serde_json::from_value(v).context("the server answered an item this agnes cannot read")
-}
-
 pub async fn run(api: &Api, cmd: MemoryCommand) -> anyhow::Result<()> {
     match cmd {
         MemoryCommand::List { json } => {
-            let v = api.get("/api/admin/memory/items").await?;
+            let v: KnowledgeList = api.get_as("/api/admin/memory/items").await?;
             if json {
                 output::json(&v);
             } else {
                 output::table(
-                    v["items"].as_array().map(Vec::as_slice).unwrap_or_default(),
+                    &v.items,
                     &[
                         ("id", "ID"),
                         ("domain", "DOMAIN"),
@@ -98,26 +88,23 @@ pub async fn run(api: &Api, cmd: MemoryCommand) -> anyhow::Result<()> {
             }
         }
         MemoryCommand::Show { id, json } => {
-            let v = api.get(&format!("/api/admin/memory/items/{}", urlencode(&id))).await?;
+            let item: KnowledgeItem = api.get_as(&format!("/api/admin/memory/items/{}", urlencode(&id))).await?;
             if json {
-                output::json(&v);
+                output::json(&item);
             } else {
-                let item = item_of(v)?;
                 println!("{} [{}, {}]\n\n{}", item.title, item.domain, item.status.as_str(), item.content);
             }
         }
         MemoryCommand::Add { title, domain, content, category, status, id } => {
-            let mut body = fields([
-                ("title", Some(title)),
-                ("domain", Some(domain)),
-                ("content", Some(text(&content)?)),
-                ("category", category),
-                ("status", status),
-            ]);
-            if let Some(id) = id {
-                body.insert("id".into(), json!(id));
-            }
-            let item = item_of(api.post("/api/admin/memory/items", Value::Object(body)).await?)?;
+            let body = ItemInput {
+                id,
+                title: Some(title),
+                content: Some(text(&content)?),
+                domain: Some(domain),
+                category,
+                status,
+            };
+            let item: KnowledgeItem = api.post_as("/api/admin/memory/items", &body).await?;
             println!("Added {} ({}, {}).", item.id, item.domain, item.status.as_str());
             if item.status == agnes_core::api::KnowledgeStatus::Draft {
                 println!("It is a draft: publish it with `agnes admin memory update {} --status approved`.", item.id);
@@ -125,21 +112,16 @@ pub async fn run(api: &Api, cmd: MemoryCommand) -> anyhow::Result<()> {
         }
         MemoryCommand::Update { id, title, domain, content, category, status } => {
             let content = content.as_deref().map(text).transpose()?;
-            let body = fields([
-                ("title", title),
-                ("domain", domain),
-                ("content", content),
-                ("category", category),
-                ("status", status),
-            ]);
-            if body.is_empty() {
+            let body = ItemInput { id: None, title, content, domain, category, status };
+            if body == (ItemInput { id: None, title: None, content: None, domain: None, category: None, status: None })
+            {
                 return Err(Coded::wrap(
                     2,
                     anyhow!("nothing to change: give at least one field, e.g. --status approved"),
                 ));
             }
             let path = format!("/api/admin/memory/items/{}", urlencode(&id));
-            let item = item_of(api.call(Method::PUT, &path, Some(Value::Object(body))).await?)?;
+            let item: KnowledgeItem = api.call_as(Method::PUT, &path, Some(&body)).await?;
             println!("Updated {} ({}, {}).", item.id, item.domain, item.status.as_str());
         }
         MemoryCommand::Remove { id } => {

@@ -2,14 +2,14 @@
 //! export | validate` and `agnes catalog --metrics [--show ID]`. Everything goes over HTTP
 //! with the caller's token; nothing here opens the server's database.
 
-use crate::client::api::{Api, ApiFailure};
+use crate::client::api::{read_as, Api, ApiFailure};
 use crate::client::output;
 use crate::exit::{Coded, Hinted};
+use agnes_core::api::{Catalog, MetricList, MetricsImported};
 use agnes_core::metric::{MetricDefinition, MetricFile, MetricRecord};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use reqwest::StatusCode;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -97,27 +97,28 @@ async fn import(api: &Api, path: &Path) -> anyhow::Result<()> {
         (std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?, "metrics.yml")
     };
     let (content_type, body) = crate::client::api::multipart_file("file", filename, &bytes);
-    let v = api.post_bytes("/api/admin/metrics/import", &content_type, body).await.map_err(|e| match e {
+    const IMPORT: &str = "/api/admin/metrics/import";
+    let v = api.post_bytes(IMPORT, &content_type, body).await.map_err(|e| match e {
         ApiFailure::Http { status: StatusCode::BAD_REQUEST, .. } => Hinted::wrap(
             "nothing was imported; `agnes admin metrics validate PATH` checks the files without the server",
             e.into(),
         ),
         e => e.into(),
     })?;
-    println!("Imported {} metrics from {} files.", output::cell(&v["count"]), output::cell(&v["files"]));
-    for (key, what) in [("skipped", "skipped (an index, not definitions)"), ("ignored", "ignored (not YAML)")] {
-        for p in v[key].as_array().into_iter().flatten() {
-            println!("  {}: {what}", output::cell(p));
-        }
+    let imported: MetricsImported = read_as(IMPORT, v)?;
+    println!("Imported {} metrics from {} files.", imported.count, imported.files);
+    for p in &imported.skipped {
+        println!("  {p}: skipped (an index, not definitions)");
+    }
+    for p in &imported.ignored {
+        println!("  {p}: ignored (not YAML)");
     }
     Ok(())
 }
 
 async fn fetch_all(api: &Api) -> Result<Vec<MetricDefinition>, anyhow::Error> {
-    let v = api.get("/api/metrics").await?;
-    let records: Vec<MetricRecord> = serde_json::from_value(v["metrics"].clone())
-        .context("the server's metric list is not in the expected shape")?;
-    Ok(records.into_iter().map(|r| r.definition).collect())
+    let list: MetricList = api.get_as("/api/metrics").await?;
+    Ok(list.metrics.into_iter().map(|r| r.definition).collect())
 }
 
 async fn export(api: &Api, dir: &Path) -> anyhow::Result<()> {
@@ -181,15 +182,8 @@ async fn validate(api: &Api, path: Option<&Path>) -> anyhow::Result<()> {
         Some(p) => read_local(p)?,
         None => fetch_all(api).await?,
     };
-    let catalog = api.get("/api/v2/catalog").await?;
-    let registry: BTreeSet<String> = catalog["tables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|t| [t["id"].as_str(), t["name"].as_str()])
-        .flatten()
-        .map(str::to_string)
-        .collect();
+    let catalog: Catalog = api.get_as("/api/v2/catalog").await?;
+    let registry: BTreeSet<String> = catalog.tables.into_iter().flat_map(|t| [t.id, t.name]).collect();
     let mut bad = 0;
     for d in &defs {
         let found = problems(d, &registry);
@@ -215,30 +209,30 @@ pub async fn catalog(show: Option<&str>, as_json: bool) -> anyhow::Result<()> {
     match show {
         Some(id) => show_metric(&api, id, as_json).await,
         None => {
-            let v = api.get("/api/metrics").await.map_err(|e| Coded::wrap(5, e.into()))?;
+            let list: MetricList = api.get_as("/api/metrics").await.map_err(|e| Coded::wrap(5, e.into()))?;
             if as_json {
-                output::json(&v["metrics"]);
+                output::json(&list.metrics);
             } else {
-                print_grouped(v["metrics"].as_array().map(Vec::as_slice).unwrap_or_default());
+                print_grouped(&list.metrics);
             }
             Ok(())
         }
     }
 }
 
-fn print_grouped(metrics: &[Value]) {
+fn print_grouped(metrics: &[MetricRecord]) {
     if metrics.is_empty() {
         println!("No metrics found.");
         return;
     }
     let mut category = None;
-    for m in metrics {
-        if category != m["category"].as_str() {
-            category = m["category"].as_str();
-            println!("[{}]", category.unwrap_or_default());
+    for MetricRecord { definition: m, .. } in metrics {
+        if category != Some(&m.category) {
+            category = Some(&m.category);
+            println!("[{}]", m.category);
         }
-        let unit = m["unit"].as_str().map(|u| format!(" ({u})")).unwrap_or_default();
-        println!("  {:<30} {}{unit}", output::cell(&m["name"]), output::cell(&m["display_name"]));
+        let unit = m.unit.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
+        println!("  {:<30} {}{unit}", m.name, m.display_name);
     }
 }
 
@@ -248,7 +242,7 @@ async fn show_metric(api: &Api, id: &str, as_json: bool) -> anyhow::Result<()> {
     };
     let path =
         format!("/api/metrics/{}/{}", crate::client::api::urlencode(category), crate::client::api::urlencode(name));
-    let m = match api.get(&path).await {
+    let record: MetricRecord = match api.get_as(&path).await {
         Ok(m) => m,
         Err(ApiFailure::Http { status: StatusCode::NOT_FOUND, .. }) => {
             return Err(Coded::wrap(1, anyhow::anyhow!("Metric not found: {id}")));
@@ -256,33 +250,34 @@ async fn show_metric(api: &Api, id: &str, as_json: bool) -> anyhow::Result<()> {
         Err(e) => return Err(Coded::wrap(5, e.into())),
     };
     if as_json {
-        output::json(&m);
+        output::json(&record);
         return Ok(());
     }
-    for (label, key) in [
-        ("ID", "id"),
-        ("Name", "name"),
-        ("Display Name", "display_name"),
-        ("Category", "category"),
-        ("Type", "type"),
-        ("Unit", "unit"),
-        ("Grain", "grain"),
-        ("Table", "table_name"),
-        ("Description", "description"),
+    let m = &record.definition;
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    for (label, value) in [
+        ("ID", m.id.clone()),
+        ("Name", m.name.clone()),
+        ("Display Name", m.display_name.clone()),
+        ("Category", m.category.clone()),
+        ("Type", m.kind.clone()),
+        ("Unit", dash(&m.unit)),
+        ("Grain", m.grain.clone()),
+        ("Table", dash(&m.table_name)),
+        ("Description", dash(&m.description)),
     ] {
-        println!("{:<13} {}", format!("{label}:"), output::cell(&m[key]));
+        println!("{:<13} {value}", format!("{label}:"));
     }
-    let list = |key: &str| m[key].as_array().map(|a| a.iter().map(output::cell).collect::<Vec<_>>().join(", "));
-    if let Some(tables) = list("tables").filter(|s| !s.is_empty()) {
-        println!("{:<13} {tables}", "Tables:");
+    if !m.tables.is_empty() {
+        println!("{:<13} {}", "Tables:", m.tables.join(", "));
     }
-    println!("{:<13} {}", "Synonyms:", list("synonyms").unwrap_or_default());
-    println!("\nSQL:\n{}", output::cell(&m["sql"]).trim_end());
-    for (variant, sql) in m["sql_variants"].as_object().into_iter().flatten() {
-        println!("\nSQL {}:\n{}", variant.replace('_', " "), output::cell(sql).trim_end());
+    println!("{:<13} {}", "Synonyms:", m.synonyms.join(", "));
+    println!("\nSQL:\n{}", m.sql.trim_end());
+    for (variant, sql) in &m.sql_variants {
+        println!("\nSQL {}:\n{}", variant.replace('_', " "), sql.trim_end());
     }
-    for note in m["notes"].as_array().into_iter().flatten() {
-        println!("\nNote: {}", output::cell(note));
+    for note in &m.notes {
+        println!("\nNote: {note}");
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 use crate::client::api::{Api, ApiFailure};
 use crate::client::workspace::Workspace;
+use agnes_core::api::{LocalMd, Uploaded};
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -225,7 +226,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         }
         Ok(meta) if meta.is_file() => {
             let content = std::fs::read_to_string(&local_md).unwrap_or_default();
-            match api.post("/api/upload/local-md", json!({"content": content})).await {
+            match api.post_as::<Uploaded>("/api/upload/local-md", &LocalMd { content }).await {
                 Ok(_) => local_md_sent = true,
                 Err(e) => errors.push(json!({"local_md": true, "error": e.to_string()})),
             }

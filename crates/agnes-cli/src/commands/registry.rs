@@ -5,9 +5,10 @@
 use crate::client::api::{urlencode, Api};
 use crate::client::output;
 use crate::exit::Coded;
+use agnes_core::api::{Discovered, Precheck, Registered, RegistryList, TableRegistration, TableUpdated};
 use anyhow::{anyhow, Context};
 use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// The registry fields a command line can set, as the server names them.
 #[derive(clap::Args, Default)]
@@ -37,23 +38,17 @@ pub struct TableFields {
 
 impl TableFields {
     /// The fields given, as a request body; `@file` values are read.
-    fn body(&self) -> anyhow::Result<Map<String, Value>> {
-        let mut body = Map::new();
-        let mut set = |key: &str, value: &Option<String>| {
-            if let Some(v) = value {
-                body.insert(key.into(), json!(v));
-            }
-        };
-        set("source_type", &self.source_type);
-        set("bucket", &self.bucket);
-        set("source_table", &self.source_table);
-        set("query_mode", &self.query_mode);
-        set("description", &self.description);
-        set("sync_schedule", &self.sync_schedule);
-        if let Some(q) = &self.query {
-            body.insert("source_query".into(), json!(read_at_file(q)?));
-        }
-        Ok(body)
+    fn body(&self) -> anyhow::Result<TableRegistration> {
+        Ok(TableRegistration {
+            source_type: self.source_type.clone(),
+            bucket: self.bucket.clone(),
+            source_table: self.source_table.clone(),
+            query_mode: self.query_mode.clone(),
+            description: self.description.clone(),
+            sync_schedule: self.sync_schedule.clone(),
+            source_query: self.query.as_deref().map(read_at_file).transpose()?,
+            ..TableRegistration::default()
+        })
     }
 }
 
@@ -135,50 +130,46 @@ fn read_at_file(value: &str) -> anyhow::Result<String> {
 }
 
 pub async fn register(api: &Api, args: RegisterArgs) -> anyhow::Result<()> {
-    let mut body = args.fields.body()?;
-    body.insert("name".into(), json!(args.name));
-    body.entry("source_table").or_insert_with(|| json!(args.name));
     let materialized = args.fields.query_mode.as_deref() == Some("materialized");
     if materialized && args.fields.query.is_none() && args.fields.source_type.as_deref() != Some("keboola") {
         return Err(usage("a materialized table needs --query (SQL, or @file.sql)"));
     }
-    let mut set = |key: &str, value: Value| {
-        if !value.is_null() {
-            body.insert(key.into(), value);
-        }
+    let where_filters = match &args.where_filters_json {
+        Some(filters) => Some(
+            serde_json::from_str::<Value>(&read_at_file(filters)?)
+                .map_err(|e| usage(format!("--where-filters-json is not JSON: {e}")))?,
+        ),
+        None => None,
     };
-    set("sync_strategy", json!(args.sync_strategy));
-    if !args.primary_key.is_empty() {
-        set("primary_key", json!(args.primary_key));
-    }
-    set("incremental_window_days", json!(args.incremental_window_days));
-    set("max_history_days", json!(args.max_history_days));
-    set("partition_by", json!(args.partition_by));
-    set("partition_granularity", json!(args.partition_granularity));
-    set("initial_load_chunk_days", json!(args.initial_load_chunk_days));
-    if let Some(filters) = &args.where_filters_json {
-        let parsed: Value = serde_json::from_str(&read_at_file(filters)?)
-            .map_err(|e| usage(format!("--where-filters-json is not JSON: {e}")))?;
-        set("where_filters", parsed);
-    }
+    let fields = args.fields.body()?;
+    let body = TableRegistration {
+        name: Some(args.name.clone()),
+        source_table: fields.source_table.clone().or_else(|| Some(args.name.clone())),
+        sync_strategy: args.sync_strategy,
+        primary_key: (!args.primary_key.is_empty()).then_some(args.primary_key),
+        incremental_window_days: args.incremental_window_days,
+        max_history_days: args.max_history_days,
+        partition_by: args.partition_by,
+        partition_granularity: args.partition_granularity,
+        initial_load_chunk_days: args.initial_load_chunk_days,
+        where_filters,
+        ..fields
+    };
     if args.dry_run {
-        let v = api.post("/api/admin/register-table/precheck", Value::Object(body)).await?;
+        let v: Precheck = api.post_as("/api/admin/register-table/precheck", &body).await?;
         if args.json {
             output::json(&v);
         } else {
             println!("{} would register; its source has these columns:", args.name);
-            output::table(
-                v["table"]["columns"].as_array().map(Vec::as_slice).unwrap_or_default(),
-                &[("name", "COLUMN"), ("type", "TYPE")],
-            );
+            output::table(&v.table.columns, &[("name", "COLUMN"), ("type", "TYPE")]);
         }
         return Ok(());
     }
-    let v = api.post("/api/admin/register-table", Value::Object(body)).await?;
+    let v: Registered = api.post_as("/api/admin/register-table", &body).await?;
     if args.json {
         output::json(&v);
     } else {
-        let id = output::cell(&v["id"]);
+        let id = v.id;
         println!("Registered {} (id {id}). It is published on its next sync.", args.name);
         println!("Next: grant it with `agnes admin grant create GROUP table {id}`.");
     }
@@ -186,15 +177,12 @@ pub async fn register(api: &Api, args: RegisterArgs) -> anyhow::Result<()> {
 }
 
 pub async fn update(api: &Api, args: UpdateArgs) -> anyhow::Result<()> {
-    let mut body = args.fields.body()?;
-    if let Some(name) = &args.name {
-        body.insert("name".into(), json!(name));
-    }
-    if body.is_empty() {
+    let body = TableRegistration { name: args.name.clone(), ..args.fields.body()? };
+    if body == TableRegistration::default() {
         return Err(usage("nothing to change: give at least one field, e.g. --description or --sync-schedule"));
     }
     let path = format!("/api/admin/registry/{}", urlencode(&args.id));
-    let v = api.call(Method::PUT, &path, Some(Value::Object(body))).await?;
+    let v: TableUpdated = api.call_as(Method::PUT, &path, Some(&body)).await?;
     if args.json {
         output::json(&v);
     } else {
@@ -222,13 +210,13 @@ pub async fn unregister(api: &Api, args: UnregisterArgs) -> anyhow::Result<()> {
 }
 
 pub async fn list(api: &Api, as_json: bool) -> anyhow::Result<()> {
-    let v = api.get("/api/admin/registry").await?;
+    let v: RegistryList = api.get_as("/api/admin/registry").await?;
     if as_json {
         output::json(&v);
         return Ok(());
     }
     output::table(
-        v["tables"].as_array().map(Vec::as_slice).unwrap_or_default(),
+        &v.tables,
         &[
             ("id", "ID"),
             ("source_type", "SOURCE"),
@@ -257,15 +245,14 @@ fn name_for(path: &str) -> String {
 
 /// Register every file the server's files connector can see that no table reads yet.
 pub async fn discover_and_register(api: &Api, args: DiscoverArgs) -> anyhow::Result<()> {
-    let found = api.get("/api/admin/discover-tables").await?;
-    let registry = api.get("/api/admin/registry").await?;
-    let tables = registry["tables"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let read: std::collections::HashSet<&str> = tables.iter().filter_map(|t| t["source_table"].as_str()).collect();
-    let mut taken: std::collections::HashSet<String> =
-        tables.iter().filter_map(|t| t["id"].as_str().map(String::from)).collect();
+    let found: Discovered = api.get_as("/api/admin/discover-tables").await?;
+    let registry: RegistryList = api.get_as("/api/admin/registry").await?;
+    let read: std::collections::HashSet<&str> =
+        registry.tables.iter().filter_map(|t| t.spec.source_table.as_deref()).collect();
+    let mut taken: std::collections::HashSet<String> = registry.tables.iter().map(|t| t.spec.id.clone()).collect();
     let (mut registered, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-    for file in found["tables"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let Some(path) = file["path"].as_str() else { continue };
+    for file in &found.tables {
+        let path = file.path.as_str();
         if read.contains(path) {
             skipped.push(json!({"path": path, "reason": "already registered"}));
             continue;
@@ -279,8 +266,13 @@ pub async fn discover_and_register(api: &Api, args: DiscoverArgs) -> anyhow::Res
             registered.push(json!({"name": name, "source_table": path}));
             continue;
         }
-        match api.post("/api/admin/register-table", json!({"name": name, "source_table": path})).await {
-            Ok(v) => registered.push(json!({"name": name, "id": v["id"], "source_table": path})),
+        let body = TableRegistration {
+            name: Some(name.clone()),
+            source_table: Some(path.to_string()),
+            ..TableRegistration::default()
+        };
+        match api.post_as::<Registered>("/api/admin/register-table", &body).await {
+            Ok(v) => registered.push(json!({"name": name, "id": v.id, "source_table": path})),
             Err(e) => failed.push(json!({"path": path, "error": e.to_string()})),
         }
     }

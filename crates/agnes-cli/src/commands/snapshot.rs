@@ -10,6 +10,7 @@ use crate::client::api::{Api, ApiFailure};
 use crate::client::output;
 use crate::client::workspace::Workspace;
 use crate::exit::Coded;
+use agnes_core::api::{ScanEstimate, ScanRequest};
 use agnes_core::ident::is_strict_identifier;
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
@@ -128,7 +129,7 @@ fn coded(e: ApiFailure) -> anyhow::Error {
             s if s >= 500 => 5,
             _ => 9,
         },
-        ApiFailure::TooOld { .. } => 9,
+        ApiFailure::TooOld { .. } | ApiFailure::Shape { .. } => 9,
     };
     Coded::wrap(code, e.into())
 }
@@ -147,9 +148,15 @@ fn exists(ws: &Workspace, name: &str) -> bool {
     parquet.exists() || meta.exists()
 }
 
-fn scan_body(meta: &Meta) -> Value {
-    json!({"table_id": meta.table_id, "select": meta.select, "where": meta.filter, "limit": meta.limit,
-           "order_by": meta.order_by, "as": meta.name})
+fn scan_body(meta: &Meta) -> ScanRequest {
+    ScanRequest {
+        table_id: meta.table_id.clone(),
+        select: meta.select.clone(),
+        filter: meta.filter.clone(),
+        limit: meta.limit.map(|n| n.min(i64::MAX as u64) as i64),
+        order_by: meta.order_by.clone(),
+        alias: Some(meta.name.clone()),
+    }
 }
 
 async fn create(ws: &Workspace, args: CreateArgs) -> anyhow::Result<()> {
@@ -179,11 +186,12 @@ async fn create(ws: &Workspace, args: CreateArgs) -> anyhow::Result<()> {
         result_checksum: String::new(),
     };
     if args.estimate || !args.no_estimate {
-        let estimate = api.post("/api/v2/scan/estimate", scan_body(&meta)).await.map_err(coded)?;
-        for key in ["estimated_scan_bytes", "estimated_result_rows", "estimated_result_bytes", "bq_cost_estimate_usd"] {
-            println!("{key}: {}", output::cell(&estimate[key]));
-        }
-        meta.estimated_scan_bytes_at_fetch = estimate["estimated_scan_bytes"].as_u64();
+        let estimate: ScanEstimate = api.post_as("/api/v2/scan/estimate", &scan_body(&meta)).await.map_err(coded)?;
+        println!("estimated_scan_bytes: {}", estimate.estimated_scan_bytes);
+        println!("estimated_result_rows: {}", estimate.estimated_result_rows);
+        println!("estimated_result_bytes: {}", estimate.estimated_result_bytes);
+        println!("bq_cost_estimate_usd: {}", estimate.bq_cost_estimate_usd);
+        meta.estimated_scan_bytes_at_fetch = Some(estimate.estimated_scan_bytes);
         if args.estimate {
             return Ok(());
         }
@@ -408,8 +416,9 @@ fn prune(ws: &Workspace, older_than: Option<&str>, larger_than: Option<&str>, dr
     Ok(())
 }
 
-async fn download(api: &Api, body: &Value, to: &Path) -> anyhow::Result<()> {
-    let resp = api.post_stream("/api/v2/scan", body.clone(), Duration::from_secs(600)).await.map_err(coded)?;
+async fn download(api: &Api, body: &ScanRequest, to: &Path) -> anyhow::Result<()> {
+    let body = serde_json::to_value(body)?;
+    let resp = api.post_stream("/api/v2/scan", body, Duration::from_secs(600)).await.map_err(coded)?;
     let mut file = std::fs::File::create(to).with_context(|| format!("cannot create {}", to.display()))?;
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {

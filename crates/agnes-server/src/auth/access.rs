@@ -1,8 +1,8 @@
 //! The one authorization path: who the caller is, and what they may reach and why.
 
+pub use agnes_core::api::{AccessEntry, AccessGroup, AccessReason, EffectiveAccess};
 use agnes_store::identity::{Grant, User};
 use agnes_store::Store;
-use serde::Serialize;
 
 /// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,12 +93,23 @@ pub const RESOURCE_TYPES: &[ResourceType] = &[
 /// The resource type of corporate-memory domains.
 pub const MEMORY_DOMAIN: &str = "memory_domain";
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct ResourceType {
     pub key: &'static str,
     pub display_name: &'static str,
     pub description: &'static str,
     pub id_format: &'static str,
+}
+
+impl From<&ResourceType> for agnes_core::api::ResourceTypeInfo {
+    fn from(t: &ResourceType) -> Self {
+        agnes_core::api::ResourceTypeInfo {
+            key: t.key.into(),
+            display_name: t.display_name.into(),
+            description: t.description.into(),
+            id_format: t.id_format.into(),
+        }
+    }
 }
 
 pub fn is_resource_type(key: &str) -> bool {
@@ -133,43 +144,16 @@ pub async fn readable(
     Ok(Some(grants.into_iter().filter(|g| g.resource_type == resource_type).map(|g| g.resource_id).collect()))
 }
 
-/// One resource a user can reach and every reason why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AccessEntry {
-    pub resource_type: String,
-    pub resource_id: String,
-    pub via: Vec<AccessReason>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AccessReason {
-    pub group_id: String,
-    pub group_name: String,
-    pub grant_id: String,
-}
-
-/// What a user may reach and why, as `GET /api/me/effective-access` answers.
-#[derive(Debug, Clone, Serialize)]
-pub struct EffectiveAccess {
-    pub user_id: String,
-    pub email: String,
-    pub is_admin: bool,
-    /// Set for admins: every check passes, whatever the grants.
-    pub admin_reason: Option<String>,
-    pub groups: Vec<serde_json::Value>,
-    pub resources: Vec<AccessEntry>,
-}
-
 pub async fn effective_access(store: &Store, caller: &Caller) -> agnes_store::Result<EffectiveAccess> {
     let ids = store.identity();
     let memberships = ids.memberships(&caller.user.id).await?;
     let everyone = ids.everyone_group().await?;
-    let mut groups: Vec<serde_json::Value> = memberships
+    let mut groups: Vec<AccessGroup> = memberships
         .iter()
-        .map(|m| serde_json::json!({"id": m.group_id, "name": m.group_name, "source": m.source}))
+        .map(|m| AccessGroup { id: m.group_id.clone(), name: m.group_name.clone(), source: m.source.clone() })
         .collect();
     if !memberships.iter().any(|m| m.group_id == everyone.id) {
-        groups.push(serde_json::json!({"id": everyone.id, "name": everyone.name, "source": "implicit"}));
+        groups.push(AccessGroup { id: everyone.id, name: everyone.name, source: "implicit".into() });
     }
     let grants: Vec<Grant> = ids.grants_of_groups(&caller.group_ids).await?;
     let mut resources: Vec<AccessEntry> = Vec::new();

@@ -76,7 +76,11 @@ async fn internal_errors(req: Request, next: Next) -> Response {
     use futures::FutureExt;
     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
     let internal = || {
-        let body = serde_json::json!({"detail": "Internal server error", "code": "internal", "request_id": request_id});
+        let body = agnes_core::api::ErrorBody {
+            detail: "Internal server error".into(),
+            code: Some("internal".into()),
+            request_id: Some(request_id.clone()),
+        };
         (axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
     };
     match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {

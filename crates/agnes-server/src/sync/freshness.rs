@@ -5,31 +5,11 @@
 use super::{SchedulerConfig, SyncError, SyncService};
 use agnes_core::schedule::Schedule;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Freshness {
-    pub id: String,
-    pub name: String,
-    /// The schedule in force: the table's own, or the default of materialized tables.
-    pub schedule: Option<String>,
-    pub last_sync: Option<DateTime<Utc>>,
-    /// When the table became or becomes due; `None` for tables no connector syncs here.
-    pub due_at: Option<DateTime<Utc>>,
-    /// When the scheduler will next try it: the due time, or later while a failure's
-    /// backoff lasts.
-    pub next_sync_at: Option<DateTime<Utc>>,
-    /// Due for longer than two ticks (the scheduler should have synced it by then), or
-    /// never synced.
-    pub overdue: bool,
-    pub status: Option<String>,
-    pub last_error: Option<String>,
-    pub failures: i64,
-    pub retry_at: Option<DateTime<Utc>>,
-}
+pub use agnes_core::api::Freshness;
 
 /// Sync state by registry id.
 pub type States = HashMap<String, agnes_store::sync_state::SyncState>;

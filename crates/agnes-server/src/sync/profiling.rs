@@ -3,14 +3,14 @@
 //! and spill directory, and holds no lock: queries, pulls and syncs go on meanwhile.
 
 use super::{SyncError, SyncService};
+use agnes_core::api::TableProfile;
 use agnes_core::{SyncStrategy, TableSpec};
 use agnes_engine::profile::{profile, ProfileInput, ProfileOptions};
-use serde_json::Value;
 
 impl SyncService {
     /// Profile `spec`'s published data now and store the profile; `None` when nothing is
     /// published yet.
-    pub async fn profile_table(&self, spec: &TableSpec) -> Result<Option<Value>, SyncError> {
+    pub async fn profile_table(&self, spec: &TableSpec) -> Result<Option<TableProfile>, SyncError> {
         let Some(source) = self.source_name_for(spec) else { return Ok(None) };
         let Some(state) = self.inner.store.sync_state().get(&spec.id).await? else { return Ok(None) };
         let layout = &self.inner.layout;
@@ -43,7 +43,7 @@ impl SyncService {
         .await
         .map_err(|e| SyncError::Task(e.to_string()))??;
         let mut profiled = profiled;
-        profiled["last_sync"] = serde_json::json!(state.last_sync.map(|d| d.to_rfc3339()));
+        profiled.last_sync = state.last_sync.map(|d| d.to_rfc3339());
         self.inner.store.profiles().put(&spec.id, &profiled, &state.hash).await?;
         Ok(Some(profiled))
     }

@@ -49,6 +49,23 @@ pub struct Grant {
     pub assigned_by: Option<String>,
 }
 
+/// The wire shapes are the same rows.
+macro_rules! into_wire {
+    ($($name:ident { $($field:ident),+ }),+) => {$(
+        impl From<$name> for agnes_core::api::$name {
+            fn from(r: $name) -> Self {
+                agnes_core::api::$name { $($field: r.$field),+ }
+            }
+        }
+    )+};
+}
+
+into_wire!(
+    Member { user_id, email, name, active, source, added_at, added_by },
+    Membership { group_id, group_name, is_system, source, added_at, added_by },
+    Grant { id, group_id, group_name, resource_type, resource_id, assigned_at, assigned_by }
+);
+
 const GRANT_SELECT: &str =
     "SELECT g.id, g.group_id, u.name AS group_name, g.resource_type, g.resource_id, g.assigned_at, g.assigned_by \
      FROM resource_grants g JOIN user_groups u ON u.id = g.group_id";

@@ -8,12 +8,16 @@ use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::routes::tables::{may_read, readable_ids, readable_path, resolve_readable};
 use crate::state::AppState;
+use agnes_core::api::{
+    Catalog, CatalogTable, ColumnInfo, LegacyTable, LegacyTables, MetricRef, ProfileRefreshed, Sample, TableProfile,
+    TableSchema, Welcome,
+};
 use agnes_core::{QueryMode, SourceType, TableSpec};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -30,12 +34,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// A table's profile (spec §7): column statistics, alerts and sample rows.
 #[utoipa::path(get, path = "/api/catalog/profile/{table}", tag = "catalog", params(("table" = String, Path)),
-    responses((status = 200), (status = 403), (status = 404)))]
+    responses((status = 200, body = TableProfile), (status = 403), (status = 404)))]
 async fn profile(
     State(state): State<AppState>,
     caller: Caller,
     Path(table): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TableProfile>, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
     let mut profile = state.store.profiles().get(&spec.id).await?.ok_or_else(|| {
         ApiError::new(
@@ -45,28 +49,28 @@ async fn profile(
     })?;
     // Read at request time: metrics change without the table being profiled again.
     let metrics = state.store.metric_definitions().using_table(&spec.id, &spec.name).await?;
-    profile["used_by_metrics"] = metrics
-        .iter()
-        .map(|m| json!({"id": m.definition.id, "name": m.definition.name, "display_name": m.definition.display_name}))
+    profile.used_by_metrics = metrics
+        .into_iter()
+        .map(|m| MetricRef { id: m.definition.id, name: m.definition.name, display_name: m.definition.display_name })
         .collect();
     Ok(Json(profile))
 }
 
 /// Profile a table again now (admin).
 #[utoipa::path(post, path = "/api/catalog/profile/{table}/refresh", tag = "catalog", params(("table" = String, Path)),
-    responses((status = 200, description = "{status, table, columns}"), (status = 403), (status = 404)))]
+    responses((status = 200, body = ProfileRefreshed), (status = 403), (status = 404)))]
 async fn refresh_profile(
     State(state): State<AppState>,
     crate::auth::authenticate::Admin(caller): crate::auth::authenticate::Admin,
     client: ClientInfo,
     Path(table): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProfileRefreshed>, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
     let profiled = state.sync.profile_table(&spec).await.map_err(ApiError::internal)?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
     })?;
     Audit::of(&state, &caller, &client).record("catalog.profile_refresh", Some(&spec.id), None, "success").await;
-    Ok(Json(json!({"status": "ok", "table": spec.id, "columns": profiled["column_count"]})))
+    Ok(Json(ProfileRefreshed { status: "ok".into(), table: spec.id, columns: profiled.column_count }))
 }
 
 fn sql_flavor(t: &TableSpec) -> &'static str {
@@ -77,14 +81,13 @@ fn sql_flavor(t: &TableSpec) -> &'static str {
     }
 }
 
-fn size_hint(bytes: Option<i64>) -> Value {
+fn size_hint(bytes: i64) -> &'static str {
     const MIB: i64 = 1 << 20;
     match bytes {
-        None => Value::Null,
-        Some(b) if b <= 100 * MIB => json!("small"),
-        Some(b) if b <= 1024 * MIB => json!("medium"),
-        Some(b) if b <= 10 * 1024 * MIB => json!("large"),
-        Some(_) => json!("very_large"),
+        b if b <= 100 * MIB => "small",
+        b if b <= 1024 * MIB => "medium",
+        b if b <= 10 * 1024 * MIB => "large",
+        _ => "very_large",
     }
 }
 
@@ -94,8 +97,8 @@ async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<TableSpec>, Ap
 }
 
 /// Every table the caller may use, with how to fetch it and how big it is.
-#[utoipa::path(get, path = "/api/v2/catalog", tag = "catalog", responses((status = 200, description = "{tables: [...], server_time}")))]
-async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/catalog", tag = "catalog", responses((status = 200, body = Catalog)))]
+async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Json<Catalog>, ApiError> {
     let states: crate::sync::States =
         state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
     let visible = visible(&state, &caller).await?;
@@ -107,45 +110,56 @@ async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientIn
         .into_iter()
         .map(|f| (f.id.clone(), f))
         .collect();
-    let tables: Vec<Value> = visible
+    let tables: Vec<CatalogTable> = visible
         .into_iter()
         .map(|t| {
             let s = states.get(&t.id);
             let published = s.is_some_and(|s| !s.hash.is_empty());
+            let fresh = freshness.get(&t.id);
             let fetch_via = match t.query_mode {
                 QueryMode::Remote => format!("agnes snapshot create {} --select … --where … --limit …", t.id),
                 _ if published => "already local".to_string(),
                 _ => "not yet published: available after the next sync".to_string(),
             };
-            json!({
-                "id": t.id, "name": t.name, "description": t.description, "source_type": t.source_type,
-                "query_mode": t.query_mode, "sql_flavor": sql_flavor(&t), "where_examples": [], "fetch_via": fetch_via,
-                "rough_size_hint": size_hint(s.filter(|_| published).map(|s| s.file_size_bytes)),
-                "rows": s.filter(|_| published).map(|s| s.rows), "size_bytes": s.filter(|_| published).map(|s| s.file_size_bytes),
-                "partition_by": t.partition_by, "clustered_by": [], "entity_type": null,
-                "metadata_freshness": "not_applicable",
-                "last_sync": s.and_then(|s| s.last_sync).map(|d| d.to_rfc3339()),
-                "schedule": freshness.get(&t.id).and_then(|f| f.schedule.clone()),
-                "next_sync_at": freshness.get(&t.id).and_then(|f| f.next_sync_at).map(|d| d.to_rfc3339()),
-                "overdue": freshness.get(&t.id).is_some_and(|f| f.overdue),
-                "folder": t.folder,
-            })
+            let published = s.filter(|_| published);
+            CatalogTable {
+                sql_flavor: sql_flavor(&t).into(),
+                where_examples: Vec::new(),
+                fetch_via,
+                rough_size_hint: published.map(|s| size_hint(s.file_size_bytes).into()),
+                rows: published.map(|s| s.rows),
+                size_bytes: published.map(|s| s.file_size_bytes),
+                clustered_by: Vec::new(),
+                entity_type: None,
+                metadata_freshness: "not_applicable".into(),
+                last_sync: s.and_then(|s| s.last_sync).map(|d| d.to_rfc3339()),
+                schedule: fresh.and_then(|f| f.schedule.clone()),
+                next_sync_at: fresh.and_then(|f| f.next_sync_at).map(|d| d.to_rfc3339()),
+                overdue: fresh.is_some_and(|f| f.overdue),
+                id: t.id,
+                name: t.name,
+                description: t.description,
+                source_type: t.source_type,
+                query_mode: t.query_mode,
+                partition_by: t.partition_by,
+                folder: t.folder,
+            }
         })
         .collect();
     Audit::of(&state, &caller, &client)
         .record("catalog.list", None, Some(json!({"tables": tables.len()})), "success")
         .await;
-    Ok(Json(json!({"tables": tables, "server_time": chrono::Utc::now().to_rfc3339()})))
+    Ok(Json(Catalog { tables, server_time: chrono::Utc::now().to_rfc3339() }))
 }
 
 /// Columns of a table, with types and nullability.
-#[utoipa::path(get, path = "/api/v2/schema/{table}", tag = "catalog", params(("table" = String, Path)), responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/v2/schema/{table}", tag = "catalog", params(("table" = String, Path)), responses((status = 200, body = TableSchema), (status = 403), (status = 404)))]
 async fn schema(
     State(state): State<AppState>,
     caller: Caller,
     client: ClientInfo,
     Path(table): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TableSchema>, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
     let path = readable_path(&state, &spec).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
@@ -154,15 +168,25 @@ async fn schema(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let columns: Vec<Value> = columns
+    let columns = columns
         .into_iter()
-        .map(|c| json!({"name": c.name, "type": c.column_type, "nullable": c.nullable, "description": ""}))
+        .map(|c| ColumnInfo {
+            name: c.name,
+            column_type: c.column_type,
+            nullable: c.nullable,
+            description: String::new(),
+        })
         .collect();
     Audit::of(&state, &caller, &client).record("catalog.schema", Some(&spec.id), None, "success").await;
-    Ok(Json(json!({
-        "table_id": spec.id, "source_type": spec.source_type, "sql_flavor": sql_flavor(&spec), "columns": columns,
-        "partition_by": spec.partition_by, "clustered_by": [], "where_dialect_hints": {},
-    })))
+    Ok(Json(TableSchema {
+        sql_flavor: sql_flavor(&spec).into(),
+        table_id: spec.id,
+        source_type: spec.source_type,
+        columns,
+        partition_by: spec.partition_by,
+        clustered_by: Vec::new(),
+        where_dialect_hints: Default::default(),
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -172,14 +196,14 @@ struct SampleQuery {
 }
 
 /// A few rows of a table.
-#[utoipa::path(get, path = "/api/v2/sample/{table}", tag = "catalog", params(("table" = String, Path), SampleQuery), responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/v2/sample/{table}", tag = "catalog", params(("table" = String, Path), SampleQuery), responses((status = 200, body = Sample), (status = 403), (status = 404)))]
 async fn sample(
     State(state): State<AppState>,
     caller: Caller,
     client: ClientInfo,
     Path(table): Path<String>,
     Query(q): Query<SampleQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Sample>, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
     let n = q.n.unwrap_or(5).clamp(1, 100) as usize;
     let path = readable_path(&state, &spec).ok_or_else(|| {
@@ -192,18 +216,25 @@ async fn sample(
     Audit::of(&state, &caller, &client)
         .record("catalog.sample", Some(&spec.id), Some(json!({"n": n})), "success")
         .await;
-    Ok(Json(json!({"table_id": spec.id, "rows": rows, "source": "parquet"})))
+    Ok(Json(Sample { table_id: spec.id, rows, source: "parquet".into() }))
 }
 
 /// The original's table list, kept for clients that probe a token with it.
-#[utoipa::path(get, path = "/api/catalog/tables", tag = "catalog", responses((status = 200, description = "{tables: [{id, name, description, source_type, sync_strategy, query_mode}], count}")))]
-async fn legacy_tables(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let tables: Vec<Value> = visible(&state, &caller)
+#[utoipa::path(get, path = "/api/catalog/tables", tag = "catalog", responses((status = 200, body = LegacyTables)))]
+async fn legacy_tables(State(state): State<AppState>, caller: Caller) -> Result<Json<LegacyTables>, ApiError> {
+    let tables: Vec<LegacyTable> = visible(&state, &caller)
         .await?
         .into_iter()
-        .map(|t| json!({"id": t.id, "name": t.name, "description": t.description, "source_type": t.source_type, "sync_strategy": t.sync_strategy, "query_mode": t.query_mode}))
+        .map(|t| LegacyTable {
+            id: t.id,
+            name: t.name,
+            description: t.description,
+            source_type: t.source_type,
+            sync_strategy: t.sync_strategy,
+            query_mode: t.query_mode,
+        })
         .collect();
-    Ok(Json(json!({"count": tables.len(), "tables": tables})))
+    Ok(Json(LegacyTables { count: tables.len(), tables }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -212,9 +243,9 @@ struct WelcomeQuery {
 }
 
 /// The CLAUDE.md an analyst workspace starts with: how an AI agent should work here.
-#[utoipa::path(get, path = "/api/welcome", tag = "catalog", params(WelcomeQuery), responses((status = 200, description = "{content}")))]
-async fn welcome(State(state): State<AppState>, _caller: Caller, Query(q): Query<WelcomeQuery>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/welcome", tag = "catalog", params(WelcomeQuery), responses((status = 200, body = Welcome)))]
+async fn welcome(State(state): State<AppState>, _caller: Caller, Query(q): Query<WelcomeQuery>) -> Json<Welcome> {
     let server =
         q.server_url.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| format!("http://{}", state.config.bind));
-    Json(json!({"content": include_str!("welcome.md").replace("{server_url}", server.trim())}))
+    Json(Welcome { content: include_str!("welcome.md").replace("{server_url}", server.trim()) })
 }

@@ -6,6 +6,10 @@ use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
+use agnes_core::api::{
+    Discovered, DiscoveredTable, Precheck, PrecheckTable, Registered, RegistryList, RegistryRow, SourceColumn,
+    TableRegistration, TableUpdated,
+};
 use agnes_core::{registry_id_for_name, QueryMode, SourceType, TableSpec};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -106,14 +110,14 @@ fn new_spec(body: &Map<String, Value>, admin: &str) -> Result<TableSpec, ApiErro
 }
 
 /// Register a table (201). The data is published on the next sync.
-#[utoipa::path(post, path = "/api/admin/register-table", tag = "registry", request_body = Object,
-    responses((status = 201, description = "{id, name, status: \"registered\"}"), (status = 409), (status = 422)))]
+#[utoipa::path(post, path = "/api/admin/register-table", tag = "registry", request_body = TableRegistration,
+    responses((status = 201, body = Registered), (status = 409), (status = 422)))]
 async fn register(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     ApiJson(body): ApiJson<Map<String, Value>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
     let spec = new_spec(&body, &caller.user.email)?;
     check(&state, &spec)?;
     state.store.registry().insert(&spec).await.map_err(|e| match e {
@@ -125,62 +129,71 @@ async fn register(
     Audit::of(&state, &caller, &client)
         .record("register_table", Some(&spec.id), Some(Value::Object(body)), "success")
         .await;
-    Ok((StatusCode::CREATED, Json(json!({"id": spec.id, "name": spec.name, "status": "registered"}))))
+    Ok((StatusCode::CREATED, Json(Registered { id: spec.id, name: spec.name, status: "registered".into() })))
 }
 
 /// Validate a registration without writing it, and preview the source's columns.
-#[utoipa::path(post, path = "/api/admin/register-table/precheck", tag = "registry", request_body = Object,
-    responses((status = 200, description = "{ok, table: {name, source_type, bucket, source_table, rows, size_bytes, columns, note}}"), (status = 422)))]
+#[utoipa::path(post, path = "/api/admin/register-table/precheck", tag = "registry", request_body = TableRegistration,
+    responses((status = 200, body = Precheck), (status = 422)))]
 async fn precheck(
     State(state): State<AppState>,
     Admin(caller): Admin,
     ApiJson(body): ApiJson<Map<String, Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Precheck>, ApiError> {
     let spec = new_spec(&body, &caller.user.email)?;
     check(&state, &spec)?;
-    let preview = state.sync.preview(&spec).await;
-    let (columns, note) = match preview {
-        Ok(cols) => (json!(cols), json!(format!("{} columns found; data is published on the next sync", cols.len()))),
-        Err(e) => return Err(unprocessable(format!("the source cannot be read: {e}"))),
-    };
-    Ok(Json(json!({
-        "ok": true,
-        "table": {"name": spec.name, "source_type": spec.source_type, "bucket": spec.bucket, "source_table": spec.source_table,
-                  "rows": null, "size_bytes": null, "columns": columns, "note": note},
-    })))
+    let columns: Vec<SourceColumn> = state
+        .sync
+        .preview(&spec)
+        .await
+        .map_err(|e| unprocessable(format!("the source cannot be read: {e}")))?
+        .into_iter()
+        .map(|c| SourceColumn { name: c.name, column_type: c.column_type, nullable: c.nullable })
+        .collect();
+    Ok(Json(Precheck {
+        ok: true,
+        table: PrecheckTable {
+            note: format!("{} columns found; data is published on the next sync", columns.len()),
+            name: spec.name,
+            source_type: spec.source_type,
+            bucket: spec.bucket,
+            source_table: spec.source_table,
+            rows: None,
+            size_bytes: None,
+            columns,
+        },
+    }))
 }
 
 /// Every registry row with its last sync error.
-#[utoipa::path(get, path = "/api/admin/registry", tag = "registry", responses((status = 200, description = "{tables, count}")))]
-async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/admin/registry", tag = "registry", responses((status = 200, body = RegistryList)))]
+async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<RegistryList>, ApiError> {
     let states: std::collections::HashMap<String, agnes_store::sync_state::SyncState> =
         state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
-    let tables: Vec<Value> = state
+    let tables: Vec<RegistryRow> = state
         .store
         .registry()
         .list()
         .await?
         .into_iter()
-        .map(|t| {
-            let error = states.get(&t.id).filter(|s| s.status == "error").and_then(|s| s.error.clone());
-            let mut v = serde_json::to_value(&t).unwrap_or_default();
-            v["last_sync_error"] = json!(error);
-            v
+        .map(|spec| RegistryRow {
+            last_sync_error: states.get(&spec.id).filter(|s| s.status == "error").and_then(|s| s.error.clone()),
+            spec,
         })
         .collect();
-    Ok(Json(json!({"count": tables.len(), "tables": tables})))
+    Ok(Json(RegistryList { count: tables.len(), tables }))
 }
 
 /// Change some fields: an omitted field is kept, `null` clears it.
-#[utoipa::path(put, path = "/api/admin/registry/{table_id}", tag = "registry", params(("table_id" = String, Path)), request_body = Object,
-    responses((status = 200, description = "{id, updated: [fields]}"), (status = 404), (status = 409), (status = 422)))]
+#[utoipa::path(put, path = "/api/admin/registry/{table_id}", tag = "registry", params(("table_id" = String, Path)), request_body = TableRegistration,
+    responses((status = 200, body = TableUpdated), (status = 404), (status = 409), (status = 422)))]
 async fn update(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     Path(table_id): Path<String>,
     ApiJson(body): ApiJson<Map<String, Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TableUpdated>, ApiError> {
     let before = state
         .store
         .registry()
@@ -206,7 +219,7 @@ async fn update(
         serde_json::to_value(&before).map_err(ApiError::internal)?,
         serde_json::to_value(&after).map_err(ApiError::internal)?,
     );
-    let updated: Vec<&str> = FIELDS.iter().copied().filter(|f| old[*f] != new[*f]).collect();
+    let updated: Vec<String> = FIELDS.iter().filter(|f| old[**f] != new[**f]).map(|f| f.to_string()).collect();
     state.store.registry().upsert(&after).await?;
     if after.name != before.name
         || after.source_type != before.source_type
@@ -219,7 +232,7 @@ async fn update(
     Audit::of(&state, &caller, &client)
         .record_change("update_table", Some(&before.id), Some(Value::Object(body)), Some(old), "success")
         .await;
-    Ok(Json(json!({"id": before.id, "updated": updated})))
+    Ok(Json(TableUpdated { id: before.id, updated }))
 }
 
 /// Remove a table: its registry row, published data, sync state and grants.
@@ -245,13 +258,15 @@ async fn unregister(
 }
 
 /// Files under the files root that could be registered.
-#[utoipa::path(get, path = "/api/admin/discover-tables", tag = "registry", responses((status = 200, description = "{tables: [{path, format, size_bytes}], count, source}")))]
-async fn discover(State(state): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/admin/discover-tables", tag = "registry", responses((status = 200, body = Discovered)))]
+async fn discover(State(state): State<AppState>, _admin: Admin) -> Result<Json<Discovered>, ApiError> {
     let root = state.config.files_root.clone();
     let tables = tokio::task::spawn_blocking(move || agnes_connectors::files::discover(&root))
         .await
         .map_err(ApiError::internal)?;
-    let tables: Vec<Value> =
-        tables.into_iter().map(|f| json!({"path": f.path, "format": f.format, "size_bytes": f.size_bytes})).collect();
-    Ok(Json(json!({"count": tables.len(), "tables": tables, "source": "files"})))
+    let tables: Vec<DiscoveredTable> = tables
+        .into_iter()
+        .map(|f| DiscoveredTable { path: f.path, format: f.format.to_string(), size_bytes: Some(f.size_bytes) })
+        .collect();
+    Ok(Json(Discovered { count: tables.len(), tables, source: "files".into() }))
 }

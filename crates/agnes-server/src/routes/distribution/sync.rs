@@ -6,12 +6,13 @@ use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::state::AppState;
 use crate::sync::{Selection, SyncError};
+use agnes_core::api::{JobView, SchedulerStatus, SyncLock, SyncRequest, SyncSelection, SyncTables, SyncTriggered};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -26,12 +27,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The scheduler's jobs and every table's schedule: last sync, next due time, backoff and
 /// last error (admin).
 #[utoipa::path(get, path = "/api/admin/scheduler", tag = "sync",
-    responses((status = 200, description = "{tick_seconds, jobs: [...], tables: [...]}"), (status = 403)))]
-async fn scheduler(State(state): State<AppState>, Admin(_caller): Admin) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, body = SchedulerStatus), (status = 403)))]
+async fn scheduler(State(state): State<AppState>, Admin(_caller): Admin) -> Result<Json<SchedulerStatus>, ApiError> {
     let store = &state.store;
     let config = &state.config.scheduler;
     let tables = state.sync.freshness(config).await.map_err(ApiError::internal)?;
-    let next_run = tables.iter().filter_map(|t| t.next_sync_at).min();
+    let next_run = tables.iter().filter_map(|t| t.next_sync_at).min().map(|d| d.to_rfc3339());
     let mut known = store.scheduler().jobs().await?;
     if !known.iter().any(|j| j.name == crate::sync::DATA_REFRESH) {
         known.push(agnes_store::scheduler::JobState {
@@ -45,19 +46,28 @@ async fn scheduler(State(state): State<AppState>, Admin(_caller): Admin) -> Resu
             runs: 0,
         });
     }
-    let jobs: Vec<Value> = known
+    let jobs = known
         .into_iter()
-        .map(|j| {
-            let mut v = serde_json::to_value(&j).unwrap_or_default();
-            v["running"] = json!(j.running_since.is_some());
-            v["next_run_at"] = json!(next_run.map(|d| d.to_rfc3339()));
-            v
+        .map(|j| JobView {
+            running: j.running_since.is_some(),
+            name: j.name,
+            running_since: j.running_since,
+            last_started_at: j.last_started_at,
+            last_finished_at: j.last_finished_at,
+            last_status: j.last_status,
+            last_error: j.last_error,
+            last_duration_ms: j.last_duration_ms,
+            runs: j.runs,
+            next_run_at: next_run.clone(),
         })
         .collect();
-    Ok(Json(json!({
-        "enabled": !config.tick.is_zero(), "tick_seconds": config.tick.as_secs(),
-        "sync_running": state.sync.is_locked(), "jobs": jobs, "tables": tables,
-    })))
+    Ok(Json(SchedulerStatus {
+        enabled: !config.tick.is_zero(),
+        tick_seconds: config.tick.as_secs(),
+        sync_running: state.sync.is_locked(),
+        jobs,
+        tables,
+    }))
 }
 
 /// The three body shapes the original accepted: an array of names or ids,
@@ -72,42 +82,37 @@ fn selection(body: &[u8]) -> Result<Selection, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Selection::Due);
     }
-    let v: Value = serde_json::from_slice(body).map_err(|_| bad())?;
-    let list = match &v {
-        Value::Null => return Ok(Selection::Due),
-        Value::Array(a) => a,
-        Value::Object(o) if o.len() == 1 => match o.get("tables") {
-            Some(Value::Array(a)) => a,
-            Some(Value::Null) => return Ok(Selection::Due),
-            _ => return Err(bad()),
-        },
-        _ => return Err(bad()),
-    };
-    let names: Option<Vec<String>> = list.iter().map(|x| x.as_str().map(String::from)).collect();
-    names.map(Selection::Tables).ok_or_else(bad)
+    Ok(match serde_json::from_slice::<Option<SyncRequest>>(body).map_err(|_| bad())? {
+        Some(SyncRequest::Tables(names)) | Some(SyncRequest::Object(SyncTables { tables: Some(names) })) => {
+            Selection::Tables(names)
+        }
+        None | Some(SyncRequest::Object(SyncTables { tables: None })) => Selection::Due,
+    })
 }
 
 /// Start a sync in the background (admin): the named tables, or every table that is due.
-#[utoipa::path(post, path = "/api/sync/trigger", tag = "sync", request_body = Object,
-    responses((status = 200, description = "{status: \"triggered\", tables, message}"), (status = 409, description = "{\"detail\": \"sync_already_in_progress\"}"), (status = 422)))]
+#[utoipa::path(post, path = "/api/sync/trigger", tag = "sync", request_body = SyncRequest,
+    responses((status = 200, body = SyncTriggered), (status = 409, description = "{\"detail\": \"sync_already_in_progress\"}"), (status = 422)))]
 async fn trigger(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SyncTriggered>, ApiError> {
     let selection = selection(&body)?;
     let audit = Audit::of(&state, &caller, &client);
     let tables = match &selection {
-        Selection::Due => json!("all"),
-        Selection::Tables(t) => json!(t),
+        Selection::Due => SyncSelection::All("all".into()),
+        Selection::Tables(t) => SyncSelection::Named(t.clone()),
     };
     match state.sync.trigger(selection) {
         Ok(()) => {
             audit.record("sync.trigger", None, Some(json!({"tables": tables})), "success").await;
-            Ok(Json(
-                json!({"status": "triggered", "tables": tables, "message": "sync started in the background; GET /api/sync/status shows when it is done"}),
-            ))
+            Ok(Json(SyncTriggered {
+                status: "triggered".into(),
+                tables,
+                message: "sync started in the background; GET /api/sync/status shows when it is done".into(),
+            }))
         }
         Err(SyncError::InProgress) => {
             audit.record("sync.trigger", None, Some(json!({"tables": tables})), "error.in_progress").await;
@@ -118,9 +123,9 @@ async fn trigger(
 }
 
 /// Whether a sync is running (or was triggered less than 30 s ago).
-#[utoipa::path(get, path = "/api/sync/status", tag = "sync", security(()), responses((status = 200, description = "{\"locked\": bool}")))]
-async fn status(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"locked": state.sync.is_locked()}))
+#[utoipa::path(get, path = "/api/sync/status", tag = "sync", security(()), responses((status = 200, body = SyncLock)))]
+async fn status(State(state): State<AppState>) -> Json<SyncLock> {
+    Json(SyncLock { locked: state.sync.is_locked() })
 }
 
 /// What the caller may pull: one entry per readable table with published data, keyed by

@@ -8,14 +8,16 @@ use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
-use agnes_core::api::{IssuedToken, SessionToken, TokenView};
+use agnes_core::api::{
+    BootstrapRequest, Credentials, IssuedToken, NewToken, PasswordReset, SessionToken, StatusReply, TokenView,
+};
 use agnes_store::identity::{TokenInfo, User, ADMIN_GROUP};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -30,14 +32,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_token, revoke_token))
         .routes(routes!(admin_list_tokens))
         .routes(routes!(admin_revoke_token))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct Credentials {
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    password: String,
 }
 
 /// The role the original reported: `admin` for members of `Admin`, else `user`.
@@ -128,21 +122,14 @@ async fn password_login(
     Ok(response)
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct PasswordReset {
-    email: String,
-    token: String,
-    password: String,
-}
-
 /// Set a new password with the one-time token an admin's reset produced (valid 24 h).
 #[utoipa::path(post, path = "/auth/password/reset", tag = "auth", security(()), request_body = PasswordReset,
-    responses((status = 200), (status = 400), (status = 429)))]
+    responses((status = 200, body = StatusReply), (status = 400), (status = 429)))]
 async fn password_reset(
     State(state): State<AppState>,
     client: ClientInfo,
     ApiJson(body): ApiJson<PasswordReset>,
-) -> Result<Json<Value>, Response> {
+) -> Result<Json<StatusReply>, Response> {
     state.auth.rate_limit.check("password_reset", &client.ip, 10).map_err(IntoResponse::into_response)?;
     let invalid = || ApiError::new(StatusCode::BAD_REQUEST, "Invalid or expired reset token").into_response();
     let bad_password = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m).into_response();
@@ -164,14 +151,7 @@ async fn password_reset(
     let hash = password::hash(&body.password).await.map_err(bad_password)?;
     ids.set_password_hash(&user.id, Some(&hash)).await.map_err(|e| ApiError::from(e).into_response())?;
     Audit::anonymous(&state, &client).record("user.password_reset", Some(&user.id), None, "success").await;
-    Ok(Json(json!({"status": "ok"})))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct BootstrapRequest {
-    email: String,
-    name: Option<String>,
-    password: Option<String>,
+    Ok(Json(StatusReply::new("ok")))
 }
 
 /// Create the first admin: allowed only while the instance has never had one, and only
@@ -225,7 +205,7 @@ async fn bootstrap(
 
 /// End the caller's sessions (every session JWT of that user stops working) and clear the
 /// session cookie. Personal access tokens are revoked one by one, not here.
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(()), responses((status = 200)))]
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(()), responses((status = 200, body = StatusReply)))]
 async fn logout(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
@@ -235,24 +215,9 @@ async fn logout(
         state.store.identity().end_sessions(&caller.user.id).await?;
         Audit::of(&state, &caller, &client).record("logout", Some(&caller.user.id), None, "success").await;
     }
-    let mut r = Json(json!({"status": "logged_out"})).into_response();
+    let mut r = Json(StatusReply::new("logged_out")).into_response();
     r.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
     Ok(r)
-}
-
-/// `expires_in_days`: absent = default, `null` = never.
-fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct NewToken {
-    name: String,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
-    expires_in_days: Option<Option<i64>>,
-    scope: Option<String>,
-    ttl_seconds: Option<i64>,
 }
 
 pub const DEFAULT_TOKEN_DAYS: i64 = 90;

@@ -7,7 +7,11 @@ use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
-use agnes_store::identity::{Grant, Group, GroupSummary, Member, Membership, ADMIN_GROUP, EVERYONE_GROUP};
+use agnes_core::api::{
+    AccessOverview, Grant, GroupPatch, GroupRef, GroupView, Member, MemberRef, Membership, MembershipAdded, NewGrant,
+    NewGroup, ResourceRef, ResourceTypeInfo, UserAccess,
+};
+use agnes_store::identity::{Group, GroupSummary, ADMIN_GROUP, EVERYONE_GROUP};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -32,14 +36,30 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(access_overview))
 }
 
-fn group_view(g: &GroupSummary) -> Value {
-    let origin = if g.is_system { "system" } else { "custom" };
-    json!({
-        "id": g.id, "name": g.name, "description": g.description, "is_system": g.is_system,
-        "origin": origin, "created_at": g.created_at, "created_by": g.created_by,
-        "member_count": g.member_count, "grant_count": g.grant_count,
-        "is_google_managed": false, "mapped_email": null,
-    })
+fn group_view(g: GroupSummary) -> GroupView {
+    GroupView {
+        origin: if g.is_system { "system" } else { "custom" }.into(),
+        id: g.id,
+        name: g.name,
+        description: g.description,
+        is_system: g.is_system,
+        created_at: g.created_at,
+        created_by: g.created_by,
+        member_count: g.member_count,
+        grant_count: g.grant_count,
+        is_google_managed: false,
+        mapped_email: None,
+        members: None,
+        grants: None,
+    }
+}
+
+fn audited(g: &GroupView) -> Value {
+    serde_json::to_value(g).unwrap_or_default()
+}
+
+fn added(group_id: String, user_id: String) -> (StatusCode, Json<MembershipAdded>) {
+    (StatusCode::CREATED, Json(MembershipAdded { group_id, user_id, source: "admin".into() }))
 }
 
 async fn group_or_404(state: &AppState, id_or_name: &str) -> Result<Group, ApiError> {
@@ -51,40 +71,34 @@ async fn group_or_404(state: &AppState, id_or_name: &str) -> Result<Group, ApiEr
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Group not found"))
 }
 
-async fn summary(state: &AppState, id: &str) -> Result<Value, ApiError> {
+async fn summary(state: &AppState, id: &str) -> Result<GroupView, ApiError> {
     let g = state
         .store
         .identity()
         .group_summary(id)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Group not found"))?;
-    Ok(group_view(&g))
+    Ok(group_view(g))
 }
 
 /// The kinds of resource a grant can name.
-#[utoipa::path(get, path = "/api/admin/resource-types", tag = "groups", responses((status = 200)))]
-async fn resource_types(_admin: Admin) -> Json<Value> {
-    Json(json!(RESOURCE_TYPES))
+#[utoipa::path(get, path = "/api/admin/resource-types", tag = "groups", responses((status = 200, body = Vec<ResourceTypeInfo>)))]
+async fn resource_types(_admin: Admin) -> Json<Vec<ResourceTypeInfo>> {
+    Json(RESOURCE_TYPES.iter().map(Into::into).collect())
 }
 
-#[utoipa::path(get, path = "/api/admin/groups", tag = "groups", responses((status = 200)))]
-async fn list_groups(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<Value>>, ApiError> {
-    Ok(Json(state.store.identity().list_groups().await?.iter().map(group_view).collect()))
+#[utoipa::path(get, path = "/api/admin/groups", tag = "groups", responses((status = 200, body = Vec<GroupView>)))]
+async fn list_groups(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<GroupView>>, ApiError> {
+    Ok(Json(state.store.identity().list_groups().await?.into_iter().map(group_view).collect()))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct NewGroup {
-    name: String,
-    description: Option<String>,
-}
-
-#[utoipa::path(post, path = "/api/admin/groups", tag = "groups", request_body = NewGroup, responses((status = 201), (status = 400), (status = 409)))]
+#[utoipa::path(post, path = "/api/admin/groups", tag = "groups", request_body = NewGroup, responses((status = 201, body = GroupView), (status = 400), (status = 409)))]
 async fn create_group(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     ApiJson(body): ApiJson<NewGroup>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<GroupView>), ApiError> {
     let name = body.name.trim();
     if name.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "Group name must not be blank"));
@@ -96,31 +110,25 @@ async fn create_group(
     Ok((StatusCode::CREATED, Json(summary(&state, &g.id).await?)))
 }
 
-#[utoipa::path(get, path = "/api/admin/groups/{id}", tag = "groups", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/admin/groups/{id}", tag = "groups", params(("id" = String, Path)), responses((status = 200, body = GroupView), (status = 404)))]
 async fn get_group(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GroupView>, ApiError> {
     let g = group_or_404(&state, &id).await?;
     Ok(Json(summary(&state, &g.id).await?))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct GroupPatch {
-    name: Option<String>,
-    description: Option<String>,
-}
-
 /// Rename or re-describe a group; system groups keep their names.
-#[utoipa::path(patch, path = "/api/admin/groups/{id}", tag = "groups", params(("id" = String, Path)), request_body = GroupPatch, responses((status = 200), (status = 400), (status = 404), (status = 409)))]
+#[utoipa::path(patch, path = "/api/admin/groups/{id}", tag = "groups", params(("id" = String, Path)), request_body = GroupPatch, responses((status = 200, body = GroupView), (status = 400), (status = 404), (status = 409)))]
 async fn update_group(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GroupPatch>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GroupView>, ApiError> {
     let g = group_or_404(&state, &id).await?;
     let name = body.name.as_deref().map(str::trim);
     if name.is_some_and(str::is_empty) {
@@ -133,7 +141,7 @@ async fn update_group(
     state.store.identity().update_group(&g.id, name, body.description.as_deref().map(Some)).await?;
     let after = summary(&state, &g.id).await?;
     Audit::of(&state, &caller, &client)
-        .record_change("user_group.update", Some(&g.id), Some(after.clone()), Some(before), "success")
+        .record_change("user_group.update", Some(&g.id), Some(audited(&after)), Some(audited(&before)), "success")
         .await;
     Ok(Json(after))
 }
@@ -153,34 +161,29 @@ async fn delete_group(
     let before = summary(&state, &g.id).await?;
     state.store.identity().delete_group(&g.id).await?;
     Audit::of(&state, &caller, &client)
-        .record_change("user_group.delete", Some(&g.id), None, Some(before), "success")
+        .record_change("user_group.delete", Some(&g.id), None, Some(audited(&before)), "success")
         .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/admin/groups/{id}/members", tag = "groups", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/admin/groups/{id}/members", tag = "groups", params(("id" = String, Path)), responses((status = 200, body = Vec<Member>), (status = 404)))]
 async fn list_members(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Member>>, ApiError> {
     let g = group_or_404(&state, &id).await?;
-    Ok(Json(state.store.identity().members(&g.id).await?))
+    Ok(Json(state.store.identity().members(&g.id).await?.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct MemberRef {
-    email: String,
-}
-
-#[utoipa::path(post, path = "/api/admin/groups/{id}/members", tag = "groups", params(("id" = String, Path)), request_body = MemberRef, responses((status = 201), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/api/admin/groups/{id}/members", tag = "groups", params(("id" = String, Path)), request_body = MemberRef, responses((status = 201, body = MembershipAdded), (status = 404), (status = 409)))]
 async fn add_member(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MemberRef>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<MembershipAdded>), ApiError> {
     let g = group_or_404(&state, &id).await?;
     if g.name == EVERYONE_GROUP {
         return Err(ApiError::new(
@@ -197,7 +200,7 @@ async fn add_member(
     Audit::of(&state, &caller, &client)
         .record("user_group.add_member", Some(&g.id), Some(json!({"user_id": user.id})), "success")
         .await;
-    Ok((StatusCode::CREATED, Json(json!({"group_id": g.id, "user_id": user.id, "source": "admin"}))))
+    Ok(added(g.id, user.id))
 }
 
 /// Remove a member added by an admin (memberships from other sources are managed there).
@@ -221,7 +224,7 @@ async fn remove_membership(
 ) -> Result<StatusCode, ApiError> {
     let ids = state.store.identity();
     match ids.membership(user_id, &g.id).await? {
-        Some(Membership { ref source, .. })
+        Some(agnes_store::identity::Membership { ref source, .. })
             if source == "admin" || source == "system_seed" || source == "cli_break_glass" => {}
         Some(_) => return Err(ApiError::new(StatusCode::NOT_FOUND, "Membership is managed by an external source")),
         None => return Err(ApiError::new(StatusCode::NOT_FOUND, "Membership not found")),
@@ -242,7 +245,7 @@ struct GrantFilter {
     group_id: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/admin/grants", tag = "groups", params(GrantFilter), responses((status = 200)))]
+#[utoipa::path(get, path = "/api/admin/grants", tag = "groups", params(GrantFilter), responses((status = 200, body = Vec<Grant>)))]
 async fn list_grants(
     State(state): State<AppState>,
     _admin: Admin,
@@ -252,17 +255,11 @@ async fn list_grants(
         Some(g) => Some(group_or_404(&state, g).await?.id),
         None => None,
     };
-    Ok(Json(state.store.identity().list_grants(f.resource_type.as_deref(), group_id.as_deref()).await?))
+    let grants = state.store.identity().list_grants(f.resource_type.as_deref(), group_id.as_deref()).await?;
+    Ok(Json(grants.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct NewGrant {
-    group_id: String,
-    resource_type: String,
-    resource_id: String,
-}
-
-#[utoipa::path(post, path = "/api/admin/grants", tag = "groups", request_body = NewGrant, responses((status = 201), (status = 400), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/api/admin/grants", tag = "groups", request_body = NewGrant, responses((status = 201, body = Grant), (status = 400), (status = 404), (status = 409)))]
 async fn create_grant(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -291,7 +288,7 @@ async fn create_grant(
             "success",
         )
         .await;
-    Ok((StatusCode::CREATED, Json(grant)))
+    Ok((StatusCode::CREATED, Json(grant.into())))
 }
 
 #[utoipa::path(delete, path = "/api/admin/grants/{id}", tag = "groups", params(("id" = String, Path)), responses((status = 204), (status = 404)))]
@@ -314,29 +311,24 @@ async fn user_or_404(state: &AppState, id: &str) -> Result<agnes_store::identity
     state.store.identity().user(id).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "User not found"))
 }
 
-#[utoipa::path(get, path = "/api/admin/users/{id}/memberships", tag = "groups", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/admin/users/{id}/memberships", tag = "groups", params(("id" = String, Path)), responses((status = 200, body = Vec<Membership>), (status = 404)))]
 async fn user_memberships(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Membership>>, ApiError> {
     user_or_404(&state, &id).await?;
-    Ok(Json(state.store.identity().memberships(&id).await?))
+    Ok(Json(state.store.identity().memberships(&id).await?.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct GroupRef {
-    group_id: String,
-}
-
-#[utoipa::path(post, path = "/api/admin/users/{id}/memberships", tag = "groups", params(("id" = String, Path)), request_body = GroupRef, responses((status = 201), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/api/admin/users/{id}/memberships", tag = "groups", params(("id" = String, Path)), request_body = GroupRef, responses((status = 201, body = MembershipAdded), (status = 404), (status = 409)))]
 async fn add_user_membership(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GroupRef>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<MembershipAdded>), ApiError> {
     let user = user_or_404(&state, &id).await?;
     let g = group_or_404(&state, &body.group_id).await?;
     if g.name == EVERYONE_GROUP {
@@ -349,7 +341,7 @@ async fn add_user_membership(
     Audit::of(&state, &caller, &client)
         .record("user_group.add_member", Some(&g.id), Some(json!({"user_id": user.id})), "success")
         .await;
-    Ok((StatusCode::CREATED, Json(json!({"group_id": g.id, "user_id": user.id, "source": "admin"}))))
+    Ok(added(g.id, user.id))
 }
 
 #[utoipa::path(delete, path = "/api/admin/users/{id}/memberships/{group_id}", tag = "groups", params(("id" = String, Path), ("group_id" = String, Path)), responses((status = 204), (status = 404), (status = 409)))]
@@ -365,7 +357,7 @@ async fn remove_user_membership(
 }
 
 /// What a user may reach, and through which group and grant.
-#[utoipa::path(get, path = "/api/admin/users/{id}/effective-access", tag = "groups", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/admin/users/{id}/effective-access", tag = "groups", params(("id" = String, Path)), responses((status = 200, body = EffectiveAccess), (status = 404)))]
 async fn user_effective_access(
     State(state): State<AppState>,
     _admin: Admin,
@@ -378,35 +370,41 @@ async fn user_effective_access(
 
 /// Every group with its members and grants, and every user with the groups and resources
 /// they reach: the whole access picture on one page.
-#[utoipa::path(get, path = "/api/admin/access-overview", tag = "groups", responses((status = 200)))]
-async fn access_overview(State(state): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/admin/access-overview", tag = "groups", responses((status = 200, body = AccessOverview)))]
+async fn access_overview(State(state): State<AppState>, _admin: Admin) -> Result<Json<AccessOverview>, ApiError> {
     let ids = state.store.identity();
     let mut groups = Vec::new();
     for g in ids.list_groups().await? {
         let members: Vec<String> = ids.members(&g.id).await?.into_iter().map(|m| m.email).collect();
         let grants = ids.list_grants(None, Some(&g.id)).await?;
-        let mut v = group_view(&g);
-        v["members"] = json!(members);
-        v["grants"] = json!(grants
-            .iter()
-            .map(|x| json!({"resource_type": x.resource_type, "resource_id": x.resource_id}))
-            .collect::<Vec<_>>());
-        groups.push(v);
+        let grants = grants
+            .into_iter()
+            .map(|x| ResourceRef { resource_type: x.resource_type, resource_id: x.resource_id })
+            .collect();
+        groups.push(GroupView { members: Some(members), grants: Some(grants), ..group_view(g) });
     }
     let mut users = Vec::new();
     for u in ids.list_users().await? {
         let subject = Caller::load(&state.store, u, Credential::Dev).await?;
         let access = effective_access(&state.store, &subject).await?;
-        users.push(json!({
-            "id": access.user_id, "email": access.email, "active": subject.user.active, "is_admin": access.is_admin,
-            "groups": access.groups, "resources": access.resources.iter().map(|r| json!({"resource_type": r.resource_type, "resource_id": r.resource_id})).collect::<Vec<_>>(),
-        }));
+        users.push(UserAccess {
+            id: access.user_id,
+            email: access.email,
+            active: subject.user.active,
+            is_admin: access.is_admin,
+            groups: access.groups,
+            resources: access
+                .resources
+                .into_iter()
+                .map(|r| ResourceRef { resource_type: r.resource_type, resource_id: r.resource_id })
+                .collect(),
+        });
     }
-    Ok(Json(json!({"groups": groups, "users": users})))
+    Ok(Json(AccessOverview { groups, users }))
 }
 
 /// What the caller may reach, and why.
-#[utoipa::path(get, path = "/api/me/effective-access", tag = "groups", responses((status = 200)))]
+#[utoipa::path(get, path = "/api/me/effective-access", tag = "groups", responses((status = 200, body = EffectiveAccess)))]
 async fn my_effective_access(State(state): State<AppState>, caller: Caller) -> Result<Json<EffectiveAccess>, ApiError> {
     Ok(Json(effective_access(&state.store, &caller).await?))
 }

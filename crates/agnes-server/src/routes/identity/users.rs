@@ -6,11 +6,11 @@ use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
+use agnes_core::api::{NewPassword, NewUser, ResetToken, StatusReply, UserPatch, UserView};
 use agnes_store::identity::User;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,8 +36,20 @@ pub fn plausible_email(email: &str) -> bool {
         && email.len() <= 254
 }
 
-fn view(u: &User) -> Value {
-    json!({"id": u.id, "email": u.email, "name": u.name, "active": u.active, "created_at": u.created_at})
+fn view(u: &User) -> UserView {
+    UserView {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        name: u.name.clone(),
+        active: u.active,
+        created_at: u.created_at.clone(),
+        groups: None,
+    }
+}
+
+/// A view as the audit log keeps it.
+fn audited(u: &User) -> Value {
+    serde_json::to_value(view(u)).unwrap_or_default()
 }
 
 async fn user_or_404(state: &AppState, id: &str) -> Result<User, ApiError> {
@@ -54,26 +66,19 @@ pub async fn guard_last_admin(state: &AppState, user_id: &str) -> Result<(), Api
 }
 
 /// Every user.
-#[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200), (status = 403)))]
-async fn list_users(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<Value>>, ApiError> {
+#[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200, body = Vec<UserView>), (status = 403)))]
+async fn list_users(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<UserView>>, ApiError> {
     Ok(Json(state.store.identity().list_users().await?.iter().map(view).collect()))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct NewUser {
-    email: String,
-    name: Option<String>,
-    password: Option<String>,
-}
-
 /// Create a user (optionally with a password).
-#[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser, responses((status = 201), (status = 400), (status = 409)))]
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser, responses((status = 201, body = UserView), (status = 400), (status = 409)))]
 async fn create_user(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     ApiJson(body): ApiJson<NewUser>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let email = body.email.trim();
     if !plausible_email(email) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "A valid email is required"));
@@ -92,40 +97,26 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(view(&user))))
 }
 
-#[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = String, Path)), responses((status = 200, body = UserView), (status = 404)))]
 async fn get_user(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserView>, ApiError> {
     let user = user_or_404(&state, &id).await?;
     let groups = state.store.identity().memberships(&id).await?;
-    let mut v = view(&user);
-    v["groups"] = json!(groups);
-    Ok(Json(v))
-}
-
-fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct UserPatch {
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    name: Option<Option<String>>,
-    email: Option<String>,
+    Ok(Json(UserView { groups: Some(groups.into_iter().map(Into::into).collect()), ..view(&user) }))
 }
 
 /// Change name or email; omitted fields are kept, `"name": null` clears the name.
-#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", params(("id" = String, Path)), request_body = UserPatch, responses((status = 200), (status = 400), (status = 404), (status = 409)))]
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", params(("id" = String, Path)), request_body = UserPatch, responses((status = 200, body = UserView), (status = 400), (status = 404), (status = 409)))]
 async fn update_user(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UserPatch>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserView>, ApiError> {
     let before = user_or_404(&state, &id).await?;
     if let Some(email) = &body.email {
         if !plausible_email(email.trim()) {
@@ -135,7 +126,7 @@ async fn update_user(
     let name = body.name.as_ref().map(|n| n.as_deref());
     let user = state.store.identity().update_user(&id, name, body.email.as_deref().map(str::trim)).await?;
     Audit::of(&state, &caller, &client)
-        .record_change("user.update", Some(&id), Some(view(&user)), Some(view(&before)), "success")
+        .record_change("user.update", Some(&id), Some(audited(&user)), Some(audited(&before)), "success")
         .await;
     Ok(Json(view(&user)))
 }
@@ -151,18 +142,18 @@ async fn delete_user(
     guard_last_admin(&state, &id).await?;
     state.store.identity().delete_user(&id).await?;
     Audit::of(&state, &caller, &client)
-        .record_change("user.delete", Some(&id), None, Some(view(&before)), "success")
+        .record_change("user.delete", Some(&id), None, Some(audited(&before)), "success")
         .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/users/{id}/activate", tag = "users", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+#[utoipa::path(post, path = "/api/users/{id}/activate", tag = "users", params(("id" = String, Path)), responses((status = 200, body = UserView), (status = 404)))]
 async fn activate(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserView>, ApiError> {
     user_or_404(&state, &id).await?;
     state.store.identity().set_active(&id, true, None).await?;
     Audit::of(&state, &caller, &client).record("user.activate", Some(&id), None, "success").await;
@@ -170,13 +161,13 @@ async fn activate(
 }
 
 /// Deactivate: every credential of the user fails from the next request on.
-#[utoipa::path(post, path = "/api/users/{id}/deactivate", tag = "users", params(("id" = String, Path)), responses((status = 200), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/api/users/{id}/deactivate", tag = "users", params(("id" = String, Path)), responses((status = 200, body = UserView), (status = 404), (status = 409)))]
 async fn deactivate(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserView>, ApiError> {
     user_or_404(&state, &id).await?;
     guard_last_admin(&state, &id).await?;
     state.store.identity().set_active(&id, false, Some(&caller.user.email)).await?;
@@ -185,13 +176,13 @@ async fn deactivate(
 }
 
 /// Remove the password and issue a one-time reset token (24 h) for `POST /auth/password/reset`.
-#[utoipa::path(post, path = "/api/users/{id}/reset-password", tag = "users", params(("id" = String, Path)), responses((status = 200, description = "{reset_token, expires_in_seconds}"), (status = 404)))]
+#[utoipa::path(post, path = "/api/users/{id}/reset-password", tag = "users", params(("id" = String, Path)), responses((status = 200, body = ResetToken), (status = 404)))]
 async fn reset_password(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ResetToken>, ApiError> {
     user_or_404(&state, &id).await?;
     let token = {
         use rand::RngCore;
@@ -203,27 +194,22 @@ async fn reset_password(
     ids.set_password_hash(&id, None).await?;
     ids.set_reset_token(&id, &pat::token_hash(&token)).await?;
     Audit::of(&state, &caller, &client).record("user.reset_password", Some(&id), None, "success").await;
-    Ok(Json(json!({"reset_token": token, "expires_in_seconds": 86400})))
+    Ok(Json(ResetToken { reset_token: token, expires_in_seconds: 86400 }))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct NewPassword {
-    password: String,
-}
-
-#[utoipa::path(post, path = "/api/users/{id}/set-password", tag = "users", params(("id" = String, Path)), request_body = NewPassword, responses((status = 200), (status = 400), (status = 404)))]
+#[utoipa::path(post, path = "/api/users/{id}/set-password", tag = "users", params(("id" = String, Path)), request_body = NewPassword, responses((status = 200, body = StatusReply), (status = 400), (status = 404)))]
 async fn set_password(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<NewPassword>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusReply>, ApiError> {
     user_or_404(&state, &id).await?;
     let hash = password::hash(&body.password).await.map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
     state.store.identity().set_password_hash(&id, Some(&hash)).await?;
     Audit::of(&state, &caller, &client).record("user.set_password", Some(&id), None, "success").await;
-    Ok(Json(json!({"status": "ok"})))
+    Ok(Json(StatusReply::new("ok")))
 }
 
 #[cfg(test)]

@@ -8,11 +8,10 @@ use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
-use agnes_core::api::{is_knowledge_id, KnowledgeItem, KnowledgeStatus, MemoryBundle};
+use agnes_core::api::{is_knowledge_id, ItemInput, KnowledgeItem, KnowledgeList, KnowledgeStatus, MemoryBundle};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,7 +29,7 @@ const MAX_CONTENT: usize = 64 * 1024;
 
 /// The published (mandatory and approved) items of every domain the caller may read.
 #[utoipa::path(get, path = "/api/memory/bundle", tag = "memory",
-    responses((status = 200, description = "{mandatory: [items], approved: [items]}")))]
+    responses((status = 200, body = MemoryBundle)))]
 async fn bundle(State(state): State<AppState>, caller: Caller) -> Result<Json<MemoryBundle>, ApiError> {
     let domains = readable(&state.store, &caller, MEMORY_DOMAIN).await?;
     let mut bundle = MemoryBundle::default();
@@ -45,19 +44,6 @@ async fn bundle(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
         }
     }
     Ok(Json(bundle))
-}
-
-/// An item as an admin writes it: on create, `title`, `content` and `domain` are required
-/// and `status` defaults to `draft`; on update, absent fields keep their value.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ItemInput {
-    id: Option<String>,
-    title: Option<String>,
-    content: Option<String>,
-    domain: Option<String>,
-    category: Option<String>,
-    status: Option<String>,
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -95,15 +81,15 @@ fn apply(item: &mut KnowledgeItem, input: ItemInput) -> Result<(), ApiError> {
 }
 
 /// Every item, drafts included (admin).
-#[utoipa::path(get, path = "/api/admin/memory/items", tag = "memory", responses((status = 200, description = "{items, count}")))]
-async fn list_items(State(state): State<AppState>, _admin: Admin) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(get, path = "/api/admin/memory/items", tag = "memory", responses((status = 200, body = KnowledgeList)))]
+async fn list_items(State(state): State<AppState>, _admin: Admin) -> Result<Json<KnowledgeList>, ApiError> {
     let items = state.store.memory().list().await?;
-    Ok(Json(json!({"count": items.len(), "items": items})))
+    Ok(Json(KnowledgeList { count: items.len(), items }))
 }
 
 /// Create an item (admin). Its id is given (`km_<id>.md` on laptops) or generated.
 #[utoipa::path(post, path = "/api/admin/memory/items", tag = "memory", request_body = ItemInput,
-    responses((status = 201), (status = 409), (status = 422)))]
+    responses((status = 201, body = KnowledgeItem), (status = 409), (status = 422)))]
 async fn create_item(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -150,7 +136,7 @@ async fn item_or_404(state: &AppState, id: &str) -> Result<KnowledgeItem, ApiErr
 
 /// One item (admin).
 #[utoipa::path(get, path = "/api/admin/memory/items/{id}", tag = "memory", params(("id" = String, Path)),
-    responses((status = 200), (status = 404)))]
+    responses((status = 200, body = KnowledgeItem), (status = 404)))]
 async fn get_item(
     State(state): State<AppState>,
     _admin: Admin,
@@ -161,7 +147,7 @@ async fn get_item(
 
 /// Change an item's fields (admin); absent fields keep their value.
 #[utoipa::path(put, path = "/api/admin/memory/items/{id}", tag = "memory", params(("id" = String, Path)), request_body = ItemInput,
-    responses((status = 200), (status = 404), (status = 422)))]
+    responses((status = 200, body = KnowledgeItem), (status = 404), (status = 422)))]
 async fn update_item(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -7,7 +7,8 @@ use crate::error::ApiError;
 use crate::metric_import::{self, MAX_UPLOAD_BYTES};
 use crate::routes::audit::Audit;
 use crate::state::AppState;
-use agnes_core::metric::{definition_from_mapping, is_metric_id, MetricRecord, SOURCE_MANUAL};
+use agnes_core::api::{MetricList, MetricsImported};
+use agnes_core::metric::{definition_from_mapping, is_metric_id, MetricDefinition, MetricRecord, SOURCE_MANUAL};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -67,21 +68,21 @@ impl MetricReaders {
 }
 
 /// Every metric the caller may see, or those of one category.
-#[utoipa::path(get, path = "/api/metrics", tag = "metrics", params(MetricFilter), responses((status = 200, description = "{metrics, count}")))]
+#[utoipa::path(get, path = "/api/metrics", tag = "metrics", params(MetricFilter), responses((status = 200, body = MetricList)))]
 async fn list_metrics(
     State(state): State<AppState>,
     caller: Caller,
     Query(filter): Query<MetricFilter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MetricList>, ApiError> {
     let readers = MetricReaders::of(&state, &caller).await?;
     let mut metrics = state.store.metric_definitions().list(filter.category.as_deref()).await?;
     metrics.retain(|m| readers.may_see(m));
-    Ok(Json(json!({"count": metrics.len(), "metrics": metrics})))
+    Ok(Json(MetricList { count: metrics.len(), metrics }))
 }
 
 /// One metric by its id, `<category>/<name>`; 404 also when the caller may not see it.
 #[utoipa::path(get, path = "/api/metrics/{category}/{name}", tag = "metrics", params(("category" = String, Path), ("name" = String, Path)),
-    responses((status = 200), (status = 404)))]
+    responses((status = 200, body = MetricRecord), (status = 404)))]
 async fn get_metric(
     State(state): State<AppState>,
     caller: Caller,
@@ -108,7 +109,7 @@ async fn legacy_metric(_caller: Caller, Path((category, name)): Path<(String, St
 
 /// Create or replace one metric. The body carries every field of the YAML format (or of a
 /// fetched record); `id`, `name`, `display_name`, `category` and `sql` are required.
-#[utoipa::path(post, path = "/api/admin/metrics", tag = "metrics", request_body = Value, responses((status = 201), (status = 400)))]
+#[utoipa::path(post, path = "/api/admin/metrics", tag = "metrics", request_body = MetricDefinition, responses((status = 201, body = MetricRecord), (status = 400)))]
 async fn upsert_metric(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -153,13 +154,13 @@ async fn delete_metric(
 /// the category of entries that name none). All are stored or none; re-importing the same
 /// definitions changes only their `updated_at`.
 #[utoipa::path(post, path = "/api/admin/metrics/import", tag = "metrics", request_body(content_type = "multipart/form-data", description = "field `file`"),
-    responses((status = 200, description = "{status: \"imported\", count, files, skipped, ignored}"), (status = 400), (status = 413)))]
+    responses((status = 200, body = MetricsImported), (status = 400), (status = 413)))]
 async fn import_metrics(
     State(state): State<AppState>,
     Admin(caller): Admin,
     client: ClientInfo,
     mut form: Multipart,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MetricsImported>, ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     let mut upload = None;
     while let Some(field) = form.next_field().await.map_err(|e| ApiError::new(e.status(), e.body_text()))? {
@@ -181,11 +182,11 @@ async fn import_metrics(
     Audit::of(&state, &caller, &client)
         .record("metric.import", None, Some(json!({"count": count, "files": imported.files})), "success")
         .await;
-    Ok(Json(json!({
-        "status": "imported",
-        "count": count,
-        "files": imported.files,
-        "skipped": imported.skipped,
-        "ignored": imported.ignored,
-    })))
+    Ok(Json(MetricsImported {
+        status: "imported".into(),
+        count,
+        files: imported.files,
+        skipped: imported.skipped,
+        ignored: imported.ignored,
+    }))
 }

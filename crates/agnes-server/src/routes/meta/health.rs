@@ -1,7 +1,10 @@
 //! `GET /api/health` and `GET /api/version` (spec §3.1), both public.
 
 use crate::state::AppState;
-use agnes_core::api::{HealthResponse, VersionResponse};
+use agnes_core::api::{
+    DataHealth, DbSchemaHealth, HealthDetail, HealthResponse, HealthServices, SchedulerHealth, UsersHealth,
+    VersionResponse,
+};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -17,12 +20,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// A non-admin sees only the tables they may read (names, counts and rows alike), and no
 /// user count.
 #[utoipa::path(get, path = "/api/health/detailed", tag = "meta",
-    responses((status = 200, description = "{status, version, schema_version, timestamp, services: {data, users, scheduler}}")))]
+    responses((status = 200, body = HealthDetail)))]
 async fn detailed(
     State(state): State<AppState>,
     caller: crate::auth::access::Caller,
-) -> Result<Json<serde_json::Value>, crate::error::ApiError> {
-    use serde_json::json;
+) -> Result<Json<HealthDetail>, crate::error::ApiError> {
     let schema = state.store.schema_status().await?;
     let readable = crate::routes::tables::readable_ids(&state, &caller).await?;
     let states: crate::sync::States = state
@@ -42,38 +44,47 @@ async fn detailed(
         .freshness_of(registered, &states, &state.config.scheduler)
         .await
         .map_err(crate::error::ApiError::internal)?;
-    let stale: Vec<&str> = tables.iter().filter(|t| t.overdue).map(|t| t.id.as_str()).collect();
-    let failing: Vec<&str> =
-        tables.iter().filter(|t| t.status.as_deref() == Some("error")).map(|t| t.id.as_str()).collect();
-    let users = if caller.is_admin {
-        json!({"status": "ok", "count": state.store.identity().list_users().await?.len()})
-    } else {
-        json!({"status": "ok"})
-    };
+    let stale: Vec<String> = tables.iter().filter(|t| t.overdue).map(|t| t.id.clone()).collect();
+    let failing: Vec<String> =
+        tables.iter().filter(|t| t.status.as_deref() == Some("error")).map(|t| t.id.clone()).collect();
+    let count = if caller.is_admin { Some(state.store.identity().list_users().await?.len()) } else { None };
     let data_ok = stale.is_empty() && failing.is_empty();
     let status = match (schema.is_current(), data_ok) {
         (false, _) => "unhealthy",
         (true, false) => "degraded",
         (true, true) => "healthy",
     };
-    Ok(Json(json!({
-        "status": status, "version": agnes_core::VERSION, "schema_version": schema.current,
-        "deployed_at": state.started_at.to_rfc3339(), "timestamp": chrono::Utc::now().to_rfc3339(),
-        "services": {
-            "data": {"status": if data_ok { "ok" } else { "degraded" }, "tables": tables.len(), "total_rows": total_rows,
-                     "stale_tables": stale, "failing_tables": failing},
-            "users": users,
-            "scheduler": {"status": if state.config.scheduler.tick.is_zero() { "off" } else { "ok" },
-                          "tick_seconds": state.config.scheduler.tick.as_secs()},
-            "db_schema": {"status": if schema.is_current() { "ok" } else { "mismatch" }, "current": schema.current,
-                          "expected": agnes_store::LATEST_SCHEMA_VERSION},
+    Ok(Json(HealthDetail {
+        status: status.into(),
+        version: agnes_core::VERSION.into(),
+        schema_version: schema.current,
+        deployed_at: state.started_at.to_rfc3339(),
+        timestamp: chrono::Utc::now().to_rfc3339(),
+        services: HealthServices {
+            data: DataHealth {
+                status: if data_ok { "ok" } else { "degraded" }.into(),
+                tables: tables.len(),
+                total_rows,
+                stale_tables: stale,
+                failing_tables: failing,
+            },
+            users: UsersHealth { status: "ok".into(), count },
+            scheduler: SchedulerHealth {
+                status: if state.config.scheduler.tick.is_zero() { "off" } else { "ok" }.into(),
+                tick_seconds: state.config.scheduler.tick.as_secs(),
+            },
+            db_schema: DbSchemaHealth {
+                status: if schema.is_current() { "ok" } else { "mismatch" }.into(),
+                current: schema.current,
+                expected: agnes_store::LATEST_SCHEMA_VERSION,
+            },
         },
-    })))
+    }))
 }
 
 /// 200 when the state DB answers at the expected schema version, else 503 with the same
 /// body shape saying what is wrong.
-#[utoipa::path(get, path = "/api/health", tag = "meta", security(()), responses((status = 200, description = "{status, db_schema, current, expected}"), (status = 503)))]
+#[utoipa::path(get, path = "/api/health", tag = "meta", security(()), responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
     let expected = agnes_store::LATEST_SCHEMA_VERSION;
     match state.store.schema_status().await {
@@ -106,7 +117,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRespon
 }
 
 /// The server's version.
-#[utoipa::path(get, path = "/api/version", tag = "meta", security(()), responses((status = 200, description = "{version, channel, image_tag, deployed_at}")))]
+#[utoipa::path(get, path = "/api/version", tag = "meta", security(()), responses((status = 200, body = VersionResponse)))]
 async fn version(State(state): State<AppState>) -> Json<VersionResponse> {
     Json(VersionResponse {
         version: agnes_core::VERSION.to_string(),

@@ -10,9 +10,10 @@ use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::routes::tables::resolve_readable;
 use crate::state::AppState;
+use agnes_core::api::{ScanEstimate, ScanRequest};
 use agnes_core::QueryMode;
 use agnes_engine::sandbox::{Sandbox, TableData};
-use agnes_engine::scan::{ScanOutcome, ScanPlan, ScanRequest};
+use agnes_engine::scan::{self, ScanOutcome, ScanPlan};
 use agnes_engine::EngineError;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -20,7 +21,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -31,20 +31,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(estimate)).routes(routes!(scan))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScanBody {
-    table_id: String,
-    select: Option<Vec<String>>,
-    #[serde(rename = "where")]
-    filter: Option<String>,
-    limit: Option<i64>,
-    order_by: Option<Vec<String>>,
-    /// The snapshot name the client will save under; audited only.
-    #[serde(rename = "as")]
-    alias: Option<String>,
-}
-
 /// The checked scan in the caller's sandbox of just this table, and the parquet bytes it reads.
 struct Prepared {
     table_id: String,
@@ -53,7 +39,12 @@ struct Prepared {
     scan_bytes: u64,
 }
 
-async fn prepare(state: &AppState, caller: &Caller, body: &ScanBody, max_limit: usize) -> Result<Prepared, ApiError> {
+async fn prepare(
+    state: &AppState,
+    caller: &Caller,
+    body: &ScanRequest,
+    max_limit: usize,
+) -> Result<Prepared, ApiError> {
     let spec = resolve_readable(state, caller, &body.table_id).await?;
     if spec.query_mode == QueryMode::Remote {
         return Err(ApiError::new(
@@ -78,7 +69,7 @@ async fn prepare(state: &AppState, caller: &Caller, body: &ScanBody, max_limit: 
         })?;
     let scan_bytes = parquet_bytes(&table.0.data);
     let sandbox = state.query.sandbox(vec![table]).await?;
-    let request = ScanRequest {
+    let request = scan::ScanRequest {
         table: spec.name.clone(),
         select: body.select.clone().unwrap_or_default(),
         filter: body.filter.clone(),
@@ -107,20 +98,20 @@ fn parquet_bytes(data: &TableData) -> u64 {
     }
 }
 
-fn audit_params(body: &ScanBody) -> Value {
+fn audit_params(body: &ScanRequest) -> Value {
     json!({"select": body.select, "where": body.filter, "limit": body.limit, "order_by": body.order_by, "as": body.alias})
 }
 
 /// How many rows and bytes a scan would answer, counted by running its filter.
-#[utoipa::path(post, path = "/api/v2/scan/estimate", tag = "scan", request_body = Object,
-    responses((status = 200, description = "{table_id, estimated_scan_bytes, estimated_result_rows, estimated_result_bytes, bq_cost_estimate_usd}"),
+#[utoipa::path(post, path = "/api/v2/scan/estimate", tag = "scan", request_body = ScanRequest,
+    responses((status = 200, body = ScanEstimate),
               (status = 400), (status = 403), (status = 404), (status = 429)))]
 async fn estimate(
     State(state): State<AppState>,
     caller: Caller,
     client: ClientInfo,
-    ApiJson(body): ApiJson<ScanBody>,
-) -> Result<Json<Value>, ApiError> {
+    ApiJson(body): ApiJson<ScanRequest>,
+) -> Result<Json<ScanEstimate>, ApiError> {
     let prepared = prepare(&state, &caller, &body, state.query.config().scan_max_limit).await?;
     let slot = state.query.acquire(&caller, "concurrent_scans").await?;
     let Prepared { table_id, sandbox, plan, scan_bytes } = prepared;
@@ -134,10 +125,13 @@ async fn estimate(
         Some(audit_params(&body)),
         "success",
     );
-    Ok(Json(json!({
-        "table_id": table_id, "estimated_scan_bytes": scan_bytes, "estimated_result_rows": estimate.rows,
-        "estimated_result_bytes": estimate.bytes, "bq_cost_estimate_usd": 0.0,
-    })))
+    Ok(Json(ScanEstimate {
+        table_id,
+        estimated_scan_bytes: scan_bytes,
+        estimated_result_rows: estimate.rows,
+        estimated_result_bytes: estimate.bytes,
+        bq_cost_estimate_usd: 0.0,
+    }))
 }
 
 /// What the scanning thread tells the response.
@@ -183,14 +177,14 @@ impl std::io::Write for ChannelWriter {
 /// Stream the scan as Arrow IPC. An error found before the first megabyte is sent is an
 /// ordinary error response; after that the response is cut off without the stream's end
 /// marker, so no client can take a partial answer for a whole one.
-#[utoipa::path(post, path = "/api/v2/scan", tag = "scan", request_body = Object,
+#[utoipa::path(post, path = "/api/v2/scan", tag = "scan", request_body = ScanRequest,
     responses((status = 200, description = "Arrow IPC stream", content_type = "application/vnd.apache.arrow.stream"),
               (status = 400), (status = 403), (status = 404), (status = 429)))]
 async fn scan(
     State(state): State<AppState>,
     caller: Caller,
     client: ClientInfo,
-    ApiJson(body): ApiJson<ScanBody>,
+    ApiJson(body): ApiJson<ScanRequest>,
 ) -> Result<Response, ApiError> {
     let config = state.query.config().clone();
     let prepared = prepare(&state, &caller, &body, config.scan_max_limit).await?;

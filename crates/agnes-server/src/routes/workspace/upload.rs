@@ -7,11 +7,11 @@ use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
+use agnes_core::api::{LocalMd, Uploaded};
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use tokio::io::AsyncWriteExt;
 use utoipa_axum::router::OpenApiRouter;
@@ -56,13 +56,13 @@ async fn replace(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Upload a session transcript (multipart field `file`, at most 50 MiB).
 #[utoipa::path(post, path = "/api/upload/sessions", tag = "upload", request_body(content_type = "multipart/form-data", description = "field `file`"),
-    responses((status = 200, description = "{status, filename, size}"), (status = 400), (status = 413)))]
+    responses((status = 200, body = Uploaded), (status = 400), (status = 413)))]
 async fn upload_session(
     State(state): State<AppState>,
     caller: Caller,
     client: ClientInfo,
     mut form: Multipart,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Uploaded>, ApiError> {
     let dir = state.layout.user_sessions_dir(&caller.user.id);
     while let Some(mut field) = form.next_field().await.map_err(|e| ApiError::new(e.status(), e.body_text()))? {
         if field.name() != Some("file") {
@@ -105,24 +105,19 @@ async fn upload_session(
         Audit::of(&state, &caller, &client)
             .record("session.upload", Some(&filename), Some(json!({"size": size})), "success")
             .await;
-        return Ok(Json(json!({"status": "uploaded", "filename": filename, "size": size})));
+        return Ok(Json(Uploaded { status: "uploaded".into(), filename: Some(filename), size }));
     }
     Err(ApiError::new(StatusCode::BAD_REQUEST, "Missing multipart field 'file'"))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct LocalMd {
-    content: String,
-}
-
 /// Store the analyst's `CLAUDE.local.md` (at most 1 MiB).
-#[utoipa::path(post, path = "/api/upload/local-md", tag = "upload", request_body = LocalMd, responses((status = 200, description = "{status, size}"), (status = 413)))]
+#[utoipa::path(post, path = "/api/upload/local-md", tag = "upload", request_body = LocalMd, responses((status = 200, body = Uploaded), (status = 413)))]
 async fn upload_local_md(
     State(state): State<AppState>,
     caller: Caller,
     client: ClientInfo,
     ApiJson(body): ApiJson<LocalMd>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Uploaded>, ApiError> {
     if body.content.len() > MAX_LOCAL_MD_BYTES {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "CLAUDE.local.md too large (max 1 MiB)"));
     }
@@ -131,7 +126,7 @@ async fn upload_local_md(
     Audit::of(&state, &caller, &client)
         .record("session.upload_local_md", None, Some(json!({"size": body.content.len()})), "success")
         .await;
-    Ok(Json(json!({"status": "uploaded", "size": body.content.len()})))
+    Ok(Json(Uploaded { status: "uploaded".into(), filename: None, size: body.content.len() as u64 }))
 }
 
 #[cfg(test)]
