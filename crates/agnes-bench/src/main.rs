@@ -5,6 +5,7 @@
 //! all, are built optimised there), so benchmarking never costs a second DuckDB build.
 
 mod cli;
+mod postgres;
 mod profile;
 mod pull;
 mod query;
@@ -51,6 +52,8 @@ enum Scenario {
     Signin,
     /// One user's 8 and 32 parallel queries over 5 slots: latency and errors.
     Backpressure,
+    /// A 10-million-row PostgreSQL table to parquet vs psql + DuckDB; incremental at 1 %.
+    Postgres,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Profile => profile::profile_bench(args.scale)?,
             Scenario::Signin => scenarios::signin()?,
             Scenario::Backpressure => scenarios::backpressure()?,
+            Scenario::Postgres => postgres::postgres_bench(args.scale)?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

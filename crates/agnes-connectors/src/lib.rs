@@ -1,5 +1,7 @@
 //! Source connectors: one folder per source with the same file names
 //! (`config.rs`, `client.rs`, `extract.rs`, `tests.rs`) and one trait.
+//! `testing` (feature `testing`) holds what tests need of real sources: a throw-away
+//! PostgreSQL cluster.
 //!
 //! A connector turns one registry row into published parquet under
 //! `extracts/<source>/data/`. Everything else of a sync (choosing due tables, writing
@@ -8,6 +10,9 @@
 
 mod error;
 pub mod files;
+pub mod postgres;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use agnes_core::{QueryMode, SourceType, TableSpec};
 use agnes_engine::confined::Limits;
@@ -53,14 +58,55 @@ impl SyncedTable {
     }
 }
 
+/// A connector's `source_options` (absent: the defaults). An unknown key or a value of
+/// the wrong type is an error naming the key.
+pub(crate) fn parse_options<T: serde::de::DeserializeOwned + Default>(
+    v: Option<&serde_json::Value>,
+) -> Result<T, ConnectorError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(T::default()),
+        Some(v) => serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+            let at = e.path().to_string();
+            let at = if at == "." { String::new() } else { format!("{at}: ") };
+            ConnectorError::Config(format!("invalid source_options: {at}{}", e.inner()))
+        }),
+    }
+}
+
+/// The connector among `connectors` that serves rows of `source_type` naming
+/// `connection`: the one reading that connection, or, for a row that names none, the only
+/// connector of the type.
+pub fn connector_for<'a>(
+    connectors: &'a [std::sync::Arc<dyn Connector>],
+    source_type: SourceType,
+    connection: Option<&str>,
+) -> Option<&'a std::sync::Arc<dyn Connector>> {
+    let mut of_type = connectors.iter().filter(|c| c.source_type() == source_type);
+    match connection {
+        Some(name) => of_type.find(|c| c.connection() == Some(name)),
+        None => {
+            let first = of_type.next()?;
+            of_type.next().is_none().then_some(first)
+        }
+    }
+}
+
 /// A source of tables.
 pub trait Connector: Send + Sync {
     /// The extract directory name (`extracts/<source_name>`), also the DuckDB catalog alias.
-    fn source_name(&self) -> &'static str;
+    fn source_name(&self) -> &str;
     /// The registry `source_type` this connector serves.
     fn source_type(&self) -> SourceType;
+    /// The named connection it reads (`data_source.<type>.<name>`), for source types that
+    /// have several; a registry row names it in `connection`.
+    fn connection(&self) -> Option<&str> {
+        None
+    }
     /// Whether this connector syncs rows of this query mode.
     fn syncs(&self, mode: QueryMode) -> bool;
+    /// Whether `table.source_options` are this connector's: an unknown key or a wrong
+    /// type is named (the registration is refused with 400).
+    fn check_options(&self, table: &TableSpec) -> Result<(), String>;
     /// Why this connector cannot sync `table` as registered (an option it does not
     /// implement), checked at registration so that nothing is silently ignored at sync.
     fn unsupported(&self, table: &TableSpec) -> Option<String>;

@@ -163,6 +163,10 @@ pub struct TableSpec {
     /// settings such as `null_markers`, `delimiter`, `header`, `format`.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub source_options: Option<serde_json::Value>,
+    /// The configured connection the row reads (`data_source.<type>.<name>`); optional
+    /// while its source type has only one.
+    #[serde(default)]
+    pub connection: Option<String>,
 }
 
 impl TableSpec {
@@ -194,6 +198,7 @@ impl TableSpec {
             initial_load_chunk_days: None,
             bq_fqn: None,
             source_options: None,
+            connection: None,
         }
     }
 

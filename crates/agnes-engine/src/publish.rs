@@ -44,6 +44,18 @@ pub fn publish_query(conn: &Connection, select_sql: &str, target: &Path) -> Resu
     }
 }
 
+/// Publish a parquet file written elsewhere (a connector's own writer) at `tmp`: renamed
+/// onto `target` atomically, then described. `tmp` is removed when that fails.
+pub fn publish_written(conn: &Connection, tmp: &Path, target: &Path) -> Result<PublishedFile> {
+    match commit_rename_hashed(tmp, target) {
+        Ok(digests) => describe_with_digests(conn, target, digests),
+        Err(e) => {
+            let _ = remove_if_exists(tmp);
+            Err(e)
+        }
+    }
+}
+
 fn copy_to_parquet(conn: &Connection, select_sql: &str, dest: &Path) -> Result<()> {
     conn.execute_batch(&format!("COPY ({select_sql}) TO {} (FORMAT PARQUET)", quote_literal(&dest.to_string_lossy())))?;
     Ok(())

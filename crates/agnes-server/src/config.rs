@@ -17,6 +17,8 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Root of the files connector (`data_source.files.root`, default `DATA_DIR/sources`).
     pub files_root: PathBuf,
+    /// Named PostgreSQL connections (`data_source.postgres.<name>`).
+    pub postgres: Vec<agnes_connectors::postgres::PgSource>,
     /// Schedule of materialized rows without one (`AGNES_DEFAULT_SYNC_SCHEDULE`).
     pub default_sync_schedule: String,
     /// DuckDB limits for connector and orchestrator work (`engine.*`).
@@ -70,6 +72,8 @@ impl ServerConfig {
                 }
             })
             .unwrap_or_else(|| layout.default_files_root());
+        let postgres = agnes_connectors::postgres::PgSource::all_from(get(&instance, &["data_source", "postgres"]))
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         let default_sync_schedule = std::env::var("AGNES_DEFAULT_SYNC_SCHEDULE")
             .ok()
             .filter(|s| !s.trim().is_empty())
@@ -105,6 +109,7 @@ impl ServerConfig {
             state_dir,
             bind,
             files_root,
+            postgres,
             default_sync_schedule,
             limits,
             dev: env_on("LOCAL_DEV_MODE"),

@@ -52,6 +52,19 @@ impl ApiError {
         ApiError { status, code: code_of(status), detail: serde_json::Value::String(detail.into()) }
     }
 
+    /// A source (a database, an API) that failed to answer: its fault, told as 502.
+    pub fn source_unavailable(e: agnes_connectors::ConnectorError) -> Self {
+        ApiError::coded(StatusCode::BAD_GATEWAY, "source_unavailable", e.to_string())
+    }
+
+    /// The detail as one line of text.
+    pub fn detail_text(&self) -> String {
+        match &self.detail {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// An error with a specific code and any JSON detail.
     pub fn coded(status: StatusCode, code: &'static str, detail: impl Into<serde_json::Value>) -> Self {
         ApiError { status, code, detail: detail.into() }

@@ -89,8 +89,11 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
         );
     }
     std::fs::create_dir_all(&config.files_root)?;
-    let connectors: Vec<Arc<dyn Connector>> =
+    let mut connectors: Vec<Arc<dyn Connector>> =
         vec![Arc::new(FilesConnector::new(FilesConfig { root: config.files_root.clone() }))];
+    for source in &config.postgres {
+        connectors.push(Arc::new(agnes_connectors::postgres::PostgresConnector::new(source.clone())));
+    }
     let sync = SyncService::new(
         store.clone(),
         layout.clone(),

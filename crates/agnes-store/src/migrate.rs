@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_access_generation.sql")),
     (7, include_str!("migrations/0007_instance_facts_sessions.sql")),
     (8, include_str!("migrations/0008_knowledge_items.sql")),
+    (9, include_str!("migrations/0009_registry_connection.sql")),
 ];
 
 /// The schema version this build creates and expects.

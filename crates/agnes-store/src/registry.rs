@@ -11,7 +11,7 @@ pub struct RegistryRepo<'a> {
 const COLUMNS: &str = "id, name, source_type, bucket, source_table, source_query, sync_strategy, \
     query_mode, sync_schedule, profile_after_sync, primary_key, folder, description, registered_by, \
     registered_at, incremental_window_days, max_history_days, incremental_column, where_filters, \
-    partition_by, partition_granularity, initial_load_chunk_days, bq_fqn, source_options";
+    partition_by, partition_granularity, initial_load_chunk_days, bq_fqn, source_options, connection";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -39,6 +39,7 @@ struct Row {
     initial_load_chunk_days: Option<i64>,
     bq_fqn: Option<String>,
     source_options: Option<String>,
+    connection: Option<String>,
 }
 
 fn corrupt(column: &'static str, e: impl std::fmt::Display) -> StoreError {
@@ -89,6 +90,7 @@ impl TryFrom<Row> for TableSpec {
             initial_load_chunk_days: r.initial_load_chunk_days,
             bq_fqn: r.bq_fqn,
             source_options: json_opt("source_options", r.source_options)?,
+            connection: r.connection,
         })
     }
 }
@@ -155,7 +157,7 @@ impl<'a> RegistryRepo<'a> {
 
     async fn write(&self, t: &TableSpec, replace: bool) -> Result<()> {
         let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
-        let placeholders = vec!["?"; 24].join(", ");
+        let placeholders = vec!["?"; 25].join(", ");
         sqlx::query(&format!("{verb} INTO table_registry ({COLUMNS}) VALUES ({placeholders})"))
             .bind(&t.id)
             .bind(&t.name)
@@ -181,6 +183,7 @@ impl<'a> RegistryRepo<'a> {
             .bind(t.initial_load_chunk_days)
             .bind(&t.bq_fqn)
             .bind(t.source_options.as_ref().map(|v| v.to_string()))
+            .bind(&t.connection)
             .execute(self.pool)
             .await?;
         Ok(())

@@ -39,6 +39,7 @@ pub struct ReadableTable {
     pub id: String,
     pub name: String,
     pub source_type: Option<String>,
+    pub connection: Option<String>,
     pub sync_strategy: String,
     pub query_mode: String,
     /// Changes whenever the data does: part of the sandbox cache key.
@@ -225,7 +226,7 @@ impl<'a> SyncStateRepo<'a> {
     pub async fn readable_published(&self, all: bool, group_ids: &[String]) -> Result<Vec<ReadableTable>> {
         let groups = serde_json::to_string(group_ids).expect("strings serialize");
         Ok(sqlx::query_as(&format!(
-            "SELECT s.table_id AS id, r.name AS name, r.source_type AS source_type, \
+            "SELECT s.table_id AS id, r.name AS name, r.source_type AS source_type, r.connection AS connection, \
                     r.sync_strategy AS sync_strategy, r.query_mode AS query_mode, s.hash AS hash \
              FROM sync_state s JOIN table_registry r ON r.id = s.table_id \
              WHERE s.hash <> '' AND {} ORDER BY r.name",

@@ -48,8 +48,11 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Register every file the files connector can see that no table reads yet.
+    /// Register what a source holds that no table reads yet (the files root by default).
     DiscoverAndRegister(super::registry::DiscoverArgs),
+    /// Configured sources: list them, test a connection.
+    #[command(subcommand)]
+    Source(super::registry::SourceCommand),
 }
 
 #[derive(Subcommand)]
@@ -175,6 +178,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::DiscoverAndRegister(args) => {
             super::registry::discover_and_register(&Api::from_config(), args).await
         }
+        AdminCommand::Source(cmd) => super::registry::source(&Api::from_config(), cmd).await,
     }
 }
 

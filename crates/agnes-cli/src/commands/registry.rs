@@ -5,7 +5,10 @@
 use crate::client::api::{urlencode, Api};
 use crate::client::output;
 use crate::exit::Coded;
-use agnes_core::api::{Discovered, Precheck, Registered, RegistryList, TableRegistration, TableUpdated};
+use agnes_core::api::{
+    DiscoverAndRegister, DiscoveryRegistered, Precheck, Registered, RegistryList, SourceInfo, SourceTest,
+    TableRegistration, TableUpdated,
+};
 use anyhow::{anyhow, Context};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -26,6 +29,10 @@ pub struct TableFields {
     /// `local`, `materialized` or `remote`.
     #[arg(long)]
     query_mode: Option<String>,
+    /// The named connection of the source (`data_source.postgres.<name>`); needed when
+    /// its type has several.
+    #[arg(long)]
+    connection: Option<String>,
     /// The SQL of a materialized table, or `@file.sql`.
     #[arg(long)]
     query: Option<String>,
@@ -46,6 +53,7 @@ impl TableFields {
             query_mode: self.query_mode.clone(),
             description: self.description.clone(),
             sync_schedule: self.sync_schedule.clone(),
+            connection: self.connection.clone(),
             source_query: self.query.as_deref().map(read_at_file).transpose()?,
             ..TableRegistration::default()
         })
@@ -98,6 +106,21 @@ pub struct UpdateArgs {
     json: bool,
 }
 
+#[derive(clap::Subcommand)]
+pub enum SourceCommand {
+    /// The configured sources and their settings (never a secret).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect and report the server version, the role and what it can read.
+    Test {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(clap::Args)]
 pub struct UnregisterArgs {
     /// Registry id (or name) of the table.
@@ -109,6 +132,15 @@ pub struct UnregisterArgs {
 
 #[derive(clap::Args)]
 pub struct DiscoverArgs {
+    /// The source to register from (`agnes admin source list`); the files root by default.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only these tables, as discovery lists them (`schema.table`, or file paths).
+    #[arg(long = "table", value_name = "PATH")]
+    tables: Vec<String>,
+    /// `local` (default) or `remote`.
+    #[arg(long)]
+    query_mode: Option<String>,
     /// List what would be registered, register nothing.
     #[arg(long)]
     dry_run: bool,
@@ -230,76 +262,66 @@ pub async fn list(api: &Api, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A registry name for a discovered file: its stem, in lower case, with anything but
-/// letters, digits and `_` turned into `_` (and a leading `_` before a digit).
-fn name_for(path: &str) -> String {
-    let stem = std::path::Path::new(path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut name: String =
-        stem.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        name.insert(0, '_');
-    }
-    name.truncate(64);
-    name
-}
-
-/// Register every file the server's files connector can see that no table reads yet.
+/// Register what a source holds (the files root by default) in one call.
 pub async fn discover_and_register(api: &Api, args: DiscoverArgs) -> anyhow::Result<()> {
-    let found: Discovered = api.get_as("/api/admin/discover-tables").await?;
-    let registry: RegistryList = api.get_as("/api/admin/registry").await?;
-    let read: std::collections::HashSet<&str> =
-        registry.tables.iter().filter_map(|t| t.spec.source_table.as_deref()).collect();
-    let mut taken: std::collections::HashSet<String> = registry.tables.iter().map(|t| t.spec.id.clone()).collect();
-    let (mut registered, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-    for file in &found.tables {
-        let path = file.path.as_str();
-        if read.contains(path) {
-            skipped.push(json!({"path": path, "reason": "already registered"}));
-            continue;
-        }
-        let mut name = name_for(path);
-        while taken.contains(&name) {
-            name.push('_');
-        }
-        taken.insert(name.clone());
-        if args.dry_run {
-            registered.push(json!({"name": name, "source_table": path}));
-            continue;
-        }
-        let body = TableRegistration {
-            name: Some(name.clone()),
-            source_table: Some(path.to_string()),
-            ..TableRegistration::default()
-        };
-        match api.post_as::<Registered>("/api/admin/register-table", &body).await {
-            Ok(v) => registered.push(json!({"name": name, "id": v.id, "source_table": path})),
-            Err(e) => failed.push(json!({"path": path, "error": e.to_string()})),
-        }
-    }
-    let out = json!({"dry_run": args.dry_run, "registered": registered, "skipped": skipped, "failed": failed});
+    let body = DiscoverAndRegister {
+        source: args.source.clone().unwrap_or_else(|| "files".into()),
+        tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
+        query_mode: args.query_mode.clone(),
+        sync_schedule: None,
+        dry_run: args.dry_run,
+    };
+    let out: DiscoveryRegistered = api.post_as("/api/admin/discover-and-register", &body).await?;
     if args.json {
         output::json(&out);
-    } else {
-        let verb = if args.dry_run { "Would register" } else { "Registered" };
-        println!("{verb} {} table(s); {} already registered.", registered.len(), skipped.len());
-        output::table(&registered, &[("name", "NAME"), ("source_table", "FILE")]);
-        for f in &failed {
-            eprintln!("warn: {}: {}", output::cell(&f["path"]), output::cell(&f["error"]));
-        }
+        return Ok(());
     }
-    if !failed.is_empty() {
-        anyhow::bail!("{} file(s) could not be registered", failed.len());
+    let verb = if args.dry_run { "Would register" } else { "Registered" };
+    println!("{verb} {} table(s); {} skipped.", out.registered.len(), out.skipped.len());
+    output::table(&out.registered, &[("name", "NAME"), ("id", "ID")]);
+    for s in &out.skipped {
+        println!("skipped {}: {}", s.path, s.reason);
     }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn names_from_paths() {
-        assert_eq!(super::name_for("nyc/flights.csv"), "flights");
-        assert_eq!(super::name_for("Sales Q1-2024.parquet"), "sales_q1_2024");
-        assert_eq!(super::name_for("2024/events.ndjson"), "events");
-        assert_eq!(super::name_for("2024.csv"), "_2024");
+/// `agnes admin source list | test NAME`.
+pub async fn source(api: &Api, cmd: SourceCommand) -> anyhow::Result<()> {
+    match cmd {
+        SourceCommand::List { json } => {
+            let sources: Vec<SourceInfo> = api.get_as("/api/admin/sources").await?;
+            if json {
+                output::json(&sources);
+                return Ok(());
+            }
+            let rows: Vec<Value> = sources
+                .iter()
+                .map(|s| {
+                    let settings = s.settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+                    json!({"name": s.name, "type": s.source_type, "tables": s.tables, "settings": settings})
+                })
+                .collect();
+            output::table(&rows, &[("name", "NAME"), ("type", "TYPE"), ("tables", "TABLES"), ("settings", "SETTINGS")]);
+        }
+        SourceCommand::Test { name, json } => {
+            let test: SourceTest =
+                api.post_as(&format!("/api/admin/sources/{}/test", urlencode(&name)), &json!({})).await?;
+            if json {
+                output::json(&test);
+                return Ok(());
+            }
+            println!(
+                "{} answers: PostgreSQL {}, signed in as {}{}; {} tables readable.",
+                test.name,
+                test.server_version,
+                test.role,
+                if test.superuser { " (a superuser)" } else { "" },
+                test.tables_visible
+            );
+            for w in &test.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
     }
+    Ok(())
 }

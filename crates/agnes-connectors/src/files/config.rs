@@ -64,10 +64,6 @@ impl Default for ReaderOptions {
 
 impl ReaderOptions {
     pub fn from_json(v: Option<&serde_json::Value>) -> Result<ReaderOptions, ConnectorError> {
-        match v {
-            None | Some(serde_json::Value::Null) => Ok(ReaderOptions::default()),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| ConnectorError::Config(format!("invalid source_options: {e}"))),
-        }
+        crate::parse_options(v)
     }
 }

@@ -121,7 +121,7 @@ fn read_error(e: agnes_engine::EngineError) -> ConnectorError {
 }
 
 impl Connector for FilesConnector {
-    fn source_name(&self) -> &'static str {
+    fn source_name(&self) -> &str {
         SOURCE_NAME
     }
 
@@ -131,6 +131,10 @@ impl Connector for FilesConnector {
 
     fn syncs(&self, mode: QueryMode) -> bool {
         matches!(mode, QueryMode::Local | QueryMode::Materialized)
+    }
+
+    fn check_options(&self, table: &TableSpec) -> Result<(), String> {
+        ReaderOptions::from_json(table.source_options.as_ref()).map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Files are republished whole (or per partition) on every sync: there is no

@@ -84,10 +84,93 @@ pub struct Discovered {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiscoveredTable {
-    /// The path (files) or `schema.table` (databases) to register as `source_table`.
+    /// The path under the files root, or `schema.table` of a database.
     pub path: String,
+    /// A file's format (`csv`, `parquet`…), or a relation's kind (`table`, `view`,
+    /// `materialized_view`, `partitioned_table`, `foreign_table`).
     pub format: String,
     pub size_bytes: Option<u64>,
+    /// Databases: the schema (a registration's `bucket`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Databases: the table or view (a registration's `source_table`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_table: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<SourceColumn>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
+    /// The planner's row estimate, where the source keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_rows: Option<i64>,
+}
+
+/// `GET /api/admin/sources`: a configured source, with its settings but never a secret
+/// (environment variable names only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SourceInfo {
+    /// What `connection` and `?source=` name (`files` for the files root).
+    pub name: String,
+    pub source_type: SourceType,
+    /// Non-secret settings: host, port, database, user, sslmode, the environment variable
+    /// names of the password or URL; the root of the files connector.
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// Registry rows reading it.
+    pub tables: usize,
+}
+
+/// `POST /api/admin/sources/{name}/test`: the source answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SourceTest {
+    pub name: String,
+    pub source_type: SourceType,
+    pub server_version: String,
+    /// The role (user) agnes signs in as.
+    pub role: String,
+    pub superuser: bool,
+    /// Tables and views the role may read.
+    pub tables_visible: i64,
+    /// What an admin should change (a superuser role for remote queries…).
+    pub warnings: Vec<String>,
+}
+
+/// The body of `POST /api/admin/discover-and-register`: register tables of a source in
+/// one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverAndRegister {
+    /// The source (`GET /api/admin/sources`).
+    pub source: String,
+    /// Paths as discovery lists them (`schema.table`, or file paths); all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<String>>,
+    /// `local` (default) or `remote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_schedule: Option<String>,
+    /// Report what would be registered, register nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What `POST /api/admin/discover-and-register` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DiscoveryRegistered {
+    pub dry_run: bool,
+    pub registered: Vec<Registered>,
+    pub skipped: Vec<DiscoverySkipped>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DiscoverySkipped {
+    pub path: String,
+    pub reason: String,
 }
 
 /// The body of `POST /api/admin/register-table` (`name` required) and
@@ -142,4 +225,7 @@ pub struct TableRegistration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub source_options: Option<serde_json::Value>,
+    /// The named connection (`data_source.<type>.<name>`) of the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
 }

@@ -152,7 +152,7 @@ impl QueryService {
         let mut tables = Vec::with_capacity(rows.len());
         for r in rows {
             let Some(st) = r.source_type.as_deref().and_then(|s| s.parse::<SourceType>().ok()) else { continue };
-            let source = self.sync.source_name_of(st);
+            let source = self.sync.source_name_of(st, r.connection.as_deref());
             let data = if r.sync_strategy == "partitioned" {
                 let dir = self.layout.table_part_dir(&source, &r.name);
                 if !dir.is_dir() {

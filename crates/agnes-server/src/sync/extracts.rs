@@ -10,12 +10,14 @@ use agnes_store::Store;
 pub(super) async fn write_source_extract(
     store: &Store,
     layout: &DataLayout,
+    all: &[std::sync::Arc<dyn Connector>],
     connector: &dyn Connector,
 ) -> Result<(), SyncError> {
     let source = connector.source_name();
     let mut tables = Vec::new();
     for t in store.registry().list().await? {
-        if t.source_type != Some(connector.source_type()) || !connector.syncs(t.query_mode) {
+        let served = t.source_type.and_then(|st| agnes_connectors::connector_for(all, st, t.connection.as_deref()));
+        if served.is_none_or(|c| c.source_name() != source) || !connector.syncs(t.query_mode) {
             continue;
         }
         let Some(state) = store.sync_state().get(&t.id).await? else {

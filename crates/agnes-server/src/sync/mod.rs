@@ -219,7 +219,7 @@ impl SyncService {
             }
             let outcome = self.sync_one(&table, connector.clone()).await?;
             if outcome.status == "ok" {
-                synced_sources.insert(connector.source_name());
+                synced_sources.insert(connector.source_name().to_string());
             }
             if let Some(o) = observer {
                 o(Progress::Finished(&outcome));
@@ -229,7 +229,8 @@ impl SyncService {
         self.forget_overdue();
         let needs_rebuild = !synced_sources.is_empty() || !self.inner.layout.analytics_db().is_file();
         for connector in self.inner.connectors.iter().filter(|c| synced_sources.contains(c.source_name())) {
-            extracts::write_source_extract(&self.inner.store, &self.inner.layout, connector.as_ref()).await?;
+            extracts::write_source_extract(&self.inner.store, &self.inner.layout, &self.inner.connectors, connector.as_ref())
+                .await?;
         }
         if needs_rebuild {
             if let Some(o) = observer {
@@ -321,7 +322,8 @@ impl SyncService {
             }
         }
         if let Some(connector) = self.connector_for(spec) {
-            extracts::write_source_extract(&self.inner.store, &self.inner.layout, connector.as_ref()).await?;
+            extracts::write_source_extract(&self.inner.store, &self.inner.layout, &self.inner.connectors, connector.as_ref())
+                .await?;
         }
         self.rebuild().await?;
         Ok(())
@@ -329,17 +331,42 @@ impl SyncService {
 
     /// The extract directory a table's data lives in (`extracts/<source>`).
     pub fn source_name_for(&self, t: &TableSpec) -> Option<String> {
-        Some(self.source_name_of(t.source_type?))
+        Some(self.source_name_of(t.source_type?, t.connection.as_deref()))
     }
 
-    /// The extract directory name of a source type.
-    pub fn source_name_of(&self, st: SourceType) -> String {
-        self.inner
-            .connectors
-            .iter()
-            .find(|c| c.source_type() == st)
+    /// The extract directory name of a source type's connection.
+    pub fn source_name_of(&self, st: SourceType, connection: Option<&str>) -> String {
+        agnes_connectors::connector_for(&self.inner.connectors, st, connection)
             .map(|c| c.source_name().to_string())
             .unwrap_or_else(|| st.as_str().to_string())
+    }
+
+    /// Why `spec`'s `connection` names no configured connection, if it does not: unknown,
+    /// or left out while its source type has several.
+    pub fn connection_problem(&self, spec: &TableSpec) -> Option<String> {
+        let st = spec.source_type?;
+        let names: Vec<&str> =
+            self.inner.connectors.iter().filter(|c| c.source_type() == st).filter_map(|c| c.connection()).collect();
+        match spec.connection.as_deref() {
+            Some(name) if names.contains(&name) => None,
+            Some(name) if names.is_empty() => {
+                Some(format!("source_type '{st}' has no named connections; leave connection out (it was '{name}')"))
+            }
+            Some(name) => Some(format!(
+                "connection '{name}' is not configured for source_type '{st}' (configured: {})",
+                names.join(", ")
+            )),
+            None if names.len() > 1 => Some(format!(
+                "several {st} connections are configured ({}): name one in connection",
+                names.join(", ")
+            )),
+            None => None,
+        }
+    }
+
+    /// What is wrong with `spec`'s `source_options`, for its connector.
+    pub fn options_problem(&self, spec: &TableSpec) -> Option<String> {
+        self.connector_for(spec).and_then(|c| c.check_options(spec).err())
     }
 
     /// Why the connector of `spec` cannot sync it as registered, if it cannot.
@@ -348,8 +375,9 @@ impl SyncService {
     }
 
     fn connector_for(&self, t: &TableSpec) -> Option<Arc<dyn Connector>> {
-        let st = t.source_type?;
-        self.inner.connectors.iter().find(|c| c.source_type() == st && c.syncs(t.query_mode)).cloned()
+        agnes_connectors::connector_for(&self.inner.connectors, t.source_type?, t.connection.as_deref())
+            .filter(|c| c.syncs(t.query_mode))
+            .cloned()
     }
 
     /// The tables to sync with their connectors, and outcomes for references that name

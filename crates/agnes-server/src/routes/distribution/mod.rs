@@ -3,11 +3,14 @@ mod catalog;
 mod data;
 mod ranges;
 mod registry;
+mod sources;
 mod sync;
 
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(registry::routes()).merge(sync::routes()).merge(data::routes()).merge(catalog::routes())
+    OpenApiRouter::new()
+        .merge(registry::routes())
+        .merge(sources::routes()).merge(sync::routes()).merge(data::routes()).merge(catalog::routes())
 }

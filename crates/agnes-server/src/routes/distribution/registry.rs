@@ -7,11 +7,11 @@ use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_core::api::{
-    Discovered, DiscoveredTable, Precheck, PrecheckTable, Registered, RegistryList, RegistryRow, SourceColumn,
-    TableRegistration, TableUpdated,
+    DiscoverAndRegister, Discovered, DiscoveredTable, DiscoveryRegistered, DiscoverySkipped, Precheck, PrecheckTable,
+    Registered, RegistryList, RegistryRow, SourceColumn, TableRegistration, TableUpdated,
 };
 use agnes_core::{registry_id_for_name, QueryMode, SourceType, TableSpec};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -25,6 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(update, unregister))
         .routes(routes!(discover))
+        .routes(routes!(discover_and_register))
 }
 
 /// Fields a request may set; everything else in a body is refused.
@@ -50,6 +51,7 @@ const FIELDS: &[&str] = &[
     "initial_load_chunk_days",
     "bq_fqn",
     "source_options",
+    "connection",
 ];
 
 fn unprocessable(msg: impl Into<String>) -> ApiError {
@@ -84,6 +86,12 @@ fn overlay(base: &TableSpec, body: &Map<String, Value>) -> Result<TableSpec, Api
 /// The rules of the registry plus what this server can sync.
 fn check(state: &AppState, spec: &TableSpec) -> Result<(), ApiError> {
     spec.validate().map_err(|errors| unprocessable(errors.join("; ")))?;
+    if let Some(problem) = state.sync.connection_problem(spec) {
+        return Err(unprocessable(problem));
+    }
+    if let Some(problem) = state.sync.options_problem(spec) {
+        return Err(ApiError::coded(StatusCode::BAD_REQUEST, "invalid_source_options", problem));
+    }
     let configured = state.sync.source_types().iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
     match spec.source_type {
         Some(t) if state.sync.source_types().contains(&t) => match state.sync.unsupported(spec) {
@@ -257,16 +265,157 @@ async fn unregister(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Files under the files root that could be registered.
-#[utoipa::path(get, path = "/api/admin/discover-tables", tag = "registry", responses((status = 200, body = Discovered)))]
-async fn discover(State(state): State<AppState>, _admin: Admin) -> Result<Json<Discovered>, ApiError> {
-    let root = state.config.files_root.clone();
-    let tables = tokio::task::spawn_blocking(move || agnes_connectors::files::discover(&root))
-        .await
-        .map_err(ApiError::internal)?;
-    let tables: Vec<DiscoveredTable> = tables
-        .into_iter()
-        .map(|f| DiscoveredTable { path: f.path, format: f.format.to_string(), size_bytes: Some(f.size_bytes) })
-        .collect();
-    Ok(Json(Discovered { count: tables.len(), tables, source: "files".into() }))
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct DiscoverQuery {
+    /// A configured source (`GET /api/admin/sources`); the files root when absent.
+    source: Option<String>,
+}
+
+/// What a source holds that could be registered: files under the files root, or a
+/// database's tables and views with columns, primary keys and estimates.
+#[utoipa::path(get, path = "/api/admin/discover-tables", tag = "registry", params(DiscoverQuery),
+    responses((status = 200, body = Discovered), (status = 404), (status = 502)))]
+async fn discover(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<DiscoverQuery>,
+) -> Result<Json<Discovered>, ApiError> {
+    Ok(Json(discovered(&state, q.source.as_deref()).await?))
+}
+
+async fn discovered(state: &AppState, source: Option<&str>) -> Result<Discovered, ApiError> {
+    let tables: Vec<DiscoveredTable> = match source {
+        None | Some("files") => {
+            let root = state.config.files_root.clone();
+            tokio::task::spawn_blocking(move || agnes_connectors::files::discover(&root))
+                .await
+                .map_err(ApiError::internal)?
+                .into_iter()
+                .map(|f| DiscoveredTable {
+                    path: f.path,
+                    format: f.format.to_string(),
+                    size_bytes: Some(f.size_bytes),
+                    bucket: None,
+                    source_table: None,
+                    columns: Vec::new(),
+                    primary_key: Vec::new(),
+                    estimated_rows: None,
+                })
+                .collect()
+        }
+        Some(name) => {
+            let pg = super::sources::postgres_source(state, name)?;
+            tokio::task::spawn_blocking(move || {
+                let mut client = agnes_connectors::postgres::connect(&pg)?;
+                agnes_connectors::postgres::discover(&mut client)
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::source_unavailable)?
+            .into_iter()
+            .map(|r| DiscoveredTable {
+                path: format!("{}.{}", r.schema, r.name),
+                format: r.kind.to_string(),
+                size_bytes: r.estimated_bytes.map(|b| b.max(0) as u64),
+                columns: r
+                    .columns
+                    .into_iter()
+                    .map(|c| SourceColumn { name: c.name, column_type: c.type_name, nullable: c.nullable })
+                    .collect(),
+                primary_key: r.primary_key,
+                estimated_rows: r.estimated_rows,
+                bucket: Some(r.schema),
+                source_table: Some(r.name),
+            })
+            .collect()
+        }
+    };
+    Ok(Discovered { count: tables.len(), tables, source: source.unwrap_or("files").to_string() })
+}
+
+/// A registry name for a discovered table: its last path segment without extension, in
+/// lower case, anything but letters, digits and `_` turned into `_`.
+fn name_for(path: &str) -> String {
+    let last = path.rsplit(['/', '.']).find(|s| !s.is_empty() && !is_extension(path, s)).unwrap_or(path);
+    let mut name: String =
+        last.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, '_');
+    }
+    name.truncate(64);
+    name
+}
+
+/// Whether `segment` is `path`'s file extension (`flights.csv` → `csv`).
+fn is_extension(path: &str, segment: &str) -> bool {
+    agnes_connectors::files::FileFormat::from_path(path).is_some() && path.ends_with(&format!(".{segment}"))
+}
+
+/// Register tables a source holds in one call: every discovered table, or the listed
+/// ones, each under a free name; a table some registry row already reads is skipped.
+#[utoipa::path(post, path = "/api/admin/discover-and-register", tag = "registry", request_body = DiscoverAndRegister,
+    responses((status = 200, body = DiscoveryRegistered), (status = 404), (status = 422), (status = 502)))]
+async fn discover_and_register(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<DiscoverAndRegister>,
+) -> Result<Json<DiscoveryRegistered>, ApiError> {
+    let found = discovered(&state, Some(body.source.as_str())).await?;
+    if let Some(wanted) = &body.tables {
+        if let Some(missing) = wanted.iter().find(|w| !found.tables.iter().any(|t| &&t.path == w)) {
+            return Err(unprocessable(format!("'{missing}' is not among the tables of source '{}'", body.source)));
+        }
+    }
+    let registry = state.store.registry().list().await?;
+    let mut taken: std::collections::HashSet<String> = registry.iter().map(|t| t.id.clone()).collect();
+    let connection = (body.source != "files").then(|| body.source.clone());
+    let (mut registered, mut skipped) = (Vec::new(), Vec::new());
+    for t in found.tables.iter().filter(|t| body.tables.as_ref().is_none_or(|w| w.contains(&t.path))) {
+        let reads_it = registry.iter().any(|r| {
+            r.connection == connection
+                && r.source_table.as_deref() == Some(t.source_table.as_deref().unwrap_or(&t.path))
+                && r.bucket == t.bucket
+        });
+        if reads_it {
+            skipped.push(DiscoverySkipped { path: t.path.clone(), reason: "already registered".into() });
+            continue;
+        }
+        let mut name = name_for(&t.path);
+        while taken.contains(&name) {
+            name.push('_');
+        }
+        let mut fields = Map::new();
+        fields.insert("name".into(), json!(name));
+        fields.insert("source_table".into(), json!(t.source_table.as_deref().unwrap_or(&t.path)));
+        if let Some(b) = &t.bucket {
+            fields.insert("bucket".into(), json!(b));
+        }
+        if let Some(c) = &connection {
+            fields.insert("source_type".into(), json!("postgres"));
+            fields.insert("connection".into(), json!(c));
+            if !t.primary_key.is_empty() {
+                fields.insert("primary_key".into(), json!(t.primary_key));
+            }
+        }
+        for (k, v) in [("query_mode", &body.query_mode), ("sync_schedule", &body.sync_schedule)] {
+            if let Some(v) = v {
+                fields.insert(k.into(), json!(v));
+            }
+        }
+        let spec = new_spec(&fields, &caller.user.email)?;
+        if let Err(e) = check(&state, &spec) {
+            skipped.push(DiscoverySkipped { path: t.path.clone(), reason: e.detail_text() });
+            continue;
+        }
+        taken.insert(spec.id.clone());
+        if !body.dry_run {
+            state.store.registry().insert(&spec).await?;
+            Audit::of(&state, &caller, &client)
+                .record("register_table", Some(&spec.id), Some(Value::Object(fields)), "success")
+                .await;
+        }
+        registered.push(Registered { id: spec.id, name: spec.name, status: "registered".into() });
+    }
+    Ok(Json(DiscoveryRegistered { dry_run: body.dry_run, registered, skipped }))
 }

@@ -1,5 +1,6 @@
 //! SQL on the server: queries and filtered scans of one table.
 mod query;
+mod remote;
 mod scan;
 
 use crate::state::AppState;

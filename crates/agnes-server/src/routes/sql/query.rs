@@ -5,6 +5,7 @@ use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
 use crate::query::{Answer, AnswerKey};
+use super::remote::Plan;
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
@@ -53,6 +54,9 @@ async fn query(
         return Err(bad_request("Query must start with SELECT or WITH"));
     }
     let arrow = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(ARROW_STREAM));
+    if let Plan::Remote { source, sql } = super::remote::plan(&state, &caller, &body.sql).await? {
+        return remote(&state, &caller, &client, source, sql, &body.sql, limit, arrow).await;
+    }
     let slot = state.query.acquire(&caller, "concurrent_queries").await?;
     let tables = state.query.readable_tables_for(&caller, &slot).await?;
     let sandbox = state.query.sandbox(tables).await?;
@@ -76,6 +80,39 @@ async fn query(
         "format": if arrow { "arrow" } else { "json" }, "cached": cached});
     Audit::of(&state, &caller, &client).record_soon("query.local", None, Some(params), outcome);
     response
+}
+
+/// A query over remote tables, run in their database under the caller's slot and quotas.
+#[allow(clippy::too_many_arguments)]
+async fn remote(
+    state: &AppState,
+    caller: &Caller,
+    client: &ClientInfo,
+    source: agnes_connectors::postgres::PgSource,
+    sql: String,
+    asked: &str,
+    limit: usize,
+    arrow: bool,
+) -> Result<Response, ApiError> {
+    if arrow {
+        return Err(ApiError::coded(
+            StatusCode::NOT_ACCEPTABLE,
+            "remote_json_only",
+            "Remote queries answer JSON; ask without Accept: application/vnd.apache.arrow.stream",
+        ));
+    }
+    let slot = state.query.acquire(caller, "concurrent_queries").await?;
+    let result = super::remote::run(state, source, sql, limit).await;
+    let (bytes, outcome) = match &result {
+        Ok(a) => (a.bytes, "success"),
+        Err(_) => (0, "error"),
+    };
+    slot.release(bytes).await;
+    let params = json!({"sql": truncate(asked, 2000), "limit": limit});
+    Audit::of(state, caller, client).record_soon("query.remote", None, Some(params), outcome);
+    let a = result?;
+    let answer = QueryResponse { columns: a.columns, row_count: a.rows.len(), rows: a.rows, truncated: a.truncated };
+    Ok(axum::Json(answer).into_response())
 }
 
 fn respond(answer: Answer) -> Response {

@@ -1,0 +1,377 @@
+//! Remote tables: the data stays in PostgreSQL and the caller's SQL runs there.
+//!
+//! A query is checked on PostgreSQL's own grammar (sqlparser's parse tree, never text
+//! matching) before it is sent: one SELECT; every relation it reads is a remote table the
+//! caller may read (rewritten to its schema-qualified name) or a CTE of the query; every
+//! function is on an allowlist of functions that read nothing but their arguments (so
+//! `query_to_xml`, `pg_read_file`, `dblink`, `set_config`, `lo_import` and the like are
+//! refused). It then runs in a `READ ONLY` transaction with `statement_timeout` and an empty
+//! `search_path`, so a name the check let through as a CTE can never resolve to a table.
+
+use super::client::{connect, source_error};
+use super::config::PgSource;
+use crate::ConnectorError;
+use sqlparser::ast::{
+    Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor, Visit, VisitMut, Visitor,
+    VisitorMut,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+/// Why a remote query is refused before it reaches PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not PostgreSQL SQL the parser understands.
+    Invalid(String),
+    /// Not one read-only SELECT (a write, DDL, several statements, `SELECT INTO`, …).
+    NotSelect(String),
+    /// A function outside the allowlist.
+    Function(String),
+    /// A relation that is not a remote table the caller may read. Its name is not told.
+    Relation,
+}
+
+/// Functions that compute from their arguments only: aggregates, window functions,
+/// arithmetic, text, date/time, JSON construction and access, arrays.
+const FUNCTIONS: &[&str] = &[
+    // aggregates
+    "count", "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp",
+    "bool_and", "bool_or", "every", "string_agg", "array_agg", "json_agg", "jsonb_agg", "json_object_agg",
+    "jsonb_object_agg", "percentile_cont", "percentile_disc", "mode", "corr", "covar_pop", "covar_samp",
+    "regr_slope", "regr_intercept", "regr_r2", "regr_count", "bit_and", "bit_or", "any_value",
+    // window
+    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead", "first_value",
+    "last_value", "nth_value",
+    // numbers
+    "abs", "ceil", "ceiling", "floor", "round", "trunc", "sign", "sqrt", "cbrt", "exp", "ln", "log", "log10",
+    "power", "pow", "mod", "div", "greatest", "least", "width_bucket", "pi", "degrees", "radians", "random",
+    "scale", "gcd", "lcm", "factorial",
+    // conditionals
+    "coalesce", "nullif",
+    // text
+    "lower", "upper", "length", "char_length", "character_length", "octet_length", "bit_length", "substr",
+    "substring", "trim", "btrim", "ltrim", "rtrim", "lpad", "rpad", "replace", "concat", "concat_ws", "left",
+    "right", "strpos", "position", "split_part", "initcap", "repeat", "reverse", "starts_with", "format",
+    "regexp_replace", "regexp_match", "regexp_like", "regexp_count", "regexp_substr", "regexp_split_to_array",
+    "md5", "translate", "to_char", "to_number", "to_date", "to_timestamp", "ascii", "chr", "quote_ident",
+    "quote_literal", "encode", "decode", "string_to_array", "array_to_string",
+    // date and time
+    "now", "current_date", "current_timestamp", "localtimestamp", "date_trunc", "date_part", "extract", "age",
+    "make_date", "make_time", "make_timestamp", "make_timestamptz", "make_interval", "date_bin", "justify_days",
+    "justify_hours", "justify_interval", "timezone", "isfinite", "to_timestamp",
+    // JSON
+    "to_json", "to_jsonb", "json_build_object", "jsonb_build_object", "json_build_array", "jsonb_build_array",
+    "json_extract_path", "json_extract_path_text", "jsonb_extract_path", "jsonb_extract_path_text",
+    "json_array_length", "jsonb_array_length", "json_typeof", "jsonb_typeof", "jsonb_path_exists",
+    "jsonb_path_query_first",
+    // arrays
+    "array_length", "cardinality", "array_position", "array_positions", "array_append", "array_prepend",
+    "array_cat", "array_remove", "array_replace", "array_lower", "array_upper", "array_dims",
+];
+
+/// Functions allowed in FROM.
+const TABLE_FUNCTIONS: &[&str] = &["unnest", "generate_series", "jsonb_array_elements", "json_array_elements"];
+
+/// How PostgreSQL folds an identifier: unquoted to lower case.
+fn fold(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// The single identifier of an unqualified name, folded.
+fn single(name: &ObjectName) -> Option<String> {
+    match name.0.as_slice() {
+        [ObjectNamePart::Identifier(i)] => Some(fold(i)),
+        _ => None,
+    }
+}
+
+/// A function name the allowlist admits: `f` or `pg_catalog.f`.
+fn allowed(name: &ObjectName, list: &[&str]) -> Result<(), Refusal> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => Ok(fold(i)),
+            ObjectNamePart::Function(_) => Err(Refusal::Function(name.to_string())),
+        })
+        .collect::<Result<_, _>>()?;
+    match parts.as_slice() {
+        [f] | [_, f] if (parts.len() == 1 || parts[0] == "pg_catalog") && list.contains(&f.as_str()) => Ok(()),
+        _ => Err(Refusal::Function(name.to_string())),
+    }
+}
+
+fn parse(sql: &str) -> Result<Statement, Refusal> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| Refusal::Invalid(e.to_string()))?;
+    match statements.len() {
+        1 => Ok(statements.remove(0)),
+        0 => Err(Refusal::NotSelect("no statement".into())),
+        n => Err(Refusal::NotSelect(format!("{n} statements; send one SELECT"))),
+    }
+}
+
+/// The relations a query reads, folded, its CTE names left out; `None` when it is not
+/// PostgreSQL SQL (it is then no remote query).
+pub fn relations(sql: &str) -> Option<BTreeSet<String>> {
+    let statement = parse(sql).ok()?;
+    let mut check = Check { ctes: ctes(&statement), relations: BTreeSet::new(), top: true };
+    let _ = statement.visit(&mut check);
+    Some(check.relations)
+}
+
+/// Every CTE name of the query, folded.
+fn ctes(statement: &Statement) -> BTreeSet<String> {
+    struct Ctes(BTreeSet<String>);
+    impl Visitor for Ctes {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            for cte in query.with.iter().flat_map(|w| &w.cte_tables) {
+                self.0.insert(fold(&cte.alias.name));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut c = Ctes(BTreeSet::new());
+    let _ = statement.visit(&mut c);
+    c.0
+}
+
+/// Walks the parse tree once, refusing what a remote query may not do and collecting the
+/// relations it reads.
+struct Check {
+    ctes: BTreeSet<String>,
+    relations: BTreeSet<String>,
+    top: bool,
+}
+
+impl Visitor for Check {
+    type Break = Refusal;
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Refusal> {
+        let top = std::mem::replace(&mut self.top, false);
+        match statement {
+            Statement::Query(_) if top => ControlFlow::Continue(()),
+            other => ControlFlow::Break(Refusal::NotSelect(first_words(&other.to_string()))),
+        }
+    }
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Refusal> {
+        if let Some(cte) = query.with.iter().flat_map(|w| &w.cte_tables).find(|c| fold(&c.alias.name).starts_with("pg_")) {
+            // Catalog relations are all named pg_…: a CTE may not take such a name.
+            return ControlFlow::Break(Refusal::NotSelect(format!("a CTE named {}", cte.alias.name)));
+        }
+        match query.body.as_ref() {
+            SetExpr::Table(_) => ControlFlow::Break(Refusal::NotSelect("TABLE".into())),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<Refusal> {
+        if select.into.is_some() {
+            return ControlFlow::Break(Refusal::NotSelect("SELECT INTO".into()));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Refusal> {
+        let outcome = match factor {
+            TableFactor::Table { name, args: Some(_), .. } | TableFactor::Function { name, .. } => {
+                allowed(name, TABLE_FUNCTIONS)
+            }
+            TableFactor::Table { name, args: None, .. } => match single(name) {
+                Some(n) if self.ctes.contains(&n) => Ok(()),
+                Some(n) => {
+                    self.relations.insert(n);
+                    Ok(())
+                }
+                None => Err(Refusal::Relation),
+            },
+            TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } | TableFactor::UNNEST { .. } => Ok(()),
+            other => Err(Refusal::NotSelect(first_words(&other.to_string()))),
+        };
+        match outcome {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(r) => ControlFlow::Break(r),
+        }
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Refusal> {
+        match expr {
+            Expr::Function(f) => match allowed(&f.name, FUNCTIONS) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(r) => ControlFlow::Break(r),
+            },
+            _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// `sql` checked and rewritten for PostgreSQL: every relation that is not a CTE must be a
+/// remote table `resolve` knows (the caller's readable remote tables, by registry name),
+/// and becomes its `"schema"."table"`.
+pub fn rewrite(sql: &str, resolve: &dyn Fn(&str) -> Option<(String, String)>) -> Result<String, Refusal> {
+    let mut statement = parse(sql)?;
+    let mut check = Check { ctes: ctes(&statement), relations: BTreeSet::new(), top: true };
+    if let ControlFlow::Break(refusal) = statement.visit(&mut check) {
+        return Err(refusal);
+    }
+    if check.relations.iter().any(|r| resolve(r).is_none()) {
+        return Err(Refusal::Relation);
+    }
+    struct Qualify<'a> {
+        ctes: &'a BTreeSet<String>,
+        resolve: &'a dyn Fn(&str) -> Option<(String, String)>,
+    }
+    impl VisitorMut for Qualify<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, args: None, .. } = factor {
+                if let Some(n) = single(name).filter(|n| !self.ctes.contains(n)) {
+                    if let Some((schema, table)) = (self.resolve)(&n) {
+                        *name = ObjectName::from(vec![Ident::with_quote('"', schema), Ident::with_quote('"', table)]);
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = VisitMut::visit(&mut statement, &mut Qualify { ctes: &check.ctes, resolve });
+    Ok(statement.to_string())
+}
+
+/// Limits of one remote query.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteLimits {
+    pub timeout: Duration,
+    pub max_rows: usize,
+    pub max_bytes: usize,
+}
+
+/// A remote query's answer, as `/api/query` gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteAnswer {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub truncated: bool,
+    /// The answer's size as PostgreSQL sent it (JSON text).
+    pub bytes: usize,
+}
+
+#[derive(Debug)]
+pub enum RemoteError {
+    /// The statement timeout stopped it (PostgreSQL cancelled it).
+    Timeout(Duration),
+    /// The answer grew past `max_bytes`.
+    TooLarge(usize),
+    /// PostgreSQL refused the SQL (an unknown column, a type error…): the caller's to fix.
+    Sql(String),
+    /// The source failed (unreachable, …).
+    Source(ConnectorError),
+}
+
+/// Run a rewritten query in a read-only transaction and answer its rows as JSON values.
+pub fn run_json(source: &PgSource, sql: &str, limits: RemoteLimits) -> Result<RemoteAnswer, RemoteError> {
+    let mut client = connect(source).map_err(RemoteError::Source)?;
+    client
+        .batch_execute(&format!(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SET LOCAL search_path = '';",
+            limits.timeout.as_millis().max(1)
+        ))
+        .map_err(|e| RemoteError::Source(source_error("cannot start a read-only transaction", e)))?;
+    let sql_error = |e: postgres::Error| match e.as_db_error() {
+        Some(db) if db.code() == &postgres::error::SqlState::QUERY_CANCELED => RemoteError::Timeout(limits.timeout),
+        Some(db) => RemoteError::Sql(format!("{}: {}", db.code().code(), db.message())),
+        None => RemoteError::Source(source_error("the remote query failed", e)),
+    };
+    let statement = client.prepare(sql).map_err(sql_error)?;
+    let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_string()).collect();
+    // Each row as one JSON array, built by PostgreSQL (exact numbers, ISO times): the
+    // select's columns renamed c0…cN so duplicates and unnamed ones survive.
+    let aliases: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+    let wrapped = if columns.is_empty() {
+        format!("SELECT '{{}}'::text FROM ({sql}) AS __agnes_q LIMIT {}", limits.max_rows + 1)
+    } else {
+        format!(
+            "SELECT row_to_json(__agnes_q)::text FROM ({sql}) AS __agnes_q({}) LIMIT {}",
+            aliases.join(", "),
+            limits.max_rows + 1
+        )
+    };
+    let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    let mut truncated = false;
+    let mut it = client.query_raw(wrapped.as_str(), std::iter::empty::<&str>()).map_err(sql_error)?;
+    use postgres::fallible_iterator::FallibleIterator;
+    while let Some(row) = it.next().map_err(sql_error)? {
+        if rows.len() == limits.max_rows {
+            truncated = true;
+            break;
+        }
+        let text: &str = row.get(0);
+        bytes += text.len();
+        if bytes > limits.max_bytes {
+            return Err(RemoteError::TooLarge(limits.max_bytes));
+        }
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+            .map_err(|e| RemoteError::Source(ConnectorError::Source(format!("a row is not JSON: {e}"))))?;
+        rows.push(aliases.iter().map(|a| object.get(a).cloned().unwrap_or(serde_json::Value::Null)).collect());
+    }
+    Ok(RemoteAnswer { columns, rows, truncated, bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(name: &str) -> Option<(String, String)> {
+        match name {
+            "flights" => Some(("public".into(), "flights".into())),
+            "Big Orders" => Some(("sales".into(), "orders 2024".into())),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn tables_are_qualified_and_ctes_left_alone() {
+        let sql = rewrite("WITH f AS (SELECT * FROM Flights) SELECT count(*) FROM f JOIN \"Big Orders\" o ON true", &tables)
+            .unwrap();
+        assert_eq!(
+            sql,
+            "WITH f AS (SELECT * FROM \"public\".\"flights\") SELECT count(*) FROM f JOIN \"sales\".\"orders 2024\" o ON true"
+        );
+        assert_eq!(relations("SELECT * FROM flights, (SELECT 1 FROM salaries) s").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn refusals_say_why_without_naming_tables() {
+        let refuse = |sql: &str| rewrite(sql, &tables).unwrap_err();
+        assert_eq!(refuse("SELECT * FROM salaries"), Refusal::Relation);
+        assert_eq!(refuse("SELECT * FROM public.flights"), Refusal::Relation, "only registry names");
+        assert_eq!(refuse("SELECT * FROM pg_catalog.pg_class"), Refusal::Relation);
+        assert!(matches!(refuse("SELECT pg_read_file('/etc/passwd')"), Refusal::Function(_)));
+        assert!(matches!(refuse("SELECT query_to_xml('select * from salaries', true, true, '')"), Refusal::Function(_)));
+        assert!(matches!(refuse("SELECT set_config('statement_timeout', '0', true)"), Refusal::Function(_)));
+        assert!(matches!(refuse("DELETE FROM flights"), Refusal::NotSelect(_)));
+        assert!(matches!(refuse("WITH d AS (DELETE FROM flights RETURNING *) SELECT * FROM d"), Refusal::NotSelect(_)));
+        assert!(matches!(refuse("SELECT 1; SELECT 2"), Refusal::NotSelect(_)));
+        assert!(matches!(refuse("SELECT * INTO copy FROM flights"), Refusal::NotSelect(_)));
+        assert!(matches!(refuse("WITH pg_user AS (SELECT 1) SELECT * FROM pg_user"), Refusal::NotSelect(_)));
+        let table = rewrite("TABLE flights", &tables);
+        assert!(matches!(table, Err(Refusal::NotSelect(_) | Refusal::Invalid(_))), "{table:?}");
+        assert!(matches!(refuse("SELECT * FROM dblink('x', 'select 1') AS t(a int)"), Refusal::Function(_)));
+        assert!(matches!(refuse("SELEC 1"), Refusal::Invalid(_)));
+        assert!(rewrite("SELECT x FROM generate_series(1, 3) AS g(x)", &tables).is_ok());
+        assert!(rewrite("SELECT date_trunc('month', time_hour), count(*) FROM flights GROUP BY 1", &tables).is_ok());
+    }
+}
