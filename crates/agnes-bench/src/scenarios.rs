@@ -220,7 +220,7 @@ pub fn stop(mut child: std::process::Child) -> anyhow::Result<()> {
 
 /// Start `agnes serve` on `data` (with `env`), sign a break-glass admin in, run `measure`
 /// with the server's URL and the admin's token, and stop the server whatever happened.
-fn with_admin_server<T>(
+pub fn with_admin_server<T>(
     work: &Path,
     data: &Path,
     env: &[(&str, &str)],

@@ -8,29 +8,45 @@ use agnes_connectors::testing::PgCluster;
 use common::{fixtures, Cli, Http, TestServer};
 use serde_json::{json, Value};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_postgres_table_reaches_the_analyst_equal_to_the_source() {
+/// An i64 PostgreSQL computes in `shop`. The synchronous client runs its own runtime,
+/// so it is used (and dropped) outside the test's.
+fn scalar(pg: &PgCluster, sql: &str) -> i64 {
+    tokio::task::block_in_place(|| pg.client("shop").query_one(sql, &[]).unwrap().get(0))
+}
+
+fn execute_in_shop(pg: &PgCluster, sql: &str) {
+    tokio::task::block_in_place(|| pg.execute_in("shop", sql));
+}
+
+/// A cluster whose database `shop` holds nycflights13's flights (3,000 rows), readable by
+/// the role `reader` with `password`.
+fn shop_cluster(password: &str) -> PgCluster {
+    tokio::task::block_in_place(|| shop_cluster_now(password))
+}
+
+fn shop_cluster_now(password: &str) -> PgCluster {
     let pg = PgCluster::start();
     pg.execute("CREATE DATABASE shop");
-    pg.execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pw-7'; GRANT CONNECT ON DATABASE shop TO reader;");
-    let mut shop = pg.client("shop");
-    shop.batch_execute(
+    pg.execute(&format!("CREATE ROLE reader LOGIN PASSWORD '{password}'; GRANT CONNECT ON DATABASE shop TO reader;"));
+    pg.execute_in(
+        "shop",
         "CREATE TABLE flights (year int, month int, day int, dep_time int, sched_dep_time int, dep_delay numeric, \
            arr_time int, sched_arr_time int, arr_delay numeric, carrier text, flight int, tailnum text, \
            origin text, dest text, air_time numeric, distance numeric, hour numeric, minute numeric, \
            time_hour timestamptz, PRIMARY KEY (carrier, flight, time_hour));",
-    )
-    .unwrap();
+    );
     pg.load_csv("shop", "flights", &fixtures().join("flights_3000.csv"));
-    shop.batch_execute("GRANT USAGE ON SCHEMA public TO reader; GRANT SELECT ON flights TO reader; ANALYZE flights;")
-        .unwrap();
-    let source: (i64, i64) = {
-        let r = shop.query_one("SELECT count(*), sum(dep_time)::bigint FROM flights", &[]).unwrap();
-        (r.get(0), r.get(1))
-    };
+    pg.execute_in(
+        "shop",
+        "GRANT USAGE ON SCHEMA public TO reader; GRANT SELECT ON flights TO reader; ANALYZE flights;",
+    );
+    pg
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("instance.yaml");
+/// An `agnes serve` whose connection `main` reads `shop` as `reader`, the password in an
+/// environment variable; `env` adds settings.
+fn serve_with_shop(dir: &std::path::Path, pg: &PgCluster, password: &str, env: &[(&str, &str)]) -> TestServer {
+    let config = dir.join("instance.yaml");
     std::fs::write(
         &config,
         format!(
@@ -40,9 +56,21 @@ async fn a_postgres_table_reaches_the_analyst_equal_to_the_source() {
         ),
     )
     .unwrap();
-    let server = TestServer::start_with(&dir.path().join("data"), |c| {
-        c.arg("--config").arg(&config).env("AGNES_TEST_MAIN_PG_PASSWORD", "reader-pw-7");
-    });
+    TestServer::start_with(&dir.join("data"), |c| {
+        c.arg("--config").arg(&config).env("AGNES_TEST_MAIN_PG_PASSWORD", password);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_table_reaches_the_analyst_equal_to_the_source() {
+    let pg = shop_cluster("reader-pw-7");
+    let source =
+        (scalar(&pg, "SELECT count(*) FROM flights"), scalar(&pg, "SELECT sum(dep_time)::bigint FROM flights"));
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with_shop(dir.path(), &pg, "reader-pw-7", &[]);
     let http = Http::new(&server);
     let admin = http.bootstrap().await;
     let cli = Cli::new(&server.url, &admin, &dir.path().join("admin"));
@@ -79,7 +107,10 @@ async fn a_postgres_table_reaches_the_analyst_equal_to_the_source() {
 
     // Each connector's source_options are checked at registration: 400 naming the key.
     for (body, key) in [
-        (json!({"name": "o1", "source_type": "postgres", "source_table": "flights", "source_options": {"batch_rowz": 5}}), "batch_rowz"),
+        (
+            json!({"name": "o1", "source_type": "postgres", "source_table": "flights", "source_options": {"batch_rowz": 5}}),
+            "batch_rowz",
+        ),
         (json!({"name": "o2", "source_table": "x.csv", "source_options": {"delimiter": 5}}), "delimiter"),
     ] {
         let (status, v) = http.post("/api/admin/register-table", Some(&admin), body).await;
@@ -93,4 +124,125 @@ async fn a_postgres_table_reaches_the_analyst_equal_to_the_source() {
     let out = cli.expect(0, &["query", "SELECT count(*) AS n, sum(dep_time) AS s FROM flights", "--format", "json"]);
     let rows: Value = serde_json::from_str(&out).unwrap();
     assert_eq!((rows[0]["n"].as_i64(), rows[0]["s"].as_i64()), (Some(source.0), Some(source.1)), "{out}");
+}
+
+const SECRET: &str = "pg-secret-salary-4242";
+
+/// The remote-query corpus (`tests/redteam/postgres.tsv`): each case's status and code,
+/// and no answer ever carries the ungranted table's marker.
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_queries_run_in_postgres_and_the_corpus_is_refused() {
+    let pg = shop_cluster("reader-pw-8");
+    execute_in_shop(
+        &pg,
+        &format!(
+            "CREATE TABLE salaries (name text, salary text); CREATE SEQUENCE s; \
+             INSERT INTO salaries VALUES ('alice', '{SECRET}'); GRANT SELECT ON salaries TO reader;"
+        ),
+    );
+    let (count, sum) =
+        (scalar(&pg, "SELECT count(*) FROM flights"), scalar(&pg, "SELECT sum(dep_time)::bigint FROM flights"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data/sources")).unwrap();
+    std::fs::copy(fixtures().join("airlines.csv"), dir.path().join("data/sources/airlines.csv")).unwrap();
+    let server = serve_with_shop(dir.path(), &pg, "reader-pw-8", &[("AGNES_QUERY_TIMEOUT_SECONDS", "2")]);
+    let http = Http::new(&server);
+    let admin = http.bootstrap().await;
+    http.register(
+        &admin,
+        vec![
+            json!({"name": "flights", "source_type": "postgres", "query_mode": "remote", "bucket": "public", "source_table": "flights"}),
+            json!({"name": "salaries", "source_type": "postgres", "query_mode": "remote", "source_table": "salaries"}),
+            json!({"name": "airlines", "source_table": "airlines.csv"}),
+        ],
+    )
+    .await;
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(["airlines"])).await.0, 200);
+    http.wait_synced(&admin, &["airlines"]).await;
+    let (_, analyst) = http.user(&admin, "ana@example.com").await;
+    http.post("/api/admin/groups", Some(&admin), json!({"name": "Analysts"})).await;
+    http.post("/api/admin/groups/Analysts/members", Some(&admin), json!({"email": "ana@example.com"})).await;
+    for t in ["flights", "airlines"] {
+        let grant = json!({"group_id": "Analysts", "resource_type": "table", "resource_id": t});
+        assert_eq!(http.post("/api/admin/grants", Some(&admin), grant).await.0, 201);
+    }
+
+    // The aggregate is PostgreSQL's answer; the catalog says the table is remote and the
+    // manifest never offers it for download.
+    let (status, v) = http
+        .post("/api/query", Some(&analyst), json!({"sql": "SELECT count(*) AS n, sum(dep_time) AS s FROM flights"}))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{v}");
+    assert_eq!((v["rows"][0][0].as_i64(), v["rows"][0][1].as_i64()), (Some(count), Some(sum)), "{v}");
+    let (_, catalog) = http.get("/api/v2/catalog", &analyst).await;
+    let remote = catalog["tables"].as_array().unwrap().iter().find(|t| t["id"] == "flights").unwrap();
+    assert_eq!(remote["query_mode"], "remote");
+    let (_, manifest) = http.get("/api/sync/manifest", &analyst).await;
+    assert!(manifest["tables"].get("flights").is_none(), "remote tables are never downloaded: {manifest}");
+    let (status, v) =
+        http.post("/api/query", Some(&analyst), json!({"sql": "SELECT * FROM flights", "limit": 5})).await;
+    assert_eq!((status.as_u16(), v["row_count"].as_i64(), v["truncated"].as_bool()), (200, Some(5), Some(true)), "{v}");
+
+    let corpus =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redteam/postgres.tsv"))
+            .unwrap();
+    let mut cases = 0;
+    for line in corpus.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (expected, sql) = line.split_once('\t').unwrap();
+        let sql = sql.replace("\\n", "\n");
+        let (status, v) = http.post("/api/query", Some(&analyst), json!({"sql": sql})).await;
+        assert!(!v.to_string().contains(SECRET), "{sql}: the secret leaked: {v}");
+        match expected.strip_prefix("rows=") {
+            Some(n) => assert_eq!((status.as_u16(), v["row_count"].as_u64()), (200, n.parse().ok()), "{sql}: {v}"),
+            None if expected == "ok" => assert_eq!(status.as_u16(), 200, "{sql}: {v}"),
+            None => {
+                assert!(status.is_client_error(), "{sql}: {status} {v}");
+                assert_eq!(v["code"].as_str(), Some(expected), "{sql}: {v}");
+                if expected == "path_not_registered" {
+                    assert!(
+                        !v.to_string().contains("salaries") && !v.to_string().contains("pg_"),
+                        "{sql} names a table: {v}"
+                    );
+                }
+            }
+        }
+        cases += 1;
+    }
+    assert!(cases >= 35, "the corpus ran ({cases} cases)");
+    // Scans push the filter down: an estimate from the planner, then a snapshot streamed
+    // from PostgreSQL that equals the source.
+    let scan = json!({"table_id": "flights", "select": ["carrier", "dep_delay"], "where": "dep_delay > 60"});
+    let (status, est) = http.post("/api/v2/scan/estimate", Some(&analyst), scan).await;
+    assert_eq!(status.as_u16(), 200, "{est}");
+    assert!(
+        est["estimated_result_rows"].as_u64().unwrap() > 0 && est["estimated_scan_bytes"].as_u64().unwrap() > 0,
+        "{est}"
+    );
+    let sneaky = json!({"table_id": "flights", "where": "carrier IN (SELECT name FROM salaries)"});
+    let (status, v) = http.post("/api/v2/scan", Some(&analyst), sneaky).await;
+    assert_eq!((status.as_u16(), v["code"].as_str()), (403, Some("path_not_registered")), "{v}");
+    let late = scalar(&pg, "SELECT count(*) FROM flights WHERE dep_delay > 60");
+    let ana = Cli::new(&server.url, &analyst, &dir.path().join("ana"));
+    ana.expect(0, &["pull", "--quiet"]);
+    let out = ana.expect(
+        0,
+        &[
+            "snapshot",
+            "create",
+            "flights",
+            "--select",
+            "carrier,dep_delay",
+            "--where",
+            "dep_delay > 60",
+            "--as",
+            "late",
+        ],
+    );
+    assert!(out.contains(&format!("Fetched {late} rows")), "{out}");
+    let counted = ana.expect(0, &["query", "SELECT count(*) AS n FROM late", "--format", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(&counted).unwrap()[0]["n"].as_i64(), Some(late), "{counted}");
+
+    // The writes were refused: the table is whole.
+    assert_eq!(scalar(&pg, "SELECT count(*) FROM flights"), count);
 }

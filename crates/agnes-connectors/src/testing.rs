@@ -44,7 +44,11 @@ impl PgCluster {
         let cluster = PgCluster { port: free_port(), bin, dir };
         if as_root() {
             let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(cluster.dir.path()).status();
-            assert!(status.is_ok_and(|s| s.success()), "cannot hand {} to the postgres user", cluster.dir.path().display());
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "cannot hand {} to the postgres user",
+                cluster.dir.path().display()
+            );
         }
         let pwfile = cluster.dir.path().join("pw");
         std::fs::write(&pwfile, ADMIN_PASSWORD).expect("write the password file");

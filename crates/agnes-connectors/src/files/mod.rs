@@ -17,4 +17,4 @@ mod tests;
 
 pub use client::{discover, DiscoveredFile};
 pub use config::{FileFormat, FilesConfig, ReaderOptions};
-pub use extract::FilesConnector;
+pub use extract::{FilesConnector, SOURCE_NAME};

@@ -76,9 +76,9 @@ fn tls(source: &PgSource) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Co
             match &source.config.sslrootcert {
                 Some(path) => {
                     use rustls::pki_types::pem::PemObject;
-                    for cert in CertificateDer::pem_file_iter(path).map_err(|e| {
-                        ConnectorError::Config(format!("sslrootcert {}: {e}", path.display()))
-                    })? {
+                    for cert in CertificateDer::pem_file_iter(path)
+                        .map_err(|e| ConnectorError::Config(format!("sslrootcert {}: {e}", path.display())))?
+                    {
                         let cert = cert.map_err(|e| ConnectorError::Config(format!("sslrootcert: {e}")))?;
                         roots.add(cert).map_err(|e| ConnectorError::Config(format!("sslrootcert: {e}")))?;
                     }
@@ -262,6 +262,22 @@ pub fn columns_of(
             Ok(SourceColumn { name: c.name().to_string(), pg_type: c.type_().clone(), kind })
         })
         .collect()
+}
+
+/// The planner's estimate of `select`: rows and average row width in bytes. Nothing runs.
+pub fn plan_estimate(client: &mut Client, select: &str) -> Result<(f64, f64), postgres::Error> {
+    // The simple protocol answers the plan as text (EXPLAIN's json is no bindable type).
+    let plan = client
+        .simple_query(&format!("EXPLAIN (FORMAT JSON) {select}"))?
+        .into_iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(String::from),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&plan).unwrap_or_default();
+    let top = &v[0]["Plan"];
+    Ok((top["Plan Rows"].as_f64().unwrap_or(0.0).max(0.0), top["Plan Width"].as_f64().unwrap_or(0.0).max(0.0)))
 }
 
 /// A value's bytes as they came (binary format), for [`super::types::append`].

@@ -53,7 +53,7 @@ fn relation_sql(schema: &str, name: &str) -> String {
 
 /// A read-only snapshot: every query of one sync sees the same data, and nothing can
 /// be written through it.
-fn begin_read_only(client: &mut Client, timeout: Option<std::time::Duration>) -> Result<(), ConnectorError> {
+pub(crate) fn begin_read_only(client: &mut Client, timeout: Option<std::time::Duration>) -> Result<(), ConnectorError> {
     let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;");
     if let Some(t) = timeout {
         sql.push_str(&format!(" SET LOCAL statement_timeout = {};", t.as_millis()));
@@ -84,9 +84,6 @@ fn write_parquet(
     batch_rows: usize,
     dest: &Path,
 ) -> Result<i64, ConnectorError> {
-    let schema = Arc::new(Schema::new(
-        columns.iter().map(|c| Field::new(&c.name, c.kind.data_type(), true)).collect::<Vec<_>>(),
-    ));
     let file = std::fs::File::create(dest)
         .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", dest.display())))?;
     let props = WriterProperties::builder()
@@ -94,7 +91,28 @@ fn write_parquet(
         .set_max_row_group_row_count(Some(batch_rows))
         .build();
     let write_err = |e: parquet::errors::ParquetError| ConnectorError::Source(format!("cannot write parquet: {e}"));
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(write_err)?;
+    let mut writer = ArrowWriter::try_new(file, schema_of(columns), Some(props)).map_err(write_err)?;
+    let rows = for_each_batch(client, select, columns, batch_rows, |batch| writer.write(&batch).map_err(write_err))?;
+    writer.close().map_err(write_err)?;
+    Ok(rows)
+}
+
+/// The Arrow schema of `columns`: every field nullable (PostgreSQL's NOT NULL is a
+/// property of the source, not of the published copy).
+pub fn schema_of(columns: &[SourceColumn]) -> Arc<Schema> {
+    Arc::new(Schema::new(columns.iter().map(|c| Field::new(&c.name, c.kind.data_type(), true)).collect::<Vec<_>>()))
+}
+
+/// Stream `select` as binary COPY and hand it to `sink` in batches of `batch_rows` (at
+/// least one batch, empty for no rows); the rows read.
+pub fn for_each_batch(
+    client: &mut Client,
+    select: &str,
+    columns: &[SourceColumn],
+    batch_rows: usize,
+    mut sink: impl FnMut(RecordBatch) -> Result<(), ConnectorError>,
+) -> Result<i64, ConnectorError> {
+    let schema = schema_of(columns);
     let reader = client
         .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
         .map_err(|e| source_error("cannot read the source", e))?;
@@ -103,18 +121,15 @@ fn write_parquet(
     let mut builders: Vec<_> = columns.iter().map(|c| c.kind.builder(batch_rows)).collect();
     let mut pending = 0usize;
     let mut total = 0i64;
-    let flush = |builders: &mut Vec<Box<dyn arrow_array::builder::ArrayBuilder>>,
-                 writer: &mut ArrowWriter<std::fs::File>|
-     -> Result<(), ConnectorError> {
+    let mut flush = |builders: &mut Vec<Box<dyn arrow_array::builder::ArrayBuilder>>| -> Result<(), ConnectorError> {
         let arrays = builders.iter_mut().map(|b| b.finish()).collect();
         let batch = RecordBatch::try_new(schema.clone(), arrays)
             .map_err(|e| ConnectorError::Source(format!("cannot assemble a batch: {e}")))?;
-        writer.write(&batch).map_err(write_err)
+        sink(batch)
     };
     while let Some(row) = rows.next().map_err(|e| source_error("reading the source failed", e))? {
         for (i, column) in columns.iter().enumerate() {
-            let raw: Option<Raw> =
-                row.try_get(i).map_err(|e| source_error(&format!("column {}", column.name), e))?;
+            let raw: Option<Raw> = row.try_get(i).map_err(|e| source_error(&format!("column {}", column.name), e))?;
             append(&column.kind, builders[i].as_mut(), raw.map(|r| r.0)).map_err(|e| {
                 ConnectorError::Source(format!(
                     "column {} holds {}, which its parquet type ({}) cannot represent; cast it in a materialized \
@@ -128,14 +143,13 @@ fn write_parquet(
         pending += 1;
         total += 1;
         if pending == batch_rows {
-            flush(&mut builders, &mut writer)?;
+            flush(&mut builders)?;
             pending = 0;
         }
     }
     if pending > 0 || total == 0 {
-        flush(&mut builders, &mut writer)?;
+        flush(&mut builders)?;
     }
-    writer.close().map_err(write_err)?;
     Ok(total)
 }
 
@@ -154,7 +168,10 @@ impl PostgresConnector {
             QueryMode::Materialized => {
                 let sql = table.source_query.as_deref().map(str::trim).unwrap_or_default().trim_end_matches(';');
                 if sql.is_empty() {
-                    return Err(ConnectorError::Config(format!("materialized table '{}' has no source_query", table.id)));
+                    return Err(ConnectorError::Config(format!(
+                        "materialized table '{}' has no source_query",
+                        table.id
+                    )));
                 }
                 self.check_cost(client, sql)?;
                 let columns = columns_of(client, sql, None)?;
@@ -167,19 +184,9 @@ impl PostgresConnector {
     /// Refuse a materialization whose planner estimate (rows × row width) is over the
     /// connection's cap, before it runs.
     fn check_cost(&self, client: &mut Client, sql: &str) -> Result<(), ConnectorError> {
-        // The simple protocol answers the plan as text (EXPLAIN's json is no bindable type).
-        let plan = client
-            .simple_query(&format!("EXPLAIN (FORMAT JSON) {sql}"))
-            .map_err(|e| source_error("the source_query does not plan", e))?
-            .into_iter()
-            .find_map(|m| match m {
-                postgres::SimpleQueryMessage::Row(row) => row.get(0).map(String::from),
-                _ => None,
-            })
-            .unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&plan).unwrap_or_default();
-        let top = &v[0]["Plan"];
-        let bytes = top["Plan Rows"].as_f64().unwrap_or(0.0) * top["Plan Width"].as_f64().unwrap_or(0.0);
+        let (rows, width) =
+            super::client::plan_estimate(client, sql).map_err(|e| source_error("the source_query does not plan", e))?;
+        let bytes = rows * width;
         let cap = self.source.max_materialize_bytes();
         if bytes > cap as f64 {
             return Err(ConnectorError::Config(format!(
@@ -261,9 +268,11 @@ impl PostgresConnector {
         }
         let published = quote_literal(&target.to_string_lossy());
         let mark: Option<String> = duck
-            .query_row(&format!("SELECT max({})::VARCHAR FROM read_parquet({published})", quote_ident(column)), [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                &format!("SELECT max({})::VARCHAR FROM read_parquet({published})", quote_ident(column)),
+                [],
+                |r| r.get(0),
+            )
             .map_err(agnes_engine::EngineError::from)?;
         let filter = match mark {
             None => String::new(),
@@ -284,7 +293,13 @@ impl PostgresConnector {
             }
         };
         let delta = ctx.layout.tmp_dir().join(format!("pg-{}-{}.delta.parquet", table.name, std::process::id()));
-        let rows = copy_to_parquet(client, &format!("SELECT * FROM ({select}) AS t{filter}"), columns, options.batch_rows(), &delta)?;
+        let rows = copy_to_parquet(
+            client,
+            &format!("SELECT * FROM ({select}) AS t{filter}"),
+            columns,
+            options.batch_rows(),
+            &delta,
+        )?;
         if rows == 0 {
             let _ = remove_if_exists(&delta);
             let file = describe(duck, &target)?;
@@ -362,11 +377,7 @@ impl Connector for PostgresConnector {
         let (_, columns) = self.plan(&mut client, table)?;
         Ok(columns
             .into_iter()
-            .map(|c| agnes_engine::inspect::Column {
-                name: c.name,
-                column_type: c.kind.duckdb_type(),
-                nullable: true,
-            })
+            .map(|c| agnes_engine::inspect::Column { name: c.name, column_type: c.kind.duckdb_type(), nullable: true })
             .collect())
     }
 

@@ -38,38 +38,183 @@ pub enum Refusal {
 /// arithmetic, text, date/time, JSON construction and access, arrays.
 const FUNCTIONS: &[&str] = &[
     // aggregates
-    "count", "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp",
-    "bool_and", "bool_or", "every", "string_agg", "array_agg", "json_agg", "jsonb_agg", "json_object_agg",
-    "jsonb_object_agg", "percentile_cont", "percentile_disc", "mode", "corr", "covar_pop", "covar_samp",
-    "regr_slope", "regr_intercept", "regr_r2", "regr_count", "bit_and", "bit_or", "any_value",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "bool_and",
+    "bool_or",
+    "every",
+    "string_agg",
+    "array_agg",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "percentile_cont",
+    "percentile_disc",
+    "mode",
+    "corr",
+    "covar_pop",
+    "covar_samp",
+    "regr_slope",
+    "regr_intercept",
+    "regr_r2",
+    "regr_count",
+    "bit_and",
+    "bit_or",
+    "any_value",
     // window
-    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead", "first_value",
-    "last_value", "nth_value",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
     // numbers
-    "abs", "ceil", "ceiling", "floor", "round", "trunc", "sign", "sqrt", "cbrt", "exp", "ln", "log", "log10",
-    "power", "pow", "mod", "div", "greatest", "least", "width_bucket", "pi", "degrees", "radians", "random",
-    "scale", "gcd", "lcm", "factorial",
+    "abs",
+    "ceil",
+    "ceiling",
+    "floor",
+    "round",
+    "trunc",
+    "sign",
+    "sqrt",
+    "cbrt",
+    "exp",
+    "ln",
+    "log",
+    "log10",
+    "power",
+    "pow",
+    "mod",
+    "div",
+    "greatest",
+    "least",
+    "width_bucket",
+    "pi",
+    "degrees",
+    "radians",
+    "random",
+    "scale",
+    "gcd",
+    "lcm",
+    "factorial",
     // conditionals
-    "coalesce", "nullif",
+    "coalesce",
+    "nullif",
     // text
-    "lower", "upper", "length", "char_length", "character_length", "octet_length", "bit_length", "substr",
-    "substring", "trim", "btrim", "ltrim", "rtrim", "lpad", "rpad", "replace", "concat", "concat_ws", "left",
-    "right", "strpos", "position", "split_part", "initcap", "repeat", "reverse", "starts_with", "format",
-    "regexp_replace", "regexp_match", "regexp_like", "regexp_count", "regexp_substr", "regexp_split_to_array",
-    "md5", "translate", "to_char", "to_number", "to_date", "to_timestamp", "ascii", "chr", "quote_ident",
-    "quote_literal", "encode", "decode", "string_to_array", "array_to_string",
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "character_length",
+    "octet_length",
+    "bit_length",
+    "substr",
+    "substring",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "lpad",
+    "rpad",
+    "replace",
+    "concat",
+    "concat_ws",
+    "left",
+    "right",
+    "strpos",
+    "position",
+    "split_part",
+    "initcap",
+    "repeat",
+    "reverse",
+    "starts_with",
+    "format",
+    "regexp_replace",
+    "regexp_match",
+    "regexp_like",
+    "regexp_count",
+    "regexp_substr",
+    "regexp_split_to_array",
+    "md5",
+    "translate",
+    "to_char",
+    "to_number",
+    "to_date",
+    "to_timestamp",
+    "ascii",
+    "chr",
+    "quote_ident",
+    "quote_literal",
+    "encode",
+    "decode",
+    "string_to_array",
+    "array_to_string",
     // date and time
-    "now", "current_date", "current_timestamp", "localtimestamp", "date_trunc", "date_part", "extract", "age",
-    "make_date", "make_time", "make_timestamp", "make_timestamptz", "make_interval", "date_bin", "justify_days",
-    "justify_hours", "justify_interval", "timezone", "isfinite", "to_timestamp",
+    "now",
+    "current_date",
+    "current_timestamp",
+    "localtimestamp",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "age",
+    "make_date",
+    "make_time",
+    "make_timestamp",
+    "make_timestamptz",
+    "make_interval",
+    "date_bin",
+    "justify_days",
+    "justify_hours",
+    "justify_interval",
+    "timezone",
+    "isfinite",
+    "to_timestamp",
     // JSON
-    "to_json", "to_jsonb", "json_build_object", "jsonb_build_object", "json_build_array", "jsonb_build_array",
-    "json_extract_path", "json_extract_path_text", "jsonb_extract_path", "jsonb_extract_path_text",
-    "json_array_length", "jsonb_array_length", "json_typeof", "jsonb_typeof", "jsonb_path_exists",
+    "to_json",
+    "to_jsonb",
+    "json_build_object",
+    "jsonb_build_object",
+    "json_build_array",
+    "jsonb_build_array",
+    "json_extract_path",
+    "json_extract_path_text",
+    "jsonb_extract_path",
+    "jsonb_extract_path_text",
+    "json_array_length",
+    "jsonb_array_length",
+    "json_typeof",
+    "jsonb_typeof",
+    "jsonb_path_exists",
     "jsonb_path_query_first",
     // arrays
-    "array_length", "cardinality", "array_position", "array_positions", "array_append", "array_prepend",
-    "array_cat", "array_remove", "array_replace", "array_lower", "array_upper", "array_dims",
+    "array_length",
+    "cardinality",
+    "array_position",
+    "array_positions",
+    "array_append",
+    "array_prepend",
+    "array_cat",
+    "array_remove",
+    "array_replace",
+    "array_lower",
+    "array_upper",
+    "array_dims",
 ];
 
 /// Functions allowed in FROM.
@@ -117,13 +262,33 @@ fn parse(sql: &str) -> Result<Statement, Refusal> {
     }
 }
 
-/// The relations a query reads, folded, its CTE names left out; `None` when it is not
-/// PostgreSQL SQL (it is then no remote query).
+/// The relations a statement reads, folded, its CTE names left out; `None` when it is not
+/// PostgreSQL SQL (it is then no remote query). Collected whatever else the statement
+/// does, so a write naming a remote table is routed to the remote check that refuses it.
 pub fn relations(sql: &str) -> Option<BTreeSet<String>> {
-    let statement = parse(sql).ok()?;
-    let mut check = Check { ctes: ctes(&statement), relations: BTreeSet::new(), top: true };
-    let _ = statement.visit(&mut check);
-    Some(check.relations)
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    struct Collect {
+        ctes: BTreeSet<String>,
+        relations: BTreeSet<String>,
+    }
+    impl Visitor for Collect {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, args: None, .. } = factor {
+                if let Some(n) = single(name).filter(|n| !self.ctes.contains(n)) {
+                    self.relations.insert(n);
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut all = BTreeSet::new();
+    for statement in &statements {
+        let mut c = Collect { ctes: ctes(statement), relations: BTreeSet::new() };
+        let _ = statement.visit(&mut c);
+        all.extend(c.relations);
+    }
+    Some(all)
 }
 
 /// Every CTE name of the query, folded.
@@ -163,7 +328,9 @@ impl Visitor for Check {
     }
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Refusal> {
-        if let Some(cte) = query.with.iter().flat_map(|w| &w.cte_tables).find(|c| fold(&c.alias.name).starts_with("pg_")) {
+        if let Some(cte) =
+            query.with.iter().flat_map(|w| &w.cte_tables).find(|c| fold(&c.alias.name).starts_with("pg_"))
+        {
             // Catalog relations are all named pg_…: a CTE may not take such a name.
             return ControlFlow::Break(Refusal::NotSelect(format!("a CTE named {}", cte.alias.name)));
         }
@@ -289,11 +456,7 @@ pub fn run_json(source: &PgSource, sql: &str, limits: RemoteLimits) -> Result<Re
             limits.timeout.as_millis().max(1)
         ))
         .map_err(|e| RemoteError::Source(source_error("cannot start a read-only transaction", e)))?;
-    let sql_error = |e: postgres::Error| match e.as_db_error() {
-        Some(db) if db.code() == &postgres::error::SqlState::QUERY_CANCELED => RemoteError::Timeout(limits.timeout),
-        Some(db) => RemoteError::Sql(format!("{}: {}", db.code().code(), db.message())),
-        None => RemoteError::Source(source_error("the remote query failed", e)),
-    };
+    let sql_error = |e: postgres::Error| sql_error(e, limits.timeout);
     let statement = client.prepare(sql).map_err(sql_error)?;
     let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_string()).collect();
     // Each row as one JSON array, built by PostgreSQL (exact numbers, ISO times): the
@@ -330,6 +493,142 @@ pub fn run_json(source: &PgSource, sql: &str, limits: RemoteLimits) -> Result<Re
     Ok(RemoteAnswer { columns, rows, truncated, bytes })
 }
 
+/// A scan of one remote table, `SELECT cols FROM table [WHERE filter] [ORDER BY …]
+/// [LIMIT n]`, each part checked on its own: columns and order keys are column names
+/// (quoted, so nothing else), the filter is exactly one boolean expression (parsed alone,
+/// so it cannot close the statement or add clauses), and the whole goes through
+/// [`rewrite`] with this table only, so the filter's functions are on the allowlist and it
+/// reads no other relation.
+pub fn scan_sql(
+    table: &str,
+    qualified: (&str, &str),
+    select: &[String],
+    filter: Option<&str>,
+    order_by: &[String],
+    limit: Option<u64>,
+) -> Result<String, Refusal> {
+    let quote = |c: &str| format!("\"{}\"", c.trim().replace('"', "\"\""));
+    let columns = if select.is_empty() {
+        "*".to_string()
+    } else {
+        select.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+    };
+    let mut sql = format!("SELECT {columns} FROM {}", quote(table));
+    if let Some(filter) = filter.map(str::trim).filter(|f| !f.is_empty()) {
+        let dialect = PostgreSqlDialect {};
+        let mut parser =
+            Parser::new(&dialect).try_with_sql(filter).map_err(|e| Refusal::Invalid(format!("where: {e}")))?;
+        let expr = parser.parse_expr().map_err(|e| Refusal::Invalid(format!("where: {e}")))?;
+        if parser.peek_token().token != sqlparser::tokenizer::Token::EOF {
+            return Err(Refusal::NotSelect("more than one expression in where".into()));
+        }
+        sql.push_str(&format!(" WHERE {expr}"));
+    }
+    if !order_by.is_empty() {
+        let keys = order_by
+            .iter()
+            .map(|k| {
+                let mut words = k.split_whitespace();
+                let column = words.next().unwrap_or_default();
+                let direction = match words.next().map(str::to_ascii_lowercase).as_deref() {
+                    None => "",
+                    Some("asc") => " ASC",
+                    Some("desc") => " DESC",
+                    Some(other) => return Err(Refusal::Invalid(format!("order_by: {other:?} is not asc or desc"))),
+                };
+                if words.next().is_some() {
+                    return Err(Refusal::Invalid(format!("order_by: {k:?} is not `column [asc|desc]`")));
+                }
+                Ok(format!("{}{direction}", quote(column)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+    }
+    if let Some(n) = limit {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    let (schema, name) = (qualified.0.to_string(), qualified.1.to_string());
+    let folded = table.to_string();
+    rewrite(&sql, &|n: &str| (n == folded).then(|| (schema.clone(), name.clone())))
+}
+
+/// What a scan would answer, by the planner's estimate (nothing runs): rows, bytes
+/// (rows × row width), and the bytes the relation holds on disk.
+pub fn estimate(source: &PgSource, sql: &str, qualified: (&str, &str)) -> Result<(u64, u64, u64), RemoteError> {
+    let mut client = connect(source).map_err(RemoteError::Source)?;
+    let (rows, width) =
+        super::client::plan_estimate(&mut client, sql).map_err(|e| sql_error(e, source.statement_timeout()))?;
+    let relation = format!("\"{}\".\"{}\"", qualified.0.replace('"', "\"\""), qualified.1.replace('"', "\"\""));
+    let on_disk: i64 = client
+        .query_one("SELECT pg_total_relation_size($1::text::regclass)", &[&relation])
+        .map_err(|e| sql_error(e, source.statement_timeout()))?
+        .get(0);
+    Ok((rows as u64, (rows * width) as u64, on_disk.max(0) as u64))
+}
+
+/// PostgreSQL's refusal of a statement, as the caller's mistake or a timeout; anything
+/// else is the source's failure.
+fn sql_error(e: postgres::Error, timeout: Duration) -> RemoteError {
+    match e.as_db_error() {
+        Some(db) if db.code() == &postgres::error::SqlState::QUERY_CANCELED => RemoteError::Timeout(timeout),
+        Some(db) => RemoteError::Sql(format!("{}: {}", db.code().code(), db.message())),
+        None => RemoteError::Source(source_error("the remote query failed", e)),
+    }
+}
+
+/// Run a scan's SQL read-only and write its rows to `out` as an Arrow IPC stream; the rows
+/// and bytes written. Past `max_bytes` it stops with [`RemoteError::TooLarge`] (the
+/// stream then has no end marker, so no reader takes it for whole).
+pub fn stream_ipc(
+    source: &PgSource,
+    sql: &str,
+    timeout: Duration,
+    max_bytes: u64,
+    out: &mut dyn std::io::Write,
+) -> Result<(u64, u64), RemoteError> {
+    let mut client = connect(source).map_err(RemoteError::Source)?;
+    super::extract::begin_read_only(&mut client, Some(timeout)).map_err(RemoteError::Source)?;
+    client.batch_execute("SET LOCAL search_path = ''").map_err(|e| sql_error(e, timeout))?;
+    let columns = super::client::columns_of(&mut client, sql, None).map_err(RemoteError::Source)?;
+    struct Counting<'a> {
+        out: &'a mut dyn std::io::Write,
+        bytes: u64,
+    }
+    impl std::io::Write for Counting<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.out.write(buf)?;
+            self.bytes += n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.out.flush()
+        }
+    }
+    let mut counting = Counting { out, bytes: 0 };
+    let schema = super::extract::schema_of(&columns);
+    let ipc = |e: arrow_schema::ArrowError| RemoteError::Source(ConnectorError::Source(format!("Arrow IPC: {e}")));
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut counting, &schema).map_err(ipc)?;
+    let mut too_large = false;
+    let rows = super::extract::for_each_batch(&mut client, sql, &columns, 65_536, |batch| {
+        writer.write(&batch).map_err(|e| ConnectorError::Source(format!("Arrow IPC: {e}")))?;
+        if writer.get_ref().bytes > max_bytes {
+            too_large = true;
+            return Err(ConnectorError::Source("too large".into()));
+        }
+        Ok(())
+    });
+    if too_large {
+        return Err(RemoteError::TooLarge(max_bytes as usize));
+    }
+    let rows = rows.map_err(|e| match e {
+        ConnectorError::Source(m) if m.contains("57014") => RemoteError::Timeout(timeout),
+        other => RemoteError::Source(other),
+    })?;
+    writer.finish().map_err(ipc)?;
+    drop(writer);
+    Ok((rows.max(0) as u64, counting.bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,8 +643,9 @@ mod tests {
 
     #[test]
     fn tables_are_qualified_and_ctes_left_alone() {
-        let sql = rewrite("WITH f AS (SELECT * FROM Flights) SELECT count(*) FROM f JOIN \"Big Orders\" o ON true", &tables)
-            .unwrap();
+        let sql =
+            rewrite("WITH f AS (SELECT * FROM Flights) SELECT count(*) FROM f JOIN \"Big Orders\" o ON true", &tables)
+                .unwrap();
         assert_eq!(
             sql,
             "WITH f AS (SELECT * FROM \"public\".\"flights\") SELECT count(*) FROM f JOIN \"sales\".\"orders 2024\" o ON true"
@@ -360,7 +660,10 @@ mod tests {
         assert_eq!(refuse("SELECT * FROM public.flights"), Refusal::Relation, "only registry names");
         assert_eq!(refuse("SELECT * FROM pg_catalog.pg_class"), Refusal::Relation);
         assert!(matches!(refuse("SELECT pg_read_file('/etc/passwd')"), Refusal::Function(_)));
-        assert!(matches!(refuse("SELECT query_to_xml('select * from salaries', true, true, '')"), Refusal::Function(_)));
+        assert!(matches!(
+            refuse("SELECT query_to_xml('select * from salaries', true, true, '')"),
+            Refusal::Function(_)
+        ));
         assert!(matches!(refuse("SELECT set_config('statement_timeout', '0', true)"), Refusal::Function(_)));
         assert!(matches!(refuse("DELETE FROM flights"), Refusal::NotSelect(_)));
         assert!(matches!(refuse("WITH d AS (DELETE FROM flights RETURNING *) SELECT * FROM d"), Refusal::NotSelect(_)));
@@ -373,5 +676,33 @@ mod tests {
         assert!(matches!(refuse("SELEC 1"), Refusal::Invalid(_)));
         assert!(rewrite("SELECT x FROM generate_series(1, 3) AS g(x)", &tables).is_ok());
         assert!(rewrite("SELECT date_trunc('month', time_hour), count(*) FROM flights GROUP BY 1", &tables).is_ok());
+    }
+
+    #[test]
+    fn scans_take_one_expression_and_column_names() {
+        let q = ("public", "flights");
+        let sql = scan_sql(
+            "flights",
+            q,
+            &["carrier".into(), "dep_delay".into()],
+            Some("dep_delay > 60 AND origin = 'JFK'"),
+            &["dep_delay desc".into()],
+            Some(10),
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "SELECT \"carrier\", \"dep_delay\" FROM \"public\".\"flights\" WHERE dep_delay > 60 AND origin = 'JFK' ORDER BY \"dep_delay\" DESC LIMIT 10"
+        );
+        let refuse = |w: &str| scan_sql("flights", q, &[], Some(w), &[], None).unwrap_err();
+        assert!(matches!(refuse("true) UNION SELECT * FROM salaries --"), Refusal::NotSelect(_) | Refusal::Invalid(_)));
+        assert_eq!(refuse("carrier IN (SELECT name FROM salaries)"), Refusal::Relation);
+        assert!(matches!(refuse("pg_read_file('/etc/passwd') <> ''"), Refusal::Function(_)));
+        assert!(matches!(refuse("true; DROP TABLE flights"), Refusal::NotSelect(_) | Refusal::Invalid(_)));
+        let evil_column = scan_sql("flights", q, &["x\" FROM salaries --".into()], None, &[], None).unwrap();
+        assert!(
+            evil_column.starts_with("SELECT \"x\"\" FROM salaries --\" FROM"),
+            "a column name stays a name: {evil_column}"
+        );
     }
 }

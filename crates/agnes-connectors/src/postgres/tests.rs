@@ -240,7 +240,9 @@ fn incremental_merges_on_the_key_and_an_empty_delta_changes_nothing() {
     let merged = env.sync(&t).unwrap();
     let p = single(&merged).path.display();
     assert_eq!(
-        duck_rows(&format!("SELECT count(*), count(*) FILTER (WHERE status = 'shipped'), count(DISTINCT id) FROM '{p}'")),
+        duck_rows(&format!(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'shipped'), count(DISTINCT id) FROM '{p}'"
+        )),
         [["101", "3", "101"]],
         "three rows replaced, one added, none duplicated"
     );
@@ -285,10 +287,8 @@ fn materialized_queries_are_read_only_and_capped() {
     capped.config.max_materialize_bytes = Some(100);
     let small = PostgresConnector::new(capped);
     m.source_query = Some("SELECT a.n, b.n AS m FROM t a, t b".into());
-    let err = small
-        .sync_table(&m, &SyncContext { layout: &env.layout, limits: &Limits::default() })
-        .unwrap_err()
-        .to_string();
+    let err =
+        small.sync_table(&m, &SyncContext { layout: &env.layout, limits: &Limits::default() }).unwrap_err().to_string();
     assert!(err.contains("max_materialize_bytes"), "{err}");
 }
 
@@ -321,7 +321,10 @@ fn facts_discovery_and_options() {
     assert_eq!((facts.role.as_str(), facts.superuser, facts.tables_visible), ("reader", false, 2));
     let found = discover(&mut client).unwrap();
     let items = found.iter().find(|r| r.name == "items").unwrap();
-    assert_eq!((items.schema.as_str(), items.kind, items.primary_key.clone()), ("public", "table", vec!["sku".to_string()]));
+    assert_eq!(
+        (items.schema.as_str(), items.kind, items.primary_key.clone()),
+        ("public", "table", vec!["sku".to_string()])
+    );
     assert_eq!(items.columns[1], PgColumn { name: "price".into(), type_name: "numeric(8,2)".into(), nullable: false });
     assert_eq!(items.estimated_rows, Some(1));
     assert_eq!(found.iter().find(|r| r.name == "cheap").map(|r| r.kind), Some("view"));

@@ -154,12 +154,12 @@ impl Kind {
                     .with_precision_and_scale(*precision, *scale)
                     .expect("precision ≤ 38 was checked"),
             ),
-            Kind::TimestampTz => {
-                Box::new(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"))
-            }
-            Kind::List(inner) => {
-                Box::new(ListBuilder::new(inner.builder(capacity)).with_field(Field::new("item", inner.data_type(), true)))
-            }
+            Kind::TimestampTz => Box::new(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC")),
+            Kind::List(inner) => Box::new(ListBuilder::new(inner.builder(capacity)).with_field(Field::new(
+                "item",
+                inner.data_type(),
+                true,
+            ))),
             other => arrow_array::builder::make_builder(&other.data_type(), capacity),
         }
     }

@@ -229,8 +229,13 @@ impl SyncService {
         self.forget_overdue();
         let needs_rebuild = !synced_sources.is_empty() || !self.inner.layout.analytics_db().is_file();
         for connector in self.inner.connectors.iter().filter(|c| synced_sources.contains(c.source_name())) {
-            extracts::write_source_extract(&self.inner.store, &self.inner.layout, &self.inner.connectors, connector.as_ref())
-                .await?;
+            extracts::write_source_extract(
+                &self.inner.store,
+                &self.inner.layout,
+                &self.inner.connectors,
+                connector.as_ref(),
+            )
+            .await?;
         }
         if needs_rebuild {
             if let Some(o) = observer {
@@ -322,8 +327,13 @@ impl SyncService {
             }
         }
         if let Some(connector) = self.connector_for(spec) {
-            extracts::write_source_extract(&self.inner.store, &self.inner.layout, &self.inner.connectors, connector.as_ref())
-                .await?;
+            extracts::write_source_extract(
+                &self.inner.store,
+                &self.inner.layout,
+                &self.inner.connectors,
+                connector.as_ref(),
+            )
+            .await?;
         }
         self.rebuild().await?;
         Ok(())
@@ -356,10 +366,9 @@ impl SyncService {
                 "connection '{name}' is not configured for source_type '{st}' (configured: {})",
                 names.join(", ")
             )),
-            None if names.len() > 1 => Some(format!(
-                "several {st} connections are configured ({}): name one in connection",
-                names.join(", ")
-            )),
+            None if names.len() > 1 => {
+                Some(format!("several {st} connections are configured ({}): name one in connection", names.join(", ")))
+            }
             None => None,
         }
     }

@@ -12,5 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(registry::routes())
-        .merge(sources::routes()).merge(sync::routes()).merge(data::routes()).merge(catalog::routes())
+        .merge(sources::routes())
+        .merge(sync::routes())
+        .merge(data::routes())
+        .merge(catalog::routes())
 }

@@ -1,11 +1,11 @@
 //! `POST /api/query` (spec §3.7): the caller's SQL in their sandbox, as JSON or as an Arrow
 //! IPC stream (`Accept: application/vnd.apache.arrow.stream`).
 
+use super::remote::Plan;
 use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
 use crate::query::{Answer, AnswerKey};
-use super::remote::Plan;
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;

@@ -65,9 +65,7 @@ pub async fn plan(state: &AppState, caller: &Caller, sql: &str) -> Result<Plan, 
             state.config.postgres.iter().find(|s| Some(s.source_name()) == state.sync.source_name_for(t)).cloned()
         })
         .ok_or_else(path_not_registered)?;
-    let resolve = |n: &str| {
-        used.iter().find(|t| names(t, n)).and_then(|t| qualified_name(t).ok())
-    };
+    let resolve = |n: &str| used.iter().find(|t| names(t, n)).and_then(|t| qualified_name(t).ok());
     let sql = remote::rewrite(sql, &resolve).map_err(refused)?;
     Ok(Plan::Remote { source, sql })
 }
@@ -81,7 +79,7 @@ fn path_not_registered() -> ApiError {
     )
 }
 
-fn refused(r: Refusal) -> ApiError {
+pub fn refused(r: Refusal) -> ApiError {
     match r {
         Refusal::Invalid(e) => ApiError::coded(StatusCode::BAD_REQUEST, "invalid_sql", format!("Query error: {e}")),
         Refusal::NotSelect(what) => ApiError::coded(
@@ -105,12 +103,25 @@ pub async fn run(state: &AppState, source: PgSource, sql: String, max_rows: usiz
     let answer = tokio::task::spawn_blocking(move || remote::run_json(&source, &sql, limits))
         .await
         .map_err(ApiError::internal)?;
-    answer.map_err(|e| match e {
-        RemoteError::Timeout(d) => agnes_engine::EngineError::Timeout { seconds: d.as_secs_f64() }.into(),
-        RemoteError::TooLarge(limit_bytes) => agnes_engine::EngineError::ResultTooLarge { limit_bytes }.into(),
-        RemoteError::Sql(message) => {
-            ApiError::coded(StatusCode::BAD_REQUEST, "invalid_sql", format!("Query error: {message}"))
-        }
+    answer.map_err(failed)
+}
+
+/// A remote run's failure as the engine would report it (timeouts, sizes, the caller's
+/// SQL), so local and remote answers fail alike.
+pub fn engine_error(e: RemoteError) -> agnes_engine::EngineError {
+    use agnes_engine::EngineError as E;
+    match e {
+        RemoteError::Timeout(d) => E::Timeout { seconds: d.as_secs_f64() },
+        RemoteError::TooLarge(limit_bytes) => E::ResultTooLarge { limit_bytes },
+        RemoteError::Sql(message) => E::InvalidSql(message),
+        RemoteError::Source(e) => E::Invalid(e.to_string()),
+    }
+}
+
+/// A remote run's failure as the answer: the source's own failure is a 502.
+pub fn failed(e: RemoteError) -> ApiError {
+    match e {
         RemoteError::Source(e) => ApiError::source_unavailable(e),
-    })
+        other => engine_error(other).into(),
+    }
 }

@@ -31,12 +31,63 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(estimate)).routes(routes!(scan))
 }
 
+/// A scan of a remote table: the checked SQL, run in its database.
+struct RemoteScan {
+    table_id: String,
+    source: agnes_connectors::postgres::PgSource,
+    qualified: (String, String),
+    sql: String,
+}
+
 /// The checked scan in the caller's sandbox of just this table, and the parquet bytes it reads.
 struct Prepared {
     table_id: String,
     sandbox: Arc<Sandbox>,
     plan: ScanPlan,
     scan_bytes: u64,
+}
+
+fn checked_limit(body: &ScanRequest, max_limit: usize) -> Result<Option<u64>, ApiError> {
+    match body.limit {
+        None => Ok(None),
+        Some(n) if n < 1 => Err(ApiError::new(StatusCode::BAD_REQUEST, "limit must be at least 1")),
+        Some(n) if n as u64 > max_limit as u64 => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit {n} is above this server's maximum of {max_limit} rows"),
+        )),
+        Some(n) => Ok(Some(n as u64)),
+    }
+}
+
+/// The scan of a remote PostgreSQL table, checked and written for its database; `None`
+/// for a table whose data is here.
+async fn remote_scan(
+    state: &AppState,
+    caller: &Caller,
+    body: &ScanRequest,
+    max_limit: usize,
+) -> Result<Option<RemoteScan>, ApiError> {
+    let spec = resolve_readable(state, caller, &body.table_id).await?;
+    if spec.query_mode != QueryMode::Remote || spec.source_type != Some(agnes_core::SourceType::Postgres) {
+        return Ok(None);
+    }
+    let limit = checked_limit(body, max_limit)?;
+    let source_name = state.sync.source_name_for(&spec);
+    let source =
+        state.config.postgres.iter().find(|s| Some(s.source_name()) == source_name).cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("Table '{}' has no configured connection", spec.id))
+        })?;
+    let (schema, table) = agnes_connectors::postgres::qualified_name(&spec).map_err(ApiError::source_unavailable)?;
+    let sql = agnes_connectors::postgres::remote::scan_sql(
+        &spec.name.to_lowercase(),
+        (&schema, &table),
+        body.select.as_deref().unwrap_or_default(),
+        body.filter.as_deref(),
+        body.order_by.as_deref().unwrap_or_default(),
+        limit,
+    )
+    .map_err(super::remote::refused)?;
+    Ok(Some(RemoteScan { table_id: spec.id, source, qualified: (schema, table), sql }))
 }
 
 async fn prepare(
@@ -52,17 +103,7 @@ async fn prepare(
             format!("Table '{}' is remote, and this server has no connector that scans it in place yet", spec.id),
         ));
     }
-    let limit = match body.limit {
-        None => None,
-        Some(n) if n < 1 => return Err(ApiError::new(StatusCode::BAD_REQUEST, "limit must be at least 1")),
-        Some(n) if n as u64 > max_limit as u64 => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("limit {n} is above this server's maximum of {max_limit} rows"),
-            ))
-        }
-        Some(n) => Some(n as u64),
-    };
+    let limit = checked_limit(body, max_limit)?;
     let table =
         state.query.readable_tables(caller).await?.into_iter().find(|(t, _)| t.name == spec.name).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
@@ -112,6 +153,30 @@ async fn estimate(
     client: ClientInfo,
     ApiJson(body): ApiJson<ScanRequest>,
 ) -> Result<Json<ScanEstimate>, ApiError> {
+    if let Some(remote) = remote_scan(&state, &caller, &body, state.query.config().scan_max_limit).await? {
+        let slot = state.query.acquire(&caller, "concurrent_scans").await?;
+        let RemoteScan { table_id, source, qualified, sql } = remote;
+        let estimate = tokio::task::spawn_blocking(move || {
+            agnes_connectors::postgres::remote::estimate(&source, &sql, (&qualified.0, &qualified.1))
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        slot.release(0).await;
+        let (rows, bytes, on_disk) = estimate.map_err(super::remote::failed)?;
+        Audit::of(&state, &caller, &client).record_soon(
+            "scan.estimate",
+            Some(&table_id),
+            Some(audit_params(&body)),
+            "success",
+        );
+        return Ok(Json(ScanEstimate {
+            table_id,
+            estimated_scan_bytes: on_disk,
+            estimated_result_rows: rows,
+            estimated_result_bytes: bytes,
+            bq_cost_estimate_usd: 0.0,
+        }));
+    }
     let prepared = prepare(&state, &caller, &body, state.query.config().scan_max_limit).await?;
     let slot = state.query.acquire(&caller, "concurrent_scans").await?;
     let Prepared { table_id, sandbox, plan, scan_bytes } = prepared;
@@ -187,6 +252,9 @@ async fn scan(
     ApiJson(body): ApiJson<ScanRequest>,
 ) -> Result<Response, ApiError> {
     let config = state.query.config().clone();
+    if let Some(remote) = remote_scan(&state, &caller, &body, config.scan_max_limit).await? {
+        return remote_stream(state, caller, client, body, remote, config).await;
+    }
     let prepared = prepare(&state, &caller, &body, config.scan_max_limit).await?;
     let slot = state.query.acquire(&caller, "concurrent_scans").await?;
     let (tx, mut rx) = mpsc::channel::<Message>(4);
@@ -225,11 +293,19 @@ async fn scan(
             Err(e) => Message::Failed(e),
         });
     });
+    tracing::debug!(table = %table_id, "scan streaming");
+    stream_response(&mut rx).await
+}
+
+/// The response of a scan thread's messages: an error before the first chunk is an
+/// ordinary error answer; after it, the stream is cut off.
+async fn stream_response(rx: &mut mpsc::Receiver<Message>) -> Result<Response, ApiError> {
     let first = match rx.recv().await {
         Some(Message::Failed(e)) => return Err(e.into()),
         Some(Message::Chunk(c)) => Some(c),
         Some(Message::Done) | None => None,
     };
+    let rx = std::mem::replace(rx, mpsc::channel(1).1);
     let rest = futures::stream::unfold(rx, |mut rx| async move {
         match rx.recv().await? {
             Message::Chunk(c) => Some((Ok(c), rx)),
@@ -241,6 +317,65 @@ async fn scan(
         }
     });
     let stream = futures::stream::iter(first.map(Ok::<_, std::io::Error>)).chain(rest);
-    tracing::debug!(table = %table_id, "scan streaming");
     Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], Body::from_stream(stream)).into_response())
+}
+
+/// A remote table's scan: capped by the planner's estimate before it runs
+/// (`remote_scan_too_large`), then streamed from PostgreSQL as Arrow IPC.
+async fn remote_stream(
+    state: AppState,
+    caller: Caller,
+    client: ClientInfo,
+    body: ScanRequest,
+    remote: RemoteScan,
+    config: crate::query::QueryConfig,
+) -> Result<Response, ApiError> {
+    let RemoteScan { table_id, source, qualified, sql } = remote;
+    let (s2, q2) = (source.clone(), sql.clone());
+    let (_, estimated_bytes, _) = tokio::task::spawn_blocking(move || {
+        agnes_connectors::postgres::remote::estimate(&s2, &q2, (&qualified.0, &qualified.1))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(super::remote::failed)?;
+    if estimated_bytes > config.scan_max_result_bytes {
+        return Err(ApiError::coded(
+            StatusCode::BAD_REQUEST,
+            "remote_scan_too_large",
+            json!({"reason": "remote_scan_too_large", "estimated_bytes": estimated_bytes,
+                   "limit_bytes": config.scan_max_result_bytes,
+                   "hint": "narrow --where or --select, or lower --limit, then snapshot the rest in parts"}),
+        ));
+    }
+    let slot = state.query.acquire(&caller, "concurrent_scans").await?;
+    let (tx, mut rx) = mpsc::channel::<Message>(4);
+    let runtime = tokio::runtime::Handle::current();
+    let params = audit_params(&body);
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter { tx: tx.clone(), buffer: Vec::with_capacity(CHUNK) };
+        let result = agnes_connectors::postgres::remote::stream_ipc(
+            &source,
+            &sql,
+            config.scan_timeout,
+            config.scan_max_result_bytes,
+            &mut writer,
+        );
+        let result: Result<(u64, u64), EngineError> = match result {
+            Ok(done) => writer.send().map(|()| done).map_err(|_| EngineError::Invalid("the client went away".into())),
+            Err(e) => Err(super::remote::engine_error(e)),
+        };
+        let bytes = result.as_ref().map_or(0, |(_, b)| *b);
+        runtime.block_on(async move {
+            slot.release(bytes as usize).await;
+            let outcome = if result.is_ok() { "success" } else { "error" };
+            Audit::of(&state, &caller, &client).record_soon("scan.run", Some(&table_id), Some(params), outcome);
+            let _ = tx
+                .send(match result {
+                    Ok(_) => Message::Done,
+                    Err(e) => Message::Failed(e),
+                })
+                .await;
+        });
+    });
+    stream_response(&mut rx).await
 }
