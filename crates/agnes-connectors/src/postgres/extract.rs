@@ -92,9 +92,26 @@ fn write_parquet(
         .build();
     let write_err = |e: parquet::errors::ParquetError| ConnectorError::Source(format!("cannot write parquet: {e}"));
     let mut writer = ArrowWriter::try_new(file, schema_of(columns), Some(props)).map_err(write_err)?;
-    let rows = for_each_batch(client, select, columns, batch_rows, |batch| writer.write(&batch).map_err(write_err))?;
-    writer.close().map_err(write_err)?;
-    Ok(rows)
+    // Decoding the COPY stream and encoding parquet run on two threads, a batch or two
+    // apart: the sync takes as long as the slower of the two, not their sum.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+    std::thread::scope(|scope| {
+        let encoder = scope.spawn(move || -> Result<(), ConnectorError> {
+            for batch in rx {
+                writer.write(&batch).map_err(write_err)?;
+            }
+            writer.close().map_err(write_err)?;
+            Ok(())
+        });
+        let rows = for_each_batch(client, select, columns, batch_rows, |batch| {
+            tx.send(batch).map_err(|_| ConnectorError::Source("the parquet writer stopped".into()))
+        });
+        drop(tx);
+        let encoded = encoder.join().unwrap_or_else(|_| Err(ConnectorError::Source("the parquet writer failed".into())));
+        // The writer's own error says more than the reader's "writer stopped".
+        encoded?;
+        rows
+    })
 }
 
 /// The Arrow schema of `columns`: every field nullable (PostgreSQL's NOT NULL is a

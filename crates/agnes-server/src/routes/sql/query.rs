@@ -55,7 +55,7 @@ async fn query(
     }
     let arrow = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(ARROW_STREAM));
     if let Plan::Remote { source, sql } = super::remote::plan(&state, &caller, &body.sql).await? {
-        return remote(&state, &caller, &client, source, sql, &body.sql, limit, arrow).await;
+        return remote(&state, &caller, &client, *source, sql, &body.sql, limit, arrow).await;
     }
     let slot = state.query.acquire(&caller, "concurrent_queries").await?;
     let tables = state.query.readable_tables_for(&caller, &slot).await?;

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 /// Where a query runs.
 pub enum Plan {
     Local,
-    Remote { source: PgSource, sql: String },
+    Remote { source: Box<PgSource>, sql: String },
 }
 
 /// A registry row `name` (folded as PostgreSQL folds identifiers) refers to.
@@ -67,7 +67,7 @@ pub async fn plan(state: &AppState, caller: &Caller, sql: &str) -> Result<Plan, 
         .ok_or_else(path_not_registered)?;
     let resolve = |n: &str| used.iter().find(|t| names(t, n)).and_then(|t| qualified_name(t).ok());
     let sql = remote::rewrite(sql, &resolve).map_err(refused)?;
-    Ok(Plan::Remote { source, sql })
+    Ok(Plan::Remote { source: Box::new(source), sql })
 }
 
 /// A relation the caller may not read as a remote table: refused without naming any.
