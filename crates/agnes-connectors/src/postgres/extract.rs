@@ -107,7 +107,8 @@ fn write_parquet(
             tx.send(batch).map_err(|_| ConnectorError::Source("the parquet writer stopped".into()))
         });
         drop(tx);
-        let encoded = encoder.join().unwrap_or_else(|_| Err(ConnectorError::Source("the parquet writer failed".into())));
+        let encoded =
+            encoder.join().unwrap_or_else(|_| Err(ConnectorError::Source("the parquet writer failed".into())));
         // The writer's own error says more than the reader's "writer stopped".
         encoded?;
         rows
