@@ -39,6 +39,21 @@ fn free_port() -> u16 {
 impl PgCluster {
     /// Create and start a cluster; panics with PostgreSQL's log when it cannot.
     pub fn start() -> PgCluster {
+        Self::start_with(false)
+    }
+
+    /// A cluster that also speaks TLS, with a certificate for `127.0.0.1` and `localhost`
+    /// issued by a CA of its own ([`PgCluster::ca_file`]).
+    pub fn start_tls() -> PgCluster {
+        Self::start_with(true)
+    }
+
+    /// The CA that issued a TLS cluster's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> PgCluster {
         let dir = tempfile::Builder::new().prefix("agnes-pg").tempdir().expect("a temporary directory");
         let bin = bin_dir();
         let cluster = PgCluster { port: free_port(), bin, dir };
@@ -71,11 +86,20 @@ impl PgCluster {
                 "--no-sync".as_ref(),
             ],
         );
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             cluster.port,
             cluster.dir.path().display()
         );
+        if tls {
+            cluster.issue_certificate();
+            let (crt, key) = (cluster.dir.path().join("server.crt"), cluster.dir.path().join("server.key"));
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                crt.display(),
+                key.display()
+            ));
+        }
         let log = cluster.dir.path().join("log");
         cluster.run(
             "pg_ctl",
@@ -91,6 +115,31 @@ impl PgCluster {
             ],
         );
         cluster
+    }
+
+    /// A CA and a server certificate signed by it (a self-signed leaf is no trust anchor
+    /// for webpki), readable by the server only.
+    fn issue_certificate(&self) {
+        let dir = self.dir.path();
+        std::fs::write(
+            dir.join("leaf.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write the extensions");
+        for args in [
+            "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=agnes-test-ca",
+            "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost",
+            "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile leaf.ext",
+        ] {
+            let out = Command::new("openssl").args(args.split(' ')).current_dir(dir).output().expect("openssl runs");
+            assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let key = dir.join("server.key");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod the key");
+        if as_root() {
+            let _ = Command::new("chown").args(["postgres:postgres"]).arg(&key).arg(dir.join("server.crt")).status();
+        }
     }
 
     fn data(&self) -> PathBuf {

@@ -355,3 +355,32 @@ fn an_outage_fails_the_sync_and_keeps_the_data() {
     assert!(err.to_string().contains("cannot connect to 'main'"), "{err}");
     assert!(path.is_file());
 }
+
+/// TLS by rustls: `require` encrypts, `verify-full` checks the certificate against
+/// `sslrootcert` (and refuses an issuer it does not know), `disable` does not encrypt.
+#[test]
+fn tls_modes_encrypt_and_verify() {
+    let pg = PgCluster::start_tls();
+    let source = |sslmode: SslMode, sslrootcert: Option<PathBuf>| PgSource {
+        name: "tls".into(),
+        config: PgConnectionConfig {
+            host: Some("127.0.0.1".into()),
+            port: Some(pg.port),
+            database: Some("postgres".into()),
+            user: Some(crate::testing::ADMIN_USER.into()),
+            password_env: Some("AGNES_TEST_PG_ADMIN_PW".into()),
+            sslmode,
+            sslrootcert,
+            ..Default::default()
+        },
+    };
+    std::env::set_var("AGNES_TEST_PG_ADMIN_PW", crate::testing::ADMIN_PASSWORD);
+    let encrypted = |s: &PgSource| -> bool {
+        connect(s).unwrap().query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0)
+    };
+    assert!(encrypted(&source(SslMode::Require, None)));
+    assert!(encrypted(&source(SslMode::VerifyFull, Some(pg.ca_file()))));
+    assert!(!encrypted(&source(SslMode::Disable, None)));
+    let err = connect(&source(SslMode::VerifyFull, None)).err().expect("an unknown issuer is refused").to_string();
+    assert!(err.contains("cannot connect to 'tls'"), "{err}");
+}
