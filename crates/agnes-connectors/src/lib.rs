@@ -104,6 +104,9 @@ pub trait Connector: Send + Sync {
     }
     /// Whether this connector syncs rows of this query mode.
     fn syncs(&self, mode: QueryMode) -> bool;
+    /// What the source holds that could be registered: files under the root, or a
+    /// database's tables and views with their columns, keys and estimates. Blocking.
+    fn discover(&self) -> Result<Vec<agnes_core::api::DiscoveredTable>, ConnectorError>;
     /// Whether `table.source_options` are this connector's: an unknown key or a wrong
     /// type is named (the registration is refused with 400).
     fn check_options(&self, table: &TableSpec) -> Result<(), String>;

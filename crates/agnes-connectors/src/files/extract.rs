@@ -133,6 +133,22 @@ impl Connector for FilesConnector {
         matches!(mode, QueryMode::Local | QueryMode::Materialized)
     }
 
+    fn discover(&self) -> Result<Vec<agnes_core::api::DiscoveredTable>, ConnectorError> {
+        Ok(super::client::discover(&self.config.root)
+            .into_iter()
+            .map(|f| agnes_core::api::DiscoveredTable {
+                path: f.path,
+                format: f.format.to_string(),
+                size_bytes: Some(f.size_bytes),
+                bucket: None,
+                source_table: None,
+                columns: Vec::new(),
+                primary_key: Vec::new(),
+                estimated_rows: None,
+            })
+            .collect())
+    }
+
     fn check_options(&self, table: &TableSpec) -> Result<(), String> {
         ReaderOptions::from_json(table.source_options.as_ref()).map(|_| ()).map_err(|e| e.to_string())
     }

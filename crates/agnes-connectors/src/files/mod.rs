@@ -15,6 +15,5 @@ mod extract;
 #[cfg(test)]
 mod tests;
 
-pub use client::{discover, DiscoveredFile};
 pub use config::{FileFormat, FilesConfig, ReaderOptions};
 pub use extract::{FilesConnector, SOURCE_NAME};

@@ -359,6 +359,31 @@ impl Connector for PostgresConnector {
         matches!(mode, QueryMode::Local | QueryMode::Materialized)
     }
 
+    fn discover(&self) -> Result<Vec<agnes_core::api::DiscoveredTable>, ConnectorError> {
+        let mut client = connect(&self.source)?;
+        Ok(super::client::discover(&mut client)?
+            .into_iter()
+            .map(|r| agnes_core::api::DiscoveredTable {
+                path: format!("{}.{}", r.schema, r.name),
+                format: r.kind.to_string(),
+                size_bytes: r.estimated_bytes.map(|b| b.max(0) as u64),
+                columns: r
+                    .columns
+                    .into_iter()
+                    .map(|c| agnes_core::api::SourceColumn {
+                        name: c.name,
+                        column_type: c.type_name,
+                        nullable: c.nullable,
+                    })
+                    .collect(),
+                primary_key: r.primary_key,
+                estimated_rows: r.estimated_rows,
+                bucket: Some(r.schema),
+                source_table: Some(r.name),
+            })
+            .collect())
+    }
+
     fn check_options(&self, table: &TableSpec) -> Result<(), String> {
         PgTableOptions::from_json(table.source_options.as_ref()).map(|_| ()).map_err(|e| e.to_string())
     }

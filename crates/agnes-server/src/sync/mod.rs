@@ -373,6 +373,19 @@ impl SyncService {
         }
     }
 
+    /// The connector of a configured source by the name `connection` and `?source=` use:
+    /// `files`, or a named connection.
+    pub fn connector_named(&self, name: &str) -> Option<Arc<dyn Connector>> {
+        self.inner
+            .connectors
+            .iter()
+            .find(|c| match c.connection() {
+                Some(connection) => connection == name,
+                None => c.source_name() == name,
+            })
+            .cloned()
+    }
+
     /// What is wrong with `spec`'s `source_options`, for its connector.
     pub fn options_problem(&self, spec: &TableSpec) -> Option<String> {
         self.connector_for(spec).and_then(|c| c.check_options(spec).err())

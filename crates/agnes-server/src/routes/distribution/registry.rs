@@ -7,8 +7,8 @@ use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_core::api::{
-    DiscoverAndRegister, Discovered, DiscoveredTable, DiscoveryRegistered, DiscoverySkipped, Precheck, PrecheckTable,
-    Registered, RegistryList, RegistryRow, SourceColumn, TableRegistration, TableUpdated,
+    DiscoverAndRegister, Discovered, DiscoveryRegistered, DiscoverySkipped, Precheck, PrecheckTable, Registered,
+    RegistryList, RegistryRow, SourceColumn, TableRegistration, TableUpdated,
 };
 use agnes_core::{registry_id_for_name, QueryMode, SourceType, TableSpec};
 use axum::extract::{Path, Query, State};
@@ -284,53 +284,13 @@ async fn discover(
 }
 
 async fn discovered(state: &AppState, source: Option<&str>) -> Result<Discovered, ApiError> {
-    let tables: Vec<DiscoveredTable> = match source {
-        None | Some("files") => {
-            let root = state.config.files_root.clone();
-            tokio::task::spawn_blocking(move || agnes_connectors::files::discover(&root))
-                .await
-                .map_err(ApiError::internal)?
-                .into_iter()
-                .map(|f| DiscoveredTable {
-                    path: f.path,
-                    format: f.format.to_string(),
-                    size_bytes: Some(f.size_bytes),
-                    bucket: None,
-                    source_table: None,
-                    columns: Vec::new(),
-                    primary_key: Vec::new(),
-                    estimated_rows: None,
-                })
-                .collect()
-        }
-        Some(name) => {
-            let pg = super::sources::postgres_source(state, name)?;
-            tokio::task::spawn_blocking(move || {
-                let mut client = agnes_connectors::postgres::connect(&pg)?;
-                agnes_connectors::postgres::discover(&mut client)
-            })
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::source_unavailable)?
-            .into_iter()
-            .map(|r| DiscoveredTable {
-                path: format!("{}.{}", r.schema, r.name),
-                format: r.kind.to_string(),
-                size_bytes: r.estimated_bytes.map(|b| b.max(0) as u64),
-                columns: r
-                    .columns
-                    .into_iter()
-                    .map(|c| SourceColumn { name: c.name, column_type: c.type_name, nullable: c.nullable })
-                    .collect(),
-                primary_key: r.primary_key,
-                estimated_rows: r.estimated_rows,
-                bucket: Some(r.schema),
-                source_table: Some(r.name),
-            })
-            .collect()
-        }
-    };
-    Ok(Discovered { count: tables.len(), tables, source: source.unwrap_or("files").to_string() })
+    let name = source.unwrap_or(agnes_connectors::files::SOURCE_NAME);
+    let connector = state.sync.connector_named(name).ok_or_else(|| super::sources::unknown_source(state, name))?;
+    let tables = tokio::task::spawn_blocking(move || connector.discover())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::source_unavailable)?;
+    Ok(Discovered { count: tables.len(), tables, source: name.to_string() })
 }
 
 /// A registry name for a discovered table: its last path segment without extension, in

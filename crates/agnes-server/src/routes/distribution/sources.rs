@@ -18,17 +18,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_sources)).routes(routes!(test_source))
 }
 
+/// The 404 of a source name nothing is configured under, naming the configured ones.
+pub fn unknown_source(state: &AppState, name: &str) -> ApiError {
+    let mut known: Vec<&str> = state.config.postgres.iter().map(|s| s.name.as_str()).collect();
+    known.insert(0, "files");
+    ApiError::coded(
+        StatusCode::NOT_FOUND,
+        "source_not_found",
+        format!("No source named '{name}' (configured: {})", known.join(", ")),
+    )
+}
+
 /// The PostgreSQL connection `name`, or 404 naming the configured ones.
 pub fn postgres_source(state: &AppState, name: &str) -> Result<PgSource, ApiError> {
-    state.config.postgres.iter().find(|s| s.name == name).cloned().ok_or_else(|| {
-        let mut known: Vec<&str> = state.config.postgres.iter().map(|s| s.name.as_str()).collect();
-        known.insert(0, "files");
-        ApiError::coded(
-            StatusCode::NOT_FOUND,
-            "source_not_found",
-            format!("No source named '{name}' (configured: {})", known.join(", ")),
-        )
-    })
+    state.config.postgres.iter().find(|s| s.name == name).cloned().ok_or_else(|| unknown_source(state, name))
 }
 
 fn pg_settings(s: &PgSource) -> BTreeMap<String, String> {
