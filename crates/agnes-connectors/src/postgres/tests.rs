@@ -266,6 +266,22 @@ fn partitioned_tables_are_published_as_parts() {
     let Publication::Parts(parts) = &synced.publication else { panic!("parts expected") };
     let keys: Vec<(&str, i64)> = parts.iter().map(|p| (p.key.as_str(), p.file.rows)).collect();
     assert_eq!(keys, [("2024_01", 10), ("2024_02", 10), ("2024_03", 10)]);
+    // A sync that changes one month's rows republishes that part alone: the others keep
+    // their content hash (analysts download nothing else) and their very file.
+    use std::os::unix::fs::MetadataExt;
+    let inodes = |p: &[agnes_engine::publish::PublishedPart]| -> Vec<u64> {
+        p.iter().map(|p| std::fs::metadata(&p.file.path).unwrap().ino()).collect()
+    };
+    let before = inodes(parts);
+    env.shop("UPDATE events SET id = id + 1000 WHERE at >= '2024-03-01'");
+    let again = env.sync(&t).unwrap();
+    let Publication::Parts(after) = &again.publication else { panic!("parts expected") };
+    let changed: Vec<&str> =
+        parts.iter().zip(after).filter(|(a, b)| a.file.md5 != b.file.md5).map(|(a, _)| a.key.as_str()).collect();
+    assert_eq!(changed, ["2024_03"]);
+    let now = inodes(after);
+    assert_eq!((before[0], before[1]), (now[0], now[1]), "unchanged parts are not rewritten");
+    assert_ne!(before[2], now[2], "the changed part is replaced");
 }
 
 #[test]
