@@ -202,7 +202,14 @@ pub async fn register(api: &Api, args: RegisterArgs) -> anyhow::Result<()> {
         output::json(&v);
     } else {
         let id = v.id;
-        println!("Registered {} (id {id}). It is published on its next sync.", args.name);
+        if args.fields.query_mode.as_deref() == Some("remote") {
+            println!(
+                "Registered {} (id {id}). It stays in its source: query it with `agnes query --remote`.",
+                args.name
+            );
+        } else {
+            println!("Registered {} (id {id}). It is published on its next sync.", args.name);
+        }
         println!("Next: grant it with `agnes admin grant create GROUP table {id}`.");
     }
     Ok(())

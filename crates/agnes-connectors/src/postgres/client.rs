@@ -21,7 +21,12 @@ pub fn source_error(context: &str, e: postgres::Error) -> ConnectorError {
             Some(detail) => format!("{}: {} ({detail})", db.code().code(), db.message()),
             None => format!("{}: {}", db.code().code(), db.message()),
         },
-        None => e.to_string(),
+        // The client's own message ("error connecting to server") says what failed; its
+        // cause says why (refused, timed out, a certificate).
+        None => match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     };
     ConnectorError::Source(format!("{context}: {text}"))
 }

@@ -261,16 +261,6 @@ pub struct PasswordReset {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct BootstrapRequest {
-    pub email: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewToken {
     pub name: String,
     #[serde(default, deserialize_with = "super::double_option", skip_serializing_if = "Option::is_none")]
@@ -282,6 +272,7 @@ pub struct NewToken {
     pub ttl_seconds: Option<i64>,
 }
 
+/// `POST /api/users`, and `POST /auth/bootstrap` (the first admin).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewUser {

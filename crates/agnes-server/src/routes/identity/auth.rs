@@ -9,7 +9,7 @@ use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_core::api::{
-    BootstrapRequest, Credentials, IssuedToken, NewToken, PasswordReset, SessionToken, StatusReply, TokenView,
+    Credentials, IssuedToken, NewToken, NewUser, PasswordReset, SessionToken, StatusReply, TokenView,
 };
 use agnes_store::identity::{TokenInfo, User, ADMIN_GROUP};
 use axum::extract::{Path, Query, State};
@@ -156,12 +156,12 @@ async fn password_reset(
 
 /// Create the first admin: allowed only while the instance has never had one, and only
 /// for a new account (an existing user is never modified).
-#[utoipa::path(post, path = "/auth/bootstrap", tag = "auth", security(()), request_body = BootstrapRequest,
+#[utoipa::path(post, path = "/auth/bootstrap", tag = "auth", security(()), request_body = NewUser,
     responses((status = 200, body = SessionToken, description = "role admin"), (status = 400), (status = 403), (status = 409), (status = 429)))]
 async fn bootstrap(
     State(state): State<AppState>,
     client: ClientInfo,
-    ApiJson(body): ApiJson<BootstrapRequest>,
+    ApiJson(body): ApiJson<NewUser>,
 ) -> Result<Json<SessionToken>, Response> {
     state.auth.rate_limit.check("bootstrap", &client.ip, 3).map_err(IntoResponse::into_response)?;
     let err = |e: agnes_store::StoreError| ApiError::from(e).into_response();

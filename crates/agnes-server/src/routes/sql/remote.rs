@@ -27,6 +27,11 @@ fn names(t: &TableSpec, name: &str) -> bool {
 }
 
 pub async fn plan(state: &AppState, caller: &Caller, sql: &str) -> Result<Plan, ApiError> {
+    // Without a PostgreSQL connection nothing is remote: local queries pay neither the
+    // parse nor the registry read.
+    if state.config.postgres.is_empty() {
+        return Ok(Plan::Local);
+    }
     let Some(relations) = remote::relations(sql) else { return Ok(Plan::Local) };
     let registry = state.store.registry().list().await?;
     let is_remote = |t: &&TableSpec| t.query_mode == QueryMode::Remote && t.source_type == Some(SourceType::Postgres);
