@@ -23,7 +23,7 @@ pub fn profile_bench(scale: f64) -> anyhow::Result<Section> {
     let t = Instant::now();
     let input = ProfileInput {
         table_id: "wide",
-        parquet: &file,
+        data: &agnes_engine::table_data::TableData::File(path.clone()),
         description: None,
         primary_key: &["id".to_string()],
         sync_strategy: "full_refresh",

@@ -9,7 +9,8 @@
 use crate::pull::{local, prepare};
 use crate::report::{machine, Section};
 use crate::scenarios::{agnes_exe, median, proc_status_kib, start_server_with, stop};
-use agnes_engine::sandbox::{Sandbox, SandboxTable, TableData};
+use agnes_engine::sandbox::{Sandbox, SandboxTable};
+use agnes_engine::table_data::TableData;
 use anyhow::Context;
 use std::process::Command;
 use std::time::{Duration, Instant};

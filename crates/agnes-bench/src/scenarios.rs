@@ -138,7 +138,7 @@ pub fn rebuild(scale: f64) -> anyhow::Result<Section> {
                 extracted_at: None,
                 query_mode: "local".into(),
             };
-            tables.push(ExtractTable::over_parquet(meta, &path));
+            tables.push(ExtractTable::over(meta, &agnes_engine::table_data::TableData::File(path))?);
         }
         write_extract(&layout.extract_db("bench"), &tables, &[])?;
         let orchestrator = Orchestrator::new(layout.clone());

@@ -16,9 +16,8 @@ pub mod testing;
 
 use agnes_core::{QueryMode, SourceType, TableSpec};
 use agnes_engine::confined::Limits;
-use agnes_engine::publish::{PublishedFile, PublishedPart};
+use agnes_engine::publish::{PublishedFile, PublishedLayers, PublishedPart};
 use agnes_engine::DataLayout;
-use std::path::PathBuf;
 
 pub use error::ConnectorError;
 
@@ -32,14 +31,15 @@ pub struct SyncContext<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Publication {
     Single(PublishedFile),
+    /// A partitioned table: one part per period.
     Parts(Vec<PublishedPart>),
+    /// An incrementally synced table: base and delta, merged on read.
+    Layered(PublishedLayers),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncedTable {
     pub publication: Publication,
-    /// The path (or glob, for parts) the extract's inner view reads.
-    pub view_path: PathBuf,
 }
 
 impl SyncedTable {
@@ -47,13 +47,23 @@ impl SyncedTable {
         match &self.publication {
             Publication::Single(f) => f.rows,
             Publication::Parts(p) => p.iter().map(|p| p.file.rows).sum(),
+            Publication::Layered(l) => l.rows,
+        }
+    }
+
+    /// The parts, for tables published in parts.
+    pub fn parts(&self) -> &[PublishedPart] {
+        match &self.publication {
+            Publication::Single(_) => &[],
+            Publication::Parts(p) => p,
+            Publication::Layered(l) => &l.parts,
         }
     }
 
     pub fn size_bytes(&self) -> i64 {
         match &self.publication {
             Publication::Single(f) => f.size_bytes,
-            Publication::Parts(p) => p.iter().map(|p| p.file.size_bytes).sum(),
+            Publication::Parts(_) | Publication::Layered(_) => self.parts().iter().map(|p| p.file.size_bytes).sum(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! the orchestrator and readers attached to the old file are never disturbed.
 
 use crate::fsutil::{commit_rename, remove_if_exists, temp_path_for};
+use crate::table_data::TableData;
 use crate::{EngineError, Result};
 use agnes_core::ident::{is_strict_identifier, quote_ident, quote_literal};
 use chrono::{DateTime, Utc};
@@ -40,12 +41,9 @@ pub struct ExtractTable {
 }
 
 impl ExtractTable {
-    /// A table whose inner view reads published parquet (`path` may be a glob).
-    pub fn over_parquet(meta: MetaRow, path: &Path) -> ExtractTable {
-        ExtractTable {
-            view_sql: format!("SELECT * FROM read_parquet({})", quote_literal(&path.to_string_lossy())),
-            meta,
-        }
+    /// A table whose inner view reads its published parquet.
+    pub fn over(meta: MetaRow, data: &TableData) -> Result<ExtractTable> {
+        Ok(ExtractTable { view_sql: data.select_sql()?, meta })
     }
 }
 

@@ -59,6 +59,50 @@ pub fn commit_rename_hashed(tmp: &Path, target: &Path) -> Result<Digests> {
     if let Some(dir) = target.parent() {
         fsync_dir(dir)?;
     }
+    remember(target, &digests);
+    Ok(digests)
+}
+
+/// The identity of a file's content as the file system tells it: device, inode, size and
+/// modification time.
+type FileIdentity = (u64, u64, u64, std::time::SystemTime);
+
+/// Digests of published files by identity. A published file is only ever replaced by a
+/// rename, never written in place, so the same identity means the same bytes: a sync
+/// that leaves a large file as it is (the base of a layered table, an unchanged part)
+/// says its hash without reading it again.
+static KNOWN: std::sync::Mutex<Option<std::collections::HashMap<FileIdentity, Digests>>> = std::sync::Mutex::new(None);
+const KNOWN_MAX: usize = 16_384;
+
+fn identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.len(), m.modified().ok()?))
+}
+
+fn remember(path: &Path, digests: &Digests) {
+    if let Some(id) = identity(path) {
+        let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+        let known = known.get_or_insert_with(Default::default);
+        if known.len() >= KNOWN_MAX {
+            known.clear();
+        }
+        known.insert(id, digests.clone());
+    }
+}
+
+/// The digests of a published file: remembered from when this process published it, or
+/// read now (and remembered).
+pub fn digest_published(path: &Path) -> Result<Digests> {
+    let id = identity(path);
+    if let Some(id) = &id {
+        let known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = known.as_ref().and_then(|k| k.get(id)) {
+            return Ok(d.clone());
+        }
+    }
+    let digests = digest_file(path)?;
+    remember(path, &digests);
     Ok(digests)
 }
 
@@ -109,6 +153,24 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn published_digests_are_remembered_until_the_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t.parquet");
+        let tmp = temp_path_for(&target);
+        std::fs::write(&tmp, b"first").unwrap();
+        let first = commit_rename_hashed(&tmp, &target).unwrap();
+        assert_eq!(digest_published(&target).unwrap(), first);
+        assert_eq!(first, digest_file(&target).unwrap());
+        // Replaced by rename (a new inode): the new content's digests, not the old ones.
+        let tmp = temp_path_for(&target);
+        std::fs::write(&tmp, b"other").unwrap();
+        std::fs::rename(&tmp, &target).unwrap();
+        let second = digest_published(&target).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(second, digest_file(&target).unwrap());
+    }
 
     #[test]
     fn temp_names_are_hidden_unique_and_recognised() {

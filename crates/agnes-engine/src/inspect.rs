@@ -1,7 +1,7 @@
 //! Looking into published parquet: column types and sample rows, for the catalog API.
 
+use crate::table_data::TableData;
 use crate::Result;
-use agnes_core::ident::quote_literal;
 use duckdb::Connection;
 use serde::Serialize;
 
@@ -13,13 +13,9 @@ pub struct Column {
     pub nullable: bool,
 }
 
-fn reader(path: &str) -> String {
-    format!("read_parquet({})", quote_literal(path))
-}
-
-/// The columns of a parquet file or glob.
-pub fn describe_parquet(path: &str) -> Result<Vec<Column>> {
-    describe_query(&crate::duck::open_in_memory()?, &format!("SELECT * FROM {}", reader(path)))
+/// The columns of a published table.
+pub fn describe_table(data: &TableData) -> Result<Vec<Column>> {
+    describe_query(&crate::duck::open_in_memory()?, &data.select_sql()?)
 }
 
 /// The columns a query returns, without running it.
@@ -37,10 +33,9 @@ pub fn describe_query(conn: &Connection, select_sql: &str) -> Result<Vec<Column>
 
 /// The first `n` rows as JSON objects: numbers stay numbers, dates and timestamps are
 /// ISO strings, NaN and infinities become null.
-pub fn sample_parquet(path: &str, n: usize) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+pub fn sample_table(data: &TableData, n: usize) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
     let conn = crate::duck::open_in_memory()?;
-    let mut stmt =
-        conn.prepare(&format!("SELECT to_json(t)::VARCHAR FROM (SELECT * FROM {} LIMIT {n}) t", reader(path)))?;
+    let mut stmt = conn.prepare(&format!("SELECT to_json(t)::VARCHAR FROM ({}) t LIMIT {n}", data.select_sql()?))?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for text in rows {
@@ -99,12 +94,12 @@ mod tests {
             p.display()
         ))
         .unwrap();
-        let cols = describe_parquet(&p.to_string_lossy()).unwrap();
+        let cols = describe_table(&TableData::File(p.clone())).unwrap();
         assert_eq!(
             cols.iter().map(|c| (c.name.as_str(), c.column_type.as_str())).collect::<Vec<_>>()[..3],
             [("a", "DOUBLE"), ("b", "DOUBLE"), ("d", "DATE")]
         );
-        let rows = sample_parquet(&p.to_string_lossy(), 2).unwrap();
+        let rows = sample_table(&TableData::File(p.clone()), 2).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(
             serde_json::Value::Object(rows[0].clone()),

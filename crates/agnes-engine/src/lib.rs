@@ -20,6 +20,7 @@ pub mod sandbox;
 pub mod scan;
 pub mod snapshot;
 pub mod sql_refs;
+pub mod table_data;
 pub mod values;
 mod watchdog;
 

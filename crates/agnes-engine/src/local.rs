@@ -5,6 +5,7 @@
 //! Views agnes manages are listed in `_agnes_views` with their kind (`server` for pulled
 //! tables, `snapshot` for snapshots); nothing else in the file is ever touched.
 
+use crate::table_data::TableData;
 use crate::{EngineError, Result};
 use agnes_core::ident::{is_strict_identifier, quote_ident, quote_literal};
 use duckdb::types::Value;
@@ -13,9 +14,12 @@ use std::path::Path;
 
 const REGISTRY: &str = "CREATE TABLE IF NOT EXISTS _agnes_views (name VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, target VARCHAR NOT NULL)";
 
-/// Replace the `server` views with one view per `(name, parquet path or glob)`. A name
-/// taken by one of the analyst's tables or by a snapshot is left alone and returned.
-pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<String>> {
+/// Replace the `server` views with one view per pulled table. A name taken by one of the
+/// analyst's tables or by a snapshot is left alone and returned.
+pub fn sync_server_views(db: &Path, tables: &[(String, TableData)]) -> Result<Vec<String>> {
+    // A view is recorded with the SELECT it runs: the same SELECT, the same view.
+    let tables: Vec<(String, String)> =
+        tables.iter().map(|(n, d)| Ok((n.clone(), d.select_sql()?))).collect::<Result<_>>()?;
     if let Some(dir) = db.parent() {
         std::fs::create_dir_all(dir).map_err(EngineError::io("create directory", dir))?;
     }
@@ -67,7 +71,7 @@ pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<S
         }
     }
     let mut skipped = Vec::new();
-    for (name, target) in tables {
+    for (name, target) in &tables {
         if managed.iter().any(|(n, k, t)| n == name && k == "server" && t == target) && is_view(name) {
             continue;
         }
@@ -77,9 +81,8 @@ pub fn sync_server_views(db: &Path, tables: &[(String, String)]) -> Result<Vec<S
             continue;
         }
         sql.push_str(&format!(
-            "CREATE OR REPLACE VIEW {} AS SELECT * FROM read_parquet({}); INSERT INTO _agnes_views VALUES ({}, 'server', {});",
+            "CREATE OR REPLACE VIEW {} AS {target}; INSERT INTO _agnes_views VALUES ({}, 'server', {});",
             quote_ident(name),
-            quote_literal(target),
             quote_literal(name),
             quote_literal(target)
         ));
@@ -245,7 +248,7 @@ mod tests {
         let c = crate::duck::open_in_memory().unwrap();
         c.execute_batch(&format!("COPY (SELECT range AS x FROM range(3)) TO '{}'", a.display())).unwrap();
         drop(c);
-        let target = a.to_string_lossy().into_owned();
+        let target = TableData::File(a);
         assert!(sync_server_views(&db, &[("orders".into(), target.clone()), ("mine".into(), target.clone())])
             .unwrap()
             .is_empty());

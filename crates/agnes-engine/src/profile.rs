@@ -4,6 +4,7 @@
 //! sample is profiled (`sampled: true`). The DuckDB session has its own memory limit,
 //! thread count and spill directory, so profiling a big table cannot starve queries.
 
+use crate::table_data::TableData;
 use crate::{EngineError, Result};
 use agnes_core::api::{
     BooleanStats, ColumnProfile, DateRange, DateStats, Histogram, NumericStats, ProfileAlert, StringStats,
@@ -56,8 +57,8 @@ impl Default for ProfileOptions {
 /// What to profile and what the registry says about it.
 pub struct ProfileInput<'a> {
     pub table_id: &'a str,
-    /// A parquet file, or a glob over a partitioned table's parts.
-    pub parquet: &'a str,
+    /// The published table.
+    pub data: &'a TableData,
     pub description: Option<&'a str>,
     pub primary_key: &'a [String],
     pub sync_strategy: &'a str,
@@ -171,10 +172,7 @@ pub fn profile(input: &ProfileInput<'_>, opts: &ProfileOptions) -> Result<TableP
     }
     conn.execute_batch(&setup)?;
     let s = Session { conn };
-    s.conn.execute_batch(&format!(
-        "CREATE TEMP VIEW src AS SELECT * FROM read_parquet({}, union_by_name = true)",
-        quote_literal(input.parquet)
-    ))?;
+    s.conn.execute_batch(&format!("CREATE TEMP VIEW src AS {}", input.data.select_sql()?))?;
     let row_count = s.count("SELECT count(*) FROM src")?;
     let sampled = row_count > opts.sample_size as f64;
     if sampled {
@@ -432,7 +430,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn fixture(dir: &std::path::Path, name: &str, csv: &str) -> String {
+    fn fixture(dir: &std::path::Path, name: &str, csv: &str) -> TableData {
         let path = dir.join(format!("{name}.parquet"));
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nycflights13").join(csv);
         crate::duck::open_in_memory()
@@ -443,7 +441,7 @@ mod tests {
                 path.display()
             ))
             .unwrap();
-        path.to_string_lossy().into_owned()
+        TableData::File(path)
     }
 
     fn profiled(input: &ProfileInput<'_>, opts: &ProfileOptions) -> Value {
@@ -460,7 +458,7 @@ mod tests {
         let flights = fixture(dir.path(), "flights", "flights_3000.csv");
         let input = ProfileInput {
             table_id: "flights",
-            parquet: &flights,
+            data: &flights,
             description: None,
             primary_key: &[],
             sync_strategy: "full_refresh",
@@ -510,10 +508,10 @@ mod tests {
                 path.display()
             ))
             .unwrap();
-        let parquet = path.to_string_lossy().into_owned();
+        let data = TableData::File(path);
         let input = ProfileInput {
             table_id: "events",
-            parquet: &parquet,
+            data: &data,
             description: None,
             primary_key: &[],
             sync_strategy: "full_refresh",

@@ -5,7 +5,8 @@
 //! file itself. A failure at any step removes the temporary and leaves the previous file
 //! (and whatever describes it) untouched.
 
-use crate::fsutil::{commit_rename_hashed, digest_file, remove_if_exists, temp_path_for, Digests};
+use crate::fsutil::{commit_rename_hashed, digest_file, digest_published, remove_if_exists, temp_path_for, Digests};
+use crate::table_data::{layer, layered_select, BASE_PART, DELTA_PART};
 use crate::{EngineError, Result};
 use agnes_core::ident::quote_literal;
 use duckdb::Connection;
@@ -63,7 +64,7 @@ fn copy_to_parquet(conn: &Connection, select_sql: &str, dest: &Path) -> Result<(
 
 /// Digests, rows and size of a parquet file, taken from the file.
 pub fn describe(conn: &Connection, path: &Path) -> Result<PublishedFile> {
-    describe_with_digests(conn, path, digest_file(path)?)
+    describe_with_digests(conn, path, digest_published(path)?)
 }
 
 fn describe_with_digests(conn: &Connection, path: &Path, digests: Digests) -> Result<PublishedFile> {
@@ -136,7 +137,7 @@ fn stage_and_publish(
     let mut parts = Vec::with_capacity(staged.len());
     for (key, files) in staged {
         let target = target_dir.join(format!("{key}.parquet"));
-        let file = if files.len() == 1 && target.is_file() && digest_file(&files[0])? == digest_file(&target)? {
+        let file = if files.len() == 1 && target.is_file() && digest_file(&files[0])? == digest_published(&target)? {
             // The same bytes as published: the part stays as it is (not rewritten, so
             // nothing that reads it, and no analyst, sees a change).
             describe(conn, &target)?
@@ -166,6 +167,88 @@ fn stage_and_publish(
     }
     crate::fsutil::fsync_dir(target_dir)?;
     Ok(parts)
+}
+
+/// The share of the base's rows the delta of a layered table may hold before a sync
+/// compacts it into the base. Every read of a layered table builds a hash of the delta's
+/// keys and probes it with every base row; a delta under a tenth of the base keeps that a
+/// small part of the read, and at 1 % changed rows per sync the base is rewritten about
+/// every tenth sync.
+pub const COMPACT_AT_DELTA_SHARE: f64 = 0.1;
+
+/// Publish `changes` (a parquet file of new and changed rows, written anywhere on the same
+/// file system; consumed) into the layered table in `dir`, merged on `key`
+/// (see [`crate::table_data`]):
+/// - no base yet: `changes` becomes the base, beside an empty delta;
+/// - otherwise the delta becomes its rows whose key `changes` lacks, plus `changes`; when
+///   it then holds more than [`COMPACT_AT_DELTA_SHARE`] of the base's rows, the merged
+///   table becomes the base and the delta is emptied.
+///
+/// Each file is replaced atomically and a reader is right at every instant: the base is
+/// replaced before the delta, and a row in both reads once, from the delta.
+pub fn publish_layered(conn: &Connection, changes: &Path, dir: &Path, key: &[String]) -> Result<PublishedLayers> {
+    let result = merge_layers(conn, changes, dir, key);
+    let _ = remove_if_exists(changes);
+    result
+}
+
+/// The two parts of a layered table, and how many rows it reads as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedLayers {
+    /// `base` then `delta`.
+    pub parts: Vec<PublishedPart>,
+    pub rows: i64,
+}
+
+/// The layers of the table in `dir` as they are, described.
+pub fn describe_layered(conn: &Connection, dir: &Path, key: &[String]) -> Result<PublishedLayers> {
+    let (base, delta) = (describe(conn, &layer(dir, BASE_PART))?, describe(conn, &layer(dir, DELTA_PART))?);
+    layers(conn, key, base, delta)
+}
+
+fn layers(conn: &Connection, key: &[String], base: PublishedFile, delta: PublishedFile) -> Result<PublishedLayers> {
+    let rows = if delta.rows == 0 {
+        base.rows
+    } else {
+        let merged = layered_select(&base.path.to_string_lossy(), &delta.path.to_string_lossy(), key)?;
+        conn.query_row(&format!("SELECT count(*) FROM ({merged})"), [], |r| r.get(0))?
+    };
+    Ok(PublishedLayers {
+        parts: vec![
+            PublishedPart { key: BASE_PART.to_string(), file: base },
+            PublishedPart { key: DELTA_PART.to_string(), file: delta },
+        ],
+        rows,
+    })
+}
+
+fn merge_layers(conn: &Connection, changes: &Path, dir: &Path, key: &[String]) -> Result<PublishedLayers> {
+    std::fs::create_dir_all(dir).map_err(EngineError::io("create directory", dir))?;
+    let (base, delta) = (layer(dir, BASE_PART), layer(dir, DELTA_PART));
+    let read = |p: &Path| format!("SELECT * FROM read_parquet({})", quote_literal(&p.to_string_lossy()));
+    let empty = |base: &Path| publish_query(conn, &format!("{} LIMIT 0", read(base)), &delta);
+    let (base_file, delta_file) = if !base.is_file() {
+        let staged = temp_path_for(&base);
+        std::fs::rename(changes, &staged).map_err(EngineError::io("stage", &staged))?;
+        let base_file = publish_written(conn, &staged, &base)?;
+        (base_file, empty(&base)?)
+    } else {
+        let merged = if delta.is_file() {
+            layered_select(&delta.to_string_lossy(), &changes.to_string_lossy(), key)?
+        } else {
+            read(changes)
+        };
+        let delta_file = publish_query(conn, &merged, &delta)?;
+        let base_file = describe(conn, &base)?;
+        if (delta_file.rows as f64) > COMPACT_AT_DELTA_SHARE * base_file.rows as f64 {
+            let whole = layered_select(&base.to_string_lossy(), &delta.to_string_lossy(), key)?;
+            let base_file = publish_query(conn, &whole, &base)?;
+            (base_file, empty(&base)?)
+        } else {
+            (base_file, delta_file)
+        }
+    };
+    layers(conn, key, base_file, delta_file)
 }
 
 /// Part keys come from `strftime`, so they are digits and underscores; anything else
@@ -256,5 +339,77 @@ mod tests {
             std::fs::read_dir(&target).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
         files.sort();
         assert_eq!(files, ["2024_02.parquet", "__null__.parquet"], "stale parts pruned");
+    }
+
+    /// Write `sql`'s rows as a parquet file of changes in `dir`.
+    fn changes(c: &Connection, dir: &Path, sql: &str) -> PathBuf {
+        let p = temp_path_for(&dir.join("changes.parquet"));
+        c.execute_batch(&format!("COPY ({sql}) TO '{}' (FORMAT PARQUET)", p.display())).unwrap();
+        p
+    }
+
+    fn table(c: &Connection, dir: &Path) -> Vec<(i64, String)> {
+        let data = crate::table_data::TableData::Layered { dir: dir.to_path_buf(), key: vec!["id".into()] };
+        c.prepare(&format!("SELECT id, v FROM ({}) ORDER BY id", data.select_sql().unwrap()))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn layered_tables_merge_on_read_and_compact_when_the_delta_grows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t");
+        let c = conn();
+        let key = vec!["id".to_string()];
+        let first = changes(&c, tmp.path(), "SELECT range AS id, 'v0' AS v FROM range(100)");
+        let published = publish_layered(&c, &first, &dir, &key).unwrap();
+        let parts = published.parts;
+        assert!(!first.exists(), "the changes file is consumed");
+        assert_eq!(
+            parts.iter().map(|p| (p.key.as_str(), p.file.rows)).collect::<Vec<_>>(),
+            [("base", 100), ("delta", 0)]
+        );
+        let base_hash = parts[0].file.md5.clone();
+
+        // Two updates and one insert: only the delta changes.
+        let more = changes(&c, tmp.path(), "SELECT * FROM (VALUES (5, 'v1'), (7, 'v1'), (100, 'new')) t(id, v)");
+        let published = publish_layered(&c, &more, &dir, &key).unwrap();
+        assert_eq!(published.rows, 101);
+        assert_eq!(published, describe_layered(&c, &dir, &key).unwrap());
+        let parts = published.parts;
+        assert_eq!(parts[0].file.md5, base_hash, "the base is not rewritten");
+        assert_eq!(parts[1].file.rows, 3);
+        let rows = table(&c, &dir);
+        assert_eq!(rows.len(), 101);
+        assert_eq!(rows[5], (5, "v1".to_string()));
+        assert_eq!(rows[6], (6, "v0".to_string()));
+        assert_eq!(rows[100], (100, "new".to_string()));
+
+        // The same key again: the newer row wins, and the delta keeps one row per key.
+        let again = changes(&c, tmp.path(), "SELECT 5 AS id, 'v2' AS v");
+        let parts = publish_layered(&c, &again, &dir, &key).unwrap().parts;
+        assert_eq!(parts[1].file.rows, 3);
+        assert_eq!(table(&c, &dir)[5], (5, "v2".to_string()));
+
+        // Past a tenth of the base: compacted into the base, the delta emptied.
+        let many = changes(&c, tmp.path(), "SELECT range AS id, 'v3' AS v FROM range(20, 40)");
+        let parts = publish_layered(&c, &many, &dir, &key).unwrap().parts;
+        assert_ne!(parts[0].file.md5, base_hash);
+        assert_eq!(
+            parts.iter().map(|p| (p.key.as_str(), p.file.rows)).collect::<Vec<_>>(),
+            [("base", 101), ("delta", 0)]
+        );
+        let rows = table(&c, &dir);
+        assert_eq!(rows.len(), 101);
+        assert_eq!(rows[5], (5, "v2".to_string()));
+        assert_eq!(rows[25], (25, "v3".to_string()));
+    }
+
+    #[test]
+    fn a_layered_table_without_a_key_is_refused() {
+        assert!(crate::table_data::layered_select("a", "b", &[]).is_err());
     }
 }

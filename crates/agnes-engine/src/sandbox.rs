@@ -13,6 +13,7 @@
 //! and spill space are capped per instance; rows and result bytes are capped per query.
 
 use crate::local::{collect, QueryOutput};
+use crate::table_data::{absolute, TableData};
 use crate::{EngineError, Result};
 use agnes_core::ident::{quote_ident, quote_literal};
 use duckdb::Connection;
@@ -25,14 +26,6 @@ use std::time::Duration;
 pub struct SandboxTable {
     pub name: String,
     pub data: TableData,
-}
-
-/// Where a table's parquet is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TableData {
-    File(PathBuf),
-    /// A partitioned table: every `*.parquet` in the directory.
-    Parts(PathBuf),
 }
 
 /// The limits every query in a sandbox runs under.
@@ -99,7 +92,9 @@ impl Sandbox {
         for t in tables {
             match &t.data {
                 TableData::File(p) => files.push(quote_literal(&absolute(p)?)),
-                TableData::Parts(d) => dirs.push(quote_literal(&format!("{}/", absolute(d)?))),
+                TableData::Parts(d) | TableData::Layered { dir: d, .. } => {
+                    dirs.push(quote_literal(&format!("{}/", absolute(d)?)))
+                }
             }
         }
         // The order matters: DuckDB accepts allowed paths, and attaches the catalog, only
@@ -230,11 +225,7 @@ impl Sandbox {
 fn views_sql(tables: &[SandboxTable]) -> Result<String> {
     let mut sql = String::from("BEGIN TRANSACTION;");
     for t in tables {
-        let source = match &t.data {
-            TableData::File(p) => quote_literal(&absolute(p)?),
-            TableData::Parts(d) => quote_literal(&format!("{}/*.parquet", absolute(d)?)),
-        };
-        sql.push_str(&format!("CREATE VIEW {} AS SELECT * FROM read_parquet({source});", quote_ident(&t.name)));
+        sql.push_str(&format!("CREATE VIEW {} AS {};", quote_ident(&t.name), t.data.select_sql()?));
     }
     sql.push_str("COMMIT;");
     Ok(sql)
@@ -362,10 +353,6 @@ fn new_instance(limits: &SandboxLimits) -> Result<Connection> {
     }
     conn.execute_batch(&setup)?;
     Ok(conn)
-}
-
-fn absolute(p: &std::path::Path) -> Result<String> {
-    Ok(std::path::absolute(p).map_err(EngineError::io("resolve", p))?.to_string_lossy().into_owned())
 }
 
 fn arrow_error(e: impl std::fmt::Display) -> EngineError {

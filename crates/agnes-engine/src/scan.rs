@@ -352,7 +352,8 @@ fn check_expression(node: &Json, columns: &[(String, String)]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{SandboxLimits, SandboxTable, TableData};
+    use crate::sandbox::{SandboxLimits, SandboxTable};
+    use crate::table_data::TableData;
 
     fn fixture() -> (tempfile::TempDir, Sandbox) {
         let dir = tempfile::tempdir().unwrap();

@@ -44,6 +44,16 @@ pub struct ReadableTable {
     pub query_mode: String,
     /// Changes whenever the data does: part of the sandbox cache key.
     pub hash: String,
+    /// The registry's `primary_key` as stored (a JSON array); see [`Self::primary_key`].
+    primary_key_json: String,
+}
+
+impl ReadableTable {
+    /// The columns a layered table is merged on (empty when the stored value is unreadable:
+    /// such a row cannot have been written through the registry).
+    pub fn primary_key(&self) -> Vec<String> {
+        serde_json::from_str(&self.primary_key_json).unwrap_or_default()
+    }
 }
 
 /// What a successful sync published.
@@ -194,7 +204,8 @@ impl<'a> SyncStateRepo<'a> {
 
     /// The manifest's `tables` object as JSON text, and how many tables it holds: every
     /// published table the caller may read (`all`, or granted to one of `group_ids`), with
-    /// the parts of partitioned tables. SQLite builds the whole document in one row: the
+    /// the parts of partitioned and layered tables (and the key a layered table's parts are
+    /// merged on). SQLite builds the whole document in one row: the
     /// manifest is fetched on every pull, and row-by-row transfer is what costs.
     pub async fn manifest_json(&self, all: bool, group_ids: &[String], overdue_ids: &str) -> Result<(String, i64)> {
         let groups = serde_json::to_string(group_ids).expect("strings serialize");
@@ -203,7 +214,8 @@ impl<'a> SyncStateRepo<'a> {
                  'id', s.table_id, 'hash', s.hash, 'checksum', NULLIF(s.checksum, ''), 'updated', s.last_sync, 'size_bytes', s.file_size_bytes,
                  'rows', s.rows, 'query_mode', COALESCE(r.query_mode, 'local'), 'source_type', COALESCE(r.source_type, ''),
                  'overdue', json(CASE WHEN s.table_id IN (SELECT value FROM json_each(?3)) THEN 'true' ELSE 'false' END),
-                 'parts', CASE WHEN r.sync_strategy = 'partitioned' THEN json((
+                 'merge_key', CASE WHEN r.sync_strategy = 'incremental' THEN json(r.primary_key) END,
+                 'parts', CASE WHEN r.sync_strategy IN ('partitioned', 'incremental') THEN json((
                      SELECT json_group_array(json_object('part', p.part,
                          'path', '/api/data/' || s.table_id || '/parts/' || p.part || '/download',
                          'hash', p.hash, 'checksum', NULLIF(p.checksum, ''), 'size_bytes', p.size_bytes, 'rows', p.rows))
@@ -227,7 +239,8 @@ impl<'a> SyncStateRepo<'a> {
         let groups = serde_json::to_string(group_ids).expect("strings serialize");
         Ok(sqlx::query_as(&format!(
             "SELECT s.table_id AS id, r.name AS name, r.source_type AS source_type, r.connection AS connection, \
-                    r.sync_strategy AS sync_strategy, r.query_mode AS query_mode, s.hash AS hash \
+                    r.sync_strategy AS sync_strategy, r.query_mode AS query_mode, s.hash AS hash, \
+                    r.primary_key AS primary_key_json \
              FROM sync_state s JOIN table_registry r ON r.id = s.table_id \
              WHERE s.hash <> '' AND {} ORDER BY r.name",
             crate::access::granted("table", "s.table_id", 1, 2)

@@ -27,9 +27,12 @@ pub struct PulledTable {
     pub hash: String,
     pub rows: i64,
     pub size_bytes: i64,
-    /// For partitioned tables: part → hash.
+    /// For tables published in parts (partitioned or layered): part → hash.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub parts: BTreeMap<String, String>,
+    /// For a layered table: the key its `base` and `delta` parts are merged on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merge_key: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

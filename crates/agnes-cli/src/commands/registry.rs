@@ -72,6 +72,12 @@ pub struct RegisterArgs {
     /// Comma-separated key columns.
     #[arg(long, value_delimiter = ',')]
     primary_key: Vec<String>,
+    /// For `incremental`: the growing column (an updated-at time or a sequence) whose
+    /// values past the last sync's greatest are fetched.
+    #[arg(long)]
+    incremental_column: Option<String>,
+    /// For `incremental` on a date or time column: also fetch again the last N days before
+    /// the mark (rows that arrive late).
     #[arg(long)]
     incremental_window_days: Option<i64>,
     #[arg(long)]
@@ -179,6 +185,7 @@ pub async fn register(api: &Api, args: RegisterArgs) -> anyhow::Result<()> {
         source_table: fields.source_table.clone().or_else(|| Some(args.name.clone())),
         sync_strategy: args.sync_strategy,
         primary_key: (!args.primary_key.is_empty()).then_some(args.primary_key),
+        incremental_column: args.incremental_column,
         incremental_window_days: args.incremental_window_days,
         max_history_days: args.max_history_days,
         partition_by: args.partition_by,

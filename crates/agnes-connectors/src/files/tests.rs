@@ -2,6 +2,7 @@ use super::*;
 use crate::{Connector, ConnectorError, Publication, SyncContext};
 use agnes_core::{PartitionGranularity, QueryMode, SourceType, SyncStrategy, TableSpec};
 use agnes_engine::confined::Limits;
+use agnes_engine::table_data::TableData;
 use agnes_engine::DataLayout;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,11 @@ fn sync(env: &Env, t: &TableSpec) -> Result<crate::SyncedTable, ConnectorError> 
     connector.sync_table(t, &SyncContext { layout: &env.layout, limits: &Limits::default() })
 }
 
+/// `(SELECT …)` reading what was published for `t`, as every reader does.
+fn published(env: &Env, t: &TableSpec) -> String {
+    format!("({})", TableData::locate(&env.layout, "files", t).select_sql().unwrap())
+}
+
 fn query_i64(sql: &str) -> i64 {
     agnes_engine::duck::open_in_memory().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
 }
@@ -70,9 +76,9 @@ fn null_markers_are_configurable_per_table() {
     std::fs::write(env.root.join("dash.csv"), "id,score\n1,10\n2,-\n3,NA\n").unwrap();
     let mut t = table("dash", "dash.csv");
     t.source_options = Some(serde_json::json!({"null_markers": ["-", "NA"]}));
-    let synced = sync(&env, &t).unwrap();
-    let p = synced.view_path.display();
-    assert_eq!(query_i64(&format!("SELECT count(*) FROM '{p}' WHERE score IS NULL")), 2);
+    sync(&env, &t).unwrap();
+    let p = published(&env, &t);
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM {p} WHERE score IS NULL")), 2);
 
     t.source_options = Some(serde_json::json!({"null_marker": ["-"]}));
     let err = sync(&env, &t).unwrap_err();
@@ -120,8 +126,8 @@ fn materialized_queries_are_confined_to_the_root() {
          FROM read_csv(source_path('flights_3000.csv'), nullstr = 'NA') GROUP BY carrier ORDER BY carrier;"
             .into(),
     );
-    let synced = sync(&env, &t).unwrap();
-    assert_eq!(query_i64(&format!("SELECT flights FROM '{}' WHERE carrier = 'UA'", synced.view_path.display())), 552);
+    sync(&env, &t).unwrap();
+    assert_eq!(query_i64(&format!("SELECT flights FROM {} WHERE carrier = 'UA'", published(&env, &t))), 552);
 
     for escape in [
         "SELECT * FROM read_csv('/etc/passwd')",
@@ -145,17 +151,16 @@ fn globs_tsv_json_and_parquet() {
     assert_eq!(synced.rows(), 2, "hidden files are skipped; schemas unioned by name");
 
     std::fs::write(env.root.join("t.tsv"), "a\tb\n1\thello, world\n").unwrap();
-    let synced = sync(&env, &table("tabbed", "t.tsv")).unwrap();
-    assert_eq!(
-        query_i64(&format!("SELECT count(*) FROM '{}' WHERE b = 'hello, world'", synced.view_path.display())),
-        1
-    );
+    let tabbed = table("tabbed", "t.tsv");
+    sync(&env, &tabbed).unwrap();
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM {} WHERE b = 'hello, world'", published(&env, &tabbed))), 1);
 
     std::fs::write(env.root.join("events.ndjson"), "{\"id\":1,\"k\":\"a\"}\n{\"id\":2,\"k\":null}\n").unwrap();
     assert_eq!(sync(&env, &table("events", "events.ndjson")).unwrap().rows(), 2);
 
-    let flights = sync(&env, &table("flights", "flights_3000.csv")).unwrap();
-    std::fs::copy(&flights.view_path, env.root.join("copy.parquet")).unwrap();
+    let flights = table("flights", "flights_3000.csv");
+    sync(&env, &flights).unwrap();
+    std::fs::copy(env.layout.table_file("files", "flights"), env.root.join("copy.parquet")).unwrap();
     assert_eq!(sync(&env, &table("copy", "copy.parquet")).unwrap().rows(), 3000);
 
     std::fs::write(env.root.join("data.bin"), "x").unwrap();
@@ -175,7 +180,7 @@ fn partitioned_tables_publish_one_file_per_period() {
     let summary: Vec<(&str, i64)> = parts.iter().map(|p| (p.key.as_str(), p.file.rows)).collect();
     assert_eq!(summary, [("2013_01", 737), ("2013_02", 263)]);
     assert!(env.layout.table_part_dir("files", "weather").join("2013_01.parquet").is_file());
-    assert_eq!(query_i64(&format!("SELECT count(*) FROM '{}'", synced.view_path.display())), 1000);
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM {}", published(&env, &t))), 1000);
 
     t.partition_by = None;
     assert!(sync(&env, &t).unwrap_err().to_string().contains("partition_by"));
@@ -208,9 +213,10 @@ fn full_nycflights13_when_present() {
     }
     let env = env();
     std::fs::copy(shared.join("flights.csv"), env.root.join("flights.csv")).unwrap();
-    let synced = sync(&env, &table("flights", "flights.csv")).unwrap();
-    let p = synced.view_path.display();
+    let flights = table("flights", "flights.csv");
+    let synced = sync(&env, &flights).unwrap();
+    let p = published(&env, &flights);
     assert_eq!(synced.rows(), 336_776);
-    assert_eq!(query_i64(&format!("SELECT count(*) FROM '{p}' WHERE dep_time IS NULL")), 8_255);
-    assert_eq!(query_i64(&format!("SELECT count(*) FROM '{p}' WHERE carrier = 'UA'")), 58_665);
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM {p} WHERE dep_time IS NULL")), 8_255);
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM {p} WHERE carrier = 'UA'")), 58_665);
 }

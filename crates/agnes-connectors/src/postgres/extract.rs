@@ -10,7 +10,8 @@ use agnes_core::ident::{is_strict_identifier, quote_ident, quote_literal};
 use agnes_core::{PartitionGranularity, QueryMode, SourceType, SyncStrategy, TableSpec};
 use agnes_engine::confined::open_confined;
 use agnes_engine::fsutil::{remove_if_exists, temp_path_for};
-use agnes_engine::publish::{describe, publish_partitioned, publish_query, publish_written};
+use agnes_engine::publish::{describe_layered, publish_layered, publish_partitioned, publish_written};
+use agnes_engine::table_data::TableData;
 use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -235,7 +236,7 @@ impl PostgresConnector {
                 let tmp = temp_path_for(&target);
                 copy_to_parquet(&mut client, &select, &columns, options.batch_rows(), &tmp)?;
                 let file = publish_written(&duck, &tmp, &target)?;
-                Ok(SyncedTable { publication: Publication::Single(file), view_path: target })
+                Ok(SyncedTable { publication: Publication::Single(file) })
             }
             SyncStrategy::Incremental => self.incremental(&mut client, &duck, table, &select, &columns, &options, ctx),
             SyncStrategy::Partitioned => {
@@ -252,16 +253,17 @@ impl PostgresConnector {
                 let read = format!("SELECT * FROM read_parquet({})", quote_literal(&staged.to_string_lossy()));
                 let parts = publish_partitioned(&duck, &read, &expr, &dir);
                 let _ = remove_if_exists(&staged);
-                Ok(SyncedTable { publication: Publication::Parts(parts?), view_path: dir.join("*.parquet") })
+                Ok(SyncedTable { publication: Publication::Parts(parts?) })
             }
         }
     }
 
-    /// Rows past the high-water mark (the published file's greatest `incremental_column`,
-    /// less `incremental_window_days` for dates and timestamps), merged into the
-    /// published file on `primary_key`, the newer row winning. Rows deleted at the source
-    /// stay until the next full refresh (a change column cannot see deletes). No new rows: the file, and
-    /// so its hash, stays as it is.
+    /// Rows past the high-water mark (the greatest `incremental_column` published, less
+    /// `incremental_window_days` for dates and timestamps), merged on `primary_key` into
+    /// the table's layers, the newer row winning (see `agnes_engine::table_data`): a sync
+    /// writes only the delta. Rows deleted at the source stay until the next full refresh
+    /// (a change column cannot see deletes). No new rows: nothing is written, so no hash
+    /// changes.
     #[allow(clippy::too_many_arguments)]
     fn incremental(
         &self,
@@ -273,24 +275,27 @@ impl PostgresConnector {
         options: &PgTableOptions,
         ctx: &SyncContext<'_>,
     ) -> Result<SyncedTable, ConnectorError> {
-        let target = ctx.layout.table_file(&self.source_name, &table.name);
+        let data = TableData::locate(ctx.layout, &self.source_name, table);
+        let dir = data.location().to_path_buf();
+        let key = &table.primary_key;
         let column = table.incremental_column.as_deref().unwrap_or_default();
         let source_column = columns.iter().find(|c| c.name == column).ok_or_else(|| {
             ConnectorError::Config(format!("incremental_column '{column}' is not a column of the source"))
         })?;
-        if !target.is_file() {
-            let tmp = temp_path_for(&target);
-            copy_to_parquet(client, select, columns, options.batch_rows(), &tmp)?;
-            let file = publish_written(duck, &tmp, &target)?;
-            return Ok(SyncedTable { publication: Publication::Single(file), view_path: target });
+        let changes = temp_path_for(&ctx.layout.tmp_dir().join(format!("pg-{}.changes.parquet", table.name)));
+        if !data.exists() {
+            copy_to_parquet(client, select, columns, options.batch_rows(), &changes)?;
+            let layers = publish_layered(duck, &changes, &dir, key)?;
+            // Published as one file before tables synced this way were layered: gone now.
+            remove_if_exists(&ctx.layout.table_file(&self.source_name, &table.name))?;
+            return Ok(SyncedTable { publication: Publication::Layered(layers) });
         }
-        let published = quote_literal(&target.to_string_lossy());
+        let published = format!(
+            "read_parquet([{}], union_by_name = true)",
+            data.files().iter().map(|f| quote_literal(&f.to_string_lossy())).collect::<Vec<_>>().join(", ")
+        );
         let mark: Option<String> = duck
-            .query_row(
-                &format!("SELECT max({})::VARCHAR FROM read_parquet({published})", quote_ident(column)),
-                [],
-                |r| r.get(0),
-            )
+            .query_row(&format!("SELECT max({})::VARCHAR FROM {published}", quote_ident(column)), [], |r| r.get(0))
             .map_err(agnes_engine::EngineError::from)?;
         let filter = match mark {
             None => String::new(),
@@ -310,35 +315,20 @@ impl PostgresConnector {
                 format!(" WHERE {} > {bound}", quote_ident(column))
             }
         };
-        let delta = ctx.layout.tmp_dir().join(format!("pg-{}-{}.delta.parquet", table.name, std::process::id()));
         let rows = copy_to_parquet(
             client,
             &format!("SELECT * FROM ({select}) AS t{filter}"),
             columns,
             options.batch_rows(),
-            &delta,
+            &changes,
         )?;
-        if rows == 0 {
-            let _ = remove_if_exists(&delta);
-            let file = describe(duck, &target)?;
-            return Ok(SyncedTable { publication: Publication::Single(file), view_path: target });
-        }
-        // The published rows whose key the delta does not have (DuckDB plans the NOT
-        // EXISTS as an anti-join), then the delta.
-        let same_key = table
-            .primary_key
-            .iter()
-            .map(|k| format!("d.{0} = o.{0}", quote_ident(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let delta_sql = format!("read_parquet({})", quote_literal(&delta.to_string_lossy()));
-        let merged = format!(
-            "SELECT o.* FROM read_parquet({published}) AS o WHERE NOT EXISTS (SELECT 1 FROM {delta_sql} AS d WHERE {same_key}) \
-             UNION ALL BY NAME SELECT * FROM {delta_sql}"
-        );
-        let file = publish_query(duck, &merged, &target);
-        let _ = remove_if_exists(&delta);
-        Ok(SyncedTable { publication: Publication::Single(file?), view_path: target })
+        let layers = if rows == 0 {
+            let _ = remove_if_exists(&changes);
+            describe_layered(duck, &dir, key)?
+        } else {
+            publish_layered(duck, &changes, &dir, key)?
+        };
+        Ok(SyncedTable { publication: Publication::Layered(layers) })
     }
 }
 

@@ -40,9 +40,14 @@ pub struct ManifestEntry {
     pub source_type: Option<String>,
     #[serde(default)]
     pub overdue: bool,
-    /// The parts of a partitioned table, each pulled on its own.
+    /// The parts of a partitioned table (one per period) or of an incrementally synced
+    /// one (`base` and `delta`), each pulled on its own.
     #[serde(default)]
     pub parts: Option<Vec<ManifestPart>>,
+    /// For an incrementally synced table: the key its parts are merged on when read (a
+    /// `delta` row replaces the `base` row with the same key). Ours, not the original's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_key: Option<Vec<String>>,
 }
 
 /// One part (one period's parquet) of a partitioned table.

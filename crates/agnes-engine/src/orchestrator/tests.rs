@@ -30,7 +30,11 @@ fn parquet_table(layout: &DataLayout, source: &str, table: &str, rows: i64) -> E
     let conn = crate::duck::open_in_memory().unwrap();
     let path = layout.table_file(source, table);
     let f = publish_query(&conn, &format!("SELECT range AS id FROM range({rows})"), &path).unwrap();
-    ExtractTable::over_parquet(MetaRow { size_bytes: f.size_bytes, ..meta(table, f.rows) }, &path)
+    ExtractTable::over(
+        MetaRow { size_bytes: f.size_bytes, ..meta(table, f.rows) },
+        &crate::table_data::TableData::File(path),
+    )
+    .unwrap()
 }
 
 fn count(conn: &Connection, view: &str) -> i64 {

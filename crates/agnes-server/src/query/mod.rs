@@ -17,8 +17,9 @@ pub use slot::Slot;
 
 use crate::auth::access::Caller;
 use crate::error::ApiError;
-use agnes_core::SourceType;
-use agnes_engine::sandbox::{Sandbox, SandboxTable, TableData};
+use agnes_core::{SourceType, SyncStrategy};
+use agnes_engine::sandbox::{Sandbox, SandboxTable};
+use agnes_engine::table_data::TableData;
 use axum::http::StatusCode;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -153,19 +154,11 @@ impl QueryService {
         for r in rows {
             let Some(st) = r.source_type.as_deref().and_then(|s| s.parse::<SourceType>().ok()) else { continue };
             let source = self.sync.source_name_of(st, r.connection.as_deref());
-            let data = if r.sync_strategy == "partitioned" {
-                let dir = self.layout.table_part_dir(&source, &r.name);
-                if !dir.is_dir() {
-                    continue;
-                }
-                TableData::Parts(dir)
-            } else {
-                let file = self.layout.table_file(&source, &r.name);
-                if !file.is_file() {
-                    continue;
-                }
-                TableData::File(file)
-            };
+            let Ok(strategy) = r.sync_strategy.parse::<SyncStrategy>() else { continue };
+            let data = TableData::of(&self.layout, &source, &r.name, strategy, &r.primary_key());
+            if !data.exists() {
+                continue;
+            }
             tables.push((SandboxTable { name: r.name, data }, r.hash));
         }
         Ok(tables)

@@ -4,10 +4,10 @@
 use crate::auth::access::{can_access, Caller};
 use crate::error::ApiError;
 use crate::state::AppState;
-use agnes_core::{is_quoted_identifier, SyncStrategy, TableSpec};
+use agnes_core::{is_quoted_identifier, TableSpec};
+use agnes_engine::table_data::TableData;
 use axum::http::StatusCode;
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 pub const TABLE: &str = "table";
 
@@ -34,22 +34,13 @@ pub async fn resolve_readable(state: &AppState, caller: &Caller, reference: &str
     Ok(spec)
 }
 
-/// Where a table's published data is: the file, or the directory of parts.
-pub fn data_location(state: &AppState, spec: &TableSpec) -> Option<PathBuf> {
+/// Where and how a table's data is published (whether or not anything is yet).
+pub fn table_data(state: &AppState, spec: &TableSpec) -> Option<TableData> {
     let source = state.sync.source_name_for(spec)?;
-    Some(if spec.sync_strategy == SyncStrategy::Partitioned {
-        state.layout.table_part_dir(&source, &spec.name)
-    } else {
-        state.layout.table_file(&source, &spec.name)
-    })
+    Some(TableData::locate(&state.layout, &source, spec))
 }
 
-/// The path or glob DuckDB reads a table's published data from, if any is published.
-pub fn readable_path(state: &AppState, spec: &TableSpec) -> Option<String> {
-    let location = data_location(state, spec)?;
-    if spec.sync_strategy == SyncStrategy::Partitioned {
-        location.is_dir().then(|| location.join("*.parquet").to_string_lossy().into_owned())
-    } else {
-        location.is_file().then(|| location.to_string_lossy().into_owned())
-    }
+/// A table's published data, if there is any on disk.
+pub fn published_data(state: &AppState, spec: &TableSpec) -> Option<TableData> {
+    table_data(state, spec).filter(TableData::exists)
 }

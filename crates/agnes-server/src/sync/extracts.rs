@@ -4,6 +4,7 @@
 use super::SyncError;
 use agnes_connectors::Connector;
 use agnes_engine::extract::{write_extract, ExtractTable, MetaRow};
+use agnes_engine::table_data::TableData;
 use agnes_engine::DataLayout;
 use agnes_store::Store;
 
@@ -26,16 +27,11 @@ pub(super) async fn write_source_extract(
         if state.hash.is_empty() {
             continue;
         }
-        let file = layout.table_file(source, &t.name);
-        let dir = layout.table_part_dir(source, &t.name);
-        let path = if t.sync_strategy == agnes_core::SyncStrategy::Partitioned && dir.is_dir() {
-            dir.join("*.parquet")
-        } else if file.is_file() {
-            file
-        } else {
+        let data = TableData::locate(layout, source, &t);
+        if !data.exists() {
             tracing::warn!(table = %t.id, "sync state says published but no data file exists; left out of the extract");
             continue;
-        };
+        }
         let meta = MetaRow {
             table_name: t.name.clone(),
             description: t.description.clone(),
@@ -44,7 +40,7 @@ pub(super) async fn write_source_extract(
             extracted_at: state.last_changed.or(state.last_sync),
             query_mode: t.query_mode.as_str().to_string(),
         };
-        tables.push(ExtractTable::over_parquet(meta, &path));
+        tables.push(ExtractTable::over(meta, &data)?);
     }
     let path = layout.extract_db(source);
     tokio::task::spawn_blocking(move || write_extract(&path, &tables, &[]))

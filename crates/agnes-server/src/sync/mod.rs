@@ -521,9 +521,10 @@ fn published(source_name: &str, synced: &SyncedTable) -> Published {
             checksum: f.checksum.clone(),
             parts: Vec::new(),
         },
-        Publication::Parts(parts) => {
-            // A partitioned table's hash changes exactly when some part changes.
+        Publication::Parts(_) | Publication::Layered(_) => {
+            // A table in parts changes exactly when some part changes.
             use md5::Digest;
+            let parts = synced.parts();
             let mut h = md5::Md5::new();
             for p in parts {
                 h.update(format!("{}:{}\n", p.key, p.file.md5));

@@ -4,8 +4,9 @@
 
 use super::{SyncError, SyncService};
 use agnes_core::api::TableProfile;
-use agnes_core::{SyncStrategy, TableSpec};
+use agnes_core::TableSpec;
 use agnes_engine::profile::{profile, ProfileInput, ProfileOptions};
+use agnes_engine::table_data::TableData;
 
 impl SyncService {
     /// Profile `spec`'s published data now and store the profile; `None` when nothing is
@@ -14,25 +15,16 @@ impl SyncService {
         let Some(source) = self.source_name_for(spec) else { return Ok(None) };
         let Some(state) = self.inner.store.sync_state().get(&spec.id).await? else { return Ok(None) };
         let layout = &self.inner.layout;
-        let parquet = if spec.sync_strategy == SyncStrategy::Partitioned {
-            let dir = layout.table_part_dir(&source, &spec.name);
-            if !dir.is_dir() {
-                return Ok(None);
-            }
-            dir.join("*.parquet").to_string_lossy().into_owned()
-        } else {
-            let file = layout.table_file(&source, &spec.name);
-            if !file.is_file() {
-                return Ok(None);
-            }
-            file.to_string_lossy().into_owned()
-        };
+        let data = TableData::locate(layout, &source, spec);
+        if !data.exists() {
+            return Ok(None);
+        }
         let options = ProfileOptions { temp_directory: Some(layout.tmp_dir().join("profile")), ..Default::default() };
         let (spec2, size) = (spec.clone(), state.file_size_bytes.max(0) as u64);
         let profiled = tokio::task::spawn_blocking(move || {
             let input = ProfileInput {
                 table_id: &spec2.id,
-                parquet: &parquet,
+                data: &data,
                 description: spec2.description.as_deref(),
                 primary_key: &spec2.primary_key,
                 sync_strategy: spec2.sync_strategy.as_str(),

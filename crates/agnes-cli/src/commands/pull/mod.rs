@@ -9,6 +9,7 @@
 use crate::client::api::{Api, ApiFailure};
 use crate::client::workspace::{PullState, PulledTable, Workspace};
 use agnes_core::api::Manifest;
+use agnes_engine::table_data::TableData;
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -80,6 +81,7 @@ fn plan(manifest: &Manifest, ws: &Workspace, state: &PullState, skip_materialize
             rows: entry.rows,
             size_bytes: entry.size_bytes,
             parts: BTreeMap::new(),
+            merge_key: entry.merge_key.clone().unwrap_or_default(),
         };
         let local = state.tables.get(name);
         if let Some(parts) = &entry.parts {
@@ -220,18 +222,20 @@ pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Resu
     ws.save_state(&state)?;
 
     // One view per table that is on disk.
-    let views: Vec<(String, String)> = state
+    let views: Vec<(String, TableData)> = state
         .tables
         .iter()
-        .filter_map(|(name, t)| {
-            if t.parts.is_empty() {
-                let f = ws.table_file(name);
-                f.is_file().then(|| (name.clone(), f.to_string_lossy().into_owned()))
+        .map(|(name, t)| {
+            let data = if t.parts.is_empty() {
+                TableData::File(ws.table_file(name))
+            } else if t.merge_key.is_empty() {
+                TableData::Parts(ws.part_dir(name))
             } else {
-                let d = ws.part_dir(name);
-                d.is_dir().then(|| (name.clone(), d.join("*.parquet").to_string_lossy().into_owned()))
-            }
+                TableData::Layered { dir: ws.part_dir(name), key: t.merge_key.clone() }
+            };
+            (name.clone(), data)
         })
+        .filter(|(_, data)| data.exists())
         .collect();
     let db = ws.duckdb();
     let skipped = tokio::task::spawn_blocking(move || agnes_engine::local::sync_server_views(&db, &views))

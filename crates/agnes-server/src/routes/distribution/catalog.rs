@@ -6,7 +6,7 @@ use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
 use crate::routes::audit::Audit;
-use crate::routes::tables::{may_read, readable_ids, readable_path, resolve_readable};
+use crate::routes::tables::{may_read, published_data, readable_ids, resolve_readable};
 use crate::state::AppState;
 use agnes_core::api::{
     Catalog, CatalogTable, ColumnInfo, LegacyTable, LegacyTables, MetricRef, ProfileRefreshed, Sample, TableProfile,
@@ -161,10 +161,10 @@ async fn schema(
     Path(table): Path<String>,
 ) -> Result<Json<TableSchema>, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
-    let path = readable_path(&state, &spec).ok_or_else(|| {
+    let data = published_data(&state, &spec).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
     })?;
-    let columns = tokio::task::spawn_blocking(move || agnes_engine::inspect::describe_parquet(&path))
+    let columns = tokio::task::spawn_blocking(move || agnes_engine::inspect::describe_table(&data))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
@@ -206,10 +206,10 @@ async fn sample(
 ) -> Result<Json<Sample>, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
     let n = q.n.unwrap_or(5).clamp(1, 100) as usize;
-    let path = readable_path(&state, &spec).ok_or_else(|| {
+    let data = published_data(&state, &spec).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
     })?;
-    let rows = tokio::task::spawn_blocking(move || agnes_engine::inspect::sample_parquet(&path, n))
+    let rows = tokio::task::spawn_blocking(move || agnes_engine::inspect::sample_table(&data, n))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;

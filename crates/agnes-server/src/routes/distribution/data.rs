@@ -5,9 +5,10 @@ use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
 use crate::routes::audit::Audit;
-use crate::routes::tables::{data_location, resolve_readable};
+use crate::routes::tables::{resolve_readable, table_data};
 use crate::state::AppState;
-use agnes_core::{QueryMode, SyncStrategy, TableSpec};
+use agnes_core::{QueryMode, TableSpec};
+use agnes_engine::table_data::TableData;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,26 +43,28 @@ async fn download(
     Path(table): Path<String>,
 ) -> Result<Response, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
-    if spec.sync_strategy == SyncStrategy::Partitioned {
+    let data = table_data(&state, &spec).ok_or_else(|| not_published(&spec))?;
+    if data.has_parts() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("Table '{}' is partitioned: download its parts (listed in the manifest)", spec.id),
+            format!("Table '{}' is published in parts: download its parts (listed in the manifest)", spec.id),
         ));
     }
     let hash = match state.store.sync_state().get(&spec.id).await? {
         Some(s) if !s.hash.is_empty() => s.hash,
         _ => return Err(not_published(&spec)),
     };
-    let path = data_location(&state, &spec).ok_or_else(|| not_published(&spec))?;
+    let path = data.location();
     Audit::of(&state, &caller, &client)
         .record("data.download", Some(&spec.id), range_params(&headers), "success")
         .await;
-    Ok(super::ranges::serve(&path, &hash, &format!("{}.parquet", spec.name), &method, &headers).await)
+    Ok(super::ranges::serve(path, &hash, &format!("{}.parquet", spec.name), &method, &headers).await)
 }
 
-/// One part of a partitioned table.
+/// One part of a table published in parts: a period of a partitioned table, or the base or
+/// delta of an incrementally synced one.
 #[utoipa::path(get, path = "/api/data/{table}/parts/{part}/download", tag = "data",
-    params(("table" = String, Path), ("part" = String, Path, description = "partition key, e.g. 2024_03")),
+    params(("table" = String, Path), ("part" = String, Path, description = "partition key, e.g. 2024_03, or base / delta")),
     responses((status = 200), (status = 206), (status = 304), (status = 403), (status = 404), (status = 416)))]
 async fn download_part(
     State(state): State<AppState>,
@@ -73,12 +76,10 @@ async fn download_part(
 ) -> Result<Response, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
     let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("Part '{part}' of table '{}' not found", spec.id));
-    if spec.sync_strategy != SyncStrategy::Partitioned {
-        return Err(missing());
-    }
+    let data = table_data(&state, &spec).filter(TableData::has_parts).ok_or_else(missing)?;
     let stored =
         state.store.sync_state().parts(&spec.id).await?.into_iter().find(|p| p.part == part).ok_or_else(missing)?;
-    let dir = data_location(&state, &spec).ok_or_else(missing)?;
+    let dir = data.location();
     Audit::of(&state, &caller, &client)
         .record("data.download", Some(&spec.id), Some(json!({"part": part})), "success")
         .await;

@@ -10,7 +10,7 @@ use agnes_core::api::{
     DiscoverAndRegister, Discovered, DiscoveryRegistered, DiscoverySkipped, Precheck, PrecheckTable, Registered,
     RegistryList, RegistryRow, SourceColumn, TableRegistration, TableUpdated,
 };
-use agnes_core::{registry_id_for_name, QueryMode, SourceType, TableSpec};
+use agnes_core::{registry_id_for_name, QueryMode, SourceType, SyncStrategy, TableSpec};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -232,9 +232,10 @@ async fn update(
     if after.name != before.name
         || after.source_type != before.source_type
         || after.sync_strategy != before.sync_strategy
+        || (after.sync_strategy == SyncStrategy::Incremental && after.primary_key != before.primary_key)
     {
-        // The published data lives under the old name or layout: forget it; the next sync
-        // publishes it anew.
+        // The published data lives under the old name or layout (a layered table's delta
+        // is merged on its key): forget it; the next sync publishes it anew.
         state.sync.forget_published(&before).await;
     }
     Audit::of(&state, &caller, &client)

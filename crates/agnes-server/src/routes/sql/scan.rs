@@ -12,7 +12,7 @@ use crate::routes::tables::resolve_readable;
 use crate::state::AppState;
 use agnes_core::api::{ScanEstimate, ScanRequest};
 use agnes_core::QueryMode;
-use agnes_engine::sandbox::{Sandbox, TableData};
+use agnes_engine::sandbox::Sandbox;
 use agnes_engine::scan::{self, ScanOutcome, ScanPlan};
 use agnes_engine::EngineError;
 use axum::body::{Body, Bytes};
@@ -108,7 +108,7 @@ async fn prepare(
         state.query.readable_tables(caller).await?.into_iter().find(|(t, _)| t.name == spec.name).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
         })?;
-    let scan_bytes = parquet_bytes(&table.0.data);
+    let scan_bytes = table.0.data.size_bytes();
     let sandbox = state.query.sandbox(vec![table]).await?;
     let request = scan::ScanRequest {
         table: spec.name.clone(),
@@ -120,23 +120,6 @@ async fn prepare(
     let planner = sandbox.clone();
     let plan = tokio::task::spawn_blocking(move || planner.plan_scan(&request)).await.map_err(ApiError::internal)??;
     Ok(Prepared { table_id: spec.id, sandbox, plan, scan_bytes })
-}
-
-fn parquet_bytes(data: &TableData) -> u64 {
-    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    match data {
-        TableData::File(p) => size(p),
-        TableData::Parts(dir) => std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-                    .map(|p| size(&p))
-                    .sum()
-            })
-            .unwrap_or(0),
-    }
 }
 
 fn audit_params(body: &ScanRequest) -> Value {
