@@ -45,35 +45,51 @@ pub fn postgres_bench(scale: f64) -> anyhow::Result<Section> {
     table.source_table = Some("big".into());
     let ctx = SyncContext { layout: &layout, limits: &limits };
 
+    // Ours and the baseline alternate, twice each, and the better run of each counts: the
+    // first reads of the table and the machine's noise fall on both alike.
     let rss_before = proc_status_kib(std::process::id(), "VmHWM:")?;
-    let t = Instant::now();
-    let full = connector.sync_table(&table, &ctx)?;
-    let ours = t.elapsed();
-    let peak = proc_status_kib(std::process::id(), "VmHWM:")?;
-    anyhow::ensure!(full.rows() as u64 == rows, "full refresh published {} rows", full.rows());
-
     let csv = dir.path().join("big.csv");
-    let t = Instant::now();
-    let status = Command::new("psql")
-        .env("PGPASSWORD", ADMIN_PASSWORD)
-        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", ADMIN_USER, "-d", "postgres", "-q", "-c"])
-        .arg(format!("\\copy (SELECT * FROM big) TO '{}' WITH (FORMAT csv, HEADER true)", csv.display()))
-        .status()?;
-    anyhow::ensure!(status.success(), "psql \\copy failed");
-    let psql = t.elapsed();
-    let t = Instant::now();
-    agnes_engine::duck::open_in_memory()?.execute_batch(&format!(
-        "COPY (SELECT * FROM read_csv('{}')) TO '{}' (FORMAT parquet)",
-        csv.display(),
-        dir.path().join("baseline.parquet").display()
-    ))?;
-    let duck = t.elapsed();
+    let (mut ours, mut psql, mut duck) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    let mut peak = 0;
+    for _ in 0..2 {
+        let t = Instant::now();
+        let full = connector.sync_table(&table, &ctx)?;
+        ours = ours.min(t.elapsed());
+        peak = peak.max(proc_status_kib(std::process::id(), "VmHWM:")?);
+        anyhow::ensure!(full.rows() as u64 == rows, "full refresh published {} rows", full.rows());
+
+        let t = Instant::now();
+        let status = Command::new("psql")
+            .env("PGPASSWORD", ADMIN_PASSWORD)
+            .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", ADMIN_USER, "-d", "postgres", "-q", "-c"])
+            .arg(format!("\\copy (SELECT * FROM big) TO '{}' WITH (FORMAT csv, HEADER true)", csv.display()))
+            .status()?;
+        anyhow::ensure!(status.success(), "psql \\copy failed");
+        let copied = t.elapsed();
+        let t = Instant::now();
+        agnes_engine::duck::open_in_memory()?.execute_batch(&format!(
+            "COPY (SELECT * FROM read_csv('{}')) TO '{}' (FORMAT parquet)",
+            csv.display(),
+            dir.path().join("baseline.parquet").display()
+        ))?;
+        let converted = t.elapsed();
+        if copied + converted < psql.saturating_add(duck) {
+            (psql, duck) = (copied, converted);
+        }
+    }
     let baseline = psql + duck;
 
+    // The same table synced incrementally: a first sync lays down the base, then 1 % of
+    // the rows change at the source. The change column is indexed, as the column of any
+    // table synced this way should be: without the index, finding the changed rows is a
+    // scan of the whole table in PostgreSQL.
+    pg.execute("CREATE INDEX big_updated_at ON big (updated_at); ANALYZE big");
     let mut incremental = table.clone();
+    incremental.name = "big_inc".into();
     incremental.sync_strategy = SyncStrategy::Incremental;
     incremental.incremental_column = Some("updated_at".into());
     incremental.primary_key = vec!["id".into()];
+    connector.sync_table(&incremental, &ctx)?;
     let changed = rows / 100;
     pg.execute(&format!(
         "UPDATE big SET score = -1, updated_at = TIMESTAMPTZ '2030-01-01' + id * interval '1 second' \
@@ -83,6 +99,42 @@ pub fn postgres_bench(scale: f64) -> anyhow::Result<Section> {
     let merged = connector.sync_table(&incremental, &ctx)?;
     let delta = t.elapsed();
     anyhow::ensure!(merged.rows() as u64 == rows, "incremental published {} rows", merged.rows());
+    let delta_parts = merged.parts().iter().map(|p| (p.key.clone(), p.file.size_bytes)).collect::<Vec<_>>();
+
+    // What merging on read costs a reader: an aggregate over the layered table (1 % in the
+    // delta) vs over the single file of the full refresh, in one DuckDB, best of three.
+    let layered_sql = agnes_engine::table_data::TableData::locate(&layout, connector.source_name(), &incremental)
+        .select_sql()?;
+    let single_sql = agnes_engine::table_data::TableData::locate(&layout, connector.source_name(), &table)
+        .select_sql()?;
+    let reader = agnes_engine::duck::open_in_memory()?;
+    let read = |from: &str| -> anyhow::Result<Duration> {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let n: i64 = reader.query_row(
+                &format!("SELECT count(*) FROM (SELECT channel, sum(amount) FROM ({from}) WHERE flagged GROUP BY channel)"),
+                [],
+                |r| r.get(0),
+            )?;
+            anyhow::ensure!(n == 3, "{n} channels");
+            best = best.min(t.elapsed());
+        }
+        Ok(best)
+    };
+    let (read_layered, read_single) = (read(&layered_sql)?, read(&single_sql)?);
+
+    // A further 10 % changed rows take the delta past a tenth of the base: that sync
+    // compacts (rewrites the base). At 1 % per sync this happens about every tenth sync.
+    pg.execute(&format!(
+        "UPDATE big SET score = -2, updated_at = TIMESTAMPTZ '2031-01-01' + id * interval '1 second' \
+         WHERE id % 10 = 1 AND id <= {rows}"
+    ));
+    let t = Instant::now();
+    let compacted = connector.sync_table(&incremental, &ctx)?;
+    let compaction = t.elapsed();
+    anyhow::ensure!(compacted.rows() as u64 == rows, "compaction published {} rows", compacted.rows());
+    anyhow::ensure!(compacted.parts()[1].file.rows == 0, "the sync past 10 % compacts");
 
     // The same filtered aggregate through `agnes query --remote` (server, check, rewrite,
     // PostgreSQL) and through psql; both are one process each, best of three.
@@ -168,12 +220,16 @@ pub fn postgres_bench(scale: f64) -> anyhow::Result<Section> {
              columns (bigint, numeric(10,2), text, date, timestamptz, boolean, NULLs), primary key `id`. Peak RSS is the \
              bench process's high-water mark (it runs the connector as the server does), which was {:.0} MiB before.\n\n\
              | measure | agnes | baseline | target |\n|---|---|---|---|\n\
-             | full refresh to parquet | {:.2} s | `psql \\copy` to CSV {:.2} s + DuckDB CSV → parquet {:.2} s = {:.2} s | ≤ 1.0× ({:.2}×) |\n\
+             | full refresh to parquet (better of two) | {:.2} s | `psql \\copy` to CSV {:.2} s + DuckDB CSV → parquet {:.2} s = {:.2} s | ≤ 1.0× ({:.2}×) |\n\
              | peak RSS during the sync | {:.0} MiB | | < 500 MB |\n\
              | incremental, {changed} rows (1 %) changed | {:.2} s | the full refresh: {:.2} s | ≤ 10 % ({:.1} %) |\n\
+             | incremental that compacts (10 % more changed) | {:.2} s | the full refresh: {:.2} s | |\n\
+             | aggregate over the layered table (1 % in the delta) | {:.3} s | the same over one file: {:.3} s | ({:.2}×) |\n\
              | filtered aggregate, `agnes query --remote` | {:.3} s | `psql -c`: {:.3} s | ≤ 1.2× ({:.2}×) |\n\n\
              The aggregate: `{aggregate}`; best of three, each a whole process (CLI → server → check and rewrite → \
-             PostgreSQL → JSON).\n",
+             PostgreSQL → JSON).\n\n\
+             `updated_at` is indexed for the incremental sync. An incremental table is layered: the 1 % sync wrote {} beside the untouched {} (an analyst's pull \
+             downloads the delta alone); reads merge the two on the key.\n",
             machine(),
             pg_major(),
             rss_before as f64 / 1024.0,
@@ -186,9 +242,16 @@ pub fn postgres_bench(scale: f64) -> anyhow::Result<Section> {
             secs(delta),
             secs(ours),
             secs(delta) / secs(ours) * 100.0,
+            secs(compaction),
+            secs(ours),
+            secs(read_layered),
+            secs(read_single),
+            secs(read_layered) / secs(read_single),
             secs(agnes_remote),
             secs(psql_remote),
             secs(agnes_remote) / secs(psql_remote),
+            delta_parts.get(1).map(|(k, b)| format!("a {k} of {:.1} MiB", *b as f64 / 1048576.0)).unwrap_or_default(),
+            delta_parts.first().map(|(k, b)| format!("{k} of {:.0} MiB", *b as f64 / 1048576.0)).unwrap_or_default(),
         ),
     })
 }
