@@ -81,7 +81,8 @@ pub fn publish(scale: f64) -> anyhow::Result<Section> {
             std::fs::remove_file(&out)?;
 
             let t = Instant::now();
-            let synced = connector.sync_table(&table, &SyncContext { layout: &layout, limits: &limits })?;
+            let synced =
+                connector.sync_table(&table, &SyncContext { layout: &layout, limits: &limits, last_sync: None })?;
             ours.push(t.elapsed());
             rows = synced.rows();
         }

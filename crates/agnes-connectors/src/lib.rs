@@ -10,6 +10,7 @@
 
 mod error;
 pub mod files;
+pub mod keboola;
 pub mod postgres;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -25,6 +26,8 @@ pub use error::ConnectorError;
 pub struct SyncContext<'a> {
     pub layout: &'a DataLayout,
     pub limits: &'a Limits,
+    /// When this table last synced successfully (sources that ask for changes since then).
+    pub last_sync: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What one table's sync published.

@@ -53,7 +53,7 @@ impl Env {
     }
 
     fn sync(&self, t: &TableSpec) -> Result<SyncedTable, ConnectorError> {
-        self.connector.sync_table(t, &SyncContext { layout: &self.layout, limits: &Limits::default() })
+        self.connector.sync_table(t, &SyncContext { layout: &self.layout, limits: &Limits::default(), last_sync: None })
     }
 }
 
@@ -310,8 +310,10 @@ fn materialized_queries_are_read_only_and_capped() {
     capped.config.max_materialize_bytes = Some(100);
     let small = PostgresConnector::new(capped);
     m.source_query = Some("SELECT a.n, b.n AS m FROM t a, t b".into());
-    let err =
-        small.sync_table(&m, &SyncContext { layout: &env.layout, limits: &Limits::default() }).unwrap_err().to_string();
+    let err = small
+        .sync_table(&m, &SyncContext { layout: &env.layout, limits: &Limits::default(), last_sync: None })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("max_materialize_bytes"), "{err}");
 }
 
@@ -374,7 +376,9 @@ fn an_outage_fails_the_sync_and_keeps_the_data() {
     let path = single(&good).path.clone();
     let Env { pg, connector, layout, _dir } = env;
     drop(pg);
-    let err = connector.sync_table(&t, &SyncContext { layout: &layout, limits: &Limits::default() }).unwrap_err();
+    let err = connector
+        .sync_table(&t, &SyncContext { layout: &layout, limits: &Limits::default(), last_sync: None })
+        .unwrap_err();
     assert!(err.to_string().contains("cannot connect to 'main'"), "{err}");
     assert!(path.is_file());
 }

@@ -295,10 +295,12 @@ impl SyncService {
         let connector =
             self.connector_for(spec).ok_or_else(|| format!("no connector syncs query_mode '{}'", spec.query_mode))?;
         let (layout, limits, spec) = (self.inner.layout.clone(), self.inner.limits.clone(), spec.clone());
-        tokio::task::spawn_blocking(move || connector.preview(&spec, &SyncContext { layout: &layout, limits: &limits }))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        tokio::task::spawn_blocking(move || {
+            connector.preview(&spec, &SyncContext { layout: &layout, limits: &limits, last_sync: None })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
     }
 
     /// Remove what was published for `spec` (its files, its sync state) and rebuild, in
@@ -453,9 +455,10 @@ impl SyncService {
 
     async fn sync_one(&self, table: &TableSpec, connector: Arc<dyn Connector>) -> Result<TableOutcome, SyncError> {
         let started = Instant::now();
+        let last_sync = self.inner.store.sync_state().get(&table.id).await?.and_then(|s| s.last_sync);
         let (layout, limits, spec) = (self.inner.layout.clone(), self.inner.limits.clone(), table.clone());
         let result = tokio::task::spawn_blocking(move || {
-            connector.sync_table(&spec, &SyncContext { layout: &layout, limits: &limits })
+            connector.sync_table(&spec, &SyncContext { layout: &layout, limits: &limits, last_sync })
         })
         .await;
         let duration_ms = started.elapsed().as_millis() as i64;

@@ -1,0 +1,351 @@
+//! Turning a `keboola` registry row into published parquet (spec §8.1): an async export
+//! with the row's filter, its slices downloaded in parallel, read by DuckDB with the
+//! column types of Keboola's metadata, published atomically (whole, or as the delta of a
+//! layered table for `incremental`).
+
+use super::client::{KbcTable, StorageClient, TokenFacts};
+use super::config::{resolve_filters, unix, ExportQuery, FileType, KeboolaSource, KeboolaTableOptions};
+use crate::{Connector, ConnectorError, Publication, SyncContext, SyncedTable};
+use agnes_core::ident::{quote_ident, quote_literal};
+use agnes_core::{QueryMode, SourceType, SyncStrategy, TableSpec};
+use agnes_engine::confined::open_confined;
+use agnes_engine::fsutil::temp_path_for;
+use agnes_engine::publish::{publish_layered, publish_query};
+use agnes_engine::table_data::TableData;
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+pub struct KeboolaConnector {
+    source: KeboolaSource,
+    source_name: String,
+}
+
+/// The DuckDB type a column's `KBC.datatype.basetype` (and `length`) stands for. A base
+/// type agnes does not know stays text.
+pub fn duckdb_type(basetype: Option<&str>, length: Option<&str>) -> String {
+    match basetype.map(str::to_ascii_uppercase).as_deref() {
+        Some("INTEGER") => "BIGINT".into(),
+        Some("FLOAT") => "DOUBLE".into(),
+        Some("BOOLEAN") => "BOOLEAN".into(),
+        Some("DATE") => "DATE".into(),
+        Some("TIMESTAMP") => "TIMESTAMP".into(),
+        Some("NUMERIC") => {
+            let parsed = length.and_then(|l| {
+                let (p, s) = l.split_once(',').unwrap_or((l, "0"));
+                Some((p.trim().parse::<u32>().ok()?, s.trim().parse::<u32>().ok()?))
+            });
+            match parsed {
+                Some((p, s)) if (1..=38).contains(&p) && s <= p => format!("DECIMAL({p},{s})"),
+                // Unbounded or wider than DuckDB's DECIMAL: exact to 9 places, as PostgreSQL's
+                // unbounded numeric is mapped.
+                _ => "DECIMAL(38,9)".into(),
+            }
+        }
+        _ => "VARCHAR".into(),
+    }
+}
+
+/// The columns of `table` (or the chosen ones) with their DuckDB types.
+fn typed_columns(table: &KbcTable, chosen: &[String]) -> Result<Vec<(String, String)>, ConnectorError> {
+    let names: Vec<String> = if chosen.is_empty() { table.columns.clone() } else { chosen.to_vec() };
+    names
+        .into_iter()
+        .map(|c| {
+            if !table.columns.contains(&c) {
+                return Err(ConnectorError::Config(format!("column '{c}' is not a column of {}", table.id)));
+            }
+            let ty = duckdb_type(
+                table.column_meta(&c, "KBC.datatype.basetype").as_deref(),
+                table.column_meta(&c, "KBC.datatype.length").as_deref(),
+            );
+            Ok((c, ty))
+        })
+        .collect()
+}
+
+impl KeboolaConnector {
+    pub fn new(source: KeboolaSource) -> KeboolaConnector {
+        let source_name = source.source_name();
+        KeboolaConnector { source, source_name }
+    }
+
+    pub fn source(&self) -> &KeboolaSource {
+        &self.source
+    }
+
+    /// What the token is (project, description, expiry), for `agnes admin source test`.
+    pub fn token_facts(&self) -> Result<TokenFacts, ConnectorError> {
+        StorageClient::connect(&self.source)?.verify()
+    }
+
+    fn table_id(table: &TableSpec) -> Result<String, ConnectorError> {
+        match (table.bucket.as_deref(), table.source_table.as_deref()) {
+            (Some(b), Some(t)) if !b.trim().is_empty() && !t.trim().is_empty() => Ok(format!("{b}.{t}")),
+            _ => Err(ConnectorError::Config(format!(
+                "keboola table '{}' needs bucket (e.g. in.c-shop) and source_table (the table's name)",
+                table.id
+            ))),
+        }
+    }
+
+    /// The export's filter: the materialized row's `source_query`, or the row's
+    /// `where_filters` and `source_options`.
+    fn export_query(table: &TableSpec) -> Result<ExportQuery, ConnectorError> {
+        let options = KeboolaTableOptions::from_json(table.source_options.as_ref())?;
+        let mut query = match table.query_mode {
+            QueryMode::Materialized => match table.source_query.as_deref().map(str::trim) {
+                Some(q) if !q.is_empty() => ExportQuery::parse(q)?,
+                _ => ExportQuery::default(),
+            },
+            _ => ExportQuery::default(),
+        };
+        if let Some(filters) = &table.where_filters {
+            let parsed: Vec<super::config::WhereFilter> = serde_json::from_value(filters.clone())
+                .map_err(|e| ConnectorError::Config(format!("where_filters: {e}")))?;
+            query.where_filters.extend(parsed);
+        }
+        if query.columns.is_empty() {
+            query.columns = options.columns.unwrap_or_default();
+        }
+        if query.file_type.is_none() {
+            query.file_type = options.file_type;
+        }
+        Ok(query)
+    }
+
+    /// Export `table_id` with `params`, download its slices into `dir`, and say what
+    /// they hold.
+    fn export(
+        &self,
+        client: &StorageClient,
+        table_id: &str,
+        params: &Value,
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>, ConnectorError> {
+        let job = client.export(table_id, params)?;
+        let file = client.wait(job)?;
+        let file = client.file(file)?;
+        client.download(&file, dir)
+    }
+}
+
+/// The SELECT reading downloaded slices with Keboola's column types: text as exported
+/// (an empty string stays one), every other type cast from its text with an empty value
+/// as NULL. No slices with bytes: the typed columns and no rows.
+fn read_slices(slices: &[PathBuf], file_type: FileType, gzip: bool, columns: &[(String, String)]) -> String {
+    let cast = |c: &str, ty: &str| {
+        if ty == "VARCHAR" {
+            format!("CAST({0} AS VARCHAR) AS {0}", quote_ident(c))
+        } else {
+            format!("CAST(NULLIF(CAST({0} AS VARCHAR), '') AS {ty}) AS {0}", quote_ident(c))
+        }
+    };
+    let list = columns.iter().map(|(c, ty)| cast(c, ty)).collect::<Vec<_>>().join(", ");
+    let with_bytes: Vec<&PathBuf> =
+        slices.iter().filter(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)).collect();
+    if with_bytes.is_empty() {
+        let nulls = columns
+            .iter()
+            .map(|(c, ty)| format!("CAST(NULL AS {ty}) AS {}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return format!("SELECT {nulls} WHERE false");
+    }
+    let files = with_bytes.iter().map(|p| quote_literal(&p.to_string_lossy())).collect::<Vec<_>>().join(", ");
+    match file_type {
+        FileType::Parquet => format!("SELECT {list} FROM read_parquet([{files}], union_by_name = true)"),
+        FileType::Csv => {
+            let names =
+                columns.iter().map(|(c, _)| format!("{}: 'VARCHAR'", quote_literal(c))).collect::<Vec<_>>().join(", ");
+            format!(
+                "SELECT {list} FROM read_csv([{files}], header = false, auto_detect = false, delim = ',', quote = '\"', \
+                 escape = '\"', allow_quoted_nulls = false, max_line_size = 67108864, compression = '{}', columns = {{{names}}})",
+                if gzip { "gzip" } else { "none" }
+            )
+        }
+    }
+}
+
+impl Connector for KeboolaConnector {
+    fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    fn source_type(&self) -> SourceType {
+        SourceType::Keboola
+    }
+
+    fn connection(&self) -> Option<&str> {
+        self.source.name.as_deref()
+    }
+
+    fn syncs(&self, mode: QueryMode) -> bool {
+        matches!(mode, QueryMode::Local | QueryMode::Materialized)
+    }
+
+    fn discover(&self) -> Result<Vec<agnes_core::api::DiscoveredTable>, ConnectorError> {
+        let client = StorageClient::connect(&self.source)?;
+        client
+            .tables()?
+            .into_iter()
+            .map(|t| {
+                let columns = typed_columns(&t, &[])?
+                    .into_iter()
+                    .map(|(name, ty)| agnes_core::api::SourceColumn { name, column_type: ty, nullable: true })
+                    .collect();
+                Ok(agnes_core::api::DiscoveredTable {
+                    path: t.id.clone(),
+                    format: "table".into(),
+                    size_bytes: t.data_size_bytes,
+                    bucket: Some(t.bucket_id().to_string()),
+                    source_table: Some(t.name.clone()),
+                    columns,
+                    primary_key: t.primary_key.clone(),
+                    estimated_rows: t.rows_count.map(|r| r as i64),
+                })
+            })
+            .collect()
+    }
+
+    fn check_options(&self, table: &TableSpec) -> Result<(), String> {
+        KeboolaTableOptions::from_json(table.source_options.as_ref()).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn unsupported(&self, table: &TableSpec) -> Option<String> {
+        if !self.syncs(table.query_mode) {
+            return Some(format!(
+                "the keboola connector copies tables (query_mode local or materialized), not '{}'",
+                table.query_mode
+            ));
+        }
+        if let Err(e) = Self::table_id(table) {
+            return Some(e.to_string());
+        }
+        let query = match Self::export_query(table) {
+            Ok(q) => q,
+            Err(e) => return Some(e.to_string()),
+        };
+        if let Err(e) = resolve_filters(&query.where_filters, Utc::now().date_naive()) {
+            return Some(e.to_string());
+        }
+        match table.sync_strategy {
+            SyncStrategy::Partitioned => Some(
+                "the keboola connector does not sync 'partitioned' tables yet: register it as full_refresh or \
+                 incremental"
+                    .into(),
+            ),
+            SyncStrategy::Incremental if table.primary_key.is_empty() => {
+                Some("sync_strategy 'incremental' needs primary_key (changed rows are merged on it)".into())
+            }
+            _ => None,
+        }
+    }
+
+    fn sync_table(&self, table: &TableSpec, ctx: &SyncContext<'_>) -> Result<SyncedTable, ConnectorError> {
+        let table_id = Self::table_id(table)?;
+        let query = Self::export_query(table)?;
+        let client = StorageClient::connect(&self.source)?;
+        let described = client.table(&table_id)?;
+        let columns = typed_columns(&described, &query.columns)?;
+        let file_type = query.file_type.unwrap_or(if table.query_mode == QueryMode::Materialized {
+            FileType::Parquet
+        } else {
+            FileType::Csv
+        });
+        let gzip = file_type == FileType::Csv;
+        let data = TableData::locate(ctx.layout, &self.source_name, table);
+        let layered = matches!(data, TableData::Layered { .. });
+        let now = Utc::now();
+        // Incremental: rows changed since the last sync less the window (7 days unless
+        // set), the first sync bounded by max_history_days when set.
+        let changed_since = if layered {
+            match (ctx.last_sync.filter(|_| data.exists()), table.max_history_days) {
+                (Some(last), _) => Some(unix(last - Duration::days(table.incremental_window_days.unwrap_or(7)))),
+                (None, Some(days)) => Some(unix(now - Duration::days(days))),
+                (None, None) => None,
+            }
+        } else {
+            None
+        };
+        let mut params = json!({
+            "fileType": file_type.as_str(),
+            "gzip": gzip,
+            "whereFilters": resolve_filters(&query.where_filters, now.date_naive())?,
+        });
+        if !query.columns.is_empty() {
+            params["columns"] = json!(query.columns.join(","));
+        }
+        if let Some(since) = changed_since.or(query.changed_since.clone()) {
+            params["changedSince"] = json!(since);
+        }
+        if let Some(until) = &query.changed_until {
+            params["changedUntil"] = json!(until);
+        }
+        if let Some(limit) = query.limit {
+            params["limit"] = json!(limit);
+        }
+
+        let data_dir = ctx.layout.source_data_dir(&self.source_name);
+        let tmp_dir = ctx.layout.tmp_dir();
+        let slices_dir = temp_path_for(&tmp_dir.join(format!("keboola-{}", table.name)));
+        for dir in [&data_dir, &tmp_dir, &slices_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let result = (|| -> Result<Publication, ConnectorError> {
+            let slices = self.export(&client, &table_id, &params, &slices_dir)?;
+            let select = read_slices(&slices, file_type, gzip, &columns);
+            let duck = open_confined(&[&data_dir, &tmp_dir], ctx.limits)?;
+            let typed = |e: agnes_engine::EngineError| {
+                ConnectorError::Source(format!(
+                    "reading {table_id}'s export with the column types of its Keboola metadata: {e}"
+                ))
+            };
+            match &data {
+                TableData::Layered { dir, key } => {
+                    let changes = temp_path_for(&tmp_dir.join(format!("keboola-{}.changes.parquet", table.name)));
+                    duck.execute_batch(&format!(
+                        "COPY ({select}) TO {} (FORMAT PARQUET)",
+                        quote_literal(&changes.to_string_lossy())
+                    ))
+                    .map_err(|e| typed(e.into()))?;
+                    let rows: i64 = duck
+                        .query_row(
+                            &format!(
+                                "SELECT count(*) FROM read_parquet({})",
+                                quote_literal(&changes.to_string_lossy())
+                            ),
+                            [],
+                            |r| r.get(0),
+                        )
+                        .map_err(agnes_engine::EngineError::from)?;
+                    if rows == 0 && data.exists() {
+                        let _ = std::fs::remove_file(&changes);
+                        return Ok(Publication::Layered(agnes_engine::publish::describe_layered(&duck, dir, key)?));
+                    }
+                    Ok(Publication::Layered(publish_layered(&duck, &changes, dir, key)?))
+                }
+                _ => {
+                    let target = ctx.layout.table_file(&self.source_name, &table.name);
+                    Ok(Publication::Single(publish_query(&duck, &select, &target).map_err(typed)?))
+                }
+            }
+        })();
+        let _ = std::fs::remove_dir_all(&slices_dir);
+        Ok(SyncedTable { publication: result? })
+    }
+
+    fn preview(
+        &self,
+        table: &TableSpec,
+        _ctx: &SyncContext<'_>,
+    ) -> Result<Vec<agnes_engine::inspect::Column>, ConnectorError> {
+        let query = Self::export_query(table)?;
+        let described = StorageClient::connect(&self.source)?.table(&Self::table_id(table)?)?;
+        Ok(typed_columns(&described, &query.columns)?
+            .into_iter()
+            .map(|(name, column_type)| agnes_engine::inspect::Column { name, column_type, nullable: true })
+            .collect())
+    }
+}

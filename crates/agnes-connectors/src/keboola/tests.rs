@@ -1,0 +1,259 @@
+//! The Keboola connector against the fake Storage API (`agnes-fakes`): real HTTP, jobs
+//! that take a few polls, sliced gzipped CSV and parquet on GCS- and S3-style object
+//! stores, failures.
+
+use super::*;
+use crate::{Connector, Publication, SyncContext, SyncedTable};
+use agnes_core::{QueryMode, SourceType, SyncStrategy, TableSpec};
+use agnes_engine::confined::Limits;
+use agnes_engine::table_data::TableData;
+use agnes_engine::DataLayout;
+use agnes_fakes::keboola::{FakeColumn, FakeKeboola, Provider};
+
+const TOKEN: &str = "1234-56789-kbc-secret-token";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    layout: DataLayout,
+    fake: FakeKeboola,
+    connector: KeboolaConnector,
+}
+
+fn env() -> Env {
+    std::env::set_var("AGNES_TEST_KBC_TOKEN", TOKEN);
+    std::env::set_var("AGNES_KEBOOLA_POLL_INTERVAL_SEC", "0.02");
+    let fake = FakeKeboola::start(TOKEN);
+    fake.create_table(
+        "in.c-shop.orders",
+        vec![
+            FakeColumn::new("id", "INTEGER"),
+            FakeColumn::new("customer", "STRING"),
+            FakeColumn::numeric("amount", "12,2"),
+            FakeColumn::new("ordered_on", "DATE"),
+            FakeColumn::new("paid", "BOOLEAN"),
+            FakeColumn::new("note", "STRING"),
+        ],
+        &["id"],
+    );
+    fake.upsert("in.c-shop.orders", (1..=500).map(order).collect());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = DataLayout::new(dir.path().join("data"));
+    layout.create().unwrap();
+    let connector = KeboolaConnector::new(KeboolaSource {
+        name: None,
+        config: KeboolaConnectionConfig {
+            stack_url: Some(fake.url.clone()),
+            token_env: Some("AGNES_TEST_KBC_TOKEN".into()),
+            gcs_endpoint: Some(fake.gcs_endpoint()),
+            s3_endpoint: Some(fake.s3_endpoint()),
+            ..Default::default()
+        },
+    });
+    Env { _dir: dir, layout, fake, connector }
+}
+
+/// Order `i`: every fifth has no note, every seventh is unpaid, notes with quotes, commas
+/// and a line break.
+fn order(i: u32) -> Vec<String> {
+    vec![
+        i.to_string(),
+        format!("customer-{}", i % 40),
+        format!("{}.{:02}", i * 3, i % 100),
+        format!("2024-{:02}-{:02}", i % 12 + 1, i % 28 + 1),
+        if i % 7 == 0 { "false" } else { "true" }.to_string(),
+        if i % 5 == 0 { String::new() } else { format!("said \"hi\", then\nleft #{i}") },
+    ]
+}
+
+fn orders() -> TableSpec {
+    let mut t = TableSpec::new("orders", SourceType::Keboola, QueryMode::Local, Default::default());
+    t.bucket = Some("in.c-shop".into());
+    t.source_table = Some("orders".into());
+    t.primary_key = vec!["id".into()];
+    t
+}
+
+impl Env {
+    fn sync(
+        &self,
+        t: &TableSpec,
+        last_sync: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<SyncedTable, crate::ConnectorError> {
+        self.connector.sync_table(t, &SyncContext { layout: &self.layout, limits: &Limits::default(), last_sync })
+    }
+
+    /// The published table as text rows ordered by id, every value as DuckDB prints it.
+    fn published(&self, t: &TableSpec) -> Vec<Vec<String>> {
+        let sql = TableData::locate(&self.layout, self.connector.source_name(), t).select_sql().unwrap();
+        rows(&format!("SELECT * FROM ({sql}) ORDER BY id"))
+    }
+}
+
+fn rows(sql: &str) -> Vec<Vec<String>> {
+    let conn = agnes_engine::duck::open_in_memory().unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let mut out = Vec::new();
+    let mut rs = stmt.query([]).unwrap();
+    while let Some(r) = rs.next().unwrap() {
+        let n = r.as_ref().column_count();
+        out.push(
+            (0..n)
+                .map(|i| match r.get::<_, agnes_engine::duckdb::types::Value>(i).unwrap() {
+                    agnes_engine::duckdb::types::Value::Null => "NULL".to_string(),
+                    v => agnes_engine::values::to_text(&v),
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+/// What the fake holds, as the published table should read: typed columns print as
+/// DuckDB prints them, an empty note stays an empty string.
+fn expected(fake: &FakeKeboola) -> Vec<Vec<String>> {
+    let mut rows = fake.rows("in.c-shop.orders");
+    rows.sort_by_key(|r| r[0].parse::<u32>().unwrap());
+    rows
+}
+
+#[test]
+fn a_full_refresh_arrives_typed_and_equal_to_the_source() {
+    let env = env();
+    let t = orders();
+    assert_eq!(env.connector.unsupported(&t), None);
+    let synced = env.sync(&t, None).unwrap();
+    assert_eq!(synced.rows(), 500);
+    let path = env.layout.table_file("keboola", "orders");
+    let types = rows(&format!(
+        "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{}'))",
+        path.display()
+    ));
+    assert_eq!(
+        types,
+        [
+            ["id", "BIGINT"],
+            ["customer", "VARCHAR"],
+            ["amount", "DECIMAL(12,2)"],
+            ["ordered_on", "DATE"],
+            ["paid", "BOOLEAN"],
+            ["note", "VARCHAR"]
+        ]
+    );
+    assert_eq!(env.published(&t), expected(&env.fake), "row for row, quotes, commas and line breaks intact");
+    let export = &env.fake.exports()[0]["params"];
+    assert_eq!((export["fileType"].as_str(), export["gzip"].as_bool()), (Some("csv"), Some(true)), "{export}");
+}
+
+#[test]
+fn parquet_slices_are_merged_as_parquet_on_an_s3_stack() {
+    let env = env();
+    env.fake.set_provider(Provider::Aws);
+    env.fake.set_slices(4);
+    let mut t = orders();
+    t.source_options = Some(serde_json::json!({"file_type": "parquet"}));
+    env.sync(&t, None).unwrap();
+    assert_eq!(env.published(&t), expected(&env.fake));
+    assert_eq!(env.fake.exports()[0]["params"]["fileType"], "parquet");
+}
+
+#[test]
+fn incremental_asks_for_changes_since_the_last_sync_and_merges_them() {
+    let env = env();
+    let mut t = orders();
+    t.sync_strategy = SyncStrategy::Incremental;
+    // No window: exactly the rows changed since the last sync.
+    t.incremental_window_days = Some(0);
+    let first = env.sync(&t, None).unwrap();
+    assert_eq!(first.rows(), 500);
+    assert!(env.fake.exports()[0]["params"].get("changedSince").is_none(), "the first sync reads everything");
+    // changedSince counts whole seconds: let the first rows fall before the mark.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let synced_at = chrono::Utc::now();
+    let mut changed: Vec<Vec<String>> = (1..=10)
+        .map(|i| {
+            let mut r = order(i * 50);
+            r[5] = format!("updated {i}");
+            r
+        })
+        .collect();
+    changed.push(order(501));
+    env.fake.upsert("in.c-shop.orders", changed);
+    let second = env.sync(&t, Some(synced_at)).unwrap();
+    let Publication::Layered(layers) = &second.publication else { panic!("layers expected") };
+    let since = env.fake.exports()[1]["params"]["changedSince"].as_str().unwrap().parse::<i64>().unwrap();
+    assert_eq!(since, synced_at.timestamp(), "the last sync, less a window of 0 days");
+    assert_eq!((layers.rows, layers.parts[1].file.rows), (501, 11), "ten updated rows and one new in the delta");
+    assert_eq!(env.published(&t), expected(&env.fake));
+}
+
+#[test]
+fn a_failed_job_keeps_the_last_good_data_and_says_why() {
+    let env = env();
+    let t = orders();
+    let good = env.sync(&t, None).unwrap();
+    env.fake.fail_next_job("Snowflake warehouse is suspended");
+    let err = env.sync(&t, None).unwrap_err().to_string();
+    assert!(err.contains("Snowflake warehouse is suspended"), "{err}");
+    let Publication::Single(file) = &good.publication else { panic!() };
+    assert_eq!(agnes_engine::fsutil::md5_file(&file.path).unwrap(), file.md5, "the last good parquet stays");
+    assert!(!err.contains(TOKEN));
+}
+
+#[test]
+fn a_failing_or_dropped_slice_is_fetched_again() {
+    let env = env();
+    let t = orders();
+    env.fake.fail_slice_once(503);
+    env.sync(&t, None).unwrap();
+    env.fake.truncate_slice_once();
+    env.sync(&t, None).unwrap();
+    assert_eq!(env.published(&t), expected(&env.fake));
+}
+
+#[test]
+fn a_refused_token_is_named_by_its_variable_never_shown() {
+    let env = env();
+    std::env::set_var("AGNES_TEST_KBC_TOKEN", "wrong-token-value");
+    let err = env.sync(&orders(), None).unwrap_err().to_string();
+    assert!(err.contains("AGNES_TEST_KBC_TOKEN") && err.contains("storage.tokenInvalid"), "{err}");
+    assert!(!err.contains("wrong-token-value"), "{err}");
+}
+
+#[test]
+fn discovery_lists_tables_with_types_keys_and_sizes() {
+    let env = env();
+    let found = env.connector.discover().unwrap();
+    assert_eq!(found.len(), 1);
+    let t = &found[0];
+    assert_eq!(
+        (t.path.as_str(), t.bucket.as_deref(), t.source_table.as_deref()),
+        ("in.c-shop.orders", Some("in.c-shop"), Some("orders"))
+    );
+    assert_eq!(t.primary_key, ["id"]);
+    assert_eq!(t.estimated_rows, Some(500));
+    assert_eq!(t.columns[2].column_type, "DECIMAL(12,2)");
+    let facts = env.connector.token_facts().unwrap();
+    assert_eq!(facts.project, "Fake Shop");
+}
+
+#[test]
+fn filters_are_checked_at_registration_and_sent_resolved() {
+    let env = env();
+    let mut t = orders();
+    t.where_filters = Some(serde_json::json!([{"column": "ordered_on", "operator": "ge", "values": ["{{someday}}"]}]));
+    assert!(env.connector.unsupported(&t).unwrap().contains("{{someday}}"));
+    t.where_filters = Some(serde_json::json!([{"column": "customer", "values": ["customer-1", "customer-2"]}]));
+    assert_eq!(env.connector.unsupported(&t), None);
+    env.sync(&t, None).unwrap();
+    let published = env.published(&t);
+    assert_eq!(published.len(), 26, "orders of customers 1 and 2 (of 40), 13 each");
+    assert_eq!(
+        env.fake.exports()[0]["params"]["whereFilters"],
+        serde_json::json!([{"column": "customer", "operator": "eq", "values": ["customer-1", "customer-2"]}]),
+        "filtered by Keboola, not after the download"
+    );
+    assert!(published.iter().all(|r| r[1] == "customer-1" || r[1] == "customer-2"));
+    let mut partitioned = orders();
+    partitioned.sync_strategy = SyncStrategy::Partitioned;
+    assert!(env.connector.unsupported(&partitioned).unwrap().contains("partitioned"));
+}
