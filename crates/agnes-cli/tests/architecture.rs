@@ -1,6 +1,7 @@
 //! The crate-dependency invariants of ARCHITECTURE.md, read from `cargo metadata`, so that
 //! they cannot drift silently: core depends on nothing of ours and does no IO; only the
-//! engine links DuckDB; only the store speaks SQL; only the server knows HTTP routes.
+//! engine links DuckDB; only the store speaks SQL; only the server knows HTTP routes; the
+//! fakes of SaaS APIs are never linked into agnes.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,7 +58,17 @@ fn crate_dependencies_keep_the_architecture() {
 
     assert_eq!(users_of(&deps, "duckdb"), BTreeSet::from(["agnes-engine"]), "only the engine links DuckDB");
     assert_eq!(users_of(&deps, "sqlx"), BTreeSet::from(["agnes-store"]), "only the store writes SQL for state");
-    assert_eq!(users_of(&deps, "axum"), BTreeSet::from(["agnes-server"]), "only the server knows HTTP routes");
+    assert_eq!(
+        users_of(&deps, "axum"),
+        BTreeSet::from(["agnes-server", "agnes-fakes"]),
+        "only the server knows HTTP routes (and the fakes of SaaS APIs that tests run)"
+    );
+    for (name, d) in deps.iter().filter(|(name, _)| *name != "agnes-bench") {
+        assert!(
+            !d.contains("agnes-fakes") && !d.contains("agnes-fakes?"),
+            "{name}: the fakes are for tests and benchmarks only (a dev-dependency)"
+        );
+    }
 
     // The layers point one way: core ← engine ← connectors ← server; store beside engine.
     let ours = |name: &str| -> BTreeSet<&str> {

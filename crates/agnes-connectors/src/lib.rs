@@ -117,6 +117,9 @@ pub trait Connector: Send + Sync {
     }
     /// Whether this connector syncs rows of this query mode.
     fn syncs(&self, mode: QueryMode) -> bool;
+    /// Reach the source and say what answered, as whom, and what an admin should change
+    /// (`agnes admin source test`). Blocking.
+    fn probe(&self) -> Result<agnes_core::api::SourceTest, ConnectorError>;
     /// What the source holds that could be registered: files under the root, or a
     /// database's tables and views with their columns, keys and estimates. Blocking.
     fn discover(&self) -> Result<Vec<agnes_core::api::DiscoveredTable>, ConnectorError>;

@@ -274,14 +274,11 @@ fn rand_id() -> u64 {
     h.finish()
 }
 
-/// The token check every Storage API call starts with.
-fn authorized(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// The token check every Storage API call starts with: the refusal, if any.
+fn refused(state: &Shared, headers: &HeaderMap) -> Option<Response> {
     let given = headers.get("x-storageapi-token").and_then(|v| v.to_str().ok());
-    if given == Some(state.lock().token.as_str()) {
-        Ok(())
-    } else {
-        Err(error(StatusCode::UNAUTHORIZED, "storage.tokenInvalid", "Invalid access token"))
-    }
+    (given != Some(state.lock().token.as_str()))
+        .then(|| error(StatusCode::UNAUTHORIZED, "storage.tokenInvalid", "Invalid access token"))
 }
 
 fn stamp(t: DateTime<Utc>) -> String {
@@ -289,7 +286,7 @@ fn stamp(t: DateTime<Utc>) -> String {
 }
 
 async fn verify(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
+    if let Some(e) = refused(&state, &headers) {
         return e;
     }
     let inner = state.lock();
@@ -372,7 +369,7 @@ struct Include {
 }
 
 async fn buckets(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
+    if let Some(e) = refused(&state, &headers) {
         return e;
     }
     let inner = state.lock();
@@ -382,7 +379,7 @@ async fn buckets(State(state): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 async fn tables(State(state): State<Shared>, headers: HeaderMap, Query(q): Query<Include>) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
+    if let Some(e) = refused(&state, &headers) {
         return e;
     }
     let inner = state.lock();
@@ -397,7 +394,7 @@ async fn bucket_tables(
     Path(bucket): Path<String>,
     Query(q): Query<Include>,
 ) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
+    if let Some(e) = refused(&state, &headers) {
         return e;
     }
     let inner = state.lock();
@@ -425,7 +422,7 @@ fn not_found_table(id: &str, tables: &BTreeMap<String, FakeTable>) -> Response {
 }
 
 async fn table_detail(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
+    if let Some(e) = refused(&state, &headers) {
         return e;
     }
     let inner = state.lock();
@@ -504,14 +501,19 @@ fn compare(op: &str, value: &str, wanted: &[String], numeric: bool) -> Result<bo
     })
 }
 
-fn run_export(t: &FakeTable, params: &Value) -> Result<(Vec<String>, Vec<Vec<String>>), (String, String)> {
+/// The exported columns and rows.
+type Export = (Vec<String>, Vec<Vec<String>>);
+/// A validation error's code and message.
+type Invalid = (String, String);
+
+fn run_export(t: &FakeTable, params: &Value) -> Result<Export, Invalid> {
     let invalid = |m: String| ("storage.tables.validation.invalidParams".to_string(), m);
     let columns: Vec<String> = match params.get("columns") {
         Some(Value::String(s)) if !s.is_empty() => s.split(',').map(|c| c.trim().to_string()).collect(),
         Some(Value::Array(a)) => a.iter().filter_map(|c| c.as_str().map(String::from)).collect(),
         _ => t.columns.iter().map(|c| c.name.clone()).collect(),
     };
-    let index = |name: &str| -> Result<usize, (String, String)> {
+    let index = |name: &str| -> Result<usize, Invalid> {
         t.columns.iter().position(|c| c.name == name).ok_or_else(|| {
             (
                 "storage.tables.validation.columnNotExists".to_string(),
@@ -600,7 +602,7 @@ async fn export_async(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
+    if let Some(e) = refused(&state, &headers) {
         return e;
     }
     let params = match export_params(&headers, request).await {
@@ -676,7 +678,7 @@ fn job_json(inner: &Inner, id: u64) -> Value {
 }
 
 async fn job(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
+    if let Some(e) = refused(&state, &headers) {
         return e;
     }
     let mut inner = state.lock();
@@ -702,7 +704,7 @@ async fn file(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
+    if let Some(e) = refused(&state, &headers) {
         return e;
     }
     let inner = state.lock();

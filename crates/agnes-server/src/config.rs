@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub files_root: PathBuf,
     /// Named PostgreSQL connections (`data_source.postgres.<name>`).
     pub postgres: Vec<agnes_connectors::postgres::PgSource>,
+    /// Keboola projects (`data_source.keboola`, or `.keboola.<name>` for several).
+    pub keboola: Vec<agnes_connectors::keboola::KeboolaSource>,
     /// Schedule of materialized rows without one (`AGNES_DEFAULT_SYNC_SCHEDULE`).
     pub default_sync_schedule: String,
     /// DuckDB limits for connector and orchestrator work (`engine.*`).
@@ -74,6 +76,8 @@ impl ServerConfig {
             .unwrap_or_else(|| layout.default_files_root());
         let postgres = agnes_connectors::postgres::PgSource::all_from(get(&instance, &["data_source", "postgres"]))
             .map_err(|e| ServerError::Config(e.to_string()))?;
+        let keboola = agnes_connectors::keboola::KeboolaSource::all_from(get(&instance, &["data_source", "keboola"]))
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         let default_sync_schedule = std::env::var("AGNES_DEFAULT_SYNC_SCHEDULE")
             .ok()
             .filter(|s| !s.trim().is_empty())
@@ -110,6 +114,7 @@ impl ServerConfig {
             bind,
             files_root,
             postgres,
+            keboola,
             default_sync_schedule,
             limits,
             dev: env_on("LOCAL_DEV_MODE"),

@@ -94,6 +94,9 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
     for source in &config.postgres {
         connectors.push(Arc::new(agnes_connectors::postgres::PostgresConnector::new(source.clone())));
     }
+    for source in &config.keboola {
+        connectors.push(Arc::new(agnes_connectors::keboola::KeboolaConnector::new(source.clone())));
+    }
     let sync = SyncService::new(
         store.clone(),
         layout.clone(),

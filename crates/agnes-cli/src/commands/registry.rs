@@ -325,12 +325,13 @@ pub async fn source(api: &Api, cmd: SourceCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{} answers: PostgreSQL {}, signed in as {}{}; {} tables readable.",
+                "{} answers: {}, signed in as {}{}; {} tables readable{}.",
                 test.name,
                 test.server_version,
                 test.role,
                 if test.superuser { " (a superuser)" } else { "" },
-                test.tables_visible
+                test.tables_visible,
+                test.expires.as_deref().map(|e| format!("; the credentials expire {e}")).unwrap_or_default()
             );
             for w in &test.warnings {
                 eprintln!("warning: {w}");

@@ -133,6 +133,24 @@ impl Connector for FilesConnector {
         matches!(mode, QueryMode::Local | QueryMode::Materialized)
     }
 
+    fn probe(&self) -> Result<agnes_core::api::SourceTest, ConnectorError> {
+        let root = &self.config.root;
+        if !root.is_dir() {
+            return Err(ConnectorError::Config(format!("the files root {} is not a directory", root.display())));
+        }
+        let found = super::client::discover(root).len() as i64;
+        Ok(agnes_core::api::SourceTest {
+            name: SOURCE_NAME.into(),
+            source_type: SourceType::Files,
+            server_version: format!("files under {}", root.display()),
+            role: String::new(),
+            superuser: false,
+            tables_visible: found,
+            expires: None,
+            warnings: if found == 0 { vec!["no data file under the root yet".into()] } else { Vec::new() },
+        })
+    }
+
     fn discover(&self) -> Result<Vec<agnes_core::api::DiscoveredTable>, ConnectorError> {
         Ok(super::client::discover(&self.config.root)
             .into_iter()

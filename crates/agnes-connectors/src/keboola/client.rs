@@ -65,9 +65,9 @@ impl KbcTable {
             .get(column)?
             .as_array()?
             .iter()
+            .rev()
             .filter(|e| e.get("key").and_then(Value::as_str) == Some(key))
-            .filter_map(|e| e.get("value").and_then(Value::as_str).map(String::from))
-            .last()
+            .find_map(|e| e.get("value").and_then(Value::as_str).map(String::from))
     }
 }
 

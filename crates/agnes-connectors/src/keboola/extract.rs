@@ -3,7 +3,7 @@
 //! column types of Keboola's metadata, published atomically (whole, or as the delta of a
 //! layered table for `incremental`).
 
-use super::client::{KbcTable, StorageClient, TokenFacts};
+use super::client::{KbcTable, StorageClient};
 use super::config::{resolve_filters, unix, ExportQuery, FileType, KeboolaSource, KeboolaTableOptions};
 use crate::{Connector, ConnectorError, Publication, SyncContext, SyncedTable};
 use agnes_core::ident::{quote_ident, quote_literal};
@@ -72,11 +72,6 @@ impl KeboolaConnector {
 
     pub fn source(&self) -> &KeboolaSource {
         &self.source
-    }
-
-    /// What the token is (project, description, expiry), for `agnes admin source test`.
-    pub fn token_facts(&self) -> Result<TokenFacts, ConnectorError> {
-        StorageClient::connect(&self.source)?.verify()
     }
 
     fn table_id(table: &TableSpec) -> Result<String, ConnectorError> {
@@ -182,6 +177,31 @@ impl Connector for KeboolaConnector {
 
     fn syncs(&self, mode: QueryMode) -> bool {
         matches!(mode, QueryMode::Local | QueryMode::Materialized)
+    }
+
+    fn probe(&self) -> Result<agnes_core::api::SourceTest, ConnectorError> {
+        let client = StorageClient::connect(&self.source)?;
+        let facts = client.verify()?;
+        let tables = client.tables()?.len() as i64;
+        let mut warnings = Vec::new();
+        if facts.is_master {
+            warnings.push(
+                "this is a master token: give agnes a token that can only read the buckets it serves".to_string(),
+            );
+        }
+        if tables == 0 {
+            warnings.push("the token can read no table: give it read access to the buckets agnes serves".into());
+        }
+        Ok(agnes_core::api::SourceTest {
+            name: self.source.name.clone().unwrap_or_else(|| self.source_name.clone()),
+            source_type: SourceType::Keboola,
+            server_version: format!("Keboola project '{}'", facts.project),
+            role: facts.description,
+            superuser: facts.is_master,
+            tables_visible: tables,
+            expires: facts.expires,
+            warnings,
+        })
     }
 
     fn discover(&self) -> Result<Vec<agnes_core::api::DiscoveredTable>, ConnectorError> {

@@ -60,8 +60,8 @@ fn order(i: u32) -> Vec<String> {
         format!("customer-{}", i % 40),
         format!("{}.{:02}", i * 3, i % 100),
         format!("2024-{:02}-{:02}", i % 12 + 1, i % 28 + 1),
-        if i % 7 == 0 { "false" } else { "true" }.to_string(),
-        if i % 5 == 0 { String::new() } else { format!("said \"hi\", then\nleft #{i}") },
+        if i.is_multiple_of(7) { "false" } else { "true" }.to_string(),
+        if i.is_multiple_of(5) { String::new() } else { format!("said \"hi\", then\nleft #{i}") },
     ]
 }
 
@@ -232,8 +232,12 @@ fn discovery_lists_tables_with_types_keys_and_sizes() {
     assert_eq!(t.primary_key, ["id"]);
     assert_eq!(t.estimated_rows, Some(500));
     assert_eq!(t.columns[2].column_type, "DECIMAL(12,2)");
-    let facts = env.connector.token_facts().unwrap();
-    assert_eq!(facts.project, "Fake Shop");
+    let probe = env.connector.probe().unwrap();
+    assert_eq!(
+        (probe.server_version.as_str(), probe.tables_visible, probe.superuser),
+        ("Keboola project 'Fake Shop'", 1, false)
+    );
+    assert!(probe.expires.is_some() && probe.warnings.is_empty(), "{probe:?}");
 }
 
 #[test]

@@ -349,6 +349,30 @@ impl Connector for PostgresConnector {
         matches!(mode, QueryMode::Local | QueryMode::Materialized)
     }
 
+    fn probe(&self) -> Result<agnes_core::api::SourceTest, ConnectorError> {
+        let facts = super::client::server_facts(&mut connect(&self.source)?)?;
+        let mut warnings = Vec::new();
+        if facts.superuser {
+            warnings.push(format!(
+                "role '{}' is a superuser: give agnes a role that can only read the tables it serves (remote queries run as it)",
+                facts.role
+            ));
+        }
+        if facts.tables_visible == 0 {
+            warnings.push(format!("role '{}' can read no table: GRANT SELECT to it", facts.role));
+        }
+        Ok(agnes_core::api::SourceTest {
+            name: self.source.name.clone(),
+            source_type: SourceType::Postgres,
+            server_version: format!("PostgreSQL {}", facts.server_version),
+            role: facts.role,
+            superuser: facts.superuser,
+            tables_visible: facts.tables_visible,
+            expires: None,
+            warnings,
+        })
+    }
+
     fn discover(&self) -> Result<Vec<agnes_core::api::DiscoveredTable>, ConnectorError> {
         let mut client = connect(&self.source)?;
         Ok(super::client::discover(&mut client)?

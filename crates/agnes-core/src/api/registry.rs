@@ -126,12 +126,17 @@ pub struct SourceInfo {
 pub struct SourceTest {
     pub name: String,
     pub source_type: SourceType,
+    /// What answered: `PostgreSQL 15.18`, `Keboola project 'Shop'`.
     pub server_version: String,
-    /// The role (user) agnes signs in as.
+    /// Who agnes signs in as: a PostgreSQL role, a Keboola token's description.
     pub role: String,
+    /// A superuser role or a Keboola master token: more power than reading needs.
     pub superuser: bool,
     /// Tables and views the role may read.
     pub tables_visible: i64,
+    /// When the credentials expire, where the source says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
     /// What an admin should change (a superuser role for remote queries…).
     pub warnings: Vec<String>,
 }

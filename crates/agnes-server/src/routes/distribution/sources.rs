@@ -4,6 +4,7 @@ use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::state::AppState;
+use agnes_connectors::keboola::KeboolaSource;
 use agnes_connectors::postgres::{PgSource, SslMode};
 use agnes_core::api::{SourceInfo, SourceTest};
 use agnes_core::SourceType;
@@ -20,8 +21,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The 404 of a source name nothing is configured under, naming the configured ones.
 pub fn unknown_source(state: &AppState, name: &str) -> ApiError {
-    let mut known: Vec<&str> = state.config.postgres.iter().map(|s| s.name.as_str()).collect();
-    known.insert(0, "files");
+    let mut known: Vec<String> = state.config.postgres.iter().map(|s| s.name.clone()).collect();
+    known.extend(state.config.keboola.iter().map(keboola_name));
+    known.insert(0, "files".into());
     ApiError::coded(
         StatusCode::NOT_FOUND,
         "source_not_found",
@@ -29,9 +31,17 @@ pub fn unknown_source(state: &AppState, name: &str) -> ApiError {
     )
 }
 
-/// The PostgreSQL connection `name`, or 404 naming the configured ones.
-pub fn postgres_source(state: &AppState, name: &str) -> Result<PgSource, ApiError> {
-    state.config.postgres.iter().find(|s| s.name == name).cloned().ok_or_else(|| unknown_source(state, name))
+/// What a Keboola project is called in `/api/admin/sources`: its connection name, or
+/// `keboola` for the original's single project.
+fn keboola_name(s: &KeboolaSource) -> String {
+    s.name.clone().unwrap_or_else(|| s.source_name())
+}
+
+fn keboola_settings(s: &KeboolaSource) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("stack_url".to_string(), s.config.stack_url.clone().unwrap_or_else(|| "$KEBOOLA_STACK_URL".into())),
+        ("token_env".to_string(), s.token_env().to_string()),
+    ])
 }
 
 fn pg_settings(s: &PgSource) -> BTreeMap<String, String> {
@@ -79,11 +89,19 @@ async fn list_sources(State(state): State<AppState>, _admin: Admin) -> Result<Js
             tables: reading(&s.source_name()),
         });
     }
+    for s in &state.config.keboola {
+        out.push(SourceInfo {
+            name: keboola_name(s),
+            source_type: SourceType::Keboola,
+            settings: keboola_settings(s),
+            tables: reading(&s.source_name()),
+        });
+    }
     Ok(Json(out))
 }
 
-/// Connect to a source and say what it is: version, role, superuser (remote queries want a
-/// read-only role), and how many tables the role can read.
+/// Reach a source and say what answered, as whom (a superuser role or master token is
+/// warned about: remote queries run as it), and how many tables it can read.
 #[utoipa::path(post, path = "/api/admin/sources/{name}/test", tag = "registry", params(("name" = String, Path)),
     responses((status = 200, body = SourceTest), (status = 404), (status = 502)))]
 async fn test_source(
@@ -92,33 +110,9 @@ async fn test_source(
     client: ClientInfo,
     Path(name): Path<String>,
 ) -> Result<Json<SourceTest>, ApiError> {
-    let source = postgres_source(&state, &name)?;
-    let facts = tokio::task::spawn_blocking(move || {
-        let mut client = agnes_connectors::postgres::connect(&source)?;
-        agnes_connectors::postgres::server_facts(&mut client)
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    let outcome = if facts.is_ok() { "success" } else { "error" };
+    let connector = state.sync.connector_named(&name).ok_or_else(|| unknown_source(&state, &name))?;
+    let probed = tokio::task::spawn_blocking(move || connector.probe()).await.map_err(ApiError::internal)?;
+    let outcome = if probed.is_ok() { "success" } else { "error" };
     Audit::of(&state, &caller, &client).record("source.test", Some(&name), None, outcome).await;
-    let facts = facts.map_err(ApiError::source_unavailable)?;
-    let mut warnings = Vec::new();
-    if facts.superuser {
-        warnings.push(format!(
-            "role '{}' is a superuser: give agnes a role that can only read the tables it serves (remote queries run as it)",
-            facts.role
-        ));
-    }
-    if facts.tables_visible == 0 {
-        warnings.push(format!("role '{}' can read no table: GRANT SELECT to it", facts.role));
-    }
-    Ok(Json(SourceTest {
-        name,
-        source_type: SourceType::Postgres,
-        server_version: facts.server_version,
-        role: facts.role,
-        superuser: facts.superuser,
-        tables_visible: facts.tables_visible,
-        warnings,
-    }))
+    Ok(Json(probed.map_err(ApiError::source_unavailable)?))
 }

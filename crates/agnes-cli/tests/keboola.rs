@@ -1,0 +1,155 @@
+//! Keboola as a source, end to end: `agnes serve` configured the original's way
+//! (`data_source.keboola` with a token named by its environment variable) against the
+//! fake Storage API; source test, discovery, registration, full and incremental syncs,
+//! `agnes pull` and a local query equal to what the fake serves; the token appears in no
+//! answer, log line or state.
+
+mod common;
+
+use agnes_fakes::keboola::{FakeColumn, FakeKeboola};
+use common::{Cli, Http, TestServer};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "8812-445577-secret-storage-token";
+
+fn rows(n: std::ops::RangeInclusive<u32>, status: &str) -> Vec<Vec<String>> {
+    n.map(|i| {
+        vec![i.to_string(), status.to_string(), format!("{}.{:02}", i, i % 100), format!("2025-03-{:02}", i % 28 + 1)]
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keboola_table_reaches_the_analyst_and_its_changes_follow() {
+    let fake = tokio::task::block_in_place(|| FakeKeboola::start(TOKEN));
+    fake.create_table(
+        "in.c-crm.deals",
+        vec![
+            FakeColumn::new("id", "INTEGER"),
+            FakeColumn::new("stage", "STRING"),
+            FakeColumn::numeric("value", "10,2"),
+            FakeColumn::new("closed_on", "DATE"),
+        ],
+        &["id"],
+    );
+    fake.upsert("in.c-crm.deals", rows(1..=1200, "open"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("instance.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_source:\n  keboola:\n    stack_url: {}\n    token_env: AGNES_TEST_KBC_TOKEN\n    gcs_endpoint: {}\n",
+            fake.url,
+            fake.gcs_endpoint()
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        c.arg("--config")
+            .arg(&config)
+            .env("AGNES_TEST_KBC_TOKEN", TOKEN)
+            .env("AGNES_KEBOOLA_POLL_INTERVAL_SEC", "0.05");
+    });
+    let http = Http::new(&server);
+    let admin = http.bootstrap().await;
+    let cli = Cli::new(&server.url, &admin, &dir.path().join("admin"));
+
+    let tested = cli.expect(0, &["admin", "source", "test", "keboola"]);
+    assert!(tested.contains("Keboola project 'Fake Shop'") && tested.contains("1 tables readable"), "{tested}");
+    let (_, sources) = http.get("/api/admin/sources", &admin).await;
+    let kbc = sources.as_array().unwrap().iter().find(|s| s["name"] == "keboola").unwrap();
+    assert_eq!(kbc["settings"]["token_env"], "AGNES_TEST_KBC_TOKEN", "{kbc}");
+
+    let (_, found) = http.get("/api/admin/discover-tables?source=keboola", &admin).await;
+    let deals = &found["tables"][0];
+    assert_eq!(
+        (deals["path"].as_str(), deals["estimated_rows"].as_i64()),
+        (Some("in.c-crm.deals"), Some(1200)),
+        "{found}"
+    );
+    assert_eq!(deals["columns"][2]["type"], "DECIMAL(10,2)", "{deals}");
+
+    // An unknown placeholder is refused when registering, not at the first sync.
+    let (status, v) = http
+        .post(
+            "/api/admin/register-table",
+            Some(&admin),
+            json!({"name": "bad", "source_type": "keboola", "bucket": "in.c-crm", "source_table": "deals",
+                   "where_filters": [{"column": "closed_on", "operator": "ge", "values": ["{{tomorrow}}"]}]}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 422, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("{{tomorrow}}"), "{v}");
+
+    cli.expect(
+        0,
+        &[
+            "admin",
+            "register-table",
+            "deals",
+            "--source-type",
+            "keboola",
+            "--bucket",
+            "in.c-crm",
+            "--source-table",
+            "deals",
+            "--sync-strategy",
+            "incremental",
+            "--primary-key",
+            "id",
+            "--incremental-window-days",
+            "0",
+        ],
+    );
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(["deals"])).await.0, 200);
+    http.wait_synced(&admin, &["deals"]).await;
+    cli.expect(0, &["pull", "--quiet"]);
+    let local = |cli: &Cli| -> Value {
+        let out = cli.expect(
+            0,
+            &[
+                "query",
+                "SELECT count(*) AS n, count(*) FILTER (WHERE stage = 'won') AS won, CAST(sum(value) * 100 AS BIGINT) AS cents, \
+                 min(closed_on) AS first FROM deals",
+                "--format",
+                "json",
+            ],
+        );
+        serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+    };
+    let expected = |fake: &FakeKeboola| -> Value {
+        let all = fake.rows("in.c-crm.deals");
+        let cents: i64 = all.iter().map(|r| (r[2].parse::<f64>().unwrap() * 100.0).round() as i64).sum();
+        json!({"n": all.len(), "won": all.iter().filter(|r| r[1] == "won").count(), "cents": cents, "first": "2025-03-01"})
+    };
+    assert_eq!(local(&cli), expected(&fake));
+
+    // Changes at the source: the next sync asks for rows changed since the last one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, before) = http.get("/api/sync/manifest", &admin).await;
+    fake.upsert("in.c-crm.deals", [rows(1..=30, "won"), rows(1201..=1210, "open")].concat());
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(["deals"])).await.0, 200);
+    let mut after = Value::Null;
+    for _ in 0..200 {
+        let (_, m) = http.get("/api/sync/manifest", &admin).await;
+        if m["tables"]["deals"]["hash"] != before["tables"]["deals"]["hash"] {
+            after = m;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(after["tables"]["deals"]["parts"][1]["rows"], 40, "the delta holds the 40 changed rows: {after}");
+    assert!(fake.exports()[1]["params"]["changedSince"].is_string(), "{:?}", fake.exports());
+    cli.expect(0, &["pull", "--quiet"]);
+    assert_eq!(local(&cli), expected(&fake));
+
+    // The token is nowhere: not in answers, the state DB or the server's log.
+    let (_, status) = http.get("/api/sync/status", &admin).await;
+    assert!(!status.to_string().contains(TOKEN) && !sources.to_string().contains(TOKEN));
+    for file in ["system.db", "system.db-wal"] {
+        let bytes = std::fs::read(dir.path().join("data/state").join(file)).unwrap_or_default();
+        assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "the token is not in {file}");
+    }
+    let log: Vec<String> = server.stderr.try_iter().collect();
+    assert!(!log.is_empty() && !log.iter().any(|l| l.contains(TOKEN)), "the token is not in the log");
+}
