@@ -43,7 +43,7 @@ pub fn postgres_bench(scale: f64) -> anyhow::Result<Section> {
     std::env::set_var("AGNES_BENCH_PG_PASSWORD", ADMIN_PASSWORD);
     let mut table = TableSpec::new("big", SourceType::Postgres, QueryMode::Local, Default::default());
     table.source_table = Some("big".into());
-    let ctx = SyncContext { layout: &layout, limits: &limits, last_sync: None };
+    let ctx = SyncContext { layout: &layout, limits: &limits, last_sync: None, source_version: None };
 
     // Ours and the baseline alternate, twice each, and the better run of each counts: the
     // first reads of the table and the machine's noise fall on both alike.

@@ -81,8 +81,10 @@ pub fn publish(scale: f64) -> anyhow::Result<Section> {
             std::fs::remove_file(&out)?;
 
             let t = Instant::now();
-            let synced =
-                connector.sync_table(&table, &SyncContext { layout: &layout, limits: &limits, last_sync: None })?;
+            let synced = connector.sync_table(
+                &table,
+                &SyncContext { layout: &layout, limits: &limits, last_sync: None, source_version: None },
+            )?;
             ours.push(t.elapsed());
             rows = synced.rows();
         }

@@ -33,6 +33,7 @@ pub fn scheduler() -> anyhow::Result<Section> {
                 hash: format!("{i:032x}"),
                 checksum: String::new(),
                 parts: Vec::new(),
+                source_version: None,
             };
             store.sync_state().record_success(&t.id, &published, 1).await?;
         }

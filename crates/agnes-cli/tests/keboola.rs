@@ -101,6 +101,8 @@ async fn a_keboola_table_reaches_the_analyst_and_its_changes_follow() {
             "0",
         ],
     );
+    // changedSince counts whole seconds: the first sync's mark must fall after these rows.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(["deals"])).await.0, 200);
     http.wait_synced(&admin, &["deals"]).await;
     cli.expect(0, &["pull", "--quiet"]);
@@ -138,10 +140,31 @@ async fn a_keboola_table_reaches_the_analyst_and_its_changes_follow() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(after["tables"]["deals"]["parts"][1]["rows"], 40, "the delta holds the 40 changed rows: {after}");
+    assert_eq!(
+        after["tables"]["deals"]["parts"][1]["rows"],
+        40,
+        "the delta holds the 40 changed rows: {after}\nexports: {:?}",
+        fake.exports()
+    );
     assert!(fake.exports()[1]["params"]["changedSince"].is_string(), "{:?}", fake.exports());
     cli.expect(0, &["pull", "--quiet"]);
     assert_eq!(local(&cli), expected(&fake));
+
+    // Nothing imported since: the next sync asks Keboola for the table, not for an export.
+    let updated = |m: &Value| m["tables"]["deals"]["updated"].as_str().unwrap_or("").to_string();
+    let (_, last) = http.get("/api/sync/manifest", &admin).await;
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(["deals"])).await.0, 200);
+    let mut synced = last.clone();
+    for _ in 0..200 {
+        (_, synced) = http.get("/api/sync/manifest", &admin).await;
+        if updated(&synced) != updated(&last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_ne!(updated(&synced), updated(&last), "the third sync ran: {synced}");
+    assert_eq!(synced["tables"]["deals"]["hash"], last["tables"]["deals"]["hash"]);
+    assert_eq!(fake.exports().len(), 2, "no export of an unchanged table");
 
     // The token is nowhere: not in answers, the state DB or the server's log.
     let (_, status) = http.get("/api/sync/status", &admin).await;

@@ -28,6 +28,8 @@ pub struct SyncContext<'a> {
     pub limits: &'a Limits,
     /// When this table last synced successfully (sources that ask for changes since then).
     pub last_sync: Option<chrono::DateTime<chrono::Utc>>,
+    /// The source's version of the table at that sync (see [`SyncedTable::source_version`]).
+    pub source_version: Option<&'a str>,
 }
 
 /// What one table's sync published.
@@ -43,6 +45,9 @@ pub enum Publication {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncedTable {
     pub publication: Publication,
+    /// What the source calls this version of the table (Keboola's `lastImportDate`): the
+    /// next sync, finding the same, need not read it again.
+    pub source_version: Option<String>,
 }
 
 impl SyncedTable {

@@ -8,7 +8,7 @@
 use crate::fsutil::{commit_rename_hashed, digest_file, digest_published, remove_if_exists, temp_path_for, Digests};
 use crate::table_data::{layer, layered_select, BASE_PART, DELTA_PART};
 use crate::{EngineError, Result};
-use agnes_core::ident::quote_literal;
+use agnes_core::ident::{quote_ident, quote_literal};
 use duckdb::Connection;
 use std::path::{Path, PathBuf};
 
@@ -90,6 +90,88 @@ pub fn publish_partitioned(
     partition_expr: &str,
     target_dir: &Path,
 ) -> Result<Vec<PublishedPart>> {
+    publish_parts(conn, select_sql, partition_expr, target_dir, None)
+}
+
+/// Merge `changes` (a SELECT of new and changed rows) into the partitioned table in
+/// `target_dir` on `key`: every part holding a changed key, and every part a changed row
+/// falls in, is rewritten as its rows whose key `changes` lacks plus the changed rows of
+/// its period; the other parts stay as they are (same file, same hash). Returns every
+/// part of the table.
+pub fn merge_partitioned(
+    conn: &Connection,
+    changes: &str,
+    partition_expr: &str,
+    target_dir: &Path,
+    key: &[String],
+) -> Result<Vec<PublishedPart>> {
+    if key.is_empty() {
+        return Err(EngineError::Invalid("merging into partitions needs a primary key".into()));
+    }
+    std::fs::create_dir_all(target_dir).map_err(EngineError::io("create directory", target_dir))?;
+    conn.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE __agnes_changes AS {changes}"))?;
+    let same_key = key
+        .iter()
+        .map(|k| format!("d.{0} IS NOT DISTINCT FROM o.{0}", quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let mut affected: std::collections::BTreeSet<String> = {
+        let mut stmt = conn.prepare(&format!("SELECT DISTINCT ({partition_expr})::VARCHAR FROM __agnes_changes"))?;
+        let keys = stmt.query_map([], |r| r.get::<_, Option<String>>(0))?;
+        keys.map(|k| k.map_err(EngineError::from).and_then(|k| k.map_or(Ok("__null__".to_string()), |v| part_key(&v))))
+            .collect::<Result<_>>()?
+    };
+    let existing: Vec<(String, PathBuf)> = std::fs::read_dir(target_dir)
+        .map_err(EngineError::io("list", target_dir))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".parquet").filter(|_| !name.starts_with('.'))?.to_string();
+            Some((stem, e.path()))
+        })
+        .collect();
+    for (stem, path) in &existing {
+        if affected.contains(stem) {
+            continue;
+        }
+        let holds: bool = conn.query_row(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM read_parquet({}) AS o WHERE EXISTS (SELECT 1 FROM __agnes_changes AS d WHERE {same_key}))",
+                quote_literal(&path.to_string_lossy())
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        if holds {
+            affected.insert(stem.clone());
+        }
+    }
+    let rewritten: Vec<&PathBuf> = existing.iter().filter(|(k, _)| affected.contains(k)).map(|(_, p)| p).collect();
+    let kept = if rewritten.is_empty() {
+        String::new()
+    } else {
+        let files = rewritten.iter().map(|p| quote_literal(&p.to_string_lossy())).collect::<Vec<_>>().join(", ");
+        format!(
+            "SELECT o.* FROM read_parquet([{files}], union_by_name = true) AS o \
+             WHERE NOT EXISTS (SELECT 1 FROM __agnes_changes AS d WHERE {same_key}) UNION ALL BY NAME "
+        )
+    };
+    let select = format!("{kept}SELECT * FROM __agnes_changes");
+    let result = publish_parts(conn, &select, partition_expr, target_dir, Some(&affected));
+    conn.execute_batch("DROP TABLE IF EXISTS __agnes_changes")?;
+    result
+}
+
+/// Stage `select_sql` by partition and publish its parts; the parts `scope` names (all,
+/// when `None`) that the result no longer has are removed. Every part in the directory is
+/// returned.
+fn publish_parts(
+    conn: &Connection,
+    select_sql: &str,
+    partition_expr: &str,
+    target_dir: &Path,
+    scope: Option<&std::collections::BTreeSet<String>>,
+) -> Result<Vec<PublishedPart>> {
     std::fs::create_dir_all(target_dir).map_err(EngineError::io("create directory", target_dir))?;
     let staging = target_dir.with_file_name(format!(
         ".{}.{}.tmpdir",
@@ -97,7 +179,7 @@ pub fn publish_partitioned(
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&staging);
-    let result = stage_and_publish(conn, select_sql, partition_expr, target_dir, &staging);
+    let result = stage_and_publish(conn, select_sql, partition_expr, target_dir, &staging, scope);
     let _ = std::fs::remove_dir_all(&staging);
     result
 }
@@ -108,6 +190,7 @@ fn stage_and_publish(
     partition_expr: &str,
     target_dir: &Path,
     staging: &Path,
+    scope: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<Vec<PublishedPart>> {
     conn.execute_batch(&format!(
         "COPY (SELECT *, ({partition_expr})::VARCHAR AS __agnes_part FROM ({select_sql})) TO {} \
@@ -158,14 +241,21 @@ fn stage_and_publish(
         parts.push(PublishedPart { key, file });
     }
 
-    let keep: std::collections::HashSet<String> = parts.iter().map(|p| format!("{}.parquet", p.key)).collect();
+    let written: std::collections::HashSet<String> = parts.iter().map(|p| p.key.clone()).collect();
     for entry in std::fs::read_dir(target_dir).map_err(EngineError::io("list", target_dir))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".parquet") && !name.starts_with('.') && !keep.contains(&name) {
+        let Some(stem) = name.strip_suffix(".parquet").filter(|_| !name.starts_with('.')) else { continue };
+        if written.contains(stem) {
+            continue;
+        }
+        if scope.is_none_or(|s| s.contains(stem)) {
             remove_if_exists(&entry.path())?;
+        } else {
+            parts.push(PublishedPart { key: stem.to_string(), file: describe(conn, &entry.path())? });
         }
     }
     crate::fsutil::fsync_dir(target_dir)?;
+    parts.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(parts)
 }
 
@@ -411,5 +501,47 @@ mod tests {
     #[test]
     fn a_layered_table_without_a_key_is_refused() {
         assert!(crate::table_data::layered_select("a", "b", &[]).is_err());
+    }
+
+    #[test]
+    fn merging_into_partitions_rewrites_only_the_parts_it_touches() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t");
+        let c = conn();
+        let expr = "strftime(d, '%Y_%m')";
+        let key = vec!["id".to_string()];
+        let sql = "SELECT range AS id, DATE '2024-01-01' + INTERVAL (range) DAY AS d, 'v0' AS v FROM range(90)";
+        let before = publish_partitioned(&c, sql, expr, &dir).unwrap();
+        assert_eq!(before.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["2024_01", "2024_02", "2024_03"]);
+        // Row 3 moves from January to February; row 40 changes in February; row 200 is new in April.
+        let changes = "SELECT * FROM (VALUES (3, DATE '2024-02-20', 'moved'), (40, DATE '2024-02-10', 'v1'), \
+                       (200, DATE '2024-04-02', 'new')) t(id, d, v)";
+        let after = merge_partitioned(&c, changes, expr, &dir, &key).unwrap();
+        let keys: Vec<&str> = after.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["2024_01", "2024_02", "2024_03", "2024_04"]);
+        assert_eq!(after[2], before[2], "March is untouched");
+        assert_ne!(after[0].file.md5, before[0].file.md5, "January lost row 3");
+        assert_eq!(after.iter().map(|p| p.file.rows).sum::<i64>(), 91);
+        let glob = dir.join("*.parquet");
+        let rows: Vec<(i64, String, String)> = c
+            .prepare(&format!(
+                "SELECT id, strftime(d, '%Y_%m'), v FROM read_parquet('{}') \
+                 WHERE id IN (3, 40, 200) ORDER BY id",
+                glob.display()
+            ))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (3, "2024_02".to_string(), "moved".to_string()),
+                (40, "2024_02".to_string(), "v1".to_string()),
+                (200, "2024_04".to_string(), "new".to_string())
+            ],
+            "each key once, in the part of its new period"
+        );
     }
 }

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_instance_facts_sessions.sql")),
     (8, include_str!("migrations/0008_knowledge_items.sql")),
     (9, include_str!("migrations/0009_registry_connection.sql")),
+    (10, include_str!("migrations/0010_source_version.sql")),
 ];
 
 /// The schema version this build creates and expects.

@@ -19,6 +19,8 @@ pub struct SyncState {
     pub hash: String,
     pub status: String,
     pub error: Option<String>,
+    /// The source's version of the table when it was last read (see migration 0010).
+    pub source_version: Option<String>,
 }
 
 /// One published file of a partitioned table.
@@ -69,6 +71,8 @@ pub struct Published {
     pub checksum: String,
     /// Empty for single-file tables.
     pub parts: Vec<PartState>,
+    /// The source's version of the table that was read, where it has one.
+    pub source_version: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -82,6 +86,7 @@ struct Row {
     hash: String,
     status: String,
     error: Option<String>,
+    source_version: Option<String>,
 }
 
 impl From<Row> for SyncState {
@@ -96,11 +101,13 @@ impl From<Row> for SyncState {
             hash: r.hash,
             status: r.status,
             error: r.error,
+            source_version: r.source_version,
         }
     }
 }
 
-const COLUMNS: &str = "table_id, source_name, last_sync, last_changed, rows, file_size_bytes, hash, status, error";
+const COLUMNS: &str =
+    "table_id, source_name, last_sync, last_changed, rows, file_size_bytes, hash, status, error, source_version";
 
 pub struct SyncStateRepo<'a> {
     pool: &'a SqlitePool,
@@ -149,11 +156,11 @@ impl<'a> SyncStateRepo<'a> {
             .await?;
         let changed = old.map(|(h,)| h != p.hash).unwrap_or(true);
         sqlx::query(
-            "INSERT INTO sync_state (table_id, source_name, last_sync, last_changed, rows, file_size_bytes, hash, checksum, status, error) \
-             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, 'ok', NULL) \
+            "INSERT INTO sync_state (table_id, source_name, last_sync, last_changed, rows, file_size_bytes, hash, checksum, status, error, source_version) \
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, 'ok', NULL, ?8) \
              ON CONFLICT (table_id) DO UPDATE SET source_name = ?2, last_sync = ?3, \
                last_changed = CASE WHEN sync_state.hash = ?6 THEN sync_state.last_changed ELSE ?3 END, \
-               rows = ?4, file_size_bytes = ?5, hash = ?6, checksum = ?7, status = 'ok', error = NULL",
+               rows = ?4, file_size_bytes = ?5, hash = ?6, checksum = ?7, status = 'ok', error = NULL, source_version = ?8",
         )
         .bind(table_id)
         .bind(&p.source_name)
@@ -162,6 +169,7 @@ impl<'a> SyncStateRepo<'a> {
         .bind(p.size_bytes)
         .bind(&p.hash)
         .bind(&p.checksum)
+        .bind(&p.source_version)
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM sync_parts WHERE table_id = ?").bind(table_id).execute(&mut *tx).await?;
@@ -326,6 +334,7 @@ mod tests {
             hash: hash.into(),
             checksum: format!("xxh3-128:{hash}"),
             parts: vec![],
+            source_version: None,
         }
     }
 

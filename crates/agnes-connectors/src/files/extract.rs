@@ -225,12 +225,12 @@ impl Connector for FilesConnector {
                 );
                 let dir = ctx.layout.table_part_dir(SOURCE_NAME, &table.name);
                 let parts = publish_partitioned(&conn, &select, &expr, &dir).map_err(read_error)?;
-                Ok(SyncedTable { publication: Publication::Parts(parts) })
+                Ok(SyncedTable { publication: Publication::Parts(parts), source_version: None })
             }
             SyncStrategy::FullRefresh | SyncStrategy::Incremental => {
                 let target = ctx.layout.table_file(SOURCE_NAME, &table.name);
                 let file = publish_query(&conn, &select, &target).map_err(read_error)?;
-                Ok(SyncedTable { publication: Publication::Single(file) })
+                Ok(SyncedTable { publication: Publication::Single(file), source_version: None })
             }
         }
     }

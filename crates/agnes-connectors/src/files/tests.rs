@@ -35,7 +35,10 @@ fn table(name: &str, source_table: &str) -> TableSpec {
 
 fn sync(env: &Env, t: &TableSpec) -> Result<crate::SyncedTable, ConnectorError> {
     let connector = FilesConnector::new(FilesConfig { root: env.root.clone() });
-    connector.sync_table(t, &SyncContext { layout: &env.layout, limits: &Limits::default(), last_sync: None })
+    connector.sync_table(
+        t,
+        &SyncContext { layout: &env.layout, limits: &Limits::default(), last_sync: None, source_version: None },
+    )
 }
 
 /// `(SELECT …)` reading what was published for `t`, as every reader does.

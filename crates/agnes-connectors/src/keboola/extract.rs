@@ -7,10 +7,12 @@ use super::client::{KbcTable, StorageClient};
 use super::config::{resolve_filters, unix, ExportQuery, FileType, KeboolaSource, KeboolaTableOptions};
 use crate::{Connector, ConnectorError, Publication, SyncContext, SyncedTable};
 use agnes_core::ident::{quote_ident, quote_literal};
-use agnes_core::{QueryMode, SourceType, SyncStrategy, TableSpec};
+use agnes_core::{PartitionGranularity, QueryMode, SourceType, SyncStrategy, TableSpec};
 use agnes_engine::confined::open_confined;
 use agnes_engine::fsutil::temp_path_for;
-use agnes_engine::publish::{publish_layered, publish_query};
+use agnes_engine::publish::{
+    describe, describe_layered, merge_partitioned, publish_layered, publish_written, PublishedPart,
+};
 use agnes_engine::table_data::TableData;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
@@ -108,21 +110,6 @@ impl KeboolaConnector {
         }
         Ok(query)
     }
-
-    /// Export `table_id` with `params`, download its slices into `dir`, and say what
-    /// they hold.
-    fn export(
-        &self,
-        client: &StorageClient,
-        table_id: &str,
-        params: &Value,
-        dir: &Path,
-    ) -> Result<Vec<PathBuf>, ConnectorError> {
-        let job = client.export(table_id, params)?;
-        let file = client.wait(job)?;
-        let file = client.file(file)?;
-        client.download(&file, dir)
-    }
 }
 
 /// The SELECT reading downloaded slices with Keboola's column types: text as exported
@@ -160,6 +147,114 @@ fn read_slices(slices: &[PathBuf], file_type: FileType, gzip: bool, columns: &[(
             )
         }
     }
+}
+
+/// What is published for a table now, described (digests of files this process
+/// published are remembered, not read again).
+fn published_now(duck: &agnes_engine::duckdb::Connection, data: &TableData) -> Result<Publication, ConnectorError> {
+    Ok(match data {
+        TableData::File(p) => Publication::Single(describe(duck, p)?),
+        TableData::Layered { dir, key } => Publication::Layered(describe_layered(duck, dir, key)?),
+        TableData::Parts(_) => Publication::Parts(
+            data.files()
+                .iter()
+                .map(|f| {
+                    let key = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    Ok(PublishedPart { key, file: describe(duck, f)? })
+                })
+                .collect::<Result<Vec<_>, ConnectorError>>()?,
+        ),
+    })
+}
+
+/// How downloaded slices are read: the columns with their DuckDB types, and the format.
+struct Read {
+    columns: Vec<(String, String)>,
+    file_type: FileType,
+}
+
+/// One table's exports, each turned into a parquet file of typed rows.
+struct Export<'a> {
+    client: &'a StorageClient,
+    table_id: &'a str,
+    read: &'a Read,
+    duck: &'a agnes_engine::duckdb::Connection,
+    tmp_dir: &'a Path,
+}
+
+impl Export<'_> {
+    /// Export with `params`, download the slices, and write their rows, typed, to `out`;
+    /// the rows written. The slices are removed whatever happens, and `out` on failure.
+    fn to_parquet(&self, params: &Value, out: &Path) -> Result<i64, ConnectorError> {
+        let slices_dir = temp_path_for(&self.tmp_dir.join("keboola-slices"));
+        std::fs::create_dir_all(&slices_dir)
+            .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", slices_dir.display())))?;
+        let result = (|| -> Result<i64, ConnectorError> {
+            let job = self.client.export(self.table_id, params)?;
+            let file = self.client.file(self.client.wait(job)?)?;
+            let slices = self.client.download(&file, &slices_dir)?;
+            let gzip = params.get("gzip").and_then(Value::as_bool).unwrap_or(false);
+            let select = read_slices(&slices, self.read.file_type, gzip, &self.read.columns);
+            self.duck
+                .execute_batch(&format!(
+                    "COPY ({select}) TO {} (FORMAT PARQUET)",
+                    quote_literal(&out.to_string_lossy())
+                ))
+                .map_err(|e| {
+                    ConnectorError::Source(format!(
+                        "reading {}'s export with the column types of its Keboola metadata: {e}",
+                        self.table_id
+                    ))
+                })?;
+            Ok(self
+                .duck
+                .query_row(
+                    &format!("SELECT count(*) FROM read_parquet({})", quote_literal(&out.to_string_lossy())),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(agnes_engine::EngineError::from)?)
+        })();
+        let _ = std::fs::remove_dir_all(&slices_dir);
+        if result.is_err() {
+            let _ = std::fs::remove_file(out);
+        }
+        result
+    }
+}
+
+/// The first sync of a partitioned table, in chunks of `initial_load_chunk_days` (30) of
+/// its `partition_by` column walking back from today, each overlapping the next by a day,
+/// until two chunks in a row are empty (at most 120 chunks). The newest chunk has no upper
+/// bound, so rows dated in the future are not lost.
+fn initial_load(
+    table: &TableSpec,
+    column: &str,
+    params: &Value,
+    today: chrono::NaiveDate,
+    mut merge: impl FnMut(&Value) -> Result<i64, ConnectorError>,
+) -> Result<(), ConnectorError> {
+    let days = table.initial_load_chunk_days.unwrap_or(30).max(1);
+    let mut empty_in_a_row = 0;
+    for i in 0..120 {
+        let upper = today + Duration::days(1) - Duration::days(i * days);
+        let lower = upper - Duration::days(days + 1);
+        let mut chunk = params.clone();
+        let filters = chunk["whereFilters"].as_array_mut().expect("whereFilters is a list");
+        filters.push(json!({"column": column, "operator": "ge", "values": [lower.format("%Y-%m-%d").to_string()]}));
+        if i > 0 {
+            filters.push(json!({"column": column, "operator": "lt", "values": [upper.format("%Y-%m-%d").to_string()]}));
+        }
+        if merge(&chunk)? == 0 {
+            empty_in_a_row += 1;
+            if empty_in_a_row == 2 {
+                break;
+            }
+        } else {
+            empty_in_a_row = 0;
+        }
+    }
+    Ok(())
 }
 
 impl Connector for KeboolaConnector {
@@ -250,14 +345,13 @@ impl Connector for KeboolaConnector {
             return Some(e.to_string());
         }
         match table.sync_strategy {
-            SyncStrategy::Partitioned => Some(
-                "the keboola connector does not sync 'partitioned' tables yet: register it as full_refresh or \
-                 incremental"
-                    .into(),
-            ),
-            SyncStrategy::Incremental if table.primary_key.is_empty() => {
-                Some("sync_strategy 'incremental' needs primary_key (changed rows are merged on it)".into())
+            SyncStrategy::Partitioned if table.partition_by.as_deref().is_none_or(|c| c.trim().is_empty()) => {
+                Some("sync_strategy 'partitioned' needs partition_by (a date or timestamp column)".into())
             }
+            SyncStrategy::Incremental | SyncStrategy::Partitioned if table.primary_key.is_empty() => Some(format!(
+                "sync_strategy '{}' of a keboola table needs primary_key (changed rows are merged on it)",
+                table.sync_strategy
+            )),
             _ => None,
         }
     }
@@ -267,36 +361,35 @@ impl Connector for KeboolaConnector {
         let query = Self::export_query(table)?;
         let client = StorageClient::connect(&self.source)?;
         let described = client.table(&table_id)?;
-        let columns = typed_columns(&described, &query.columns)?;
         let file_type = query.file_type.unwrap_or(if table.query_mode == QueryMode::Materialized {
             FileType::Parquet
         } else {
             FileType::Csv
         });
-        let gzip = file_type == FileType::Csv;
+        let read = Read { columns: typed_columns(&described, &query.columns)?, file_type };
         let data = TableData::locate(ctx.layout, &self.source_name, table);
-        let layered = matches!(data, TableData::Layered { .. });
+        let version = described.last_import_date.clone();
+        let data_dir = ctx.layout.source_data_dir(&self.source_name);
+        let tmp_dir = ctx.layout.tmp_dir();
+        for dir in [&data_dir, &tmp_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let duck = open_confined(&[&data_dir, &tmp_dir], ctx.limits)?;
+        // Nothing imported into the table since the data on disk was read: no export.
+        if version.is_some() && version.as_deref() == ctx.source_version && data.exists() {
+            return Ok(SyncedTable { publication: published_now(&duck, &data)?, source_version: version });
+        }
         let now = Utc::now();
-        // Incremental: rows changed since the last sync less the window (7 days unless
-        // set), the first sync bounded by max_history_days when set.
-        let changed_since = if layered {
-            match (ctx.last_sync.filter(|_| data.exists()), table.max_history_days) {
-                (Some(last), _) => Some(unix(last - Duration::days(table.incremental_window_days.unwrap_or(7)))),
-                (None, Some(days)) => Some(unix(now - Duration::days(days))),
-                (None, None) => None,
-            }
-        } else {
-            None
-        };
         let mut params = json!({
             "fileType": file_type.as_str(),
-            "gzip": gzip,
+            "gzip": file_type == FileType::Csv,
             "whereFilters": resolve_filters(&query.where_filters, now.date_naive())?,
         });
         if !query.columns.is_empty() {
             params["columns"] = json!(query.columns.join(","));
         }
-        if let Some(since) = changed_since.or(query.changed_since.clone()) {
+        if let Some(since) = &query.changed_since {
             params["changedSince"] = json!(since);
         }
         if let Some(until) = &query.changed_until {
@@ -305,55 +398,67 @@ impl Connector for KeboolaConnector {
         if let Some(limit) = query.limit {
             params["limit"] = json!(limit);
         }
+        // Changes since the last sync less the window (7 days unless set); the first sync
+        // of an incremental table bounded by max_history_days when set.
+        let since_last = ctx
+            .last_sync
+            .filter(|_| data.exists())
+            .map(|last| unix(last - Duration::days(table.incremental_window_days.unwrap_or(7))));
 
-        let data_dir = ctx.layout.source_data_dir(&self.source_name);
-        let tmp_dir = ctx.layout.tmp_dir();
-        let slices_dir = temp_path_for(&tmp_dir.join(format!("keboola-{}", table.name)));
-        for dir in [&data_dir, &tmp_dir, &slices_dir] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let result = (|| -> Result<Publication, ConnectorError> {
-            let slices = self.export(&client, &table_id, &params, &slices_dir)?;
-            let select = read_slices(&slices, file_type, gzip, &columns);
-            let duck = open_confined(&[&data_dir, &tmp_dir], ctx.limits)?;
-            let typed = |e: agnes_engine::EngineError| {
-                ConnectorError::Source(format!(
-                    "reading {table_id}'s export with the column types of its Keboola metadata: {e}"
-                ))
-            };
-            match &data {
-                TableData::Layered { dir, key } => {
-                    let changes = temp_path_for(&tmp_dir.join(format!("keboola-{}.changes.parquet", table.name)));
-                    duck.execute_batch(&format!(
-                        "COPY ({select}) TO {} (FORMAT PARQUET)",
-                        quote_literal(&changes.to_string_lossy())
-                    ))
-                    .map_err(|e| typed(e.into()))?;
-                    let rows: i64 = duck
-                        .query_row(
-                            &format!(
-                                "SELECT count(*) FROM read_parquet({})",
-                                quote_literal(&changes.to_string_lossy())
-                            ),
-                            [],
-                            |r| r.get(0),
-                        )
-                        .map_err(agnes_engine::EngineError::from)?;
-                    if rows == 0 && data.exists() {
-                        let _ = std::fs::remove_file(&changes);
-                        return Ok(Publication::Layered(agnes_engine::publish::describe_layered(&duck, dir, key)?));
-                    }
-                    Ok(Publication::Layered(publish_layered(&duck, &changes, dir, key)?))
+        let export = Export { client: &client, table_id: &table_id, read: &read, duck: &duck, tmp_dir: &tmp_dir };
+        let publication = match &data {
+            TableData::File(target) => {
+                let staged = temp_path_for(target);
+                export.to_parquet(&params, &staged)?;
+                Publication::Single(publish_written(&duck, &staged, target)?)
+            }
+            TableData::Layered { dir, key } => {
+                match since_last.or_else(|| table.max_history_days.map(|d| unix(now - Duration::days(d)))) {
+                    Some(since) => params["changedSince"] = json!(since),
+                    None => {}
                 }
-                _ => {
-                    let target = ctx.layout.table_file(&self.source_name, &table.name);
-                    Ok(Publication::Single(publish_query(&duck, &select, &target).map_err(typed)?))
+                let changes = temp_path_for(&tmp_dir.join(format!("keboola-{}.changes.parquet", table.name)));
+                let rows = export.to_parquet(&params, &changes)?;
+                if rows == 0 && data.exists() {
+                    let _ = std::fs::remove_file(&changes);
+                    Publication::Layered(describe_layered(&duck, dir, key)?)
+                } else {
+                    Publication::Layered(publish_layered(&duck, &changes, dir, key)?)
                 }
             }
-        })();
-        let _ = std::fs::remove_dir_all(&slices_dir);
-        Ok(SyncedTable { publication: result? })
+            TableData::Parts(dir) => {
+                let column = table.partition_by.as_deref().unwrap_or_default();
+                let granularity = table.partition_granularity.unwrap_or(PartitionGranularity::Month);
+                let expr = format!(
+                    "strftime(CAST({} AS TIMESTAMP), '{}')",
+                    quote_ident(column),
+                    granularity.strftime_pattern()
+                );
+                let merge = |params: &Value| -> Result<i64, ConnectorError> {
+                    let changes = temp_path_for(&tmp_dir.join(format!("keboola-{}.changes.parquet", table.name)));
+                    let rows = export.to_parquet(params, &changes)?;
+                    let merged = if rows > 0 {
+                        let select =
+                            format!("SELECT * FROM read_parquet({})", quote_literal(&changes.to_string_lossy()));
+                        merge_partitioned(&duck, &select, &expr, dir, &table.primary_key).map(|_| ())
+                    } else {
+                        Ok(())
+                    };
+                    let _ = std::fs::remove_file(&changes);
+                    merged?;
+                    Ok(rows)
+                };
+                match since_last {
+                    Some(since) => {
+                        params["changedSince"] = json!(since);
+                        merge(&params)?;
+                    }
+                    None => initial_load(table, column, &params, now.date_naive(), merge)?,
+                }
+                published_now(&duck, &data)?
+            }
+        };
+        Ok(SyncedTable { publication, source_version: version })
     }
 
     fn preview(

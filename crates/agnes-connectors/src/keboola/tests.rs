@@ -79,7 +79,18 @@ impl Env {
         t: &TableSpec,
         last_sync: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<SyncedTable, crate::ConnectorError> {
-        self.connector.sync_table(t, &SyncContext { layout: &self.layout, limits: &Limits::default(), last_sync })
+        self.sync_after(t, last_sync, None)
+    }
+
+    /// A sync after one that read the table at `version`.
+    fn sync_after(
+        &self,
+        t: &TableSpec,
+        last_sync: Option<chrono::DateTime<chrono::Utc>>,
+        version: Option<&str>,
+    ) -> Result<SyncedTable, crate::ConnectorError> {
+        let ctx = SyncContext { layout: &self.layout, limits: &Limits::default(), last_sync, source_version: version };
+        self.connector.sync_table(t, &ctx)
     }
 
     /// The published table as text rows ordered by id, every value as DuckDB prints it.
@@ -186,6 +197,23 @@ fn incremental_asks_for_changes_since_the_last_sync_and_merges_them() {
     assert_eq!(env.published(&t), expected(&env.fake));
 }
 
+/// A table Keboola has not imported into since the last sync is not exported again.
+#[test]
+fn an_unchanged_table_is_not_exported_again() {
+    let env = env();
+    let t = orders();
+    let first = env.sync(&t, None).unwrap();
+    let version = first.source_version.clone().expect("Keboola's lastImportDate is kept");
+    let again = env.sync_after(&t, Some(chrono::Utc::now()), Some(&version)).unwrap();
+    assert_eq!(env.fake.exports().len(), 1, "no second export");
+    assert_eq!((again.publication, again.source_version), (first.publication, Some(version.clone())));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.fake.upsert("in.c-shop.orders", vec![order(501)]);
+    let third = env.sync_after(&t, Some(chrono::Utc::now()), Some(&version)).unwrap();
+    assert_eq!((env.fake.exports().len(), third.rows()), (2, 501), "a new import is exported");
+    assert_ne!(third.source_version, Some(version));
+}
+
 #[test]
 fn a_failed_job_keeps_the_last_good_data_and_says_why() {
     let env = env();
@@ -259,5 +287,71 @@ fn filters_are_checked_at_registration_and_sent_resolved() {
     assert!(published.iter().all(|r| r[1] == "customer-1" || r[1] == "customer-2"));
     let mut partitioned = orders();
     partitioned.sync_strategy = SyncStrategy::Partitioned;
-    assert!(env.connector.unsupported(&partitioned).unwrap().contains("partitioned"));
+    assert!(env.connector.unsupported(&partitioned).unwrap().contains("partition_by"));
+    partitioned.partition_by = Some("ordered_on".into());
+    assert_eq!(env.connector.unsupported(&partitioned), None);
+    partitioned.primary_key.clear();
+    assert!(env.connector.unsupported(&partitioned).unwrap().contains("primary_key"));
+}
+
+/// A partitioned table loads in chunks of its date column walking back from today until
+/// two chunks are empty, then merges changes into the parts they touch.
+#[test]
+fn partitioned_tables_load_in_chunks_then_merge_changes_per_part() {
+    let env = env();
+    let today = chrono::Utc::now().date_naive();
+    let day = |back: i64| (today - chrono::Duration::days(back)).format("%Y-%m-%d").to_string();
+    env.fake.create_table(
+        "in.c-web.visits",
+        vec![FakeColumn::new("id", "INTEGER"), FakeColumn::new("day", "DATE"), FakeColumn::new("page", "STRING")],
+        &["id"],
+    );
+    // 300 visits over the last 100 days, and one a year back, beyond two empty chunks.
+    let mut visits: Vec<Vec<String>> = (0..300).map(|i| vec![i.to_string(), day(i % 100), format!("/p/{i}")]).collect();
+    visits.push(vec!["999".into(), day(400), "/old".into()]);
+    env.fake.upsert("in.c-web.visits", visits);
+    let mut t = TableSpec::new("visits", SourceType::Keboola, QueryMode::Local, Default::default());
+    t.bucket = Some("in.c-web".into());
+    t.source_table = Some("visits".into());
+    t.primary_key = vec!["id".into()];
+    t.sync_strategy = SyncStrategy::Partitioned;
+    t.partition_by = Some("day".into());
+    t.partition_granularity = Some(agnes_core::PartitionGranularity::Day);
+    t.initial_load_chunk_days = Some(30);
+    assert_eq!(env.connector.unsupported(&t), None);
+    let first = env.sync(&t, None).unwrap();
+    assert_eq!(first.rows(), 300, "the visit a year back lies past two empty chunks");
+    assert_eq!(first.parts().len(), 100, "one part per day");
+    let exports = env.fake.exports().len();
+    assert_eq!(exports, 6, "four chunks with rows (100 days), then two empty ones");
+    let chunk = &env.fake.exports()[1]["params"]["whereFilters"];
+    assert_eq!(chunk[0]["column"], "day", "{chunk}");
+    assert_eq!((chunk[0]["operator"].as_str(), chunk[1]["operator"].as_str()), (Some("ge"), Some("lt")), "{chunk}");
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let synced_at = chrono::Utc::now();
+    // Visit 5 moves to another day; visit 6 changes in place.
+    env.fake.upsert(
+        "in.c-web.visits",
+        vec![vec!["5".into(), day(50), "/moved".into()], vec!["6".into(), day(6), "/changed".into()]],
+    );
+    let mut t2 = t.clone();
+    t2.incremental_window_days = Some(0);
+    let second = env.sync(&t2, Some(synced_at)).unwrap();
+    assert_eq!(env.fake.exports().len(), exports + 1, "one export of the changes");
+    let key = |d: String| d.replace('-', "_");
+    let changed: Vec<&str> = first
+        .parts()
+        .iter()
+        .zip(second.parts())
+        .filter(|(a, b)| a.file.md5 != b.file.md5)
+        .map(|(a, _)| a.key.as_str())
+        .collect();
+    let mut expect = vec![key(day(5)), key(day(50)), key(day(6))];
+    expect.sort();
+    assert_eq!(changed, expect, "only the days the changes touch are rewritten");
+    let sql = TableData::locate(&env.layout, "keboola", &t).select_sql().unwrap();
+    let got = rows(&format!("SELECT id, CAST(day AS VARCHAR), page FROM ({sql}) WHERE id IN (5, 6) ORDER BY id"));
+    assert_eq!(got, [["5".to_string(), day(50), "/moved".into()], ["6".to_string(), day(6), "/changed".into()]]);
+    assert_eq!(rows(&format!("SELECT count(*) FROM ({sql})")), [["300"]]);
 }

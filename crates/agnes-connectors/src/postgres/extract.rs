@@ -236,7 +236,7 @@ impl PostgresConnector {
                 let tmp = temp_path_for(&target);
                 copy_to_parquet(&mut client, &select, &columns, options.batch_rows(), &tmp)?;
                 let file = publish_written(&duck, &tmp, &target)?;
-                Ok(SyncedTable { publication: Publication::Single(file) })
+                Ok(SyncedTable { publication: Publication::Single(file), source_version: None })
             }
             SyncStrategy::Incremental => self.incremental(&mut client, &duck, table, &select, &columns, &options, ctx),
             SyncStrategy::Partitioned => {
@@ -253,7 +253,7 @@ impl PostgresConnector {
                 let read = format!("SELECT * FROM read_parquet({})", quote_literal(&staged.to_string_lossy()));
                 let parts = publish_partitioned(&duck, &read, &expr, &dir);
                 let _ = remove_if_exists(&staged);
-                Ok(SyncedTable { publication: Publication::Parts(parts?) })
+                Ok(SyncedTable { publication: Publication::Parts(parts?), source_version: None })
             }
         }
     }
@@ -288,7 +288,7 @@ impl PostgresConnector {
             let layers = publish_layered(duck, &changes, &dir, key)?;
             // Published as one file before tables synced this way were layered: gone now.
             remove_if_exists(&ctx.layout.table_file(&self.source_name, &table.name))?;
-            return Ok(SyncedTable { publication: Publication::Layered(layers) });
+            return Ok(SyncedTable { publication: Publication::Layered(layers), source_version: None });
         }
         let published = format!(
             "read_parquet([{}], union_by_name = true)",
@@ -328,7 +328,7 @@ impl PostgresConnector {
         } else {
             publish_layered(duck, &changes, &dir, key)?
         };
-        Ok(SyncedTable { publication: Publication::Layered(layers) })
+        Ok(SyncedTable { publication: Publication::Layered(layers), source_version: None })
     }
 }
 

@@ -53,7 +53,10 @@ impl Env {
     }
 
     fn sync(&self, t: &TableSpec) -> Result<SyncedTable, ConnectorError> {
-        self.connector.sync_table(t, &SyncContext { layout: &self.layout, limits: &Limits::default(), last_sync: None })
+        self.connector.sync_table(
+            t,
+            &SyncContext { layout: &self.layout, limits: &Limits::default(), last_sync: None, source_version: None },
+        )
     }
 }
 
@@ -311,7 +314,10 @@ fn materialized_queries_are_read_only_and_capped() {
     let small = PostgresConnector::new(capped);
     m.source_query = Some("SELECT a.n, b.n AS m FROM t a, t b".into());
     let err = small
-        .sync_table(&m, &SyncContext { layout: &env.layout, limits: &Limits::default(), last_sync: None })
+        .sync_table(
+            &m,
+            &SyncContext { layout: &env.layout, limits: &Limits::default(), last_sync: None, source_version: None },
+        )
         .unwrap_err()
         .to_string();
     assert!(err.contains("max_materialize_bytes"), "{err}");
@@ -377,7 +383,10 @@ fn an_outage_fails_the_sync_and_keeps_the_data() {
     let Env { pg, connector, layout, _dir } = env;
     drop(pg);
     let err = connector
-        .sync_table(&t, &SyncContext { layout: &layout, limits: &Limits::default(), last_sync: None })
+        .sync_table(
+            &t,
+            &SyncContext { layout: &layout, limits: &Limits::default(), last_sync: None, source_version: None },
+        )
         .unwrap_err();
     assert!(err.to_string().contains("cannot connect to 'main'"), "{err}");
     assert!(path.is_file());

@@ -296,7 +296,10 @@ impl SyncService {
             self.connector_for(spec).ok_or_else(|| format!("no connector syncs query_mode '{}'", spec.query_mode))?;
         let (layout, limits, spec) = (self.inner.layout.clone(), self.inner.limits.clone(), spec.clone());
         tokio::task::spawn_blocking(move || {
-            connector.preview(&spec, &SyncContext { layout: &layout, limits: &limits, last_sync: None })
+            connector.preview(
+                &spec,
+                &SyncContext { layout: &layout, limits: &limits, last_sync: None, source_version: None },
+            )
         })
         .await
         .map_err(|e| e.to_string())?
@@ -455,10 +458,13 @@ impl SyncService {
 
     async fn sync_one(&self, table: &TableSpec, connector: Arc<dyn Connector>) -> Result<TableOutcome, SyncError> {
         let started = Instant::now();
-        let last_sync = self.inner.store.sync_state().get(&table.id).await?.and_then(|s| s.last_sync);
+        let before = self.inner.store.sync_state().get(&table.id).await?;
+        let last_sync = before.as_ref().and_then(|s| s.last_sync);
+        let version = before.and_then(|s| s.source_version);
         let (layout, limits, spec) = (self.inner.layout.clone(), self.inner.limits.clone(), table.clone());
         let result = tokio::task::spawn_blocking(move || {
-            connector.sync_table(&spec, &SyncContext { layout: &layout, limits: &limits, last_sync })
+            let ctx = SyncContext { layout: &layout, limits: &limits, last_sync, source_version: version.as_deref() };
+            connector.sync_table(&spec, &ctx)
         })
         .await;
         let duration_ms = started.elapsed().as_millis() as i64;
@@ -523,6 +529,7 @@ fn published(source_name: &str, synced: &SyncedTable) -> Published {
             hash: f.md5.clone(),
             checksum: f.checksum.clone(),
             parts: Vec::new(),
+            source_version: synced.source_version.clone(),
         },
         Publication::Parts(_) | Publication::Layered(_) => {
             // A table in parts changes exactly when some part changes.
@@ -548,6 +555,7 @@ fn published(source_name: &str, synced: &SyncedTable) -> Published {
                         size_bytes: p.file.size_bytes,
                     })
                     .collect(),
+                source_version: synced.source_version.clone(),
             }
         }
     }
