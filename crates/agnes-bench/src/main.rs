@@ -5,6 +5,7 @@
 //! all, are built optimised there), so benchmarking never costs a second DuckDB build.
 
 mod cli;
+mod keboola;
 mod postgres;
 mod profile;
 mod pull;
@@ -54,6 +55,8 @@ enum Scenario {
     Backpressure,
     /// A 10-million-row PostgreSQL table to parquet vs psql + DuckDB; incremental at 1 %.
     Postgres,
+    /// A 5-million-row Keboola export (8 gzipped CSV slices, fake Storage API) vs DuckDB alone.
+    Keboola,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Signin => scenarios::signin()?,
             Scenario::Backpressure => scenarios::backpressure()?,
             Scenario::Postgres => postgres::postgres_bench(args.scale)?,
+            Scenario::Keboola => keboola::keboola_bench(args.scale)?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

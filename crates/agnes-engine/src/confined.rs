@@ -18,6 +18,10 @@ pub struct Limits {
     pub threads: Option<usize>,
     /// Spill directory for out-of-core operators.
     pub temp_directory: Option<PathBuf>,
+    /// Results may come out in any order: DuckDB then writes a COPY as its threads
+    /// produce rows instead of holding them back to keep the input's order, which bounds
+    /// its memory (for sources whose exports have no order to keep).
+    pub any_order: bool,
 }
 
 /// Open an in-memory DuckDB that may read and write only under `dirs`.
@@ -60,6 +64,9 @@ fn apply_limits(sql: &mut String, limits: &Limits) {
     }
     if let Some(dir) = &limits.temp_directory {
         sql.push_str(&format!(" SET temp_directory = {};", quote_literal(&dir.to_string_lossy())));
+    }
+    if limits.any_order {
+        sql.push_str(" SET preserve_insertion_order = false;");
     }
 }
 

@@ -90,6 +90,7 @@ impl ServerConfig {
             memory_limit: get_str(&instance, &["engine", "memory_limit"]).map(String::from),
             threads: get(&instance, &["engine", "threads"]).and_then(Value::as_u64).map(|t| t as usize),
             temp_directory: Some(layout.tmp_dir()),
+            any_order: false,
         };
         let env_on =
             |k: &str| matches!(std::env::var(k).as_deref().map(str::to_lowercase).as_deref(), Ok("1" | "true" | "yes"));

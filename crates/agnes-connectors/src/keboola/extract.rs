@@ -375,7 +375,10 @@ impl Connector for KeboolaConnector {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let duck = open_confined(&[&data_dir, &tmp_dir], ctx.limits)?;
+        // A Keboola export's slices have no order (the warehouse unloads them in
+        // parallel), so DuckDB need not keep one, and streams.
+        let limits = agnes_engine::confined::Limits { any_order: true, ..ctx.limits.clone() };
+        let duck = open_confined(&[&data_dir, &tmp_dir], &limits)?;
         // Nothing imported into the table since the data on disk was read: no export.
         if version.is_some() && version.as_deref() == ctx.source_version && data.exists() {
             return Ok(SyncedTable { publication: published_now(&duck, &data)?, source_version: version });
@@ -413,9 +416,9 @@ impl Connector for KeboolaConnector {
                 Publication::Single(publish_written(&duck, &staged, target)?)
             }
             TableData::Layered { dir, key } => {
-                match since_last.or_else(|| table.max_history_days.map(|d| unix(now - Duration::days(d)))) {
-                    Some(since) => params["changedSince"] = json!(since),
-                    None => {}
+                let first_bound = || table.max_history_days.map(|d| unix(now - Duration::days(d)));
+                if let Some(since) = since_last.clone().or_else(first_bound) {
+                    params["changedSince"] = json!(since);
                 }
                 let changes = temp_path_for(&tmp_dir.join(format!("keboola-{}.changes.parquet", table.name)));
                 let rows = export.to_parquet(&params, &changes)?;
