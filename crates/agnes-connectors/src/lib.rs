@@ -76,6 +76,20 @@ impl SyncedTable {
     }
 }
 
+/// A registry field a connector cannot take as given, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidField {
+    /// `source_options`, `where_filters` or `source_query`.
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl InvalidField {
+    pub fn source_options(e: ConnectorError) -> InvalidField {
+        InvalidField { field: "source_options", message: e.to_string() }
+    }
+}
+
 /// A connector's `source_options` (absent: the defaults). An unknown key or a value of
 /// the wrong type is an error naming the key.
 pub(crate) fn parse_options<T: serde::de::DeserializeOwned + Default>(
@@ -128,9 +142,11 @@ pub trait Connector: Send + Sync {
     /// What the source holds that could be registered: files under the root, or a
     /// database's tables and views with their columns, keys and estimates. Blocking.
     fn discover(&self) -> Result<Vec<agnes_core::api::DiscoveredTable>, ConnectorError>;
-    /// Whether `table.source_options` are this connector's: an unknown key or a wrong
-    /// type is named (the registration is refused with 400).
-    fn check_options(&self, table: &TableSpec) -> Result<(), String>;
+    /// Whether the row's settings for this connector are valid: its `source_options`, and
+    /// for a source that exports with a filter, `where_filters` and a JSON `source_query`.
+    /// An unknown key, a wrong type, operator or placeholder is named (400 at
+    /// registration, with the code `invalid_<field>`).
+    fn check_options(&self, table: &TableSpec) -> Result<(), InvalidField>;
     /// Why this connector cannot sync `table` as registered (an option it does not
     /// implement), checked at registration so that nothing is silently ignored at sync.
     fn unsupported(&self, table: &TableSpec) -> Option<String>;

@@ -147,6 +147,10 @@ pub struct DiscoverArgs {
     /// `local` (default) or `remote`.
     #[arg(long)]
     query_mode: Option<String>,
+    /// Every table's sync strategy: `full_refresh` (default) or `incremental` (tables
+    /// without a primary key are skipped).
+    #[arg(long)]
+    sync_strategy: Option<String>,
     /// List what would be registered, register nothing.
     #[arg(long)]
     dry_run: bool,
@@ -283,6 +287,7 @@ pub async fn discover_and_register(api: &Api, args: DiscoverArgs) -> anyhow::Res
         tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
         query_mode: args.query_mode.clone(),
         sync_schedule: None,
+        sync_strategy: args.sync_strategy.clone(),
         dry_run: args.dry_run,
     };
     let out: DiscoveryRegistered = api.post_as("/api/admin/discover-and-register", &body).await?;

@@ -167,8 +167,8 @@ impl Connector for FilesConnector {
             .collect())
     }
 
-    fn check_options(&self, table: &TableSpec) -> Result<(), String> {
-        ReaderOptions::from_json(table.source_options.as_ref()).map(|_| ()).map_err(|e| e.to_string())
+    fn check_options(&self, table: &TableSpec) -> Result<(), crate::InvalidField> {
+        ReaderOptions::from_json(table.source_options.as_ref()).map(|_| ()).map_err(crate::InvalidField::source_options)
     }
 
     /// Files are republished whole (or per partition) on every sync: there is no

@@ -5,7 +5,7 @@
 
 use super::client::{KbcTable, StorageClient};
 use super::config::{resolve_filters, unix, ExportQuery, FileType, KeboolaSource, KeboolaTableOptions};
-use crate::{Connector, ConnectorError, Publication, SyncContext, SyncedTable};
+use crate::{Connector, ConnectorError, InvalidField, Publication, SyncContext, SyncedTable};
 use agnes_core::ident::{quote_ident, quote_literal};
 use agnes_core::{PartitionGranularity, QueryMode, SourceType, SyncStrategy, TableSpec};
 use agnes_engine::confined::open_confined;
@@ -323,8 +323,23 @@ impl Connector for KeboolaConnector {
             .collect()
     }
 
-    fn check_options(&self, table: &TableSpec) -> Result<(), String> {
-        KeboolaTableOptions::from_json(table.source_options.as_ref()).map(|_| ()).map_err(|e| e.to_string())
+    fn check_options(&self, table: &TableSpec) -> Result<(), InvalidField> {
+        KeboolaTableOptions::from_json(table.source_options.as_ref()).map_err(InvalidField::source_options)?;
+        let today = Utc::now().date_naive();
+        if table.query_mode == QueryMode::Materialized {
+            if let Some(q) = table.source_query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+                let invalid = |e: ConnectorError| InvalidField { field: "source_query", message: e.to_string() };
+                let query = ExportQuery::parse(q).map_err(invalid)?;
+                resolve_filters(&query.where_filters, today).map_err(invalid)?;
+            }
+        }
+        if let Some(filters) = &table.where_filters {
+            let invalid = |message: String| InvalidField { field: "where_filters", message };
+            let parsed: Vec<super::config::WhereFilter> =
+                serde_json::from_value(filters.clone()).map_err(|e| invalid(format!("where_filters: {e}")))?;
+            resolve_filters(&parsed, today).map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok(())
     }
 
     fn unsupported(&self, table: &TableSpec) -> Option<String> {
@@ -335,13 +350,6 @@ impl Connector for KeboolaConnector {
             ));
         }
         if let Err(e) = Self::table_id(table) {
-            return Some(e.to_string());
-        }
-        let query = match Self::export_query(table) {
-            Ok(q) => q,
-            Err(e) => return Some(e.to_string()),
-        };
-        if let Err(e) = resolve_filters(&query.where_filters, Utc::now().date_naive()) {
             return Some(e.to_string());
         }
         match table.sync_strategy {

@@ -273,9 +273,15 @@ fn filters_are_checked_at_registration_and_sent_resolved() {
     let env = env();
     let mut t = orders();
     t.where_filters = Some(serde_json::json!([{"column": "ordered_on", "operator": "ge", "values": ["{{someday}}"]}]));
-    assert!(env.connector.unsupported(&t).unwrap().contains("{{someday}}"));
+    let invalid = env.connector.check_options(&t).unwrap_err();
+    assert!(invalid.field == "where_filters" && invalid.message.contains("{{someday}}"), "{invalid:?}");
+    let mut materialized = orders();
+    materialized.query_mode = QueryMode::Materialized;
+    materialized.source_query =
+        Some(r#"{"where_filters": [{"column": "paid", "operator": "like", "values": ["x"]}]}"#.into());
+    assert_eq!(env.connector.check_options(&materialized).unwrap_err().field, "source_query");
     t.where_filters = Some(serde_json::json!([{"column": "customer", "values": ["customer-1", "customer-2"]}]));
-    assert_eq!(env.connector.unsupported(&t), None);
+    assert_eq!((env.connector.check_options(&t), env.connector.unsupported(&t)), (Ok(()), None));
     env.sync(&t, None).unwrap();
     let published = env.published(&t);
     assert_eq!(published.len(), 26, "orders of customers 1 and 2 (of 40), 13 each");

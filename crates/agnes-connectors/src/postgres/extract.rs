@@ -398,8 +398,10 @@ impl Connector for PostgresConnector {
             .collect())
     }
 
-    fn check_options(&self, table: &TableSpec) -> Result<(), String> {
-        PgTableOptions::from_json(table.source_options.as_ref()).map(|_| ()).map_err(|e| e.to_string())
+    fn check_options(&self, table: &TableSpec) -> Result<(), crate::InvalidField> {
+        PgTableOptions::from_json(table.source_options.as_ref())
+            .map(|_| ())
+            .map_err(crate::InvalidField::source_options)
     }
 
     fn unsupported(&self, table: &TableSpec) -> Option<String> {

@@ -362,7 +362,8 @@ fn facts_discovery_and_options() {
 
     let mut t = local("items", "items");
     t.source_options = Some(serde_json::json!({"batch_rowz": 10}));
-    assert!(env.connector.check_options(&t).unwrap_err().contains("batch_rowz"));
+    let invalid = env.connector.check_options(&t).unwrap_err();
+    assert!(invalid.field == "source_options" && invalid.message.contains("batch_rowz"), "{invalid:?}");
     // The password comes from the environment at connect time, and a missing variable
     // says which one without any value.
     let mut missing = env.connector.source().clone();

@@ -157,6 +157,10 @@ pub struct DiscoverAndRegister {
     pub query_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_schedule: Option<String>,
+    /// Every table's `sync_strategy` (default `full_refresh`); a table that cannot take it
+    /// (no primary key for `incremental`) is skipped, saying why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_strategy: Option<String>,
     /// Report what would be registered, register nothing.
     #[serde(default)]
     pub dry_run: bool,

@@ -392,7 +392,7 @@ impl SyncService {
     }
 
     /// What is wrong with `spec`'s `source_options`, for its connector.
-    pub fn options_problem(&self, spec: &TableSpec) -> Option<String> {
+    pub fn options_problem(&self, spec: &TableSpec) -> Option<agnes_connectors::InvalidField> {
         self.connector_for(spec).and_then(|c| c.check_options(spec).err())
     }
 

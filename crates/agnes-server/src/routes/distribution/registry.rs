@@ -90,7 +90,12 @@ fn check(state: &AppState, spec: &TableSpec) -> Result<(), ApiError> {
         return Err(unprocessable(problem));
     }
     if let Some(problem) = state.sync.options_problem(spec) {
-        return Err(ApiError::coded(StatusCode::BAD_REQUEST, "invalid_source_options", problem));
+        let code = match problem.field {
+            "where_filters" => "invalid_where_filters",
+            "source_query" => "invalid_source_query",
+            _ => "invalid_source_options",
+        };
+        return Err(ApiError::coded(StatusCode::BAD_REQUEST, code, problem.message));
     }
     let configured = state.sync.source_types().iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
     match spec.source_type {
@@ -330,11 +335,14 @@ async fn discover_and_register(
     }
     let registry = state.store.registry().list().await?;
     let mut taken: std::collections::HashSet<String> = registry.iter().map(|t| t.id.clone()).collect();
-    let connection = (body.source != "files").then(|| body.source.clone());
+    let connector =
+        state.sync.connector_named(&body.source).ok_or_else(|| super::sources::unknown_source(&state, &body.source))?;
+    let (source_type, connection) = (connector.source_type(), connector.connection().map(String::from));
     let (mut registered, mut skipped) = (Vec::new(), Vec::new());
     for t in found.tables.iter().filter(|t| body.tables.as_ref().is_none_or(|w| w.contains(&t.path))) {
         let reads_it = registry.iter().any(|r| {
-            r.connection == connection
+            r.source_type == Some(source_type)
+                && r.connection == connection
                 && r.source_table.as_deref() == Some(t.source_table.as_deref().unwrap_or(&t.path))
                 && r.bucket == t.bucket
         });
@@ -352,14 +360,18 @@ async fn discover_and_register(
         if let Some(b) = &t.bucket {
             fields.insert("bucket".into(), json!(b));
         }
+        fields.insert("source_type".into(), json!(source_type));
         if let Some(c) = &connection {
-            fields.insert("source_type".into(), json!("postgres"));
             fields.insert("connection".into(), json!(c));
-            if !t.primary_key.is_empty() {
-                fields.insert("primary_key".into(), json!(t.primary_key));
-            }
         }
-        for (k, v) in [("query_mode", &body.query_mode), ("sync_schedule", &body.sync_schedule)] {
+        if !t.primary_key.is_empty() {
+            fields.insert("primary_key".into(), json!(t.primary_key));
+        }
+        for (k, v) in [
+            ("query_mode", &body.query_mode),
+            ("sync_schedule", &body.sync_schedule),
+            ("sync_strategy", &body.sync_strategy),
+        ] {
             if let Some(v) = v {
                 fields.insert(k.into(), json!(v));
             }
