@@ -97,60 +97,93 @@ async fn a_keboola_table_reaches_the_analyst_and_its_changes_follow() {
     assert_eq!((status.as_u16(), v["code"].as_str()), (400, Some("invalid_where_filters")), "{v}");
     assert!(v["detail"].as_str().unwrap().contains("{{tomorrow}}"), "{v}");
 
-    cli.expect(
-        0,
-        &[
+    // The same Keboola table three ways: incremental, full refresh, partitioned by month.
+    let register = |name: &str, extra: &[&str]| {
+        let mut args = vec![
             "admin",
             "register-table",
-            "deals",
+            name,
             "--source-type",
             "keboola",
             "--bucket",
             "in.c-crm",
             "--source-table",
             "deals",
-            "--sync-strategy",
-            "incremental",
             "--primary-key",
             "id",
+        ];
+        args.extend_from_slice(extra);
+        cli.expect(0, &args);
+    };
+    register("deals", &["--sync-strategy", "incremental", "--incremental-window-days", "0"]);
+    register("deals_full", &[]);
+    // The first load walks back from today in chunks; one of 700 days reaches March 2025.
+    register(
+        "deals_monthly",
+        &[
+            "--sync-strategy",
+            "partitioned",
+            "--partition-by",
+            "closed_on",
+            "--partition-granularity",
+            "month",
+            "--initial-load-chunk-days",
+            "700",
             "--incremental-window-days",
             "0",
         ],
     );
+    let tables = ["deals", "deals_full", "deals_monthly"];
     // changedSince counts whole seconds: the first sync's mark must fall after these rows.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(["deals"])).await.0, 200);
-    http.wait_synced(&admin, &["deals"]).await;
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(tables)).await.0, 200);
+    http.wait_synced(&admin, &tables).await;
     cli.expect(0, &["pull", "--quiet"]);
-    let local = |cli: &Cli| -> Value {
-        let out = cli.expect(
-            0,
-            &[
-                "query",
-                "SELECT count(*) AS n, count(*) FILTER (WHERE stage = 'won') AS won, CAST(sum(value) * 100 AS BIGINT) AS cents, \
-                 min(closed_on) AS first FROM deals",
-                "--format",
-                "json",
-            ],
+    // Every table row for row as the fake serves it.
+    let local = |cli: &Cli, table: &str| -> Vec<Vec<String>> {
+        let sql = format!(
+            "SELECT CAST(id AS VARCHAR) AS id, stage, CAST(value AS VARCHAR) AS value, CAST(closed_on AS VARCHAR) AS closed_on \
+             FROM {table} ORDER BY CAST(id AS BIGINT)"
         );
-        serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+        let out = cli.expect(0, &["query", &sql, "--format", "json", "--limit", "100000"]);
+        let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+        rows.iter()
+            .map(|r| {
+                ["id", "stage", "value", "closed_on"]
+                    .iter()
+                    .map(|c| r[c].as_str().unwrap_or("NULL").to_string())
+                    .collect()
+            })
+            .collect()
     };
-    let expected = |fake: &FakeKeboola| -> Value {
-        let all = fake.rows("in.c-crm.deals");
-        let cents: i64 = all.iter().map(|r| (r[2].parse::<f64>().unwrap() * 100.0).round() as i64).sum();
-        json!({"n": all.len(), "won": all.iter().filter(|r| r[1] == "won").count(), "cents": cents, "first": "2025-03-01"})
+    let expected = |fake: &FakeKeboola| -> Vec<Vec<String>> {
+        let mut all = fake.rows("in.c-crm.deals");
+        all.sort_by_key(|r| r[0].parse::<u32>().unwrap());
+        all
     };
-    assert_eq!(local(&cli), expected(&fake));
+    let same = |got: Vec<Vec<String>>, want: Vec<Vec<String>>, what: &str| {
+        let first = got.iter().zip(&want).position(|(g, w)| g != w);
+        assert!(
+            got.len() == want.len() && first.is_none(),
+            "{what}: {} rows, the source {}; first difference: {:?}",
+            got.len(),
+            want.len(),
+            first.map(|i| (&got[i], &want[i]))
+        );
+    };
+    for t in tables {
+        same(local(&cli, t), expected(&fake), &format!("{t} equals the source"));
+    }
 
-    // Changes at the source: the next sync asks for rows changed since the last one.
+    // Changes at the source: the next syncs ask for rows changed since the last one.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (_, before) = http.get("/api/sync/manifest", &admin).await;
     fake.upsert("in.c-crm.deals", [rows(1..=30, "won"), rows(1201..=1210, "open")].concat());
-    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(["deals"])).await.0, 200);
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(tables)).await.0, 200);
     let mut after = Value::Null;
     for _ in 0..200 {
         let (_, m) = http.get("/api/sync/manifest", &admin).await;
-        if m["tables"]["deals"]["hash"] != before["tables"]["deals"]["hash"] {
+        if tables.iter().all(|t| m["tables"][t]["hash"] != before["tables"][t]["hash"]) {
             after = m;
             break;
         }
@@ -162,25 +195,39 @@ async fn a_keboola_table_reaches_the_analyst_and_its_changes_follow() {
         "the delta holds the 40 changed rows: {after}\nexports: {:?}",
         fake.exports()
     );
-    assert!(fake.exports()[1]["params"]["changedSince"].is_string(), "{:?}", fake.exports());
+    let asked_since = fake.exports().iter().filter(|e| e["params"]["changedSince"].is_string()).count();
+    assert_eq!(asked_since, 2, "the incremental and the partitioned table asked for changes only");
     cli.expect(0, &["pull", "--quiet"]);
-    assert_eq!(local(&cli), expected(&fake));
+    for t in tables {
+        same(local(&cli, t), expected(&fake), &format!("{t} equals the source after the changes"));
+    }
+    let catalog: Value = serde_json::from_str(&cli.expect(0, &["catalog", "--json"])).unwrap();
+    let listed = catalog.to_string();
+    assert!(listed.contains("deals_monthly"), "{listed}");
 
     // Nothing imported since: the next sync asks Keboola for the table, not for an export.
-    let updated = |m: &Value| m["tables"]["deals"]["updated"].as_str().unwrap_or("").to_string();
+    let updated = |m: &Value| -> Vec<String> {
+        tables.iter().map(|t| m["tables"][t]["updated"].as_str().unwrap_or("").to_string()).collect()
+    };
     let (_, last) = http.get("/api/sync/manifest", &admin).await;
-    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(["deals"])).await.0, 200);
+    let exported = fake.exports().len();
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(tables)).await.0, 200);
     let mut synced = last.clone();
     for _ in 0..200 {
         (_, synced) = http.get("/api/sync/manifest", &admin).await;
-        if updated(&synced) != updated(&last) {
+        if updated(&synced).iter().zip(updated(&last)).all(|(now, then)| *now != then) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_ne!(updated(&synced), updated(&last), "the third sync ran: {synced}");
-    assert_eq!(synced["tables"]["deals"]["hash"], last["tables"]["deals"]["hash"]);
-    assert_eq!(fake.exports().len(), 2, "no export of an unchanged table");
+    assert!(
+        updated(&synced).iter().zip(updated(&last)).all(|(now, then)| *now != then),
+        "the third syncs ran: {synced}"
+    );
+    for t in tables {
+        assert_eq!(synced["tables"][t]["hash"], last["tables"][t]["hash"], "{t} is unchanged");
+    }
+    assert_eq!(fake.exports().len(), exported, "no export of an unchanged table");
 
     // The token is nowhere: not in answers, the state DB or the server's log.
     let (_, status) = http.get("/api/sync/status", &admin).await;

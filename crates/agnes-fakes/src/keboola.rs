@@ -98,7 +98,8 @@ type Prepared = HashMap<String, std::collections::VecDeque<Vec<bytes::Bytes>>>;
 #[derive(Default)]
 struct Faults {
     fail_next_job: Option<String>,
-    slice_status_once: Option<u16>,
+    /// A status the next slice downloads answer, and how many times.
+    slice_failures: Option<(u16, u32)>,
     truncate_slice_once: bool,
 }
 
@@ -247,9 +248,9 @@ impl FakeKeboola {
         self.inner.lock().faults.fail_next_job = Some(message.into());
     }
 
-    /// The next slice download answers this status once.
-    pub fn fail_slice_once(&self, status: u16) {
-        self.inner.lock().faults.slice_status_once = Some(status);
+    /// The next `times` slice downloads answer `status`.
+    pub fn fail_slices(&self, status: u16, times: u32) {
+        self.inner.lock().faults.slice_failures = Some((status, times));
     }
 
     /// The next slice download sends half its bytes, then drops the connection.
@@ -796,7 +797,10 @@ fn slice(state: &Shared, bucket: &str, key: &str) -> Response {
     }
     let found = inner.files.values().flat_map(|f| f.slices.iter()).find(|(k, _)| k == key).map(|(_, b)| b.clone());
     let Some(body) = found else { return StatusCode::NOT_FOUND.into_response() };
-    if let Some(status) = inner.faults.slice_status_once.take() {
+    if let Some((status, left)) = inner.faults.slice_failures.take() {
+        if left > 1 {
+            inner.faults.slice_failures = Some((status, left - 1));
+        }
         return (StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "backend error")
             .into_response();
     }

@@ -231,11 +231,40 @@ fn a_failed_job_keeps_the_last_good_data_and_says_why() {
 fn a_failing_or_dropped_slice_is_fetched_again() {
     let env = env();
     let t = orders();
-    env.fake.fail_slice_once(503);
-    env.sync(&t, None).unwrap();
+    env.fake.fail_slices(503, 1);
+    let good = env.sync(&t, None).unwrap();
     env.fake.truncate_slice_once();
     env.sync(&t, None).unwrap();
     assert_eq!(env.published(&t), expected(&env.fake));
+    // A slice that keeps failing fails the sync after its retries; the last good data stays.
+    env.fake.upsert("in.c-shop.orders", vec![order(501)]);
+    env.fake.fail_slices(502, 100);
+    let err = env.sync(&t, None).unwrap_err().to_string();
+    assert!(err.contains("failed 4 times") && err.contains("502"), "{err}");
+    let Publication::Single(file) = &good.publication else { panic!() };
+    assert_eq!(agnes_engine::fsutil::md5_file(&file.path).unwrap(), file.md5);
+    // A 4xx is not retried.
+    env.fake.fail_slices(403, 1);
+    env.fake.upsert("in.c-shop.orders", vec![order(502)]);
+    let err = env.sync(&t, None).unwrap_err().to_string();
+    assert!(err.contains("403"), "{err}");
+    env.sync(&t, None).unwrap();
+    assert_eq!(env.published(&t).len(), 502);
+}
+
+/// A job still running at the export timeout fails the sync, saying so.
+#[test]
+fn an_export_that_never_finishes_times_out() {
+    let mut env = env();
+    env.connector = KeboolaConnector::new(KeboolaSource {
+        name: None,
+        config: KeboolaConnectionConfig { export_timeout_seconds: Some(1), ..env.connector.source().config.clone() },
+    });
+    env.fake.set_polls(1_000_000);
+    let started = std::time::Instant::now();
+    let err = env.sync(&orders(), None).unwrap_err().to_string();
+    assert!(err.contains("did not finish within 1 s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
 #[test]
