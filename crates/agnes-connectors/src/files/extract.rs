@@ -163,6 +163,8 @@ impl Connector for FilesConnector {
                 columns: Vec::new(),
                 primary_key: Vec::new(),
                 estimated_rows: None,
+                last_import: None,
+                last_change: None,
             })
             .collect())
     }

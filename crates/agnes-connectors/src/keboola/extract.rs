@@ -318,6 +318,8 @@ impl Connector for KeboolaConnector {
                     columns,
                     primary_key: t.primary_key.clone(),
                     estimated_rows: t.rows_count.map(|r| r as i64),
+                    last_import: t.last_import_date.clone(),
+                    last_change: t.last_change_date.clone(),
                 })
             })
             .collect()

@@ -232,9 +232,9 @@ fn a_failing_or_dropped_slice_is_fetched_again() {
     let env = env();
     let t = orders();
     env.fake.fail_slices(503, 1);
-    let good = env.sync(&t, None).unwrap();
-    env.fake.truncate_slice_once();
     env.sync(&t, None).unwrap();
+    env.fake.truncate_slice_once();
+    let good = env.sync(&t, None).unwrap();
     assert_eq!(env.published(&t), expected(&env.fake));
     // A slice that keeps failing fails the sync after its retries; the last good data stays.
     env.fake.upsert("in.c-shop.orders", vec![order(501)]);
@@ -288,6 +288,7 @@ fn discovery_lists_tables_with_types_keys_and_sizes() {
     );
     assert_eq!(t.primary_key, ["id"]);
     assert_eq!(t.estimated_rows, Some(500));
+    assert!(t.last_import.is_some() && t.last_change.is_some(), "{t:?}");
     assert_eq!(t.columns[2].column_type, "DECIMAL(12,2)");
     let probe = env.connector.probe().unwrap();
     assert_eq!(

@@ -392,6 +392,8 @@ impl Connector for PostgresConnector {
                     .collect(),
                 primary_key: r.primary_key,
                 estimated_rows: r.estimated_rows,
+                last_import: None,
+                last_change: None,
                 bucket: Some(r.schema),
                 source_table: Some(r.name),
             })

@@ -103,6 +103,12 @@ pub struct DiscoveredTable {
     /// The planner's row estimate, where the source keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_rows: Option<i64>,
+    /// When data was last imported into the table, where the source says (Keboola).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_import: Option<String>,
+    /// When the table last changed, where the source says (Keboola).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<String>,
 }
 
 /// `GET /api/admin/sources`: a configured source, with its settings but never a secret
