@@ -41,31 +41,55 @@ struct Fake {
 type Shared = Arc<Mutex<Fake>>;
 
 fn parquet(rows: i64) -> Vec<u8> {
+    parquet_of(&format!("SELECT range AS id, 'row ' || range AS label FROM range({rows})"))
+}
+
+fn parquet_of(sql: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("t.parquet");
     let c = agnes_engine::duck::open_in_memory().unwrap();
-    c.execute_batch(&format!(
-        "COPY (SELECT range AS id, 'row ' || range AS label FROM range({rows})) TO '{}'",
-        p.display()
-    ))
-    .unwrap();
+    c.execute_batch(&format!("COPY ({sql}) TO '{}'", p.display())).unwrap();
     std::fs::read(p).unwrap()
 }
 
+/// The manifest: a file named `table.part` is a part of a layered table `table` (merged
+/// on `id`), any other a single-file table.
 async fn manifest(State(s): State<Shared>) -> Json<serde_json::Value> {
     let fake = s.lock().unwrap();
-    let tables: serde_json::Map<String, serde_json::Value> = fake
-        .files
-        .iter()
-        .map(|(name, (bytes, _))| {
-            let mut entry = json!({"id": name, "hash": hex::encode(Md5::digest(bytes)), "size_bytes": bytes.len(), "rows": 1, "query_mode": "local", "source_type": "files"});
-            if !fake.legacy {
-                entry["checksum"] = json!(format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(bytes)));
+    let mut tables = serde_json::Map::new();
+    for (name, (bytes, _)) in &fake.files {
+        let hash = hex::encode(Md5::digest(bytes));
+        let checksum = format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(bytes));
+        match name.split_once('.') {
+            None => {
+                let mut entry = json!({"id": name, "hash": hash, "size_bytes": bytes.len(), "rows": 1, "query_mode": "local", "source_type": "files"});
+                if !fake.legacy {
+                    entry["checksum"] = json!(checksum);
+                }
+                tables.insert(name.clone(), entry);
             }
-            (name.clone(), entry)
-        })
-        .collect();
+            Some((table, part)) => {
+                let entry = tables.entry(table.to_string()).or_insert_with(|| {
+                    json!({"id": table, "hash": "", "size_bytes": 0, "rows": 1, "query_mode": "local",
+                           "source_type": "postgres", "merge_key": ["id"], "parts": []})
+                });
+                entry["hash"] = json!(format!("{}{hash}", entry["hash"].as_str().unwrap()));
+                entry["parts"].as_array_mut().unwrap().push(json!({
+                    "part": part, "hash": hash, "checksum": checksum, "size_bytes": bytes.len(), "rows": 1,
+                    "path": format!("/api/data/{table}/parts/{part}/download"),
+                }));
+            }
+        }
+    }
     Json(json!({"tables": tables, "server_time": "2026-01-01T00:00:00Z"}))
+}
+
+async fn download_part(
+    state: State<Shared>,
+    Path((table, part)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    download(state, Path(format!("{table}.{part}")), headers).await
 }
 
 async fn download(State(s): State<Shared>, Path(name): Path<String>, headers: HeaderMap) -> Response {
@@ -135,6 +159,7 @@ async fn serve_as(files: Vec<(&str, Vec<u8>, Fault)>, legacy: bool) -> (String, 
     let app = Router::new()
         .route("/api/sync/manifest", get(manifest))
         .route("/api/data/{name}/download", get(download))
+        .route("/api/data/{table}/parts/{part}/download", get(download_part))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -300,4 +325,57 @@ async fn progress_is_reported_in_lines_off_a_terminal() {
     assert!(lines.last().unwrap().contains("100% done"), "{stdout}");
     let quiet = pull(&url, ws.path(), &["--quiet"]).await;
     assert!(String::from_utf8_lossy(&quiet.stdout).is_empty(), "--quiet prints nothing");
+}
+
+/// A layered table's parts change together: when the new base cannot be fetched, the new
+/// delta is not put beside the old base (that pair would read wrong rows); the old pair
+/// stays until a pull brings both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layered_table_changes_whole_or_not_at_all() {
+    let ws = tempfile::tempdir().unwrap();
+    let rows = |ws: &std::path::Path| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_agnes"))
+            .env("AGNES_LOCAL_DIR", ws)
+            .env("AGNES_CONFIG_DIR", ws.join(".cfg"))
+            .args([
+                "query",
+                "SELECT count(*) AS n, string_agg(label, ',' ORDER BY id) AS labels FROM lay",
+                "--format",
+                "csv",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let base1 = parquet_of("SELECT range AS id, 'a' AS label FROM range(5)");
+    let delta1 = parquet_of("SELECT 3 AS id, 'b' AS label");
+    let (url, _) =
+        serve(vec![("lay.base", base1.clone(), Fault::None), ("lay.delta", delta1.clone(), Fault::None)]).await;
+    assert!(pull(&url, ws.path(), &[]).await.status.success());
+    let first = rows(ws.path());
+    assert!(first.contains("5,\"a,a,a,b,a\""), "{first}");
+
+    // Compacted at the server: a new base (row 3 is b, row 4 is c) and an empty delta.
+    let base2 = parquet_of(
+        "SELECT range AS id, CASE range WHEN 3 THEN 'b' WHEN 4 THEN 'c' ELSE 'a' END AS label FROM range(5)",
+    );
+    let empty = parquet_of("SELECT 0 AS id, 'x' AS label WHERE false");
+    let (url, _) =
+        serve(vec![("lay.base", base2.clone(), Fault::Forbidden), ("lay.delta", empty.clone(), Fault::None)]).await;
+    let out = pull(&url, ws.path(), &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rows(ws.path()), first, "the old base and delta stay, together");
+    let dir = ws.path().join("server/parquet/lay");
+    assert_eq!(std::fs::read(dir.join("delta.parquet")).unwrap(), delta1);
+    let staged: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".staged"))
+        .collect();
+    assert!(staged.is_empty(), "no staged part is left: {staged:?}");
+
+    let (url, _) = serve(vec![("lay.base", base2, Fault::None), ("lay.delta", empty, Fault::None)]).await;
+    assert!(pull(&url, ws.path(), &[]).await.status.success());
+    assert!(rows(ws.path()).contains("5,\"a,a,a,b,c\""), "{}", rows(ws.path()));
 }

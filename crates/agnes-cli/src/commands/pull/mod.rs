@@ -42,7 +42,11 @@ pub struct PullArgs {
 struct Job {
     table: String,
     url: String,
+    /// Where the download is written (and verified).
     target: PathBuf,
+    /// For a part of a table in parts: where the verified part is moved once every part of
+    /// its table has arrived (`target` is then a hidden staging name beside it).
+    place: Option<PathBuf>,
     hash: String,
     /// The manifest's fast checksum, when the server has one.
     checksum: Option<String>,
@@ -56,9 +60,16 @@ struct Plan {
     wanted: BTreeMap<String, PulledTable>,
     /// Local tables no longer in the manifest (revoked or removed).
     removed: Vec<String>,
-    /// Parts to delete: parts the server no longer has.
-    stale_parts: Vec<PathBuf>,
+    /// Parts to delete, by table: parts the server no longer has.
+    stale_parts: Vec<(String, PathBuf)>,
     total: usize,
+}
+
+impl Job {
+    /// Where the file ends up.
+    fn destination(&self) -> &std::path::Path {
+        self.place.as_deref().unwrap_or(&self.target)
+    }
 }
 
 fn plan(manifest: &Manifest, ws: &Workspace, state: &PullState, skip_materialize: bool) -> anyhow::Result<Plan> {
@@ -90,14 +101,15 @@ fn plan(manifest: &Manifest, ws: &Workspace, state: &PullState, skip_materialize
                 if part.is_empty() || !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
                     anyhow::bail!("table {name}: the manifest names an invalid part {part:?}");
                 }
-                let target = ws.part_dir(name).join(format!("{part}.parquet"));
+                let place = ws.part_dir(name).join(format!("{part}.parquet"));
                 let have = local.and_then(|l| l.parts.get(part)).is_some_and(|h| *h == p.hash && !h.is_empty());
-                if !have || !target.is_file() {
+                if !have || !place.is_file() {
                     let url = p.path.clone().unwrap_or_else(|| format!("/api/data/{id}/parts/{part}/download"));
                     plan.jobs.push(Job {
                         table: name.clone(),
                         url,
-                        target,
+                        target: ws.part_dir(name).join(format!(".{part}.parquet.staged")),
+                        place: Some(place),
                         hash: p.hash.clone(),
                         checksum: p.checksum.clone(),
                         size: p.size_bytes.max(0) as u64,
@@ -109,7 +121,7 @@ fn plan(manifest: &Manifest, ws: &Workspace, state: &PullState, skip_materialize
                 for e in entries.flatten() {
                     let stem = e.path().file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                     if e.path().extension().is_some_and(|x| x == "parquet") && !wanted.parts.contains_key(&stem) {
-                        plan.stale_parts.push(e.path());
+                        plan.stale_parts.push((name.clone(), e.path()));
                     }
                 }
             }
@@ -121,6 +133,7 @@ fn plan(manifest: &Manifest, ws: &Workspace, state: &PullState, skip_materialize
                     table: name.clone(),
                     url: format!("/api/data/{id}/download"),
                     target,
+                    place: None,
                     hash: hash.clone(),
                     checksum: entry.checksum.clone(),
                     size: entry.size_bytes.max(0) as u64,
@@ -156,7 +169,7 @@ pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Resu
     let plan = plan(&manifest, ws, &state, args.skip_materialize)?;
     if args.dry_run {
         let would: Vec<Value> =
-            plan.jobs.iter().map(|j| json!({"table": j.table, "url": j.url, "target": j.target})).collect();
+            plan.jobs.iter().map(|j| json!({"table": j.table, "url": j.url, "target": j.destination()})).collect();
         if args.json {
             crate::client::output::json(
                 &json!({"dry_run": true, "would_download": would, "would_remove": plan.removed, "parquets_total": plan.total}),
@@ -169,7 +182,7 @@ pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Resu
                 plan.removed.len()
             );
             for j in &plan.jobs {
-                println!("  {} ← {}", j.target.display(), j.url);
+                println!("  {} ← {}", j.destination().display(), j.url);
             }
             for r in &plan.removed {
                 println!("  remove {r}");
@@ -201,6 +214,16 @@ pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Resu
             failed.entry(job.table.clone()).or_insert(e);
         }
     }
+    // A table in parts changes all at once: its parts move into place only when every one
+    // arrived (a layered table's new base without its new delta would read wrong rows).
+    for job in &plan.jobs {
+        let Some(place) = &job.place else { continue };
+        if failed.contains_key(&job.table) {
+            let _ = std::fs::remove_file(&job.target);
+        } else if let Err(e) = std::fs::rename(&job.target, place) {
+            failed.entry(job.table.clone()).or_insert(format!("cannot move {} into place: {e}", place.display()));
+        }
+    }
 
     // Record what is now in place; a failed table keeps its previous record.
     let updated =
@@ -210,8 +233,10 @@ pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Resu
             state.tables.insert(name.clone(), wanted.clone());
         }
     }
-    for p in &plan.stale_parts {
-        let _ = std::fs::remove_file(p);
+    for (table, p) in &plan.stale_parts {
+        if !failed.contains_key(table) {
+            let _ = std::fs::remove_file(p);
+        }
     }
     for name in &plan.removed {
         let _ = std::fs::remove_file(ws.table_file(name));
