@@ -8,6 +8,7 @@
 //! `_meta`, rebuilding the analytics DB, recording state) is shared and lives in the
 //! server's sync service, so every connector gets it for free.
 
+pub mod bigquery;
 mod error;
 pub mod files;
 pub mod keboola;

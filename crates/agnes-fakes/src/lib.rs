@@ -2,5 +2,6 @@
 //! loopback port, the vendor's paths, parameters, auth headers, paging and error bodies,
 //! built from each vendor's published API reference. Never linked into the agnes binary.
 
+pub mod bigquery;
 pub mod keboola;
 mod server;

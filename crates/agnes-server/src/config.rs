@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub postgres: Vec<agnes_connectors::postgres::PgSource>,
     /// Keboola projects (`data_source.keboola`, or `.keboola.<name>` for several).
     pub keboola: Vec<agnes_connectors::keboola::KeboolaSource>,
+    /// The BigQuery source (`data_source.bigquery`), if configured.
+    pub bigquery: Option<agnes_connectors::bigquery::BigQuerySource>,
     /// Schedule of materialized rows without one (`AGNES_DEFAULT_SYNC_SCHEDULE`).
     pub default_sync_schedule: String,
     /// DuckDB limits for connector and orchestrator work (`engine.*`).
@@ -78,6 +80,9 @@ impl ServerConfig {
             .map_err(|e| ServerError::Config(e.to_string()))?;
         let keboola = agnes_connectors::keboola::KeboolaSource::all_from(get(&instance, &["data_source", "keboola"]))
             .map_err(|e| ServerError::Config(e.to_string()))?;
+        let bigquery =
+            agnes_connectors::bigquery::BigQuerySource::from_section(get(&instance, &["data_source", "bigquery"]))
+                .map_err(|e| ServerError::Config(e.to_string()))?;
         let default_sync_schedule = std::env::var("AGNES_DEFAULT_SYNC_SCHEDULE")
             .ok()
             .filter(|s| !s.trim().is_empty())
@@ -116,6 +121,7 @@ impl ServerConfig {
             files_root,
             postgres,
             keboola,
+            bigquery,
             default_sync_schedule,
             limits,
             dev: env_on("LOCAL_DEV_MODE"),

@@ -97,6 +97,9 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
     for source in &config.keboola {
         connectors.push(Arc::new(agnes_connectors::keboola::KeboolaConnector::new(source.clone())));
     }
+    if let Some(source) = &config.bigquery {
+        connectors.push(Arc::new(agnes_connectors::bigquery::BigQueryConnector::new(source.clone())));
+    }
     let sync = SyncService::new(
         store.clone(),
         layout.clone(),

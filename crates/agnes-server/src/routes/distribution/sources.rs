@@ -4,6 +4,7 @@ use crate::auth::authenticate::{Admin, ClientInfo};
 use crate::error::ApiError;
 use crate::routes::audit::Audit;
 use crate::state::AppState;
+use agnes_connectors::bigquery::BigQuerySource;
 use agnes_connectors::keboola::KeboolaSource;
 use agnes_connectors::postgres::{PgSource, SslMode};
 use agnes_core::api::{SourceInfo, SourceTest};
@@ -23,6 +24,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub fn unknown_source(state: &AppState, name: &str) -> ApiError {
     let mut known: Vec<String> = state.config.postgres.iter().map(|s| s.name.clone()).collect();
     known.extend(state.config.keboola.iter().map(keboola_name));
+    if state.config.bigquery.is_some() {
+        known.push(agnes_connectors::bigquery::SOURCE_NAME.into());
+    }
     known.insert(0, "files".into());
     ApiError::coded(
         StatusCode::NOT_FOUND,
@@ -42,6 +46,18 @@ fn keboola_settings(s: &KeboolaSource) -> BTreeMap<String, String> {
         ("stack_url".to_string(), s.config.stack_url.clone().unwrap_or_else(|| "$KEBOOLA_STACK_URL".into())),
         ("token_env".to_string(), s.token_env().to_string()),
     ])
+}
+
+fn bigquery_settings(s: &BigQuerySource) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert("project".to_string(), s.project().unwrap_or_default());
+    m.insert("billing_project".to_string(), s.billing_project().unwrap_or_default());
+    if let Some(l) = &s.config.location {
+        m.insert("location".to_string(), l.clone());
+    }
+    m.insert("api_endpoint".to_string(), s.api_endpoint());
+    m.insert("credentials_env".to_string(), s.credentials_env().to_string());
+    m
 }
 
 fn pg_settings(s: &PgSource) -> BTreeMap<String, String> {
@@ -95,6 +111,14 @@ async fn list_sources(State(state): State<AppState>, _admin: Admin) -> Result<Js
             source_type: SourceType::Keboola,
             settings: keboola_settings(s),
             tables: reading(&s.source_name()),
+        });
+    }
+    if let Some(s) = &state.config.bigquery {
+        out.push(SourceInfo {
+            name: agnes_connectors::bigquery::SOURCE_NAME.into(),
+            source_type: SourceType::Bigquery,
+            settings: bigquery_settings(s),
+            tables: reading(agnes_connectors::bigquery::SOURCE_NAME),
         });
     }
     Ok(Json(out))

@@ -1,0 +1,209 @@
+//! A native client of BigQuery's REST API (v2): datasets and tables of the data project,
+//! a table's schema, kind, partitioning, clustering and size, and dry runs (free: they
+//! plan a query and say how many bytes it would scan, and run nothing) billed to the
+//! billing project.
+
+use super::auth::TokenSource;
+use super::config::BigQuerySource;
+use crate::ConnectorError;
+use serde_json::{json, Value};
+
+/// A table as `tables.get` describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BqTable {
+    /// `project.dataset.table`.
+    pub fqn: String,
+    pub dataset: String,
+    pub name: String,
+    /// `TABLE`, `VIEW`, `MATERIALIZED_VIEW`, `EXTERNAL`, `SNAPSHOT`…
+    pub kind: String,
+    /// Name and DuckDB type of each top-level column.
+    pub columns: Vec<(String, String)>,
+    pub rows: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+impl BqTable {
+    /// The entity type as INFORMATION_SCHEMA names it (spec §8.2), for the kinds agnes
+    /// serves; `None` for the others.
+    pub fn entity_type(&self) -> Option<&'static str> {
+        match self.kind.as_str() {
+            "TABLE" => Some("BASE TABLE"),
+            "VIEW" => Some("VIEW"),
+            "MATERIALIZED_VIEW" => Some("MATERIALIZED_VIEW"),
+            _ => None,
+        }
+    }
+}
+
+/// The DuckDB type of a BigQuery schema field: exact decimals, time zones kept, REPEATED
+/// as LIST and RECORD as STRUCT. BIGNUMERIC (76 digits) does not fit DuckDB's DECIMAL and
+/// is text; GEOGRAPHY is WKT text.
+pub fn duckdb_type(field: &Value) -> String {
+    let base = match field.get("type").and_then(Value::as_str).unwrap_or("STRING") {
+        "INTEGER" | "INT64" => "BIGINT".to_string(),
+        "FLOAT" | "FLOAT64" => "DOUBLE".into(),
+        "NUMERIC" => "DECIMAL(38,9)".into(),
+        "BOOLEAN" | "BOOL" => "BOOLEAN".into(),
+        "BYTES" => "BLOB".into(),
+        "DATE" => "DATE".into(),
+        "DATETIME" => "TIMESTAMP".into(),
+        "TIMESTAMP" => "TIMESTAMP WITH TIME ZONE".into(),
+        "TIME" => "TIME".into(),
+        "RECORD" | "STRUCT" => {
+            let inner: Vec<String> = field
+                .get("fields")
+                .and_then(Value::as_array)
+                .map(|fs| {
+                    fs.iter()
+                        .map(|f| {
+                            let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+                            format!("{} {}", agnes_core::ident::quote_ident(name), duckdb_type(f))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("STRUCT({})", inner.join(", "))
+        }
+        // STRING, BIGNUMERIC, GEOGRAPHY, JSON, INTERVAL and anything newer.
+        _ => "VARCHAR".into(),
+    };
+    if field.get("mode").and_then(Value::as_str) == Some("REPEATED") {
+        format!("{base}[]")
+    } else {
+        base
+    }
+}
+
+pub struct BqClient {
+    http: reqwest::blocking::Client,
+    tokens: TokenSource,
+    api: String,
+    project: String,
+    billing: String,
+    location: Option<String>,
+}
+
+fn transport(e: reqwest::Error) -> ConnectorError {
+    ConnectorError::Source(format!("cannot reach BigQuery: {}", e.without_url()))
+}
+
+fn number(v: Option<&Value>) -> Option<u64> {
+    v.and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+}
+
+impl BqClient {
+    pub fn connect(source: &BigQuerySource) -> Result<BqClient, ConnectorError> {
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(300))
+            .user_agent(concat!("agnes/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(transport)?;
+        let tokens = TokenSource::discover(&http, source.credentials_env())?;
+        Ok(BqClient {
+            http,
+            tokens,
+            api: format!("{}/bigquery/v2", source.api_endpoint()),
+            project: source.project()?,
+            billing: source.billing_project()?,
+            location: source.config.location.clone(),
+        })
+    }
+
+    pub fn principal(&self) -> String {
+        self.tokens.principal()
+    }
+
+    /// An API call; an error answer becomes Google's own message and reason.
+    fn call(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, ConnectorError> {
+        let token = self.tokens.token(&self.http)?;
+        let response = request.bearer_auth(token).send().map_err(transport)?;
+        let status = response.status();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("no message");
+        let reason = body.pointer("/error/errors/0/reason").and_then(Value::as_str).unwrap_or("");
+        Err(ConnectorError::Source(format!("BigQuery answered {status} ({reason}): {message}")))
+    }
+
+    /// Every page of a list call, concatenated: the items under `key`.
+    fn list(&self, path: &str, key: &str) -> Result<Vec<Value>, ConnectorError> {
+        let mut items = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let mut request = self.http.get(format!("{}/{path}", self.api)).query(&[("maxResults", "1000")]);
+            if let Some(token) = &page {
+                request = request.query(&[("pageToken", token)]);
+            }
+            let v = self.call(request)?;
+            items.extend(v.get(key).and_then(Value::as_array).cloned().unwrap_or_default());
+            page = v.get("nextPageToken").and_then(Value::as_str).map(String::from);
+            if page.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// The datasets of the data project.
+    pub fn datasets(&self) -> Result<Vec<String>, ConnectorError> {
+        Ok(self
+            .list(&format!("projects/{}/datasets", self.project), "datasets")?
+            .iter()
+            .filter_map(|d| d.pointer("/datasetReference/datasetId").and_then(Value::as_str).map(String::from))
+            .collect())
+    }
+
+    /// The tables (and views) of a dataset of the data project.
+    pub fn tables(&self, dataset: &str) -> Result<Vec<String>, ConnectorError> {
+        Ok(self
+            .list(&format!("projects/{}/datasets/{dataset}/tables", self.project), "tables")?
+            .iter()
+            .filter_map(|t| t.pointer("/tableReference/tableId").and_then(Value::as_str).map(String::from))
+            .collect())
+    }
+
+    pub fn table(&self, dataset: &str, table: &str) -> Result<BqTable, ConnectorError> {
+        let v = self
+            .call(self.http.get(format!("{}/projects/{}/datasets/{dataset}/tables/{table}", self.api, self.project)))?;
+        let columns = v
+            .pointer("/schema/fields")
+            .and_then(Value::as_array)
+            .map(|fs| {
+                fs.iter()
+                    .map(|f| (f.get("name").and_then(Value::as_str).unwrap_or_default().to_string(), duckdb_type(f)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(BqTable {
+            fqn: format!("{}.{dataset}.{table}", self.project),
+            dataset: dataset.into(),
+            name: table.into(),
+            kind: v.get("type").and_then(Value::as_str).unwrap_or("TABLE").to_string(),
+            columns,
+            rows: number(v.get("numRows")),
+            bytes: number(v.get("numBytes")),
+        })
+    }
+
+    /// How many bytes `sql` would scan, from a dry run in the billing project.
+    pub fn dry_run(&self, sql: &str) -> Result<u64, ConnectorError> {
+        let mut body = json!({"query": sql, "useLegacySql": false, "dryRun": true});
+        if let Some(location) = &self.location {
+            body["location"] = json!(location);
+        }
+        let v = self.call(self.http.post(format!("{}/projects/{}/queries", self.api, self.billing)).json(&body))?;
+        number(v.get("totalBytesProcessed"))
+            .ok_or_else(|| ConnectorError::Source("BigQuery's dry run did not say how many bytes it would scan".into()))
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn billing(&self) -> &str {
+        &self.billing
+    }
+}
