@@ -242,6 +242,16 @@ async fn an_incremental_table_moves_only_its_delta() {
     assert_eq!(v["columns"].as_array().unwrap().len(), 4, "{v}");
     let (status, v) = http.get("/api/data/orders/download", &admin).await;
     assert_eq!(status, 404, "a table in parts is downloaded part by part: {v}");
+    // Scans and snapshots read the merged table too.
+    let scan = json!({"table_id": "orders", "where": "id % 100 = 0 AND status = 'shipped'"});
+    let (status, est) = http.post("/api/v2/scan/estimate", Some(&admin), scan).await;
+    assert_eq!(status, 200, "{est}");
+    assert_eq!(est["estimated_result_rows"], 50, "{est}");
+    cli.expect(0, &["snapshot", "create", "orders", "--where", "id % 100 = 0", "--as", "shipped_orders"]);
+    let out =
+        cli.expect(0, &["query", "SELECT count(*) AS n, min(status) AS s FROM shipped_orders", "--format", "json"]);
+    let snap: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((snap[0]["n"].as_i64(), snap[0]["s"].as_str()), (Some(50), Some("shipped")), "{out}");
 }
 
 const SECRET: &str = "pg-secret-salary-4242";
