@@ -20,6 +20,11 @@ async fn bigquery_answers_the_source_test_and_discovery() {
             fields: json!([{"name": "id", "type": "INT64"}, {"name": "started", "type": "TIMESTAMP"}]),
             rows: 350_000_000,
             bytes: 90 << 30,
+            data: Some(
+                "SELECT range AS id, TIMESTAMPTZ '2025-01-01 00:00:00+00' + to_seconds(range * 61) AS started \
+                 FROM range(3000)"
+                    .into(),
+            ),
         },
     );
     let dir = tempfile::tempdir().unwrap();
@@ -28,7 +33,8 @@ async fn bigquery_answers_the_source_test_and_discovery() {
         &config,
         format!(
             "data_source:\n  bigquery:\n    project: acme-data\n    billing_project: acme-billing\n    location: EU\n    \
-             api_endpoint: {}\n    credentials_env: AGNES_TEST_BQ_KEY\n",
+             api_endpoint: {}\n    credentials_env: AGNES_TEST_BQ_KEY\n    \
+             max_bytes_per_materialize: 107374182400\n",
             fake.url
         ),
     )
@@ -72,5 +78,31 @@ async fn bigquery_answers_the_source_test_and_discovery() {
         )
         .await;
     assert_eq!(status.as_u16(), 422, "{v}");
-    assert!(v["detail"].as_str().unwrap().contains("cannot be registered yet"), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("remote BigQuery tables cannot be registered yet"), "{v}");
+
+    // A materialized table: the admin's SQL runs as a job; analysts pull the result.
+    let (status, v) = http
+        .post(
+            "/api/admin/register-table",
+            Some(&admin),
+            json!({"name": "daily_sessions", "source_type": "bigquery", "query_mode": "materialized",
+                   "source_query": "SELECT DATE(started) AS day, count(*) AS sessions FROM `acme-data.web.sessions` GROUP BY 1"}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201, "{v}");
+    assert_eq!(http.post("/api/sync/trigger", Some(&admin), json!(["daily_sessions"])).await.0, 200);
+    http.wait_synced(&admin, &["daily_sessions"]).await;
+    cli.expect(0, &["pull", "--quiet"]);
+    let out = cli.expect(
+        0,
+        &[
+            "query",
+            "SELECT count(*) AS days, sum(sessions) AS n, min(day) AS first FROM daily_sessions",
+            "--format",
+            "json",
+        ],
+    );
+    let got: Value = serde_json::from_str(&out).unwrap();
+    // 3,000 sessions 61 s apart from 2025-01-01: 183,000 s, so days 1 to 3.
+    assert_eq!(got[0], json!({"days": 3, "n": 3000, "first": "2025-01-01"}), "{out}");
 }

@@ -8,9 +8,11 @@
 //!   with `Metadata-Flavor: Google`;
 //! * `datasets.list`, `tables.list` (paged by `maxResults`/`pageToken`) and `tables.get`
 //!   with schema, kind, `numRows`/`numBytes` as strings;
-//! * `jobs.query` dry runs: the bytes the referenced tables hold, in the billing project
-//!   only (elsewhere 403 `accessDenied`), touching no data. Queries that are not dry runs
-//!   are not answered yet (400 `invalidQuery`, saying so).
+//! * `jobs.query`, in the billing project only (elsewhere 403 `accessDenied`): a dry run
+//!   says the bytes the referenced tables hold and touches no data; a real run is refused
+//!   over `maximumBytesBilled` (400 `bytesBilledLimitExceeded`), else runs in DuckDB (the
+//!   backtick paths rewritten) and answers `jobComplete: false` for a few polls of
+//!   `getQueryResults`, then pages of rows in BigQuery's encoding; `jobs.cancel` stops it.
 //!
 //! Every API call needs a bearer token this fake issued; errors have Google's shape
 //! (`{"error": {"code", "message", "status", "errors": [{"message", "domain", "reason"}]}}`).
@@ -35,6 +37,18 @@ pub struct FakeBqTable {
     pub fields: Value,
     pub rows: u64,
     pub bytes: u64,
+    /// Its rows, as a DuckDB SELECT the fake runs once (tables that queries read).
+    pub data: Option<String>,
+}
+
+/// A query job: its result, served page by page once it has been polled enough.
+struct Job {
+    fields: Value,
+    rows: Vec<Value>,
+    bytes: u64,
+    polls_left: u32,
+    cancelled: bool,
+    labels: Value,
 }
 
 struct Inner {
@@ -48,6 +62,10 @@ struct Inner {
     issued: HashSet<String>,
     token_requests: usize,
     dry_runs: Vec<String>,
+    /// Where table data lives and queries run (schema = dataset).
+    duck: agnes_engine::duckdb::Connection,
+    jobs: HashMap<String, Job>,
+    polls: u32,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -111,6 +129,9 @@ impl FakeBigQuery {
             issued: HashSet::new(),
             token_requests: 0,
             dry_runs: Vec::new(),
+            duck: agnes_engine::duck::open_in_memory().expect("an in-memory DuckDB"),
+            jobs: HashMap::new(),
+            polls: 1,
         }));
         let app = Router::new()
             .route("/token", post(token))
@@ -120,6 +141,8 @@ impl FakeBigQuery {
             .route("/bigquery/v2/projects/{project}/datasets/{dataset}/tables", get(tables))
             .route("/bigquery/v2/projects/{project}/datasets/{dataset}/tables/{table}", get(table))
             .route("/bigquery/v2/projects/{project}/queries", post(query))
+            .route("/bigquery/v2/projects/{project}/queries/{job}", get(query_results))
+            .route("/bigquery/v2/projects/{project}/jobs/{job}/cancel", post(cancel))
             .with_state(inner.clone());
         let running = Running::start(app);
         let url = format!("http://{}", running.addr);
@@ -150,9 +173,29 @@ impl FakeBigQuery {
         FakeBigQuery { url, key_file, adc_file, inner, _dir: dir, _running: running }
     }
 
-    /// Add a table (or view…) to `dataset` of the data project.
+    /// Add a table (or view…) to `dataset` of the data project; its `data`, if any, is
+    /// loaded for queries to read.
     pub fn add_table(&self, dataset: &str, name: &str, table: FakeBqTable) {
-        self.inner.lock().tables.insert((dataset.into(), name.into()), table);
+        let mut inner = self.inner.lock();
+        if let Some(sql) = &table.data {
+            inner
+                .duck
+                .execute_batch(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS \"{dataset}\"; CREATE OR REPLACE TABLE \"{dataset}\".\"{name}\" AS {sql}"
+                ))
+                .expect("the fake table's data loads");
+        }
+        inner.tables.insert((dataset.into(), name.into()), table);
+    }
+
+    /// Polls of `getQueryResults` that answer `jobComplete: false` before a job is done.
+    pub fn set_polls(&self, n: u32) {
+        self.inner.lock().polls = n;
+    }
+
+    /// The jobs that ran (not dry runs), each with its labels, and whether it was cancelled.
+    pub fn jobs(&self) -> Vec<(Value, bool)> {
+        self.inner.lock().jobs.values().map(|j| (j.labels.clone(), j.cancelled)).collect()
     }
 
     /// How many access tokens were asked for.
@@ -361,20 +404,186 @@ async fn query(
         );
     }
     let sql = body.get("query").and_then(Value::as_str).unwrap_or_default().to_string();
-    if body.get("dryRun").and_then(Value::as_bool) != Some(true) {
-        return google_error(StatusCode::BAD_REQUEST, "invalidQuery", "this fake answers dry runs only so far");
-    }
     let mut bytes = 0u64;
+    let mut rewritten = sql.clone();
     for (p, d, t) in referenced(&sql) {
         match inner.tables.get(&(d.clone(), t.clone())).filter(|_| p == inner.project) {
             Some(table) => bytes += table.bytes,
             None => return not_found(&format!("Table {p}:{d}.{t} was not found in location EU")),
         }
+        rewritten = rewritten.replace(&format!("`{p}.{d}.{t}`"), &format!("\"{d}\".\"{t}\""));
     }
-    inner.dry_runs.push(sql);
-    Json(json!({
-        "kind": "bigquery#queryResponse", "jobReference": {"projectId": project, "location": "EU"},
-        "totalBytesProcessed": bytes.to_string(), "jobComplete": true, "cacheHit": false,
-    }))
+    if body.get("dryRun").and_then(Value::as_bool) == Some(true) {
+        inner.dry_runs.push(sql);
+        return Json(json!({
+            "kind": "bigquery#queryResponse", "jobReference": {"projectId": project, "location": "EU"},
+            "totalBytesProcessed": bytes.to_string(), "jobComplete": true, "cacheHit": false,
+        }))
+        .into_response();
+    }
+    let cap = body.get("maximumBytesBilled").and_then(|v| v.as_str()?.parse::<u64>().ok());
+    if let Some(cap) = cap.filter(|c| bytes > *c) {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "bytesBilledLimitExceeded",
+            &format!("Query exceeded limit for bytes billed: {cap}. {bytes} or higher required."),
+        );
+    }
+    let int64_timestamps = body.pointer("/formatOptions/useInt64Timestamp").and_then(Value::as_bool) == Some(true);
+    let (fields, rows) = match run(&inner.duck, &rewritten, int64_timestamps) {
+        Ok(r) => r,
+        Err(e) => return google_error(StatusCode::BAD_REQUEST, "invalidQuery", &e),
+    };
+    let id = format!("job_fake_{}", inner.jobs.len() + 1);
+    let polls_left = inner.polls;
+    let labels = body.get("labels").cloned().unwrap_or(json!({}));
+    inner.jobs.insert(id.clone(), Job { fields, rows, bytes, polls_left, cancelled: false, labels });
+    let max = body.get("maxResults").and_then(Value::as_u64);
+    results(&mut inner, &project, &id, 0, max)
+}
+
+/// A job's state as `jobs.query` and `getQueryResults` answer it: not complete while it
+/// has polls left, then one page of rows from `from`.
+fn results(inner: &mut Inner, project: &str, id: &str, from: usize, max: Option<u64>) -> Response {
+    let Some(job) = inner.jobs.get_mut(id) else { return not_found(&format!("Job {project}:EU.{id}")) };
+    if job.cancelled {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "stopped",
+            "Job execution was cancelled: User requested cancellation",
+        );
+    }
+    let reference = json!({"projectId": project, "jobId": id, "location": "EU"});
+    if job.polls_left > 0 {
+        job.polls_left -= 1;
+        return Json(
+            json!({"kind": "bigquery#getQueryResultsResponse", "jobReference": reference, "jobComplete": false}),
+        )
+        .into_response();
+    }
+    let size = max.unwrap_or(10_000).max(1) as usize;
+    let page: Vec<Value> = job.rows.iter().skip(from).take(size).cloned().collect();
+    let mut body = json!({
+        "kind": "bigquery#getQueryResultsResponse", "jobReference": reference, "jobComplete": true,
+        "schema": {"fields": job.fields}, "rows": page, "totalRows": job.rows.len().to_string(),
+        "totalBytesProcessed": job.bytes.to_string(), "cacheHit": false,
+    });
+    if from + size < job.rows.len() {
+        body["pageToken"] = json!((from + size).to_string());
+    }
+    Json(body).into_response()
+}
+
+async fn query_results(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((project, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = state.lock();
+    if let Some(r) = refused(&inner, &headers) {
+        return r;
+    }
+    let from = q.get("pageToken").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let max = q.get("maxResults").and_then(|m| m.parse().ok());
+    results(&mut inner, &project, &id, from, max)
+}
+
+async fn cancel(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((project, id)): Path<(String, String)>,
+) -> Response {
+    let mut inner = state.lock();
+    if let Some(r) = refused(&inner, &headers) {
+        return r;
+    }
+    let Some(job) = inner.jobs.get_mut(&id) else { return not_found(&format!("Job {project}:EU.{id}")) };
+    job.cancelled = true;
+    Json(json!({"kind": "bigquery#jobCancelResponse",
+                "job": {"jobReference": {"projectId": project, "jobId": id}, "status": {"state": "DONE"}}}))
     .into_response()
+}
+
+/// Run `sql` in the fake's DuckDB: the schema as BigQuery describes it, and the rows as
+/// BigQuery encodes them (`{"f": [{"v": …}]}`, numbers and times as strings).
+fn run(
+    duck: &agnes_engine::duckdb::Connection,
+    sql: &str,
+    int64_timestamps: bool,
+) -> Result<(Value, Vec<Value>), String> {
+    let types: Vec<(String, String)> = {
+        let mut stmt = duck.prepare(&format!("DESCRIBE {sql}")).map_err(|e| e.to_string())?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?
+    };
+    let fields: Vec<Value> = types
+        .iter()
+        .map(|(name, ty)| {
+            let (base, mode) = match ty.strip_suffix("[]") {
+                Some(inner) => (inner, "REPEATED"),
+                None => (ty.as_str(), "NULLABLE"),
+            };
+            Ok(json!({"name": name, "type": bq_type(base)?, "mode": mode}))
+        })
+        .collect::<Result<_, String>>()?;
+    // TIMESTAMP (an instant) is written as epoch time; DATETIME (a civil time) as text.
+    let instants: Vec<bool> = fields.iter().map(|f| f["type"] == "TIMESTAMP").collect();
+    let mut stmt = duck.prepare(sql).map_err(|e| e.to_string())?;
+    let n = types.len();
+    let mut out = Vec::new();
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+        let cells = (0..n)
+            .map(|i| {
+                r.get::<_, agnes_engine::duckdb::types::Value>(i)
+                    .map(|v| json!({"v": encode(&v, instants[i], int64_timestamps)}))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        out.push(json!({"f": cells}));
+    }
+    Ok((json!(fields), out))
+}
+
+fn bq_type(duckdb: &str) -> Result<&'static str, String> {
+    Ok(match duckdb {
+        "TINYINT" | "SMALLINT" | "INTEGER" | "BIGINT" => "INTEGER",
+        "FLOAT" | "DOUBLE" => "FLOAT",
+        "BOOLEAN" => "BOOLEAN",
+        "VARCHAR" => "STRING",
+        "BLOB" => "BYTES",
+        "DATE" => "DATE",
+        "TIME" => "TIME",
+        "TIMESTAMP" => "DATETIME",
+        "TIMESTAMP WITH TIME ZONE" => "TIMESTAMP",
+        t if t.starts_with("DECIMAL") => "NUMERIC",
+        other => return Err(format!("this fake does not serve {other} results")),
+    })
+}
+
+/// One value as BigQuery's REST API writes it.
+fn encode(v: &agnes_engine::duckdb::types::Value, instant: bool, int64_timestamps: bool) -> Value {
+    use agnes_engine::duckdb::types::{TimeUnit, Value as V};
+    let micros = |unit: &TimeUnit, t: i64| match unit {
+        TimeUnit::Second => t * 1_000_000,
+        TimeUnit::Millisecond => t * 1_000,
+        TimeUnit::Microsecond => t,
+        TimeUnit::Nanosecond => t / 1_000,
+    };
+    match v {
+        V::Null => Value::Null,
+        V::Boolean(b) => json!(b.to_string()),
+        V::List(items) => {
+            json!(items.iter().map(|i| json!({"v": encode(i, instant, int64_timestamps)})).collect::<Vec<_>>())
+        }
+        V::Blob(b) => {
+            use base64::Engine;
+            json!(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        V::Timestamp(unit, t) if instant && int64_timestamps => json!(micros(unit, *t).to_string()),
+        V::Timestamp(unit, t) if instant => json!(format!("{:.6E}", micros(unit, *t) as f64 / 1e6)),
+        other => json!(agnes_engine::values::to_text(other)),
+    }
 }

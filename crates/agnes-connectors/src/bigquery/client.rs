@@ -199,6 +199,73 @@ impl BqClient {
             .ok_or_else(|| ConnectorError::Source("BigQuery's dry run did not say how many bytes it would scan".into()))
     }
 
+    /// Run `sql` as a job billed to the billing project, with `maximumBytesBilled` as a
+    /// fence and `labels` on the job, and hand its rows to `page` as they arrive (the
+    /// schema's fields, then rows in BigQuery's encoding, timestamps as microseconds). A
+    /// job still running at `timeout` is cancelled. The rows read.
+    pub fn query(
+        &self,
+        sql: &str,
+        max_bytes_billed: Option<u64>,
+        labels: &Value,
+        timeout: std::time::Duration,
+        mut page: impl FnMut(&[Value], &[Value]) -> Result<(), ConnectorError>,
+    ) -> Result<u64, ConnectorError> {
+        let started = std::time::Instant::now();
+        let mut body = json!({
+            "query": sql, "useLegacySql": false, "maxResults": 10_000, "timeoutMs": 10_000,
+            "formatOptions": {"useInt64Timestamp": true}, "labels": labels,
+        });
+        if let Some(cap) = max_bytes_billed {
+            body["maximumBytesBilled"] = json!(cap.to_string());
+        }
+        if let Some(location) = &self.location {
+            body["location"] = json!(location);
+        }
+        let mut answer =
+            self.call(self.http.post(format!("{}/projects/{}/queries", self.api, self.billing)).json(&body))?;
+        let job = answer
+            .pointer("/jobReference/jobId")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .ok_or_else(|| ConnectorError::Source("BigQuery's answer names no job".into()))?;
+        let results = |token: Option<&str>| {
+            let mut request = self
+                .http
+                .get(format!("{}/projects/{}/queries/{job}", self.api, self.billing))
+                .query(&[("maxResults", "10000"), ("timeoutMs", "10000")]);
+            if let Some(location) = &self.location {
+                request = request.query(&[("location", location)]);
+            }
+            if let Some(t) = token {
+                request = request.query(&[("pageToken", t)]);
+            }
+            self.call(request)
+        };
+        while answer.get("jobComplete").and_then(Value::as_bool) != Some(true) {
+            if started.elapsed() > timeout {
+                let cancel = format!("{}/projects/{}/jobs/{job}/cancel", self.api, self.billing);
+                let _ = self.call(self.http.post(cancel));
+                return Err(ConnectorError::Source(format!(
+                    "the BigQuery job {job} did not finish within {} s and was cancelled",
+                    timeout.as_secs()
+                )));
+            }
+            answer = results(None)?;
+        }
+        let fields = answer.pointer("/schema/fields").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut read = 0u64;
+        loop {
+            let rows = answer.get("rows").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            read += rows.len() as u64;
+            page(&fields, rows)?;
+            match answer.get("pageToken").and_then(Value::as_str).map(String::from) {
+                Some(token) => answer = results(Some(&token))?,
+                None => return Ok(read),
+            }
+        }
+    }
+
     pub fn project(&self) -> &str {
         &self.project
     }

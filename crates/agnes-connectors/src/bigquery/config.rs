@@ -22,8 +22,10 @@ pub struct BigQueryConfig {
     /// `GOOGLE_APPLICATION_CREDENTIALS`).
     pub credentials_env: Option<String>,
     /// A materialization whose dry run would scan more is refused (default 10 GiB; 0: no
-    /// cap). Read once materialized tables exist.
+    /// cap); also the job's `maximumBytesBilled`.
     pub max_bytes_per_materialize: Option<u64>,
+    /// How long a materialization's job may run before it is cancelled (default 3600 s).
+    pub job_timeout_seconds: Option<u64>,
     /// USD per TiB scanned, for cost estimates (default 6.25, on-demand pricing). Read once
     /// scan estimates of BigQuery tables exist.
     pub price_per_tib_usd: Option<f64>,
@@ -73,6 +75,17 @@ impl BigQuerySource {
             .unwrap_or("https://bigquery.googleapis.com")
             .trim_end_matches('/')
             .to_string()
+    }
+
+    pub fn max_bytes_per_materialize(&self) -> Option<u64> {
+        match self.config.max_bytes_per_materialize.unwrap_or(10 << 30) {
+            0 => None,
+            cap => Some(cap),
+        }
+    }
+
+    pub fn job_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config.job_timeout_seconds.unwrap_or(3600))
     }
 
     pub fn credentials_env(&self) -> &str {

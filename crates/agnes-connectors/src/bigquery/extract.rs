@@ -1,11 +1,19 @@
-//! The `bigquery` connector on the connector contract: reaching BigQuery (`probe`), and
-//! what its data project holds (`discover`). Remote tables, materialized tables and the
-//! remote-query path are not built yet: registering a BigQuery row is refused, saying so.
+//! The `bigquery` connector on the connector contract: reaching BigQuery (`probe`), what
+//! its data project holds (`discover`), and materialized tables: an admin's SQL run as a
+//! job after a free dry run under the cost cap, its rows paged in and written as parquet.
+//! Remote tables and the remote-query path are not built yet: registering one is refused,
+//! saying so.
 
-use super::client::BqClient;
+use super::client::{duckdb_type, BqClient};
 use super::config::BigQuerySource;
-use crate::{Connector, ConnectorError, InvalidField, SyncContext, SyncedTable};
-use agnes_core::{QueryMode, SourceType, TableSpec};
+use crate::{Connector, ConnectorError, InvalidField, Publication, SyncContext, SyncedTable};
+use agnes_core::ident::{quote_ident, quote_literal};
+use agnes_core::{QueryMode, SourceType, SyncStrategy, TableSpec};
+use agnes_engine::confined::open_confined;
+use agnes_engine::fsutil::{remove_if_exists, temp_path_for};
+use agnes_engine::publish::publish_query;
+use serde_json::{json, Value};
+use std::io::Write;
 
 pub struct BigQueryConnector {
     source: BigQuerySource,
@@ -22,6 +30,140 @@ impl BigQueryConnector {
     pub fn source(&self) -> &BigQuerySource {
         &self.source
     }
+}
+
+impl BigQueryConnector {
+    /// Dry-run the table's SQL (free) and refuse it over the cap; run it with the cap as
+    /// `maximumBytesBilled`; page its rows into newline-delimited JSON; let DuckDB type
+    /// them by the result's schema into parquet, published atomically.
+    fn materialize(&self, table: &TableSpec, ctx: &SyncContext<'_>) -> Result<SyncedTable, ConnectorError> {
+        let sql = table.source_query.as_deref().unwrap_or_default().trim().trim_end_matches(';');
+        let client = BqClient::connect(&self.source)?;
+        let cap = self.source.max_bytes_per_materialize();
+        let bytes = client.dry_run(sql)?;
+        if let Some(cap) = cap.filter(|c| bytes > *c) {
+            return Err(ConnectorError::Config(format!(
+                "the source_query would scan {bytes} bytes (BigQuery's dry run), over max_bytes_per_materialize of \
+                 {cap}: filter or aggregate more, or raise the cap"
+            )));
+        }
+        let data_dir = ctx.layout.source_data_dir(SOURCE_NAME);
+        let tmp_dir = ctx.layout.tmp_dir();
+        for dir in [&data_dir, &tmp_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let rows_file = temp_path_for(&tmp_dir.join(format!("bigquery-{}.ndjson", table.name)));
+        let result = (|| -> Result<Publication, ConnectorError> {
+            let io = |e: std::io::Error| ConnectorError::Source(format!("cannot write {}: {e}", rows_file.display()));
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&rows_file).map_err(io)?);
+            let mut schema: Vec<Value> = Vec::new();
+            let labels = json!({"agnes_table": label(&table.id)});
+            client.query(sql, cap, &labels, self.source.job_timeout(), |fields, rows| {
+                schema = fields.to_vec();
+                for row in rows {
+                    serde_json::to_writer(&mut out, &decode_row(fields, row)).map_err(|e| io(e.into()))?;
+                    out.write_all(b"\n").map_err(io)?;
+                }
+                Ok(())
+            })?;
+            out.flush().map_err(io)?;
+            drop(out);
+            let duck = open_confined(&[&data_dir, &tmp_dir], ctx.limits)?;
+            let target = ctx.layout.table_file(SOURCE_NAME, &table.name);
+            Ok(Publication::Single(publish_query(&duck, &read_rows(&rows_file, &schema), &target)?))
+        })();
+        let _ = remove_if_exists(&rows_file);
+        Ok(SyncedTable { publication: result?, source_version: None })
+    }
+}
+
+/// A job label value: lower-case letters, digits, `-` and `_`, at most 63 characters.
+fn label(value: &str) -> String {
+    value
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(63)
+        .collect()
+}
+
+/// One row in BigQuery's encoding as a JSON object DuckDB reads into the schema's types.
+fn decode_row(fields: &[Value], row: &Value) -> Value {
+    let cells = row.get("f").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    Value::Object(
+        fields
+            .iter()
+            .zip(cells)
+            .map(|(f, c)| {
+                (f.get("name").and_then(Value::as_str).unwrap_or_default().to_string(), decode(f, c.get("v")))
+            })
+            .collect(),
+    )
+}
+
+fn decode(field: &Value, v: Option<&Value>) -> Value {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Value::Null };
+    if field.get("mode").and_then(Value::as_str) == Some("REPEATED") {
+        let mut single = field.clone();
+        single["mode"] = json!("NULLABLE");
+        let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
+        return Value::Array(items.iter().map(|i| decode(&single, i.get("v"))).collect());
+    }
+    match field.get("type").and_then(Value::as_str).unwrap_or_default() {
+        "RECORD" | "STRUCT" => {
+            let fields = field.get("fields").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            decode_row(fields, v)
+        }
+        // Microseconds since the epoch (useInt64Timestamp), as ISO text DuckDB reads.
+        "TIMESTAMP" => v
+            .as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .map(|t| json!(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()))
+            .unwrap_or_else(|| v.clone()),
+        _ => v.clone(),
+    }
+}
+
+/// The SELECT reading the rows file with the result's column types; BYTES arrive as
+/// base64 text and are decoded.
+fn read_rows(file: &std::path::Path, fields: &[Value]) -> String {
+    let name = |f: &Value| f.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let bytes = |f: &Value| {
+        f.get("type").and_then(Value::as_str) == Some("BYTES")
+            && f.get("mode").and_then(Value::as_str) != Some("REPEATED")
+    };
+    if fields.is_empty() {
+        return "SELECT NULL WHERE false".into();
+    }
+    let columns = fields
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {}",
+                quote_literal(&name(f)),
+                quote_literal(&if bytes(f) { "VARCHAR".into() } else { duckdb_type(f) })
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let list = fields
+        .iter()
+        .map(|f| {
+            let n = quote_ident(&name(f));
+            if bytes(f) {
+                format!("from_base64({n}) AS {n}")
+            } else {
+                n
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {list} FROM read_json({}, format = 'newline_delimited', columns = {{{columns}}})",
+        quote_literal(&file.to_string_lossy())
+    )
 }
 
 impl Connector for BigQueryConnector {
@@ -111,16 +253,28 @@ impl Connector for BigQueryConnector {
         }
     }
 
-    fn unsupported(&self, _table: &TableSpec) -> Option<String> {
-        Some(
-            "BigQuery tables cannot be registered yet (remote and materialized tables come next); \
-             `agnes admin source test bigquery` and discovery work"
-                .into(),
-        )
+    fn unsupported(&self, table: &TableSpec) -> Option<String> {
+        if table.query_mode != QueryMode::Materialized {
+            return Some(
+                "remote BigQuery tables cannot be registered yet (they come next): register a materialized table \
+                 with its source_query"
+                    .into(),
+            );
+        }
+        if table.source_query.as_deref().is_none_or(|q| q.trim().is_empty()) {
+            return Some("a materialized BigQuery table needs source_query (BigQuery SQL)".into());
+        }
+        if table.sync_strategy != SyncStrategy::FullRefresh {
+            return Some("a materialized BigQuery table is refreshed whole: sync_strategy full_refresh".into());
+        }
+        None
     }
 
-    fn sync_table(&self, table: &TableSpec, _ctx: &SyncContext<'_>) -> Result<SyncedTable, ConnectorError> {
-        Err(ConnectorError::Config(self.unsupported(table).unwrap_or_default()))
+    fn sync_table(&self, table: &TableSpec, ctx: &SyncContext<'_>) -> Result<SyncedTable, ConnectorError> {
+        if let Some(why) = self.unsupported(table) {
+            return Err(ConnectorError::Config(why));
+        }
+        self.materialize(table, ctx)
     }
 
     fn preview(
@@ -128,6 +282,8 @@ impl Connector for BigQueryConnector {
         table: &TableSpec,
         _ctx: &SyncContext<'_>,
     ) -> Result<Vec<agnes_engine::inspect::Column>, ConnectorError> {
-        Err(ConnectorError::Config(self.unsupported(table).unwrap_or_default()))
+        Err(ConnectorError::Config(self.unsupported(table).unwrap_or_else(|| {
+            "a BigQuery table's columns are known once it is synced (previews come with remote tables)".into()
+        })))
     }
 }

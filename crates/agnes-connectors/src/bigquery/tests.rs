@@ -23,17 +23,30 @@ fn fake() -> FakeBigQuery {
             ]),
             rows: 1_000_000,
             bytes: 64 << 20,
+            data: None,
         },
     );
     fake.add_table(
         "sales",
         "daily",
-        FakeBqTable { kind: "VIEW".into(), fields: json!([{"name": "day", "type": "DATE"}]), rows: 0, bytes: 0 },
+        FakeBqTable {
+            kind: "VIEW".into(),
+            fields: json!([{"name": "day", "type": "DATE"}]),
+            rows: 0,
+            bytes: 0,
+            data: None,
+        },
     );
     fake.add_table(
         "raw",
         "events_ext",
-        FakeBqTable { kind: "EXTERNAL".into(), fields: json!([{"name": "e", "type": "STRING"}]), rows: 0, bytes: 0 },
+        FakeBqTable {
+            kind: "EXTERNAL".into(),
+            fields: json!([{"name": "e", "type": "STRING"}]),
+            rows: 0,
+            bytes: 0,
+            data: None,
+        },
     );
     fake
 }
@@ -134,15 +147,139 @@ fn a_wrong_billing_project_or_key_is_reported_without_secrets() {
     assert!(!err.contains("BEGIN PRIVATE KEY"), "{err}");
 }
 
-#[test]
-fn registering_a_bigquery_row_says_what_is_not_built_yet() {
-    let fake = fake();
-    let c = connector(&fake, "AGNES_TEST_BQ_KEY");
-    let t = agnes_core::TableSpec::new(
-        "orders",
+fn materialized(name: &str, sql: &str) -> agnes_core::TableSpec {
+    let mut t = agnes_core::TableSpec::new(
+        name,
         agnes_core::SourceType::Bigquery,
-        agnes_core::QueryMode::Remote,
+        agnes_core::QueryMode::Materialized,
         Default::default(),
     );
-    assert!(c.unsupported(&t).unwrap().contains("cannot be registered yet"));
+    t.source_query = Some(sql.into());
+    t
+}
+
+#[test]
+fn registering_says_what_is_not_built_yet() {
+    let fake = fake();
+    let c = connector(&fake, "AGNES_TEST_BQ_KEY");
+    let mut t = materialized("orders", "");
+    assert!(c.unsupported(&t).unwrap().contains("needs source_query"));
+    t.query_mode = agnes_core::QueryMode::Remote;
+    assert!(c.unsupported(&t).unwrap().contains("remote BigQuery tables cannot be registered yet"));
+}
+
+/// Data the fake's `sales.lines` table holds: 25,000 rows of every type a result carries.
+const LINES: &str = "SELECT range AS id, ((range % 997) / 4)::DECIMAL(12,2) AS amount, range % 3 = 0 AS paid, \
+     'sku-' || (range % 50) AS sku, DATE '2024-01-01' + (range % 366)::INTEGER AS day, \
+     TIMESTAMPTZ '2024-01-01 00:00:00+00' + to_seconds(range * 37) AS placed_at, \
+     TIMESTAMP '2024-01-01 08:00:00' + to_seconds(range) AS local_time, range / 7.0 AS ratio, \
+     ['a', 'b'][1:(range % 3)::INTEGER] AS tags, \
+     CASE WHEN range % 10 = 0 THEN NULL ELSE encode('bin-' || range) END AS raw \
+     FROM range(25000)";
+
+/// A fresh data directory (kept while the first value lives).
+fn data_dir() -> (tempfile::TempDir, agnes_engine::DataLayout) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = agnes_engine::DataLayout::new(dir.path().join("data"));
+    layout.create().unwrap();
+    (dir, layout)
+}
+
+fn with_lines(fake: &FakeBigQuery) {
+    fake.add_table(
+        "sales",
+        "lines",
+        FakeBqTable {
+            kind: "TABLE".into(),
+            fields: json!([{"name": "id", "type": "INTEGER"}]),
+            rows: 25_000,
+            bytes: 3 << 20,
+            data: Some(LINES.into()),
+        },
+    );
+}
+
+#[test]
+fn a_materialized_table_runs_as_a_job_and_arrives_typed() {
+    let fake = fake();
+    with_lines(&fake);
+    fake.set_polls(2);
+    std::env::set_var("AGNES_TEST_BQ_KEY", &fake.key_file);
+    let c = connector(&fake, "AGNES_TEST_BQ_KEY");
+    let (_dir, layout) = data_dir();
+    let limits = agnes_engine::confined::Limits::default();
+    let ctx = crate::SyncContext { layout: &layout, limits: &limits, last_sync: None, source_version: None };
+    let t = materialized("lines", "SELECT * FROM `shop-data.sales.lines` WHERE id < 20000;");
+    assert_eq!(c.unsupported(&t), None);
+    let synced = c.sync_table(&t, &ctx).unwrap();
+    assert_eq!(synced.rows(), 20_000, "every page arrived");
+    assert_eq!(fake.dry_runs().len(), 1, "a free dry run first");
+    let (labels, cancelled) = fake.jobs().pop().unwrap();
+    assert_eq!((labels["agnes_table"].as_str(), cancelled), (Some("lines"), false));
+
+    // Column for column equal to what BigQuery holds, in the types its schema says.
+    let file = layout.table_file("bigquery", "lines");
+    let conn = agnes_engine::duck::open_in_memory().unwrap();
+    let ours: Vec<(String, String)> = conn
+        .prepare(&format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '{}')", file.display()))
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let types: Vec<&str> = ours.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "BIGINT",
+            "DECIMAL(38,9)",
+            "BOOLEAN",
+            "VARCHAR",
+            "DATE",
+            "TIMESTAMP WITH TIME ZONE",
+            "TIMESTAMP",
+            "DOUBLE",
+            "VARCHAR[]",
+            "BLOB"
+        ]
+    );
+    let differing: i64 = conn
+        .query_row(
+            &format!(
+                "SELECT count(*) FROM (SELECT * FROM ({LINES}) WHERE id < 20000 EXCEPT SELECT id, amount, paid, sku, day, \
+                 placed_at, local_time, ratio, tags, raw FROM '{}')",
+                file.display()
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(differing, 0, "every value arrives exactly");
+}
+
+#[test]
+fn the_cost_cap_refuses_before_any_job_and_a_long_job_is_cancelled() {
+    let fake = fake();
+    with_lines(&fake);
+    std::env::set_var("AGNES_TEST_BQ_KEY", &fake.key_file);
+    let mut config = connector(&fake, "AGNES_TEST_BQ_KEY").source().config.clone();
+    config.max_bytes_per_materialize = Some(1 << 20);
+    let capped = BigQueryConnector::new(BigQuerySource { config: config.clone() });
+    let (_dir, layout) = data_dir();
+    let limits = agnes_engine::confined::Limits::default();
+    let ctx = crate::SyncContext { layout: &layout, limits: &limits, last_sync: None, source_version: None };
+    let t = materialized("lines", "SELECT * FROM `shop-data.sales.lines`");
+    let err = capped.sync_table(&t, &ctx).unwrap_err().to_string();
+    assert!(err.contains("would scan 3145728 bytes") && err.contains("max_bytes_per_materialize"), "{err}");
+    assert!(fake.jobs().is_empty(), "refused by the dry run: no job ran");
+
+    config.max_bytes_per_materialize = None;
+    config.job_timeout_seconds = Some(1);
+    fake.set_polls(1_000_000);
+    let slow = BigQueryConnector::new(BigQuerySource { config });
+    std::env::set_var("AGNES_TEST_BQ_KEY", &fake.key_file);
+    let err = slow.sync_table(&t, &ctx).unwrap_err().to_string();
+    assert!(err.contains("was cancelled"), "{err}");
+    assert_eq!(fake.jobs().pop().map(|(_, cancelled)| cancelled), Some(true), "the job was cancelled at BigQuery");
+    assert!(!layout.table_file("bigquery", "lines").exists(), "nothing is published");
 }
