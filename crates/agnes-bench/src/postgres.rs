@@ -93,15 +93,21 @@ pub fn postgres_bench(scale: f64) -> anyhow::Result<Section> {
     incremental.incremental_column = Some("updated_at".into());
     incremental.primary_key = vec!["id".into()];
     connector.sync_table(&incremental, &ctx)?;
+    // Change the rows `which` picks at the source (newer `updated_at`), then time the sync.
+    let change_and_sync =
+        |score: i32, year: i32, which: &str| -> anyhow::Result<(Duration, agnes_connectors::SyncedTable)> {
+            pg.execute(&format!(
+                "UPDATE big SET score = {score}, updated_at = TIMESTAMPTZ '{year}-01-01' + id * interval '1 second' \
+             WHERE {which} AND id <= {rows}"
+            ));
+            let t = Instant::now();
+            let synced = connector.sync_table(&incremental, &ctx)?;
+            let took = t.elapsed();
+            anyhow::ensure!(synced.rows() as u64 == rows, "the incremental sync published {} rows", synced.rows());
+            Ok((took, synced))
+        };
     let changed = rows / 100;
-    pg.execute(&format!(
-        "UPDATE big SET score = -1, updated_at = TIMESTAMPTZ '2030-01-01' + id * interval '1 second' \
-         WHERE id % 100 = 0 AND id <= {rows}"
-    ));
-    let t = Instant::now();
-    let merged = connector.sync_table(&incremental, &ctx)?;
-    let delta = t.elapsed();
-    anyhow::ensure!(merged.rows() as u64 == rows, "incremental published {} rows", merged.rows());
+    let (delta, merged) = change_and_sync(-1, 2030, "id % 100 = 0")?;
     let delta_parts = merged.parts().iter().map(|p| (p.key.clone(), p.file.size_bytes)).collect::<Vec<_>>();
 
     // What merging on read costs a reader: an aggregate over the layered table (1 % in the
@@ -131,14 +137,7 @@ pub fn postgres_bench(scale: f64) -> anyhow::Result<Section> {
 
     // A further 10 % changed rows take the delta past a tenth of the base: that sync
     // compacts (rewrites the base). At 1 % per sync this happens about every tenth sync.
-    pg.execute(&format!(
-        "UPDATE big SET score = -2, updated_at = TIMESTAMPTZ '2031-01-01' + id * interval '1 second' \
-         WHERE id % 10 = 1 AND id <= {rows}"
-    ));
-    let t = Instant::now();
-    let compacted = connector.sync_table(&incremental, &ctx)?;
-    let compaction = t.elapsed();
-    anyhow::ensure!(compacted.rows() as u64 == rows, "compaction published {} rows", compacted.rows());
+    let (compaction, compacted) = change_and_sync(-2, 2031, "id % 10 = 1")?;
     anyhow::ensure!(compacted.parts()[1].file.rows == 0, "the sync past 10 % compacts");
 
     // The same filtered aggregate through `agnes query --remote` (server, check, rewrite,

@@ -13,6 +13,8 @@ mod error;
 pub mod files;
 pub mod keboola;
 pub mod postgres;
+#[cfg(test)]
+mod test_rows;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -3,6 +3,7 @@
 //! stores, failures.
 
 use super::*;
+use crate::test_rows::text_rows as rows;
 use crate::{Connector, Publication, SyncContext, SyncedTable};
 use agnes_core::{QueryMode, SourceType, SyncStrategy, TableSpec};
 use agnes_engine::confined::Limits;
@@ -98,25 +99,6 @@ impl Env {
         let sql = TableData::locate(&self.layout, self.connector.source_name(), t).select_sql().unwrap();
         rows(&format!("SELECT * FROM ({sql}) ORDER BY id"))
     }
-}
-
-fn rows(sql: &str) -> Vec<Vec<String>> {
-    let conn = agnes_engine::duck::open_in_memory().unwrap();
-    let mut stmt = conn.prepare(sql).unwrap();
-    let mut out = Vec::new();
-    let mut rs = stmt.query([]).unwrap();
-    while let Some(r) = rs.next().unwrap() {
-        let n = r.as_ref().column_count();
-        out.push(
-            (0..n)
-                .map(|i| match r.get::<_, agnes_engine::duckdb::types::Value>(i).unwrap() {
-                    agnes_engine::duckdb::types::Value::Null => "NULL".to_string(),
-                    v => agnes_engine::values::to_text(&v),
-                })
-                .collect(),
-        );
-    }
-    out
 }
 
 /// What the fake holds, as the published table should read: typed columns print as

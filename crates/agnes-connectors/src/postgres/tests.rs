@@ -1,6 +1,7 @@
 //! The postgres connector against a real PostgreSQL (a throw-away cluster per test).
 
 use super::*;
+use crate::test_rows::text_rows as duck_rows;
 use crate::testing::PgCluster;
 use crate::{Connector, ConnectorError, Publication, SyncContext, SyncedTable};
 use agnes_core::{PartitionGranularity, QueryMode, SourceType, SyncStrategy, TableSpec};
@@ -71,28 +72,6 @@ fn single(s: &SyncedTable) -> &agnes_engine::publish::PublishedFile {
         Publication::Single(f) => f,
         _ => panic!("one file expected"),
     }
-}
-
-fn duck_rows(sql: &str) -> Vec<Vec<String>> {
-    let conn = agnes_engine::duck::open_in_memory().unwrap();
-    conn.execute_batch("SET TimeZone = 'UTC'").unwrap();
-    let mut stmt = conn.prepare(sql).unwrap();
-    let n = stmt.column_count();
-    let _ = n;
-    let mut out = Vec::new();
-    let mut rows = stmt.query([]).unwrap();
-    while let Some(r) = rows.next().unwrap() {
-        let n = r.as_ref().column_count();
-        out.push(
-            (0..n)
-                .map(|i| match r.get::<_, agnes_engine::duckdb::types::Value>(i).unwrap() {
-                    agnes_engine::duckdb::types::Value::Null => "NULL".to_string(),
-                    v => agnes_engine::values::to_text(&v),
-                })
-                .collect(),
-        );
-    }
-    out
 }
 
 /// Every mapped type, NULLs and odd column names arrive with their values and the DuckDB
