@@ -93,6 +93,20 @@ impl InvalidField {
     }
 }
 
+/// An HTTP client error as a person can act on it: reqwest's message and its causes
+/// ("error sending request: … Connection refused"), without the URL, which for a signed
+/// link carries its signature.
+pub(crate) fn http_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 /// A connector's `source_options` (absent: the defaults). An unknown key or a value of
 /// the wrong type is an error naming the key.
 pub(crate) fn parse_options<T: serde::de::DeserializeOwned + Default>(

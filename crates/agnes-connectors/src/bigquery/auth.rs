@@ -121,7 +121,7 @@ impl TokenSource {
                 ])
                 .send(),
         }
-        .map_err(|e| auth_error("the token endpoint", e.without_url()))?;
+        .map_err(|e| auth_error("the token endpoint", crate::http_error(e)))?;
         let status = response.status();
         if !status.is_success() {
             // OAuth errors say `error` and `error_description`; neither carries a secret.
@@ -130,7 +130,7 @@ impl TokenSource {
                 body.get("error_description").or_else(|| body.get("error")).and_then(|v| v.as_str()).unwrap_or("");
             return Err(ConnectorError::Config(format!("Google refused the credentials ({status}): {why}")));
         }
-        response.json().map_err(|e| auth_error("the token answer", e.without_url()))
+        response.json().map_err(|e| auth_error("the token answer", crate::http_error(e)))
     }
 }
 

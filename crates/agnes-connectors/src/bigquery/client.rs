@@ -85,7 +85,7 @@ pub struct BqClient {
 }
 
 fn transport(e: reqwest::Error) -> ConnectorError {
-    ConnectorError::Source(format!("cannot reach BigQuery: {}", e.without_url()))
+    ConnectorError::Source(format!("cannot reach BigQuery: {}", crate::http_error(e)))
 }
 
 fn number(v: Option<&Value>) -> Option<u64> {

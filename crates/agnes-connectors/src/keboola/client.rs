@@ -121,7 +121,7 @@ pub struct StorageClient {
 
 fn transport(e: reqwest::Error) -> ConnectorError {
     // reqwest's message names the URL, which for a signed link carries its signature.
-    ConnectorError::Source(format!("cannot reach Keboola: {}", e.without_url()))
+    ConnectorError::Source(format!("cannot reach Keboola: {}", crate::http_error(e)))
 }
 
 impl StorageClient {
@@ -285,7 +285,9 @@ impl StorageClient {
         if !response.status().is_success() {
             return Err(ConnectorError::Source(format!("Keboola's file link answered {}", response.status())));
         }
-        response.json().map_err(|e| ConnectorError::Source(format!("Keboola's slice manifest: {}", e.without_url())))
+        response
+            .json()
+            .map_err(|e| ConnectorError::Source(format!("Keboola's slice manifest: {}", crate::http_error(e))))
     }
 
     /// The request that reads one slice: `gs://` through the GCS JSON API with the bearer
@@ -361,7 +363,7 @@ impl StorageClient {
             .slice_request(file, url)
             .map_err(Fetch::Final)?
             .send()
-            .map_err(|e| Fetch::Retry(e.without_url().to_string()))?;
+            .map_err(|e| Fetch::Retry(crate::http_error(e)))?;
         let status = response.status();
         if status.is_server_error() {
             return Err(Fetch::Retry(format!("the object store answered {status}")));
@@ -371,7 +373,7 @@ impl StorageClient {
         }
         let mut out = std::fs::File::create(target)
             .map_err(|e| Fetch::Final(ConnectorError::Source(format!("cannot create {}: {e}", target.display()))))?;
-        response.copy_to(&mut out).map_err(|e| Fetch::Retry(e.without_url().to_string()))?;
+        response.copy_to(&mut out).map_err(|e| Fetch::Retry(crate::http_error(e)))?;
         Ok(())
     }
 }

@@ -354,6 +354,13 @@ impl Connector for KeboolaConnector {
         if let Err(e) = Self::table_id(table) {
             return Some(e.to_string());
         }
+        if table.incremental_column.as_deref().is_some_and(|c| !c.trim().is_empty()) {
+            return Some(
+                "the keboola connector finds changed rows by Keboola's import time (changedSince), not by a column: \
+                 leave incremental_column unset"
+                    .into(),
+            );
+        }
         match table.sync_strategy {
             SyncStrategy::Partitioned if table.partition_by.as_deref().is_none_or(|c| c.trim().is_empty()) => {
                 Some("sync_strategy 'partitioned' needs partition_by (a date or timestamp column)".into())

@@ -310,6 +310,10 @@ fn filters_are_checked_at_registration_and_sent_resolved() {
     assert_eq!(env.connector.unsupported(&partitioned), None);
     partitioned.primary_key.clear();
     assert!(env.connector.unsupported(&partitioned).unwrap().contains("primary_key"));
+    let mut by_column = orders();
+    by_column.sync_strategy = SyncStrategy::Incremental;
+    by_column.incremental_column = Some("ordered_on".into());
+    assert!(env.connector.unsupported(&by_column).unwrap().contains("leave incremental_column unset"));
 }
 
 /// A partitioned table loads in chunks of its date column walking back from today until
