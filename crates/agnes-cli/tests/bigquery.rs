@@ -25,6 +25,7 @@ async fn bigquery_answers_the_source_test_and_discovery() {
                  FROM range(3000)"
                     .into(),
             ),
+            ..Default::default()
         },
     );
     let dir = tempfile::tempdir().unwrap();

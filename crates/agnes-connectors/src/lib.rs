@@ -13,6 +13,7 @@ mod error;
 pub mod files;
 pub mod keboola;
 pub mod postgres;
+pub mod remote;
 #[cfg(test)]
 mod test_rows;
 #[cfg(any(test, feature = "testing"))]

@@ -188,25 +188,32 @@ impl Sandbox {
     pub fn scan_ipc(&self, plan: &ScanPlan, timeout: Duration, max_bytes: u64, out: impl Write) -> Result<ScanOutcome> {
         let conn = self.connection()?;
         guarded(&conn, timeout, |conn| {
-            let mut stmt = conn.prepare(&plan.sql)?;
-            let batches = stmt.stream_arrow([])?;
-            let mut writer =
-                arrow_ipc::writer::StreamWriter::try_new(Counting { inner: out, bytes: 0 }, &batches.get_schema())
-                    .map_err(arrow_error)?;
-            let mut rows = 0u64;
-            for batch in batches {
-                let batch = batch?;
-                writer.write(&batch).map_err(arrow_error)?;
-                rows += batch.num_rows() as u64;
-                if writer.get_ref().bytes > max_bytes {
-                    return Err(EngineError::ResultTooLarge { limit_bytes: max_bytes as usize });
-                }
-            }
-            writer.finish().map_err(arrow_error)?;
-            let counting = writer.into_inner().map_err(arrow_error)?;
-            Ok(ScanOutcome { rows, bytes: counting.bytes })
+            let (rows, bytes) = write_ipc(conn, &plan.sql, max_bytes, out)?;
+            Ok(ScanOutcome { rows, bytes })
         })
     }
+}
+
+/// Run `sql` on `conn` and write its result to `out` as an Arrow IPC stream, batch by
+/// batch: the rows and bytes written. More than `max_bytes` of IPC is an error, and the
+/// stream then stops without its end marker.
+pub fn write_ipc(conn: &duckdb::Connection, sql: &str, max_bytes: u64, out: impl Write) -> Result<(u64, u64)> {
+    let mut stmt = conn.prepare(sql)?;
+    let batches = stmt.stream_arrow([])?;
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(Counting { inner: out, bytes: 0 }, &batches.get_schema())
+        .map_err(arrow_error)?;
+    let mut rows = 0u64;
+    for batch in batches {
+        let batch = batch?;
+        writer.write(&batch).map_err(arrow_error)?;
+        rows += batch.num_rows() as u64;
+        if writer.get_ref().bytes > max_bytes {
+            return Err(EngineError::ResultTooLarge { limit_bytes: max_bytes as usize });
+        }
+    }
+    writer.finish().map_err(arrow_error)?;
+    let counting = writer.into_inner().map_err(arrow_error)?;
+    Ok((rows, counting.bytes))
 }
 
 fn arrow_error(e: impl std::fmt::Display) -> EngineError {

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// One table, view or other entity of a dataset.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FakeBqTable {
     /// `TABLE`, `VIEW`, `MATERIALIZED_VIEW`, `EXTERNAL`…
     pub kind: String,
@@ -39,6 +39,9 @@ pub struct FakeBqTable {
     pub bytes: u64,
     /// Its rows, as a DuckDB SELECT the fake runs once (tables that queries read).
     pub data: Option<String>,
+    /// The column of its daily time partitioning, if partitioned.
+    pub partition_by: Option<String>,
+    pub clustered_by: Vec<String>,
 }
 
 /// A query job: its result, served page by page once it has been polled enough.
@@ -142,6 +145,7 @@ impl FakeBigQuery {
             .route("/bigquery/v2/projects/{project}/datasets/{dataset}/tables/{table}", get(table))
             .route("/bigquery/v2/projects/{project}/queries", post(query))
             .route("/bigquery/v2/projects/{project}/queries/{job}", get(query_results))
+            .route("/bigquery/v2/projects/{project}/jobs/{job}", get(job))
             .route("/bigquery/v2/projects/{project}/jobs/{job}/cancel", post(cancel))
             .with_state(inner.clone());
         let running = Running::start(app);
@@ -193,9 +197,13 @@ impl FakeBigQuery {
         self.inner.lock().polls = n;
     }
 
-    /// The jobs that ran (not dry runs), each with its labels, and whether it was cancelled.
+    /// The jobs that ran (not dry runs) in the order they started, each with its labels,
+    /// and whether it was cancelled.
     pub fn jobs(&self) -> Vec<(Value, bool)> {
-        self.inner.lock().jobs.values().map(|j| (j.labels.clone(), j.cancelled)).collect()
+        let inner = self.inner.lock();
+        let mut jobs: Vec<(&String, &Job)> = inner.jobs.iter().collect();
+        jobs.sort_by_key(|(id, _)| id.trim_start_matches("job_fake_").parse::<u64>().unwrap_or(0));
+        jobs.into_iter().map(|(_, j)| (j.labels.clone(), j.cancelled)).collect()
     }
 
     /// How many access tokens were asked for.
@@ -365,13 +373,19 @@ async fn table(
     let Some(t) = inner.tables.get(&(dataset.clone(), name.clone())).filter(|_| project == inner.project) else {
         return not_found(&format!("Table {project}:{dataset}.{name}"));
     };
-    Json(json!({
+    let mut body = json!({
         "kind": "bigquery#table", "id": format!("{project}:{dataset}.{name}"), "type": t.kind,
         "tableReference": {"projectId": project, "datasetId": dataset, "tableId": name},
         "schema": {"fields": t.fields}, "numRows": t.rows.to_string(), "numBytes": t.bytes.to_string(),
         "location": "EU", "creationTime": "1735689600000",
-    }))
-    .into_response()
+    });
+    if let Some(field) = &t.partition_by {
+        body["timePartitioning"] = json!({"type": "DAY", "field": field});
+    }
+    if !t.clustered_by.is_empty() {
+        body["clustering"] = json!({"fields": t.clustered_by});
+    }
+    Json(body).into_response()
 }
 
 /// The `project.dataset.table` paths a query names in backticks.
@@ -487,6 +501,43 @@ async fn query_results(
     let from = q.get("pageToken").and_then(|t| t.parse().ok()).unwrap_or(0);
     let max = q.get("maxResults").and_then(|m| m.parse().ok());
     results(&mut inner, &project, &id, from, max)
+}
+
+/// What BigQuery bills for a query scanning `bytes`: rounded up to a whole MiB, at least
+/// 10 MiB when it scans anything.
+fn billed(bytes: u64) -> u64 {
+    if bytes == 0 {
+        return 0;
+    }
+    bytes.div_ceil(1 << 20).max(10) << 20
+}
+
+/// `jobs.get`: the job's state, labels and statistics.
+async fn job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((project, id)): Path<(String, String)>,
+) -> Response {
+    let inner = state.lock();
+    if let Some(r) = refused(&inner, &headers) {
+        return r;
+    }
+    let Some(job) = inner.jobs.get(&id).filter(|_| project == inner.billing) else {
+        return not_found(&format!("Job {project}:EU.{id}"));
+    };
+    let state = if job.polls_left > 0 { "RUNNING" } else { "DONE" };
+    let mut body = json!({
+        "kind": "bigquery#job", "id": format!("{project}:EU.{id}"),
+        "jobReference": {"projectId": project, "jobId": id, "location": "EU"},
+        "configuration": {"jobType": "QUERY", "labels": job.labels},
+        "status": {"state": state},
+        "statistics": {"query": {"totalBytesProcessed": job.bytes.to_string(),
+                                 "totalBytesBilled": billed(job.bytes).to_string()}},
+    });
+    if job.cancelled {
+        body["status"]["errorResult"] = json!({"reason": "stopped", "message": "Job execution was cancelled: User requested cancellation"});
+    }
+    Json(body).into_response()
 }
 
 async fn cancel(

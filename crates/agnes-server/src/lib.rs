@@ -10,6 +10,7 @@ mod error;
 pub mod metric_import;
 pub mod metrics;
 pub mod query;
+mod remote_metadata;
 mod routes;
 mod serve;
 mod settings;

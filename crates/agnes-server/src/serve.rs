@@ -51,6 +51,7 @@ impl Server {
             .start_scheduler(state.config.scheduler.clone())
             .await
             .map_err(|e| ServerError::Config(e.to_string()))?;
+        crate::remote_metadata::start(state.clone(), state.config.scheduler.tick, state.config.scheduler.grace);
         let app = crate::routes::router(state.clone());
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
@@ -129,6 +130,7 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
     // No request runs before the server does: slots left by a previous process are void.
     store.quotas().clear_slots().await?;
     Ok(AppState {
+        bigquery: config.bigquery.clone().map(|s| Arc::new(agnes_connectors::bigquery::remote::BqRemote::new(s))),
         query: crate::query::QueryService::new(config.query.clone(), store.clone(), layout.clone(), sync.clone()),
         audit_queue: crate::audit_queue::AuditQueue::start(store.clone()),
         auth,

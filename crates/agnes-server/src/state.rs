@@ -16,4 +16,6 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     pub auth: Arc<crate::auth::AuthSettings>,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The BigQuery source of remote queries, with its cached access token.
+    pub bigquery: Option<Arc<agnes_connectors::bigquery::remote::BqRemote>>,
 }

@@ -89,6 +89,10 @@ impl Store {
         crate::memory::MemoryRepo::new(&self.pool)
     }
 
+    pub fn bq_metadata(&self) -> crate::bq_metadata::BqMetadataRepo<'_> {
+        crate::bq_metadata::BqMetadataRepo::new(&self.pool)
+    }
+
     pub fn profiles(&self) -> crate::profiles::ProfileRepo<'_> {
         crate::profiles::ProfileRepo::new(&self.pool)
     }

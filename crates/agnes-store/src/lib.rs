@@ -5,6 +5,7 @@
 
 mod access;
 pub mod audit;
+pub mod bq_metadata;
 mod db;
 mod error;
 pub mod identity;

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_knowledge_items.sql")),
     (9, include_str!("migrations/0009_registry_connection.sql")),
     (10, include_str!("migrations/0010_source_version.sql")),
+    (11, include_str!("migrations/0011_bigquery.sql")),
 ];
 
 /// The schema version this build creates and expects.

@@ -43,6 +43,16 @@ pub struct QuotaRepo<'a> {
     pool: &'a SqlitePool,
 }
 
+/// One user's remote queries of one source on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BilledUsage {
+    pub user_id: String,
+    pub day: String,
+    pub source: String,
+    pub queries: i64,
+    pub billed_bytes: i64,
+}
+
 fn day(now: DateTime<Utc>) -> String {
     now.format("%Y-%m-%d").to_string()
 }
@@ -124,6 +134,50 @@ impl<'a> QuotaRepo<'a> {
         .execute(self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Record what a remote source billed for one of the user's queries: in the cost
+    /// ledger, and against the user's daily budget, in one transaction.
+    pub async fn record_billed(&self, user_id: &str, source: &str, billed_bytes: i64) -> Result<()> {
+        let today = day(Utc::now());
+        let mut tx = crate::write_tx(self.pool).await?;
+        sqlx::query(
+            "INSERT INTO remote_usage (user_id, day, source, queries, billed_bytes) VALUES (?1, ?2, ?3, 1, ?4) \
+             ON CONFLICT (user_id, day, source) DO UPDATE SET queries = queries + 1, \
+             billed_bytes = billed_bytes + excluded.billed_bytes",
+        )
+        .bind(user_id)
+        .bind(&today)
+        .bind(source)
+        .bind(billed_bytes)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO quota_usage (user_id, day, bytes) SELECT ?1, ?2, ?3 WHERE ?3 > 0 \
+             ON CONFLICT (user_id, day) DO UPDATE SET bytes = bytes + excluded.bytes",
+        )
+        .bind(user_id)
+        .bind(&today)
+        .bind(billed_bytes)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The cost ledger from `since` (a UTC day, `YYYY-MM-DD`) on, newest day first.
+    pub async fn billed_since(&self, since: chrono::NaiveDate) -> Result<Vec<BilledUsage>> {
+        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT user_id, day, source, queries, billed_bytes FROM remote_usage WHERE day >= ? \
+             ORDER BY day DESC, billed_bytes DESC",
+        )
+        .bind(since.format("%Y-%m-%d").to_string())
+        .fetch_all(self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, day, source, queries, billed_bytes)| BilledUsage { user_id, day, source, queries, billed_bytes })
+            .collect())
     }
 
     pub async fn used_today(&self, user_id: &str) -> Result<i64> {

@@ -21,6 +21,9 @@ pub struct BqTable {
     pub columns: Vec<(String, String)>,
     pub rows: Option<u64>,
     pub bytes: Option<u64>,
+    /// The column the table is partitioned on (`_PARTITIONTIME` for ingestion time).
+    pub partition_by: Option<String>,
+    pub clustered_by: Vec<String>,
 }
 
 impl BqTable {
@@ -34,6 +37,53 @@ impl BqTable {
             _ => None,
         }
     }
+}
+
+/// How a BigQuery call failed: Google's status, reason and message, so a caller can tell
+/// its own mistake (400 `invalidQuery`) from the source's failure.
+#[derive(Debug)]
+pub enum BqFailure {
+    /// Google answered with an error.
+    Api { status: u16, reason: String, message: String },
+    /// A job still running at its time limit, cancelled.
+    Timeout(std::time::Duration),
+    Other(ConnectorError),
+}
+
+impl std::fmt::Display for BqFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BqFailure::Api { status, reason, message } => write!(f, "BigQuery answered {status} ({reason}): {message}"),
+            BqFailure::Timeout(t) => {
+                write!(f, "the BigQuery job did not finish within {} s and was cancelled", t.as_secs())
+            }
+            BqFailure::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<BqFailure> for ConnectorError {
+    fn from(e: BqFailure) -> ConnectorError {
+        match e {
+            BqFailure::Other(e) => e,
+            other => ConnectorError::Source(other.to_string()),
+        }
+    }
+}
+
+impl From<ConnectorError> for BqFailure {
+    fn from(e: ConnectorError) -> BqFailure {
+        BqFailure::Other(e)
+    }
+}
+
+/// What a finished query job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobDone {
+    /// Rows handed to the page callback.
+    pub rows: u64,
+    /// Bytes BigQuery billed for the job (`statistics.query.totalBytesBilled`).
+    pub billed_bytes: u64,
 }
 
 /// The DuckDB type of a BigQuery schema field: exact decimals, time zones kept, REPEATED
@@ -84,8 +134,8 @@ pub struct BqClient {
     location: Option<String>,
 }
 
-fn transport(e: reqwest::Error) -> ConnectorError {
-    ConnectorError::Source(format!("cannot reach BigQuery: {}", crate::http_error(e)))
+fn transport(e: reqwest::Error) -> BqFailure {
+    BqFailure::Other(ConnectorError::Source(format!("cannot reach BigQuery: {}", crate::http_error(e))))
 }
 
 fn number(v: Option<&Value>) -> Option<u64> {
@@ -99,7 +149,7 @@ impl BqClient {
             .timeout(std::time::Duration::from_secs(300))
             .user_agent(concat!("agnes/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(transport)?;
+            .map_err(|e| ConnectorError::from(transport(e)))?;
         let tokens = TokenSource::discover(&http, source.credentials_env())?;
         Ok(BqClient {
             http,
@@ -116,7 +166,7 @@ impl BqClient {
     }
 
     /// An API call; an error answer becomes Google's own message and reason.
-    fn call(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, ConnectorError> {
+    fn call(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, BqFailure> {
         let token = self.tokens.token(&self.http)?;
         let response = request.bearer_auth(token).send().map_err(transport)?;
         let status = response.status();
@@ -124,13 +174,16 @@ impl BqClient {
         if status.is_success() {
             return Ok(body);
         }
-        let message = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("no message");
-        let reason = body.pointer("/error/errors/0/reason").and_then(Value::as_str).unwrap_or("");
-        Err(ConnectorError::Source(format!("BigQuery answered {status} ({reason}): {message}")))
+        let text = |p: &str| body.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+        Err(BqFailure::Api {
+            status: status.as_u16(),
+            reason: text("/error/errors/0/reason"),
+            message: Some(text("/error/message")).filter(|m| !m.is_empty()).unwrap_or_else(|| "no message".into()),
+        })
     }
 
     /// Every page of a list call, concatenated: the items under `key`.
-    fn list(&self, path: &str, key: &str) -> Result<Vec<Value>, ConnectorError> {
+    fn list(&self, path: &str, key: &str) -> Result<Vec<Value>, BqFailure> {
         let mut items = Vec::new();
         let mut page: Option<String> = None;
         loop {
@@ -148,7 +201,7 @@ impl BqClient {
     }
 
     /// The datasets of the data project.
-    pub fn datasets(&self) -> Result<Vec<String>, ConnectorError> {
+    pub fn datasets(&self) -> Result<Vec<String>, BqFailure> {
         Ok(self
             .list(&format!("projects/{}/datasets", self.project), "datasets")?
             .iter()
@@ -157,7 +210,7 @@ impl BqClient {
     }
 
     /// The tables (and views) of a dataset of the data project.
-    pub fn tables(&self, dataset: &str) -> Result<Vec<String>, ConnectorError> {
+    pub fn tables(&self, dataset: &str) -> Result<Vec<String>, BqFailure> {
         Ok(self
             .list(&format!("projects/{}/datasets/{dataset}/tables", self.project), "tables")?
             .iter()
@@ -165,9 +218,11 @@ impl BqClient {
             .collect())
     }
 
-    pub fn table(&self, dataset: &str, table: &str) -> Result<BqTable, ConnectorError> {
-        let v = self
-            .call(self.http.get(format!("{}/projects/{}/datasets/{dataset}/tables/{table}", self.api, self.project)))?;
+    /// A table of the data project; `project` names another one (a `bq_fqn` may).
+    pub fn table(&self, project: Option<&str>, dataset: &str, table: &str) -> Result<BqTable, BqFailure> {
+        let project = project.unwrap_or(&self.project);
+        let v =
+            self.call(self.http.get(format!("{}/projects/{project}/datasets/{dataset}/tables/{table}", self.api)))?;
         let columns = v
             .pointer("/schema/fields")
             .and_then(Value::as_array)
@@ -177,40 +232,53 @@ impl BqClient {
                     .collect()
             })
             .unwrap_or_default();
+        let text = |p: &str| v.pointer(p).and_then(Value::as_str).map(String::from);
+        let partition_by = text("/timePartitioning/field")
+            .or_else(|| text("/rangePartitioning/field"))
+            .or_else(|| v.get("timePartitioning").map(|_| "_PARTITIONTIME".to_string()));
+        let clustered_by = v
+            .pointer("/clustering/fields")
+            .and_then(Value::as_array)
+            .map(|fs| fs.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+            .unwrap_or_default();
         Ok(BqTable {
-            fqn: format!("{}.{dataset}.{table}", self.project),
+            fqn: format!("{project}.{dataset}.{table}"),
             dataset: dataset.into(),
             name: table.into(),
             kind: v.get("type").and_then(Value::as_str).unwrap_or("TABLE").to_string(),
             columns,
             rows: number(v.get("numRows")),
             bytes: number(v.get("numBytes")),
+            partition_by,
+            clustered_by,
         })
     }
 
     /// How many bytes `sql` would scan, from a dry run in the billing project.
-    pub fn dry_run(&self, sql: &str) -> Result<u64, ConnectorError> {
+    pub fn dry_run(&self, sql: &str) -> Result<u64, BqFailure> {
         let mut body = json!({"query": sql, "useLegacySql": false, "dryRun": true});
         if let Some(location) = &self.location {
             body["location"] = json!(location);
         }
         let v = self.call(self.http.post(format!("{}/projects/{}/queries", self.api, self.billing)).json(&body))?;
-        number(v.get("totalBytesProcessed"))
-            .ok_or_else(|| ConnectorError::Source("BigQuery's dry run did not say how many bytes it would scan".into()))
+        number(v.get("totalBytesProcessed")).ok_or_else(|| {
+            BqFailure::Other(ConnectorError::Source("BigQuery's dry run did not say how many bytes it would scan".into()))
+        })
     }
 
     /// Run `sql` as a job billed to the billing project, with `maximumBytesBilled` as a
     /// fence and `labels` on the job, and hand its rows to `page` as they arrive (the
-    /// schema's fields, then rows in BigQuery's encoding, timestamps as microseconds). A
-    /// job still running at `timeout` is cancelled. The rows read.
+    /// schema's fields, then rows in BigQuery's encoding, timestamps as microseconds);
+    /// `page` answers whether it wants more. A job still running at `timeout` is
+    /// cancelled. Read from the job's statistics at the end: the bytes billed.
     pub fn query(
         &self,
         sql: &str,
         max_bytes_billed: Option<u64>,
         labels: &Value,
         timeout: std::time::Duration,
-        mut page: impl FnMut(&[Value], &[Value]) -> Result<(), ConnectorError>,
-    ) -> Result<u64, ConnectorError> {
+        mut page: impl FnMut(&[Value], &[Value]) -> Result<bool, BqFailure>,
+    ) -> Result<JobDone, BqFailure> {
         let started = std::time::Instant::now();
         let mut body = json!({
             "query": sql, "useLegacySql": false, "maxResults": 10_000, "timeoutMs": 10_000,
@@ -228,7 +296,7 @@ impl BqClient {
             .pointer("/jobReference/jobId")
             .and_then(Value::as_str)
             .map(String::from)
-            .ok_or_else(|| ConnectorError::Source("BigQuery's answer names no job".into()))?;
+            .ok_or_else(|| BqFailure::Other(ConnectorError::Source("BigQuery's answer names no job".into())))?;
         let results = |token: Option<&str>| {
             let mut request = self
                 .http
@@ -246,10 +314,7 @@ impl BqClient {
             if started.elapsed() > timeout {
                 let cancel = format!("{}/projects/{}/jobs/{job}/cancel", self.api, self.billing);
                 let _ = self.call(self.http.post(cancel));
-                return Err(ConnectorError::Source(format!(
-                    "the BigQuery job {job} did not finish within {} s and was cancelled",
-                    timeout.as_secs()
-                )));
+                return Err(BqFailure::Timeout(timeout));
             }
             answer = results(None)?;
         }
@@ -258,12 +323,19 @@ impl BqClient {
         loop {
             let rows = answer.get("rows").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
             read += rows.len() as u64;
-            page(&fields, rows)?;
+            let more = page(&fields, rows)?;
             match answer.get("pageToken").and_then(Value::as_str).map(String::from) {
-                Some(token) => answer = results(Some(&token))?,
-                None => return Ok(read),
+                Some(token) if more => answer = results(Some(&token))?,
+                _ => break,
             }
         }
+        let mut request = self.http.get(format!("{}/projects/{}/jobs/{job}", self.api, self.billing));
+        if let Some(location) = &self.location {
+            request = request.query(&[("location", location)]);
+        }
+        let stats = self.call(request)?;
+        let billed_bytes = number(stats.pointer("/statistics/query/totalBytesBilled")).unwrap_or(0);
+        Ok(JobDone { rows: read, billed_bytes })
     }
 
     pub fn project(&self) -> &str {

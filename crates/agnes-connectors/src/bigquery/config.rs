@@ -26,9 +26,13 @@ pub struct BigQueryConfig {
     pub max_bytes_per_materialize: Option<u64>,
     /// How long a materialization's job may run before it is cancelled (default 3600 s).
     pub job_timeout_seconds: Option<u64>,
-    /// USD per TiB scanned, for cost estimates (default 6.25, on-demand pricing). Read once
-    /// scan estimates of BigQuery tables exist.
+    /// USD per TiB scanned, for cost estimates (default 6.25, on-demand pricing).
     pub price_per_tib_usd: Option<f64>,
+    /// A remote query or scan whose dry run would scan more is refused with
+    /// `remote_scan_too_large` (default 5 GiB; 0: no cap); also its `maximumBytesBilled`.
+    pub max_scan_bytes: Option<u64>,
+    /// How often the metadata cache of remote tables is refreshed (default 4 h).
+    pub metadata_refresh_seconds: Option<u64>,
 }
 
 /// The configured BigQuery source, resolved.
@@ -82,6 +86,23 @@ impl BigQuerySource {
             0 => None,
             cap => Some(cap),
         }
+    }
+
+    pub fn max_scan_bytes(&self) -> Option<u64> {
+        match self.config.max_scan_bytes.unwrap_or(5 << 30) {
+            0 => None,
+            cap => Some(cap),
+        }
+    }
+
+    /// What scanning `bytes` costs at on-demand prices, in USD rounded to 4 places.
+    pub fn cost_usd(&self, bytes: u64) -> f64 {
+        let usd = bytes as f64 / (1u64 << 40) as f64 * self.config.price_per_tib_usd.unwrap_or(6.25);
+        (usd * 10_000.0).round() / 10_000.0
+    }
+
+    pub fn metadata_refresh(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config.metadata_refresh_seconds.unwrap_or(4 * 3600).max(60))
     }
 
     pub fn job_timeout(&self) -> std::time::Duration {

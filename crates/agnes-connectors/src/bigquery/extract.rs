@@ -1,11 +1,10 @@
 //! The `bigquery` connector on the connector contract: reaching BigQuery (`probe`), what
 //! its data project holds (`discover`), and materialized tables: an admin's SQL run as a
 //! job after a free dry run under the cost cap, its rows paged in and written as parquet.
-//! Remote tables and the remote-query path are not built yet: registering one is refused,
-//! saying so.
 
 use super::client::{duckdb_type, BqClient};
 use super::config::BigQuerySource;
+use super::remote::{fetch_rows, label, Run};
 use crate::{Connector, ConnectorError, InvalidField, Publication, SyncContext, SyncedTable};
 use agnes_core::ident::{quote_ident, quote_literal};
 use agnes_core::{QueryMode, SourceType, SyncStrategy, TableSpec};
@@ -13,7 +12,6 @@ use agnes_engine::confined::open_confined;
 use agnes_engine::fsutil::{remove_if_exists, temp_path_for};
 use agnes_engine::publish::publish_query;
 use serde_json::{json, Value};
-use std::io::Write;
 
 pub struct BigQueryConnector {
     source: BigQuerySource,
@@ -54,21 +52,9 @@ impl BigQueryConnector {
                 .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", dir.display())))?;
         }
         let rows_file = temp_path_for(&tmp_dir.join(format!("bigquery-{}.ndjson", table.name)));
+        let run = Run { scan_cap: cap, labels: json!({"agnes_table": label(&table.id)}), timeout: self.source.job_timeout() };
         let result = (|| -> Result<Publication, ConnectorError> {
-            let io = |e: std::io::Error| ConnectorError::Source(format!("cannot write {}: {e}", rows_file.display()));
-            let mut out = std::io::BufWriter::new(std::fs::File::create(&rows_file).map_err(io)?);
-            let mut schema: Vec<Value> = Vec::new();
-            let labels = json!({"agnes_table": label(&table.id)});
-            client.query(sql, cap, &labels, self.source.job_timeout(), |fields, rows| {
-                schema = fields.to_vec();
-                for row in rows {
-                    serde_json::to_writer(&mut out, &decode_row(fields, row)).map_err(|e| io(e.into()))?;
-                    out.write_all(b"\n").map_err(io)?;
-                }
-                Ok(())
-            })?;
-            out.flush().map_err(io)?;
-            drop(out);
+            let (schema, _) = fetch_rows(&client, sql, &run, None, &rows_file)?;
             let duck = open_confined(&[&data_dir, &tmp_dir], ctx.limits)?;
             let target = ctx.layout.table_file(SOURCE_NAME, &table.name);
             Ok(Publication::Single(publish_query(&duck, &read_rows(&rows_file, &schema), &target)?))
@@ -78,18 +64,8 @@ impl BigQueryConnector {
     }
 }
 
-/// A job label value: lower-case letters, digits, `-` and `_`, at most 63 characters.
-fn label(value: &str) -> String {
-    value
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .take(63)
-        .collect()
-}
-
 /// One row in BigQuery's encoding as a JSON object DuckDB reads into the schema's types.
-fn decode_row(fields: &[Value], row: &Value) -> Value {
+pub(super) fn decode_row(fields: &[Value], row: &Value) -> Value {
     let cells = row.get("f").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     Value::Object(
         fields
@@ -128,7 +104,7 @@ fn decode(field: &Value, v: Option<&Value>) -> Value {
 
 /// The SELECT reading the rows file with the result's column types; BYTES arrive as
 /// base64 text and are decoded.
-fn read_rows(file: &std::path::Path, fields: &[Value]) -> String {
+pub(super) fn read_rows(file: &std::path::Path, fields: &[Value]) -> String {
     let name = |f: &Value| f.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
     let bytes = |f: &Value| {
         f.get("type").and_then(Value::as_str) == Some("BYTES")
@@ -175,8 +151,9 @@ impl Connector for BigQueryConnector {
         SourceType::Bigquery
     }
 
+    /// Remote rows are not synced: their metadata cache is refreshed instead (`remote`).
     fn syncs(&self, mode: QueryMode) -> bool {
-        matches!(mode, QueryMode::Remote | QueryMode::Materialized)
+        mode == QueryMode::Materialized
     }
 
     fn probe(&self) -> Result<agnes_core::api::SourceTest, ConnectorError> {
@@ -216,7 +193,7 @@ impl Connector for BigQueryConnector {
         let mut found = Vec::new();
         for dataset in client.datasets()? {
             for name in client.tables(&dataset)? {
-                let t = client.table(&dataset, &name)?;
+                let t = client.table(None, &dataset, &name)?;
                 found.push(agnes_core::api::DiscoveredTable {
                     path: t.fqn.clone(),
                     format: t.entity_type().unwrap_or(t.kind.as_str()).to_string(),
@@ -254,13 +231,6 @@ impl Connector for BigQueryConnector {
     }
 
     fn unsupported(&self, table: &TableSpec) -> Option<String> {
-        if table.query_mode != QueryMode::Materialized {
-            return Some(
-                "remote BigQuery tables cannot be registered yet (they come next): register a materialized table \
-                 with its source_query"
-                    .into(),
-            );
-        }
         if table.source_query.as_deref().is_none_or(|q| q.trim().is_empty()) {
             return Some("a materialized BigQuery table needs source_query (BigQuery SQL)".into());
         }
@@ -283,7 +253,7 @@ impl Connector for BigQueryConnector {
         _ctx: &SyncContext<'_>,
     ) -> Result<Vec<agnes_engine::inspect::Column>, ConnectorError> {
         Err(ConnectorError::Config(self.unsupported(table).unwrap_or_else(|| {
-            "a BigQuery table's columns are known once it is synced (previews come with remote tables)".into()
+            "a materialized BigQuery table's columns are known once it is synced".into()
         })))
     }
 }

@@ -24,6 +24,7 @@ fn fake() -> FakeBigQuery {
             rows: 1_000_000,
             bytes: 64 << 20,
             data: None,
+            ..Default::default()
         },
     );
     fake.add_table(
@@ -35,6 +36,7 @@ fn fake() -> FakeBigQuery {
             rows: 0,
             bytes: 0,
             data: None,
+            ..Default::default()
         },
     );
     fake.add_table(
@@ -46,6 +48,7 @@ fn fake() -> FakeBigQuery {
             rows: 0,
             bytes: 0,
             data: None,
+            ..Default::default()
         },
     );
     fake
@@ -159,13 +162,16 @@ fn materialized(name: &str, sql: &str) -> agnes_core::TableSpec {
 }
 
 #[test]
-fn registering_says_what_is_not_built_yet() {
+fn registering_refuses_what_cannot_sync() {
     let fake = fake();
     let c = connector(&fake, "AGNES_TEST_BQ_KEY");
     let mut t = materialized("orders", "");
     assert!(c.unsupported(&t).unwrap().contains("needs source_query"));
+    t.source_query = Some("SELECT 1".into());
+    t.sync_strategy = agnes_core::SyncStrategy::Incremental;
+    assert!(c.unsupported(&t).unwrap().contains("full_refresh"));
     t.query_mode = agnes_core::QueryMode::Remote;
-    assert!(c.unsupported(&t).unwrap().contains("remote BigQuery tables cannot be registered yet"));
+    assert!(!c.syncs(t.query_mode), "remote rows are queried in place, not synced");
 }
 
 /// Data the fake's `sales.lines` table holds: 25,000 rows of every type a result carries.
@@ -195,6 +201,7 @@ fn with_lines(fake: &FakeBigQuery) {
             rows: 25_000,
             bytes: 3 << 20,
             data: Some(LINES.into()),
+            ..Default::default()
         },
     );
 }

@@ -10,6 +10,7 @@
 
 use super::client::{connect, source_error};
 use super::config::PgSource;
+pub use crate::remote::{Refusal, RemoteAnswer, RemoteError, RemoteLimits};
 use crate::ConnectorError;
 use sqlparser::ast::{
     Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor, Visit, VisitMut, Visitor,
@@ -20,19 +21,6 @@ use sqlparser::parser::Parser;
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::time::Duration;
-
-/// Why a remote query is refused before it reaches PostgreSQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Not PostgreSQL SQL the parser understands.
-    Invalid(String),
-    /// Not one read-only SELECT (a write, DDL, several statements, `SELECT INTO`, …).
-    NotSelect(String),
-    /// A function outside the allowlist.
-    Function(String),
-    /// A relation that is not a remote table the caller may read. Its name is not told.
-    Relation,
-}
 
 /// Functions that compute from their arguments only: aggregates, window functions,
 /// arithmetic, text, date/time, JSON construction and access, arrays.
@@ -417,36 +405,6 @@ pub fn rewrite(sql: &str, resolve: &dyn Fn(&str) -> Option<(String, String)>) ->
     Ok(statement.to_string())
 }
 
-/// Limits of one remote query.
-#[derive(Debug, Clone, Copy)]
-pub struct RemoteLimits {
-    pub timeout: Duration,
-    pub max_rows: usize,
-    pub max_bytes: usize,
-}
-
-/// A remote query's answer, as `/api/query` gives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RemoteAnswer {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<serde_json::Value>>,
-    pub truncated: bool,
-    /// The answer's size as PostgreSQL sent it (JSON text).
-    pub bytes: usize,
-}
-
-#[derive(Debug)]
-pub enum RemoteError {
-    /// The statement timeout stopped it (PostgreSQL cancelled it).
-    Timeout(Duration),
-    /// The answer grew past `max_bytes`.
-    TooLarge(usize),
-    /// PostgreSQL refused the SQL (an unknown column, a type error…): the caller's to fix.
-    Sql(String),
-    /// The source failed (unreachable, …).
-    Source(ConnectorError),
-}
-
 /// Run a rewritten query in a read-only transaction and answer its rows as JSON values.
 pub fn run_json(source: &PgSource, sql: &str, limits: RemoteLimits) -> Result<RemoteAnswer, RemoteError> {
     let mut client = connect(source).map_err(RemoteError::Source)?;
@@ -490,7 +448,7 @@ pub fn run_json(source: &PgSource, sql: &str, limits: RemoteLimits) -> Result<Re
             .map_err(|e| RemoteError::Source(ConnectorError::Source(format!("a row is not JSON: {e}"))))?;
         rows.push(aliases.iter().map(|a| object.get(a).cloned().unwrap_or(serde_json::Value::Null)).collect());
     }
-    Ok(RemoteAnswer { columns, rows, truncated, bytes })
+    Ok(RemoteAnswer { columns, rows, truncated, bytes, billed_bytes: 0 })
 }
 
 /// A scan of one remote table, `SELECT cols FROM table [WHERE filter] [ORDER BY …]

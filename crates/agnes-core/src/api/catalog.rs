@@ -266,3 +266,40 @@ pub struct MetricRef {
     pub name: String,
     pub display_name: String,
 }
+
+/// One remote table's entry in the metadata cache (`GET /api/v2/metadata-cache/status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetadataCacheEntry {
+    pub table_id: String,
+    /// `project.dataset.table`.
+    pub path: String,
+    pub entity_type: Option<String>,
+    pub rows: Option<i64>,
+    pub size_bytes: Option<i64>,
+    pub partition_by: Option<String>,
+    pub clustered_by: Vec<String>,
+    pub columns: usize,
+    pub refreshed_at: Option<String>,
+    pub error_at: Option<String>,
+    pub error: Option<String>,
+    /// `fresh` (refreshed within two intervals), `stale`, `error` (never refreshed, only
+    /// failed) or `never_fetched`.
+    pub metadata_freshness: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetadataCacheStatus {
+    pub refresh_interval_seconds: u64,
+    pub tables: Vec<MetadataCacheEntry>,
+}
+
+/// What a metadata refresh did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetadataRefreshed {
+    pub refreshed: Vec<String>,
+    /// `{table, error}` of each table BigQuery could not describe.
+    pub errors: Vec<BTreeMap<String, String>>,
+}

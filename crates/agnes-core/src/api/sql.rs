@@ -11,6 +11,49 @@ pub struct QueryRequest {
     /// Rows to answer at most; default 1,000, or the server's maximum when that is lower.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
+    /// Run only on this remote source (`bigquery`, or a PostgreSQL connection's name), or
+    /// be refused: a hybrid query's part says where it must run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// `POST /api/query/hybrid`: remote parts, each run on its source under the remote
+/// query's gate and caps and kept as a view named by its key, then `sql` over those views
+/// and the caller's local tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HybridRequest {
+    pub sql: String,
+    /// View name → BigQuery SQL.
+    #[serde(default)]
+    pub register_bq: std::collections::BTreeMap<String, String>,
+    /// View name → `SOURCE:SQL`, for any remote source (`postgres_crm:SELECT …`).
+    #[serde(default)]
+    pub register: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+/// One user's remote queries of one source on one UTC day (the cost ledger).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageRow {
+    pub day: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub source: String,
+    pub queries: i64,
+    pub billed_bytes: i64,
+    /// At the source's configured price (BigQuery's `price_per_tib_usd`).
+    pub cost_usd: f64,
+}
+
+/// `GET /api/admin/usage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Usage {
+    pub since: String,
+    pub rows: Vec<UsageRow>,
 }
 
 /// The JSON answer of `POST /api/query` (the Arrow IPC answer carries the same in headers).

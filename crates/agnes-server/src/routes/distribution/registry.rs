@@ -86,6 +86,22 @@ fn overlay(base: &TableSpec, body: &Map<String, Value>) -> Result<TableSpec, Api
 /// The rules of the registry plus what this server can sync.
 fn check(state: &AppState, spec: &TableSpec) -> Result<(), ApiError> {
     spec.validate().map_err(|errors| unprocessable(errors.join("; ")))?;
+    if spec.source_type == Some(SourceType::Bigquery) {
+        match (spec.query_mode, &state.bigquery) {
+            (QueryMode::Remote, Some(remote)) => {
+                let project = remote.source().project().map_err(ApiError::source_unavailable)?;
+                agnes_connectors::bigquery::remote::table_path(spec, &project).map_err(unprocessable)?;
+                return Ok(());
+            }
+            (QueryMode::Local, _) => {
+                return Err(unprocessable(
+                    "a BigQuery table is remote (queried in place: bq_fqn, or bucket and source_table) or \
+                     materialized (its source_query runs as a job)",
+                ))
+            }
+            _ => {}
+        }
+    }
     if let Some(problem) = state.sync.connection_problem(spec) {
         return Err(unprocessable(problem));
     }
@@ -107,6 +123,22 @@ fn check(state: &AppState, spec: &TableSpec) -> Result<(), ApiError> {
             "source_type '{other}' is not configured on this server (configured: {configured})"
         ))),
         None => Err(unprocessable(format!("source_type is required (configured: {configured})"))),
+    }
+}
+
+/// A remote BigQuery table's metadata, read from BigQuery at registration: a path that
+/// does not exist, or names an entity that cannot be queried in place, is refused (422)
+/// with BigQuery's reason. `None` for other rows.
+async fn remote_metadata(
+    state: &AppState,
+    spec: &TableSpec,
+) -> Result<Option<agnes_store::bq_metadata::BqMetadata>, ApiError> {
+    match &state.bigquery {
+        Some(remote) if crate::remote_metadata::is_remote_bq(spec) => crate::remote_metadata::describe(remote, spec)
+            .await
+            .map(Some)
+            .map_err(|e| unprocessable(format!("BigQuery cannot serve this table: {e}"))),
+        _ => Ok(None),
     }
 }
 
@@ -133,12 +165,16 @@ async fn register(
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
     let spec = new_spec(&body, &caller.user.email)?;
     check(&state, &spec)?;
+    let metadata = remote_metadata(&state, &spec).await?;
     state.store.registry().insert(&spec).await.map_err(|e| match e {
         agnes_store::StoreError::Conflict(_) => {
             ApiError::new(StatusCode::CONFLICT, format!("Table '{}' already exists", spec.id))
         }
         other => other.into(),
     })?;
+    if let Some(m) = metadata {
+        state.store.bq_metadata().put(&spec.id, &m).await?;
+    }
     Audit::of(&state, &caller, &client)
         .record("register_table", Some(&spec.id), Some(Value::Object(body)), "success")
         .await;
@@ -155,14 +191,21 @@ async fn precheck(
 ) -> Result<Json<Precheck>, ApiError> {
     let spec = new_spec(&body, &caller.user.email)?;
     check(&state, &spec)?;
-    let columns: Vec<SourceColumn> = state
-        .sync
-        .preview(&spec)
-        .await
-        .map_err(|e| unprocessable(format!("the source cannot be read: {e}")))?
-        .into_iter()
-        .map(|c| SourceColumn { name: c.name, column_type: c.column_type, nullable: c.nullable })
-        .collect();
+    let columns: Vec<SourceColumn> = match remote_metadata(&state, &spec).await? {
+        Some(m) => m
+            .columns
+            .into_iter()
+            .map(|(name, column_type)| SourceColumn { name, column_type, nullable: true })
+            .collect(),
+        None => state
+            .sync
+            .preview(&spec)
+            .await
+            .map_err(|e| unprocessable(format!("the source cannot be read: {e}")))?
+            .into_iter()
+            .map(|c| SourceColumn { name: c.name, column_type: c.column_type, nullable: c.nullable })
+            .collect(),
+    };
     Ok(Json(Precheck {
         ok: true,
         table: PrecheckTable {
@@ -218,6 +261,7 @@ async fn update(
         after.source_query = None;
     }
     check(&state, &after)?;
+    let metadata = remote_metadata(&state, &after).await?;
     if after.name != before.name {
         if let Some(other) = state.store.registry().resolve(&after.name).await? {
             if other.id != before.id {
@@ -234,6 +278,9 @@ async fn update(
     );
     let updated: Vec<String> = FIELDS.iter().filter(|f| old[**f] != new[**f]).map(|f| f.to_string()).collect();
     state.store.registry().upsert(&after).await?;
+    if let Some(m) = metadata {
+        state.store.bq_metadata().put(&after.id, &m).await?;
+    }
     if after.name != before.name
         || after.source_type != before.source_type
         || after.sync_strategy != before.sync_strategy

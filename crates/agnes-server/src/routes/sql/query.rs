@@ -54,8 +54,25 @@ async fn query(
         return Err(bad_request("Query must start with SELECT or WITH"));
     }
     let arrow = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(ARROW_STREAM));
-    if let Plan::Remote { source, sql } = super::remote::plan(&state, &caller, &body.sql).await? {
-        return remote(&state, &caller, &client, *source, sql, &body.sql, limit, arrow).await;
+    let plan = super::remote::plan(&state, &caller, &body.sql).await?;
+    if let Some(wanted) = body.source.as_deref() {
+        if plan.source_name().as_deref() != Some(wanted) {
+            return Err(ApiError::coded(
+                StatusCode::BAD_REQUEST,
+                "wrong_source",
+                format!(
+                    "This query does not run on {wanted}: it reads {}",
+                    plan.source_name().map(|s| format!("tables of {s}")).unwrap_or_else(|| "local tables".into())
+                ),
+            ));
+        }
+    }
+    match plan {
+        Plan::Remote { source, sql } => {
+            return remote(&state, &caller, &client, *source, sql, &body.sql, limit, arrow).await
+        }
+        Plan::BigQuery(plan) => return bigquery(&state, &caller, &client, &plan, &body.sql, limit, arrow).await,
+        Plan::Local => {}
     }
     let slot = state.query.acquire(&caller, "concurrent_queries").await?;
     let tables = state.query.readable_tables_for(&caller, &slot).await?;
@@ -113,6 +130,72 @@ async fn remote(
     let a = result?;
     let answer = QueryResponse { columns: a.columns, row_count: a.rows.len(), rows: a.rows, truncated: a.truncated };
     Ok(axum::Json(answer).into_response())
+}
+
+/// A query over remote BigQuery tables, under the caller's slot: JSON, or Arrow typed by
+/// the result's schema.
+async fn bigquery(
+    state: &AppState,
+    caller: &Caller,
+    client: &ClientInfo,
+    plan: &super::remote::BqPlan,
+    asked: &str,
+    limit: usize,
+    arrow: bool,
+) -> Result<Response, ApiError> {
+    let slot = state.query.acquire(caller, "concurrent_queries").await?;
+    let result = if arrow {
+        bigquery_arrow(state, caller, plan, limit).await
+    } else {
+        super::remote::run_bigquery(state, caller, plan, limit).await.and_then(|a| {
+            let answer = QueryResponse { columns: a.columns, row_count: a.rows.len(), rows: a.rows, truncated: a.truncated };
+            let body = serde_json::to_vec(&answer).map_err(ApiError::internal)?;
+            Ok(Answer { body: body.into(), arrow: None })
+        })
+    };
+    let (bytes, outcome) = match &result {
+        Ok(a) => (a.body.len(), "success"),
+        Err(_) => (0, "error"),
+    };
+    slot.release(bytes).await;
+    let params = json!({"sql": truncate(asked, 2000), "limit": limit, "source": "bigquery",
+                        "format": if arrow { "arrow" } else { "json" }});
+    Audit::of(state, caller, client).record_soon("query.remote", None, Some(params), outcome);
+    Ok(respond(result?))
+}
+
+/// A BigQuery plan answered as Arrow IPC: at most `limit` rows (the statement is wrapped
+/// to read one more, which says whether it was cut).
+async fn bigquery_arrow(
+    state: &AppState,
+    caller: &Caller,
+    plan: &super::remote::BqPlan,
+    limit: usize,
+) -> Result<Answer, ApiError> {
+    let run = super::remote::bq_run(state, caller, plan, "query");
+    let sql = format!("SELECT * FROM ({}) LIMIT {}", plan.sql, limit + 1);
+    let (remote, tmp, limits) = (plan.remote.clone(), state.layout.tmp_dir(), state.config.limits.clone());
+    let max = state.query.config().sandbox.max_result_bytes as u64;
+    let fetched = tokio::task::spawn_blocking(move || {
+        let client = remote.client()?;
+        let mut ipc = Vec::new();
+        let fetched = agnes_connectors::bigquery::remote::run_ipc(
+            &client,
+            &sql,
+            &run,
+            Some(limit as u64),
+            max,
+            &tmp,
+            &limits,
+            &mut ipc,
+        )?;
+        Ok::<_, agnes_connectors::remote::RemoteError>((fetched, ipc))
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let (fetched, ipc) = fetched.map_err(|e| super::remote::bq_failed(e, plan))?;
+    super::remote::bill(state, caller, fetched.billed_bytes).await;
+    Ok(Answer { body: ipc.into(), arrow: Some((fetched.rows as usize, fetched.source_rows > fetched.rows)) })
 }
 
 fn respond(answer: Answer) -> Response {

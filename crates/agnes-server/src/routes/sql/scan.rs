@@ -34,9 +34,67 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// A scan of a remote table: the checked SQL, run in its database.
 struct RemoteScan {
     table_id: String,
-    source: agnes_connectors::postgres::PgSource,
-    qualified: (String, String),
+    target: Target,
     sql: String,
+}
+
+enum Target {
+    Postgres { source: agnes_connectors::postgres::PgSource, qualified: (String, String) },
+    /// With the DuckDB types of the scanned columns, for the row estimate.
+    BigQuery { plan: super::remote::BqPlan, types: Vec<String> },
+}
+
+/// BigQuery bytes per value by DuckDB type, to turn a dry run's scanned bytes into rows.
+fn value_bytes(ty: &str) -> u64 {
+    match ty {
+        "BOOLEAN" => 1,
+        "BIGINT" | "DOUBLE" | "DATE" | "TIME" | "TIMESTAMP" | "TIMESTAMP WITH TIME ZONE" => 8,
+        "VARCHAR" => 32,
+        "BLOB" => 64,
+        _ => 16,
+    }
+}
+
+/// The scan of a remote BigQuery table, checked on the columns of the metadata cache
+/// (read from BigQuery now if the cache has none yet).
+async fn bigquery_scan(
+    state: &AppState,
+    spec: &agnes_core::TableSpec,
+    body: &ScanRequest,
+    limit: Option<u64>,
+) -> Result<RemoteScan, ApiError> {
+    let remote = state.bigquery.clone().ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("Table '{}' is a BigQuery table and BigQuery is not configured", spec.id))
+    })?;
+    let metadata = match state.store.bq_metadata().get(&spec.id).await?.filter(|c| c.refreshed_at.is_some()) {
+        Some(c) => c.metadata,
+        None => crate::remote_metadata::refresh_one(state, &remote, spec)
+            .await
+            .map_err(|e| ApiError::coded(StatusCode::BAD_GATEWAY, "source_unavailable", e))?,
+    };
+    let names: Vec<String> = metadata.columns.iter().map(|(n, _)| n.clone()).collect();
+    let select = body.select.clone().unwrap_or_default();
+    let sql = agnes_connectors::bigquery::remote::scan_sql(
+        &metadata.path,
+        &names,
+        &select,
+        body.filter.as_deref(),
+        body.order_by.as_deref().unwrap_or_default(),
+        limit,
+    )
+    .map_err(super::remote::refused)?;
+    let types = metadata
+        .columns
+        .iter()
+        .filter(|(n, _)| select.is_empty() || select.iter().any(|s| s.trim().eq_ignore_ascii_case(n)))
+        .map(|(_, t)| t.clone())
+        .collect();
+    let views = match metadata.entity_type.as_deref() {
+        Some("BASE TABLE") => Vec::new(),
+        _ => vec![spec.id.clone()],
+    };
+    let plan = super::remote::BqPlan { remote, sql: sql.clone(), paths: vec![metadata.path], views };
+    Ok(RemoteScan { table_id: spec.id.clone(), target: Target::BigQuery { plan, types }, sql })
 }
 
 /// The checked scan in the caller's sandbox of just this table, and the parquet bytes it reads.
@@ -68,6 +126,10 @@ async fn remote_scan(
     max_limit: usize,
 ) -> Result<Option<RemoteScan>, ApiError> {
     let spec = resolve_readable(state, caller, &body.table_id).await?;
+    if crate::remote_metadata::is_remote_bq(&spec) {
+        let limit = checked_limit(body, max_limit)?;
+        return bigquery_scan(state, &spec, body, limit).await.map(Some);
+    }
     if spec.query_mode != QueryMode::Remote || spec.source_type != Some(agnes_core::SourceType::Postgres) {
         return Ok(None);
     }
@@ -87,7 +149,7 @@ async fn remote_scan(
         limit,
     )
     .map_err(super::remote::refused)?;
-    Ok(Some(RemoteScan { table_id: spec.id, source, qualified: (schema, table), sql }))
+    Ok(Some(RemoteScan { table_id: spec.id, target: Target::Postgres { source, qualified: (schema, table) }, sql }))
 }
 
 async fn prepare(
@@ -138,27 +200,51 @@ async fn estimate(
 ) -> Result<Json<ScanEstimate>, ApiError> {
     if let Some(remote) = remote_scan(&state, &caller, &body, state.query.config().scan_max_limit).await? {
         let slot = state.query.acquire(&caller, "concurrent_scans").await?;
-        let RemoteScan { table_id, source, qualified, sql } = remote;
-        let estimate = tokio::task::spawn_blocking(move || {
-            agnes_connectors::postgres::remote::estimate(&source, &sql, (&qualified.0, &qualified.1))
-        })
-        .await
-        .map_err(ApiError::internal)?;
+        let RemoteScan { table_id, target, sql } = remote;
+        let estimate = match target {
+            Target::Postgres { source, qualified } => {
+                let estimate = tokio::task::spawn_blocking(move || {
+                    agnes_connectors::postgres::remote::estimate(&source, &sql, (&qualified.0, &qualified.1))
+                })
+                .await
+                .map_err(ApiError::internal)?;
+                estimate.map_err(super::remote::failed).map(|(rows, bytes, on_disk)| ScanEstimate {
+                    table_id: table_id.clone(),
+                    estimated_scan_bytes: on_disk,
+                    estimated_result_rows: rows,
+                    estimated_result_bytes: bytes,
+                    bq_cost_estimate_usd: 0.0,
+                })
+            }
+            Target::BigQuery { plan, types } => {
+                let remote = plan.remote.clone();
+                let scanned = tokio::task::spawn_blocking(move || {
+                    agnes_connectors::bigquery::remote::estimate(&*remote.client()?, &sql)
+                })
+                .await
+                .map_err(ApiError::internal)?;
+                scanned.map_err(|e| super::remote::bq_failed(e, &plan)).map(|scan_bytes| {
+                    let width: u64 = types.iter().map(|t| value_bytes(t)).sum::<u64>().max(1);
+                    let rows = (scan_bytes / width).min(body.limit.map_or(u64::MAX, |l| l as u64));
+                    ScanEstimate {
+                        table_id: table_id.clone(),
+                        estimated_scan_bytes: scan_bytes,
+                        estimated_result_rows: rows,
+                        estimated_result_bytes: rows * width,
+                        bq_cost_estimate_usd: plan.remote.source().cost_usd(scan_bytes),
+                    }
+                })
+            }
+        };
         slot.release(0).await;
-        let (rows, bytes, on_disk) = estimate.map_err(super::remote::failed)?;
+        let estimate = estimate?;
         Audit::of(&state, &caller, &client).record_soon(
             "scan.estimate",
             Some(&table_id),
             Some(audit_params(&body)),
             "success",
         );
-        return Ok(Json(ScanEstimate {
-            table_id,
-            estimated_scan_bytes: on_disk,
-            estimated_result_rows: rows,
-            estimated_result_bytes: bytes,
-            bq_cost_estimate_usd: 0.0,
-        }));
+        return Ok(Json(estimate));
     }
     let prepared = prepare(&state, &caller, &body, state.query.config().scan_max_limit).await?;
     let slot = state.query.acquire(&caller, "concurrent_scans").await?;
@@ -313,7 +399,13 @@ async fn remote_stream(
     remote: RemoteScan,
     config: crate::query::QueryConfig,
 ) -> Result<Response, ApiError> {
-    let RemoteScan { table_id, source, qualified, sql } = remote;
+    let RemoteScan { table_id, target, sql } = remote;
+    let (source, qualified) = match target {
+        Target::Postgres { source, qualified } => (source, qualified),
+        Target::BigQuery { plan, .. } => {
+            return bigquery_stream(state, caller, client, body, table_id, plan, sql, config).await;
+        }
+    };
     let (s2, q2) = (source.clone(), sql.clone());
     let (_, estimated_bytes, _) = tokio::task::spawn_blocking(move || {
         agnes_connectors::postgres::remote::estimate(&s2, &q2, (&qualified.0, &qualified.1))
@@ -350,6 +442,75 @@ async fn remote_stream(
         let bytes = result.as_ref().map_or(0, |(_, b)| *b);
         runtime.block_on(async move {
             slot.release(bytes as usize).await;
+            let outcome = if result.is_ok() { "success" } else { "error" };
+            Audit::of(&state, &caller, &client).record_soon("scan.run", Some(&table_id), Some(params), outcome);
+            let _ = tx
+                .send(match result {
+                    Ok(_) => Message::Done,
+                    Err(e) => Message::Failed(e),
+                })
+                .await;
+        });
+    });
+    stream_response(&mut rx).await
+}
+
+/// A remote BigQuery table's scan: refused from the dry run over the scan cap, then run
+/// as a job and streamed as Arrow IPC typed by the result's schema; what BigQuery billed
+/// goes to the cost ledger.
+#[allow(clippy::too_many_arguments)]
+async fn bigquery_stream(
+    state: AppState,
+    caller: Caller,
+    client: ClientInfo,
+    body: ScanRequest,
+    table_id: String,
+    plan: super::remote::BqPlan,
+    sql: String,
+    config: crate::query::QueryConfig,
+) -> Result<Response, ApiError> {
+    let (remote, dry) = (plan.remote.clone(), sql.clone());
+    let scan_bytes = tokio::task::spawn_blocking(move || {
+        agnes_connectors::bigquery::remote::estimate(&*remote.client()?, &dry)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| super::remote::bq_failed(e, &plan))?;
+    if let Some(limit_bytes) = plan.remote.scan_cap().filter(|cap| scan_bytes > *cap) {
+        return Err(super::remote::bq_failed(
+            agnes_connectors::remote::RemoteError::ScanTooLarge { scan_bytes, limit_bytes },
+            &plan,
+        ));
+    }
+    let slot = state.query.acquire(&caller, "concurrent_scans").await?;
+    let mut run = super::remote::bq_run(&state, &caller, &plan, "scan");
+    run.timeout = config.scan_timeout;
+    let (tx, mut rx) = mpsc::channel::<Message>(4);
+    let runtime = tokio::runtime::Handle::current();
+    let params = audit_params(&body);
+    let (tmp, limits) = (state.layout.tmp_dir(), state.config.limits.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter { tx: tx.clone(), buffer: Vec::with_capacity(CHUNK) };
+        let result = plan.remote.client().map_err(Into::into).and_then(|c| {
+            agnes_connectors::bigquery::remote::run_ipc(
+                &c,
+                &sql,
+                &run,
+                None,
+                config.scan_max_result_bytes,
+                &tmp,
+                &limits,
+                &mut writer,
+            )
+        });
+        let result: Result<_, EngineError> = match result {
+            Ok(done) => writer.send().map(|()| done).map_err(|_| EngineError::Invalid("the client went away".into())),
+            Err(e) => Err(super::remote::engine_error(e)),
+        };
+        runtime.block_on(async move {
+            let (bytes, billed) = result.as_ref().map_or((0, 0), |f| (f.bytes, f.billed_bytes));
+            slot.release(bytes as usize).await;
+            super::remote::bill(&state, &caller, billed).await;
             let outcome = if result.is_ok() { "success" } else { "error" };
             Audit::of(&state, &caller, &client).record_soon("scan.run", Some(&table_id), Some(params), outcome);
             let _ = tx
