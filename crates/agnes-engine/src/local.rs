@@ -183,6 +183,21 @@ pub fn query(db: &Path, sql: &str, limit: usize) -> Result<QueryOutput> {
     collect(&conn, sql, limit, |_| Ok(()))
 }
 
+/// Run `sql` on the local DuckDB, read-only, with each of `parts` (name, parquet file) as
+/// a temporary view beside the local tables: a hybrid query's remote parts. A part named
+/// like a local table hides it for this query only.
+pub fn query_with_parts(db: &Path, parts: &[(String, std::path::PathBuf)], sql: &str, limit: usize) -> Result<QueryOutput> {
+    let conn = open_read_only(db)?;
+    for (name, file) in parts {
+        conn.execute_batch(&format!(
+            "CREATE TEMP VIEW {} AS SELECT * FROM read_parquet({})",
+            quote_ident(name),
+            quote_literal(&file.to_string_lossy())
+        ))?;
+    }
+    collect(&conn, sql, limit, |_| Ok(()))
+}
+
 /// Run `sql` and keep at most `limit` rows; `check` sees each kept row first and may
 /// stop the query with an error (the sandbox's byte cap).
 pub(crate) fn collect(

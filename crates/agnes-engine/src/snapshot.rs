@@ -50,6 +50,36 @@ fn write(ipc: &Path, tmp: &Path) -> Result<u64> {
     Ok(rows)
 }
 
+/// Write rows answered as JSON (`columns` and each row's values, as `/api/query` gives
+/// them) to the parquet file `target`, letting DuckDB type each column from its values
+/// (numbers, text, ISO dates and times); with no rows the columns are text. The rows pass
+/// through a newline-delimited JSON file beside `target`, removed afterwards.
+pub fn json_rows_to_parquet(columns: &[String], rows: &[Vec<serde_json::Value>], target: &Path) -> Result<u64> {
+    use agnes_core::ident::{quote_ident, quote_literal};
+    let lines = temp_path_for(&target.with_extension("ndjson"));
+    let written = (|| {
+        let mut out = std::io::BufWriter::new(File::create(&lines).map_err(EngineError::io("create", &lines))?);
+        for row in rows {
+            let object: serde_json::Map<String, serde_json::Value> = columns.iter().cloned().zip(row.iter().cloned()).collect();
+            serde_json::to_writer(&mut out, &object).map_err(|e| invalid("write the rows", e))?;
+            std::io::Write::write_all(&mut out, b"\n").map_err(EngineError::io("write", &lines))?;
+        }
+        std::io::Write::flush(&mut out).map_err(EngineError::io("write", &lines))?;
+        drop(out);
+        let select = if rows.is_empty() {
+            let typed: Vec<String> = columns.iter().map(|c| format!("NULL::VARCHAR AS {}", quote_ident(c))).collect();
+            format!("SELECT {} WHERE false", if typed.is_empty() { "NULL".to_string() } else { typed.join(", ") })
+        } else {
+            format!("SELECT * FROM read_json_auto({}, format = 'newline_delimited')", quote_literal(&lines.to_string_lossy()))
+        };
+        let conn = crate::duck::open_in_memory()?;
+        conn.execute_batch(&format!("COPY ({select}) TO {} (FORMAT PARQUET)", quote_literal(&target.to_string_lossy())))?;
+        Ok(rows.len() as u64)
+    })();
+    let _ = remove_if_exists(&lines);
+    written
+}
+
 fn invalid(action: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::Invalid(format!("cannot {action} the snapshot: {e}"))
 }

@@ -269,6 +269,17 @@ impl Api {
         self.stream(Method::POST, path, &[], Some(body), timeout).await
     }
 
+    /// POST asking for an Arrow IPC answer (`/api/query`).
+    pub async fn post_arrow(
+        &self,
+        path: &str,
+        body: Value,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::Response, ApiFailure> {
+        let accept = [("accept", "application/vnd.apache.arrow.stream".to_string())];
+        self.stream(Method::POST, path, &accept, Some(body), timeout).await
+    }
+
     async fn stream(
         &self,
         method: Method,

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod discover;
+pub mod hybrid;
 pub mod init;
 pub mod memory;
 pub mod metrics;

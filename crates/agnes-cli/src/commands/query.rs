@@ -22,7 +22,8 @@ pub struct QueryArgs {
     sql: Option<String>,
     #[arg(long = "sql", conflicts_with = "sql")]
     sql_flag: Option<String>,
-    /// Read `{"sql": "…"}` from standard input.
+    /// Read `{"sql": "…"}` from standard input, with hybrid parts if any:
+    /// `{"sql": "…", "register_bq": {"NAME": "SQL"}, "register": {"NAME": "SOURCE:SQL"}}`.
     #[arg(long)]
     stdin: bool,
     #[arg(long, short, value_enum, default_value_t = Format::Table)]
@@ -33,25 +34,58 @@ pub struct QueryArgs {
     /// Run on the server, over every table you may read there (nothing is pulled).
     #[arg(long)]
     remote: bool,
+    /// Run BigQuery SQL on the server first (through its gate, dry run and caps) and use
+    /// the result here as the view NAME. Repeatable.
+    #[arg(long = "register-bq", value_name = "NAME=SQL")]
+    register_bq: Vec<String>,
+    /// The same for any remote source: NAME=SOURCE:SQL (e.g. crm=postgres_crm:SELECT …).
+    #[arg(long = "register", value_name = "NAME=SOURCE:SQL")]
+    register: Vec<String>,
+    /// At most this many rows per remote part; a part with more is refused, not cut.
+    #[arg(long, default_value_t = 100_000)]
+    part_limit: usize,
 }
 
-fn sql_of(args: &QueryArgs) -> anyhow::Result<String> {
+/// What `--stdin` reads.
+#[derive(serde::Deserialize)]
+struct StdinQuery {
+    sql: String,
+    #[serde(default)]
+    register_bq: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    register: std::collections::BTreeMap<String, String>,
+}
+
+/// The SQL, and the hybrid parts (`NAME=SQL` for BigQuery, `NAME=SOURCE:SQL`) if any.
+fn sql_of(args: &QueryArgs) -> anyhow::Result<(String, Vec<super::hybrid::Part>)> {
     let sources = [args.sql.is_some(), args.sql_flag.is_some(), args.stdin].iter().filter(|x| **x).count();
     if sources != 1 {
         bail!("give the SQL exactly one way: as an argument, with --sql, or with --stdin");
     }
-    if args.stdin {
+    let (mut register_bq, mut register) = (args.register_bq.clone(), args.register.clone());
+    let sql = if args.stdin {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
-        let v: Value = serde_json::from_str(&text).context("--stdin expects JSON like {\"sql\": \"SELECT 1\"}")?;
-        return v["sql"].as_str().map(String::from).context("--stdin expects JSON like {\"sql\": \"SELECT 1\"}");
-    }
-    Ok(args.sql.clone().or_else(|| args.sql_flag.clone()).unwrap_or_default())
+        let q: StdinQuery = serde_json::from_str(&text).context(
+            "--stdin expects JSON like {\"sql\": \"SELECT 1\"} (hybrid: with \"register_bq\": {\"NAME\": \"SQL\"})",
+        )?;
+        register_bq.extend(q.register_bq.into_iter().map(|(n, sql)| format!("{n}={sql}")));
+        register.extend(q.register.into_iter().map(|(n, spec)| format!("{n}={spec}")));
+        q.sql
+    } else {
+        args.sql.clone().or_else(|| args.sql_flag.clone()).unwrap_or_default()
+    };
+    Ok((sql, super::hybrid::parse(&register_bq, &register)?))
 }
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let sql = sql_of(&args)?;
-    let out = if args.remote { remote(&sql, args.limit).await? } else { local(sql, args.limit).await? };
+    let (sql, parts) = sql_of(&args)?;
+    let out = match (parts.is_empty(), args.remote) {
+        (true, true) => remote(&sql, args.limit).await?,
+        (true, false) => local(sql, args.limit).await?,
+        (false, true) => super::hybrid::remote(&parts, sql, args.limit).await?,
+        (false, false) => super::hybrid::local(&parts, sql, args.limit, args.part_limit).await?,
+    };
     match args.format {
         Format::Json => crate::client::output::json(&Value::Array(as_objects(&out))),
         Format::Csv => print!("{}", to_csv(&out)),
@@ -76,6 +110,11 @@ async fn remote(sql: &str, limit: usize) -> anyhow::Result<QueryOutput> {
         Err(ApiFailure::Http { status, detail }) => bail!("{}", render_error(status, &detail)),
         Err(e) => return Err(e.into()),
     };
+    output_of(answer)
+}
+
+/// A `QueryResponse` from the server as local output.
+pub fn output_of(answer: Value) -> anyhow::Result<QueryOutput> {
     let shown = answer.to_string().chars().take(200).collect::<String>();
     let Ok(answer) = serde_json::from_value::<QueryResponse>(answer) else {
         bail!("the server's answer has no columns and rows: {shown}")

@@ -676,7 +676,7 @@ mod tests {
         assert_eq!(
             sql,
             "WITH s AS (SELECT * FROM `acme-data.web.sessions`) SELECT count(*) FROM s JOIN `acme-data.web.sessions` \
-             AS t ON true JOIN `acme-data.web.sessions` AS u ON true"
+             t ON true JOIN `acme-data.web.sessions` u ON true"
         );
         assert_eq!(relations("SELECT * FROM `x.y.z`, sessions").unwrap().len(), 2);
     }

@@ -451,6 +451,26 @@ pub fn run_json(source: &PgSource, sql: &str, limits: RemoteLimits) -> Result<Re
     Ok(RemoteAnswer { columns, rows, truncated, bytes, billed_bytes: 0 })
 }
 
+/// Run a rewritten query read-only and write its rows to the parquet file `target` (a
+/// hybrid query's part), typed again by DuckDB from the JSON [`run_json`] answers. The
+/// rows written; a result cut at `limits.max_rows` is refused rather than kept short.
+pub fn run_parquet(
+    source: &PgSource,
+    sql: &str,
+    limits: RemoteLimits,
+    target: &std::path::Path,
+) -> Result<u64, RemoteError> {
+    let answer = run_json(source, sql, limits)?;
+    if answer.truncated {
+        return Err(RemoteError::Sql(format!(
+            "the result has more than {} rows: aggregate or filter it in PostgreSQL",
+            limits.max_rows
+        )));
+    }
+    agnes_engine::snapshot::json_rows_to_parquet(&answer.columns, &answer.rows, target)
+        .map_err(|e| RemoteError::Source(e.into()))
+}
+
 /// A scan of one remote table, `SELECT cols FROM table [WHERE filter] [ORDER BY …]
 /// [LIMIT n]`, each part checked on its own: columns and order keys are column names
 /// (quoted, so nothing else), the filter is exactly one boolean expression (parsed alone,

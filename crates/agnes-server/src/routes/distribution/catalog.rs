@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::BTreeMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -102,6 +103,9 @@ async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientIn
     let states: crate::sync::States =
         state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
     let visible = visible(&state, &caller).await?;
+    let remote: std::collections::HashMap<String, agnes_store::bq_metadata::CachedMetadata> =
+        state.store.bq_metadata().list().await?.into_iter().map(|c| (c.table_id.clone(), c)).collect();
+    let interval = state.bigquery.as_ref().map(|b| b.source().metadata_refresh()).unwrap_or_default();
     let freshness: std::collections::HashMap<String, crate::sync::Freshness> = state
         .sync
         .freshness_of(visible.clone(), &states, &state.config.scheduler)
@@ -122,16 +126,27 @@ async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientIn
                 _ => "not yet published: available after the next sync".to_string(),
             };
             let published = s.filter(|_| published);
+            // A remote BigQuery table is described by the metadata cache, never by a call.
+            let cached = remote.get(&t.id).filter(|_| crate::remote_metadata::is_remote_bq(&t));
+            let meta = cached.map(|c| &c.metadata);
+            let (rows, size_bytes) = match meta {
+                Some(m) => (m.rows, m.size_bytes),
+                None => (published.map(|s| s.rows), published.map(|s| s.file_size_bytes)),
+            };
             CatalogTable {
                 sql_flavor: sql_flavor(&t).into(),
-                where_examples: Vec::new(),
+                where_examples: meta.map(where_examples).unwrap_or_default(),
                 fetch_via,
-                rough_size_hint: published.map(|s| size_hint(s.file_size_bytes).into()),
-                rows: published.map(|s| s.rows),
-                size_bytes: published.map(|s| s.file_size_bytes),
-                clustered_by: Vec::new(),
-                entity_type: None,
-                metadata_freshness: "not_applicable".into(),
+                rough_size_hint: size_bytes.map(|b| size_hint(b).into()),
+                rows,
+                size_bytes,
+                clustered_by: meta.map(|m| m.clustered_by.clone()).unwrap_or_default(),
+                entity_type: meta.and_then(|m| m.entity_type.clone()),
+                metadata_freshness: if crate::remote_metadata::is_remote_bq(&t) {
+                    crate::remote_metadata::freshness(cached, interval).into()
+                } else {
+                    "not_applicable".into()
+                },
                 last_sync: s.and_then(|s| s.last_sync).map(|d| d.to_rfc3339()),
                 schedule: fresh.and_then(|f| f.schedule.clone()),
                 next_sync_at: fresh.and_then(|f| f.next_sync_at).map(|d| d.to_rfc3339()),
@@ -141,7 +156,7 @@ async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientIn
                 description: t.description,
                 source_type: t.source_type,
                 query_mode: t.query_mode,
-                partition_by: t.partition_by,
+                partition_by: meta.and_then(|m| m.partition_by.clone()).or(t.partition_by),
                 folder: t.folder,
             }
         })
@@ -150,6 +165,45 @@ async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientIn
         .record("catalog.list", None, Some(json!({"tables": tables.len()})), "success")
         .await;
     Ok(Json(Catalog { tables, server_time: chrono::Utc::now().to_rfc3339() }))
+}
+
+/// `--where` filters that fit a remote BigQuery table: the last week of its partitioning
+/// column (which prunes what BigQuery scans), and a value of its first clustering column.
+fn where_examples(m: &agnes_store::bq_metadata::BqMetadata) -> Vec<String> {
+    let type_of = |c: &str| m.columns.iter().find(|(n, _)| n == c).map(|(_, t)| t.as_str());
+    let mut examples = Vec::new();
+    if let Some(p) = &m.partition_by {
+        match type_of(p) {
+            Some("DATE") => examples.push(format!("{p} >= DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY)")),
+            Some(_) | None if p == "_PARTITIONTIME" || type_of(p).is_some_and(|t| t.starts_with("TIMESTAMP")) => {
+                examples.push(format!("{p} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 7 DAY)"))
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = m.clustered_by.first() {
+        match type_of(c) {
+            Some("VARCHAR") => examples.push(format!("{c} = 'value'")),
+            Some(t) if t == "BIGINT" || t.starts_with("DECIMAL") => examples.push(format!("{c} = 42")),
+            _ => {}
+        }
+    }
+    examples
+}
+
+/// How BigQuery's SQL writes what `--where` filters need, for agents used to DuckDB.
+fn bigquery_hints() -> BTreeMap<String, String> {
+    [
+        ("date_literal", "DATE '2025-01-31'"),
+        ("timestamp_literal", "TIMESTAMP '2025-01-31 00:00:00+00'"),
+        ("interval_subtract", "DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY) / TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 7 DAY)"),
+        ("regex", "REGEXP_CONTAINS(col, r'^abc')"),
+        ("cast", "CAST(col AS INT64), SAFE_CAST(col AS DATE) (NULL instead of an error)"),
+        ("identifier_quote", "`column name`"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// Columns of a table, with types and nullability.
@@ -161,6 +215,29 @@ async fn schema(
     Path(table): Path<String>,
 ) -> Result<Json<TableSchema>, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
+    if crate::remote_metadata::is_remote_bq(&spec) {
+        let cached = state.store.bq_metadata().get(&spec.id).await?.filter(|c| c.refreshed_at.is_some());
+        let m = cached.map(|c| c.metadata).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("Table '{}' has no BigQuery metadata yet: POST /api/v2/metadata-cache/refresh?table={}", spec.id, spec.id),
+            )
+        })?;
+        Audit::of(&state, &caller, &client).record("catalog.schema", Some(&spec.id), None, "success").await;
+        return Ok(Json(TableSchema {
+            sql_flavor: sql_flavor(&spec).into(),
+            table_id: spec.id,
+            source_type: spec.source_type,
+            columns: m
+                .columns
+                .into_iter()
+                .map(|(name, column_type)| ColumnInfo { name, column_type, nullable: true, description: String::new() })
+                .collect(),
+            partition_by: m.partition_by,
+            clustered_by: m.clustered_by,
+            where_dialect_hints: bigquery_hints(),
+        }));
+    }
     let data = published_data(&state, &spec).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
     })?;
@@ -206,6 +283,28 @@ async fn sample(
 ) -> Result<Json<Sample>, ApiError> {
     let spec = resolve_readable(&state, &caller, &table).await?;
     let n = q.n.unwrap_or(5).clamp(1, 100) as usize;
+    if let (true, Some(remote)) = (crate::remote_metadata::is_remote_bq(&spec), state.bigquery.clone()) {
+        // Through the remote query's dry run and cap: a LIMIT does not make BigQuery scan less.
+        let project = remote.source().project().map_err(ApiError::source_unavailable)?;
+        let path = agnes_connectors::bigquery::remote::table_path(&spec, &project)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        let plan = crate::routes::sql::BqPlan {
+            remote,
+            sql: format!("SELECT * FROM `{path}` LIMIT {n}"),
+            paths: vec![path],
+            views: Vec::new(),
+        };
+        let answer = crate::routes::sql::run_bigquery(&state, &caller, &plan, n).await?;
+        let rows = answer
+            .rows
+            .into_iter()
+            .map(|r| answer.columns.iter().cloned().zip(r).collect::<serde_json::Map<_, _>>())
+            .collect();
+        Audit::of(&state, &caller, &client)
+            .record("catalog.sample", Some(&spec.id), Some(json!({"n": n})), "success")
+            .await;
+        return Ok(Json(Sample { table_id: spec.id, rows, source: "bigquery".into() }));
+    }
     let data = published_data(&state, &spec).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, format!("Table '{}' has no published data yet", spec.id))
     })?;

@@ -1,6 +1,7 @@
 //! The tables: registry, syncs, the manifest and downloads, the catalog.
 mod catalog;
 mod data;
+mod metadata_cache;
 mod ranges;
 mod registry;
 mod sources;
@@ -16,4 +17,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(sync::routes())
         .merge(data::routes())
         .merge(catalog::routes())
+        .merge(metadata_cache::routes())
 }

@@ -30,6 +30,26 @@ fn bad_request(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, detail)
 }
 
+/// The rows a query may answer: the asked `limit` (default 1,000, or the server's maximum
+/// when lower), refused below 1 or above the maximum.
+pub(super) fn row_limit(state: &AppState, asked: Option<i64>) -> Result<usize, ApiError> {
+    let max = state.query.config().max_rows;
+    let requested = asked.unwrap_or(1000.min(max as i64));
+    if requested < 1 {
+        return Err(bad_request("limit must be at least 1"));
+    }
+    let limit = usize::try_from(requested).unwrap_or(usize::MAX);
+    if limit > max {
+        return Err(bad_request(format!("limit {limit} is above this server's maximum of {max} rows")));
+    }
+    Ok(limit)
+}
+
+/// Whether the caller asked for Arrow IPC.
+pub(super) fn wants_arrow(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(ARROW_STREAM))
+}
+
 /// Run one SELECT over the tables the caller may read.
 #[utoipa::path(post, path = "/api/query", tag = "query", request_body = QueryRequest,
     responses((status = 200, body = QueryResponse, description = "or, with `Accept: application/vnd.apache.arrow.stream`, an Arrow IPC stream"),
@@ -41,19 +61,11 @@ async fn query(
     headers: HeaderMap,
     ApiJson(body): ApiJson<QueryRequest>,
 ) -> Result<Response, ApiError> {
-    let max = state.query.config().max_rows;
-    let requested = body.limit.unwrap_or(1000.min(max as i64));
-    if requested < 1 {
-        return Err(bad_request("limit must be at least 1"));
-    }
-    let limit = usize::try_from(requested).unwrap_or(usize::MAX);
-    if limit > max {
-        return Err(bad_request(format!("limit {limit} is above this server's maximum of {max} rows")));
-    }
+    let limit = row_limit(&state, body.limit)?;
     if body.sql.trim().is_empty() {
         return Err(bad_request("Query must start with SELECT or WITH"));
     }
-    let arrow = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(ARROW_STREAM));
+    let arrow = wants_arrow(&headers);
     let plan = super::remote::plan(&state, &caller, &body.sql).await?;
     if let Some(wanted) = body.source.as_deref() {
         if plan.source_name().as_deref() != Some(wanted) {
@@ -198,7 +210,7 @@ async fn bigquery_arrow(
     Ok(Answer { body: ipc.into(), arrow: Some((fetched.rows as usize, fetched.source_rows > fetched.rows)) })
 }
 
-fn respond(answer: Answer) -> Response {
+pub(super) fn respond(answer: Answer) -> Response {
     match answer.arrow {
         Some((rows, truncated)) => {
             let headers = [
@@ -212,7 +224,7 @@ fn respond(answer: Answer) -> Response {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+pub(super) fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
@@ -220,7 +232,7 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// Run on the blocking pool; answer the encoded result.
-async fn run(sandbox: Arc<Sandbox>, sql: String, limit: usize, arrow: bool) -> Result<Answer, EngineError> {
+pub(super) async fn run(sandbox: Arc<Sandbox>, sql: String, limit: usize, arrow: bool) -> Result<Answer, EngineError> {
     let joined = tokio::task::spawn_blocking(move || {
         if arrow {
             let out = sandbox.query_arrow(&sql, limit)?;
