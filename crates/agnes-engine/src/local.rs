@@ -186,7 +186,12 @@ pub fn query(db: &Path, sql: &str, limit: usize) -> Result<QueryOutput> {
 /// Run `sql` on the local DuckDB, read-only, with each of `parts` (name, parquet file) as
 /// a temporary view beside the local tables: a hybrid query's remote parts. A part named
 /// like a local table hides it for this query only.
-pub fn query_with_parts(db: &Path, parts: &[(String, std::path::PathBuf)], sql: &str, limit: usize) -> Result<QueryOutput> {
+pub fn query_with_parts(
+    db: &Path,
+    parts: &[(String, std::path::PathBuf)],
+    sql: &str,
+    limit: usize,
+) -> Result<QueryOutput> {
     let conn = open_read_only(db)?;
     for (name, file) in parts {
         conn.execute_batch(&format!(

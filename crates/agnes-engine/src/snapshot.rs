@@ -60,7 +60,8 @@ pub fn json_rows_to_parquet(columns: &[String], rows: &[Vec<serde_json::Value>],
     let written = (|| {
         let mut out = std::io::BufWriter::new(File::create(&lines).map_err(EngineError::io("create", &lines))?);
         for row in rows {
-            let object: serde_json::Map<String, serde_json::Value> = columns.iter().cloned().zip(row.iter().cloned()).collect();
+            let object: serde_json::Map<String, serde_json::Value> =
+                columns.iter().cloned().zip(row.iter().cloned()).collect();
             serde_json::to_writer(&mut out, &object).map_err(|e| invalid("write the rows", e))?;
             std::io::Write::write_all(&mut out, b"\n").map_err(EngineError::io("write", &lines))?;
         }
@@ -70,10 +71,16 @@ pub fn json_rows_to_parquet(columns: &[String], rows: &[Vec<serde_json::Value>],
             let typed: Vec<String> = columns.iter().map(|c| format!("NULL::VARCHAR AS {}", quote_ident(c))).collect();
             format!("SELECT {} WHERE false", if typed.is_empty() { "NULL".to_string() } else { typed.join(", ") })
         } else {
-            format!("SELECT * FROM read_json_auto({}, format = 'newline_delimited')", quote_literal(&lines.to_string_lossy()))
+            format!(
+                "SELECT * FROM read_json_auto({}, format = 'newline_delimited')",
+                quote_literal(&lines.to_string_lossy())
+            )
         };
         let conn = crate::duck::open_in_memory()?;
-        conn.execute_batch(&format!("COPY ({select}) TO {} (FORMAT PARQUET)", quote_literal(&target.to_string_lossy())))?;
+        conn.execute_batch(&format!(
+            "COPY ({select}) TO {} (FORMAT PARQUET)",
+            quote_literal(&target.to_string_lossy())
+        ))?;
         Ok(rows.len() as u64)
     })();
     let _ = remove_if_exists(&lines);

@@ -64,6 +64,8 @@ struct Inner {
     tables: BTreeMap<(String, String), FakeBqTable>,
     issued: HashSet<String>,
     token_requests: usize,
+    /// BigQuery API calls answered (not token or metadata requests).
+    api_calls: std::sync::atomic::AtomicUsize,
     dry_runs: Vec<String>,
     /// Where table data lives and queries run (schema = dataset).
     duck: agnes_engine::duckdb::Connection,
@@ -131,6 +133,7 @@ impl FakeBigQuery {
             tables: BTreeMap::new(),
             issued: HashSet::new(),
             token_requests: 0,
+            api_calls: Default::default(),
             dry_runs: Vec::new(),
             duck: agnes_engine::duck::open_in_memory().expect("an in-memory DuckDB"),
             jobs: HashMap::new(),
@@ -204,6 +207,11 @@ impl FakeBigQuery {
         let mut jobs: Vec<(&String, &Job)> = inner.jobs.iter().collect();
         jobs.sort_by_key(|(id, _)| id.trim_start_matches("job_fake_").parse::<u64>().unwrap_or(0));
         jobs.into_iter().map(|(_, j)| (j.labels.clone(), j.cancelled)).collect()
+    }
+
+    /// How many BigQuery API calls were made.
+    pub fn requests(&self) -> usize {
+        self.inner.lock().api_calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many access tokens were asked for.
@@ -281,7 +289,9 @@ async fn metadata_token(State(state): State<Shared>, headers: HeaderMap) -> Resp
     issue(&mut state.lock())
 }
 
+/// Counts the call, and refuses it without a token this fake issued.
 fn refused(inner: &Inner, headers: &HeaderMap) -> Option<Response> {
+    inner.api_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match token {
         Some(t) if inner.issued.contains(t) => None,
@@ -513,11 +523,7 @@ fn billed(bytes: u64) -> u64 {
 }
 
 /// `jobs.get`: the job's state, labels and statistics.
-async fn job(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Path((project, id)): Path<(String, String)>,
-) -> Response {
+async fn job(State(state): State<Shared>, headers: HeaderMap, Path((project, id)): Path<(String, String)>) -> Response {
     let inner = state.lock();
     if let Some(r) = refused(&inner, &headers) {
         return r;
@@ -535,7 +541,8 @@ async fn job(
                                  "totalBytesBilled": billed(job.bytes).to_string()}},
     });
     if job.cancelled {
-        body["status"]["errorResult"] = json!({"reason": "stopped", "message": "Job execution was cancelled: User requested cancellation"});
+        body["status"]["errorResult"] =
+            json!({"reason": "stopped", "message": "Job execution was cancelled: User requested cancellation"});
     }
     Json(body).into_response()
 }
@@ -600,7 +607,8 @@ fn run(
 
 fn bq_type(duckdb: &str) -> Result<&'static str, String> {
     Ok(match duckdb {
-        "TINYINT" | "SMALLINT" | "INTEGER" | "BIGINT" => "INTEGER",
+        // DuckDB widens sums of BIGINT to HUGEINT; BigQuery sums INT64 into INT64.
+        "TINYINT" | "SMALLINT" | "INTEGER" | "BIGINT" | "HUGEINT" => "INTEGER",
         "FLOAT" | "DOUBLE" => "FLOAT",
         "BOOLEAN" => "BOOLEAN",
         "VARCHAR" => "STRING",

@@ -88,7 +88,11 @@ pub async fn refresh(
 pub fn freshness(c: Option<&CachedMetadata>, interval: Duration) -> &'static str {
     let Some(c) = c else { return "never_fetched" };
     match c.refreshed_at {
-        Some(at) if chrono::Utc::now() - at <= chrono::Duration::from_std(interval * 2).unwrap_or(chrono::Duration::MAX) => "fresh",
+        Some(at)
+            if chrono::Utc::now() - at <= chrono::Duration::from_std(interval * 2).unwrap_or(chrono::Duration::MAX) =>
+        {
+            "fresh"
+        }
         Some(_) => "stale",
         None if c.error_at.is_some() => "error",
         None => "never_fetched",
@@ -106,7 +110,9 @@ pub fn start(state: AppState, tick: Duration, grace: Duration) {
         tokio::time::sleep(grace).await;
         loop {
             let older = |at: Option<chrono::DateTime<chrono::Utc>>, than: Duration| {
-                at.is_none_or(|at| chrono::Utc::now() - at >= chrono::Duration::from_std(than).unwrap_or(chrono::Duration::MAX))
+                at.is_none_or(|at| {
+                    chrono::Utc::now() - at >= chrono::Duration::from_std(than).unwrap_or(chrono::Duration::MAX)
+                })
             };
             let due = |_: &TableSpec, c: Option<&CachedMetadata>| match c {
                 Some(c) if c.error_at.is_some() => older(c.error_at, Duration::from_secs(300)),

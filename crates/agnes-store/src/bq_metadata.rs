@@ -33,7 +33,19 @@ pub struct BqMetadataRepo<'a> {
     pool: &'a SqlitePool,
 }
 
-type Row = (String, String, Option<String>, String, Option<String>, String, Option<i64>, Option<i64>, Option<String>, Option<String>, Option<String>);
+type Row = (
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 fn corrupt(column: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
     move |e| StoreError::Corrupt { column, message: e.to_string() }
@@ -82,7 +94,8 @@ impl<'a> BqMetadataRepo<'a> {
     }
 
     pub async fn get(&self, table_id: &str) -> Result<Option<CachedMetadata>> {
-        let row: Option<Row> = sqlx::query_as(&format!("{SELECT} WHERE table_id = ?")).bind(table_id).fetch_optional(self.pool).await?;
+        let row: Option<Row> =
+            sqlx::query_as(&format!("{SELECT} WHERE table_id = ?")).bind(table_id).fetch_optional(self.pool).await?;
         row.map(decode).transpose()
     }
 
@@ -120,7 +133,12 @@ mod tests {
     #[tokio::test]
     async fn a_failed_refresh_keeps_the_last_good_metadata() {
         let store = crate::Store::open_in_memory().await.unwrap();
-        let t = agnes_core::TableSpec::new("events", agnes_core::SourceType::Bigquery, agnes_core::QueryMode::Remote, chrono::Utc::now());
+        let t = agnes_core::TableSpec::new(
+            "events",
+            agnes_core::SourceType::Bigquery,
+            agnes_core::QueryMode::Remote,
+            chrono::Utc::now(),
+        );
         store.registry().insert(&t).await.unwrap();
         let repo = store.bq_metadata();
         let m = BqMetadata {

@@ -176,7 +176,13 @@ impl<'a> QuotaRepo<'a> {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(user_id, day, source, queries, billed_bytes)| BilledUsage { user_id, day, source, queries, billed_bytes })
+            .map(|(user_id, day, source, queries, billed_bytes)| BilledUsage {
+                user_id,
+                day,
+                source,
+                queries,
+                billed_bytes,
+            })
             .collect())
     }
 

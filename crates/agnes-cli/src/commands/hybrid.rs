@@ -31,7 +31,8 @@ pub fn parse(register_bq: &[String], register: &[String]) -> anyhow::Result<Vec<
     }
     for text in register {
         let (name, rest) = text.split_once('=').context("--register takes NAME=SOURCE:SQL")?;
-        let (source, sql) = rest.split_once(':').context("--register takes NAME=SOURCE:SQL, e.g. crm=postgres_crm:SELECT …")?;
+        let (source, sql) =
+            rest.split_once(':').context("--register takes NAME=SOURCE:SQL, e.g. crm=postgres_crm:SELECT …")?;
         parts.push(Part { name: name.trim().into(), source: source.trim().into(), sql: sql.into() });
     }
     for p in &parts {
@@ -79,7 +80,8 @@ pub async fn local(parts: &[Part], sql: String, limit: usize, part_limit: usize)
 /// One part as a parquet file in `dir`: BigQuery answers Arrow typed by its schema; other
 /// sources answer JSON, typed again locally from the values.
 async fn fetch(api: &Api, part: &Part, part_limit: usize, dir: &Path) -> anyhow::Result<(String, PathBuf)> {
-    let body = QueryRequest { sql: part.sql.clone(), limit: Some(part_limit as i64), source: Some(part.source.clone()) };
+    let body =
+        QueryRequest { sql: part.sql.clone(), limit: Some(part_limit as i64), source: Some(part.source.clone()) };
     let parquet = dir.join(format!("{}.parquet", part.name));
     if part.source != "bigquery" {
         let answer = api
@@ -93,8 +95,10 @@ async fn fetch(api: &Api, part: &Part, part_limit: usize, dir: &Path) -> anyhow:
             bail!(too_many(&part.name, part_limit));
         }
         let to = parquet.clone();
-        tokio::task::spawn_blocking(move || agnes_engine::snapshot::json_rows_to_parquet(&answer.columns, &answer.rows, &to))
-            .await??;
+        tokio::task::spawn_blocking(move || {
+            agnes_engine::snapshot::json_rows_to_parquet(&answer.columns, &answer.rows, &to)
+        })
+        .await??;
         return Ok((part.name.clone(), parquet));
     }
     let response = api
@@ -109,7 +113,8 @@ async fn fetch(api: &Api, part: &Part, part_limit: usize, dir: &Path) -> anyhow:
     let mut file = std::fs::File::create(&ipc).with_context(|| format!("cannot create {}", ipc.display()))?;
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| anyhow::anyhow!("part {}: the answer was cut off ({})", part.name, e.without_url()))?;
+        let chunk =
+            chunk.map_err(|e| anyhow::anyhow!("part {}: the answer was cut off ({})", part.name, e.without_url()))?;
         file.write_all(&chunk).with_context(|| format!("cannot write {}", ipc.display()))?;
     }
     drop(file);

@@ -44,7 +44,11 @@ impl BqTable {
 #[derive(Debug)]
 pub enum BqFailure {
     /// Google answered with an error.
-    Api { status: u16, reason: String, message: String },
+    Api {
+        status: u16,
+        reason: String,
+        message: String,
+    },
     /// A job still running at its time limit, cancelled.
     Timeout(std::time::Duration),
     Other(ConnectorError),
@@ -262,7 +266,9 @@ impl BqClient {
         }
         let v = self.call(self.http.post(format!("{}/projects/{}/queries", self.api, self.billing)).json(&body))?;
         number(v.get("totalBytesProcessed")).ok_or_else(|| {
-            BqFailure::Other(ConnectorError::Source("BigQuery's dry run did not say how many bytes it would scan".into()))
+            BqFailure::Other(ConnectorError::Source(
+                "BigQuery's dry run did not say how many bytes it would scan".into(),
+            ))
         })
     }
 

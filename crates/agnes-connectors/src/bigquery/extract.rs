@@ -52,7 +52,8 @@ impl BigQueryConnector {
                 .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", dir.display())))?;
         }
         let rows_file = temp_path_for(&tmp_dir.join(format!("bigquery-{}.ndjson", table.name)));
-        let run = Run { scan_cap: cap, labels: json!({"agnes_table": label(&table.id)}), timeout: self.source.job_timeout() };
+        let run =
+            Run { scan_cap: cap, labels: json!({"agnes_table": label(&table.id)}), timeout: self.source.job_timeout() };
         let result = (|| -> Result<Publication, ConnectorError> {
             let (schema, _) = fetch_rows(&client, sql, &run, None, &rows_file)?;
             let duck = open_confined(&[&data_dir, &tmp_dir], ctx.limits)?;
@@ -252,8 +253,9 @@ impl Connector for BigQueryConnector {
         table: &TableSpec,
         _ctx: &SyncContext<'_>,
     ) -> Result<Vec<agnes_engine::inspect::Column>, ConnectorError> {
-        Err(ConnectorError::Config(self.unsupported(table).unwrap_or_else(|| {
-            "a materialized BigQuery table's columns are known once it is synced".into()
-        })))
+        Err(ConnectorError::Config(
+            self.unsupported(table)
+                .unwrap_or_else(|| "a materialized BigQuery table's columns are known once it is synced".into()),
+        ))
     }
 }

@@ -34,7 +34,8 @@ use std::time::Duration;
 /// The BigQuery table a registry row reads, `project.dataset.table`: its `bq_fqn`, else
 /// `bucket` (the dataset) and `source_table` in the data project.
 pub fn table_path(spec: &TableSpec, project: &str) -> Result<String, String> {
-    let valid = |s: &str, extra: &[char]| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c));
+    let valid =
+        |s: &str, extra: &[char]| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c));
     if let Some(fqn) = spec.bq_fqn.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
         let fqn = fqn.trim_matches('`');
         return match fqn.split('.').collect::<Vec<_>>().as_slice() {
@@ -514,7 +515,9 @@ fn answer_value(field: &Value, v: Option<&Value>) -> Value {
     match field.get("type").and_then(Value::as_str).unwrap_or_default() {
         "INTEGER" | "INT64" => s.parse::<i64>().map(Value::from).unwrap_or_else(|_| v.clone()),
         // NaN and the infinities have no JSON number, as in local answers.
-        "FLOAT" | "FLOAT64" => s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null),
+        "FLOAT" | "FLOAT64" => {
+            s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null)
+        }
         "BOOLEAN" | "BOOL" => json!(s == "true"),
         "TIMESTAMP" => s
             .parse::<i64>()
@@ -532,7 +535,9 @@ fn answer_value(field: &Value, v: Option<&Value>) -> Value {
         "RECORD" | "STRUCT" => {
             let fields = field.get("fields").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
             let cells = v.get("f").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-            Value::Object(fields.iter().zip(cells).map(|(f, c)| (text(f, "name"), answer_value(f, c.get("v")))).collect())
+            Value::Object(
+                fields.iter().zip(cells).map(|(f, c)| (text(f, "name"), answer_value(f, c.get("v")))).collect(),
+            )
         }
         _ => v.clone(),
     }
@@ -640,10 +645,16 @@ pub fn run_parquet(
         let duck = agnes_engine::confined::open_confined(&[dir], limits).map_err(ConnectorError::from)?;
         let rows = duck
             .execute(
-                &format!("COPY ({}) TO {} (FORMAT PARQUET)", read_rows(&file, &schema), quote_literal(&target.to_string_lossy())),
+                &format!(
+                    "COPY ({}) TO {} (FORMAT PARQUET)",
+                    read_rows(&file, &schema),
+                    quote_literal(&target.to_string_lossy())
+                ),
                 [],
             )
-            .map_err(|e| RemoteError::Source(ConnectorError::Source(format!("cannot write {}: {e}", target.display()))))?;
+            .map_err(|e| {
+                RemoteError::Source(ConnectorError::Source(format!("cannot write {}: {e}", target.display())))
+            })?;
         let bytes = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
         Ok(Fetched { rows: rows as u64, source_rows: done.rows, bytes, billed_bytes: done.billed_bytes })
     })();
@@ -723,12 +734,20 @@ mod tests {
              country = 'CZ' ORDER BY `started` DESC LIMIT 10"
         );
         let refuse = |w: &str| scan_sql(path, &columns, &[], Some(w), &[], None).unwrap_err();
-        assert!(matches!(refuse("true) UNION ALL SELECT * FROM `acme-data.hr.salaries` --"), Refusal::NotSelect(_) | Refusal::Invalid(_)));
+        assert!(matches!(
+            refuse("true) UNION ALL SELECT * FROM `acme-data.hr.salaries` --"),
+            Refusal::NotSelect(_) | Refusal::Invalid(_)
+        ));
         assert!(matches!(refuse("id IN (SELECT id FROM `acme-data.hr.salaries`)"), Refusal::Path(_)));
         assert_eq!(refuse("salary > 0"), Refusal::Invalid("where: unknown column \"salary\"".into()));
         assert!(matches!(scan_sql(path, &columns, &["salary".into()], None, &[], None), Err(Refusal::Invalid(_))));
         let spec = |fqn: Option<&str>, bucket: Option<&str>| {
-            let mut t = TableSpec::new("t", agnes_core::SourceType::Bigquery, agnes_core::QueryMode::Remote, Default::default());
+            let mut t = TableSpec::new(
+                "t",
+                agnes_core::SourceType::Bigquery,
+                agnes_core::QueryMode::Remote,
+                Default::default(),
+            );
             t.bq_fqn = fqn.map(String::from);
             t.bucket = bucket.map(String::from);
             t.source_table = Some("events".into());

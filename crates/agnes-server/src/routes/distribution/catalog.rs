@@ -196,7 +196,10 @@ fn bigquery_hints() -> BTreeMap<String, String> {
     [
         ("date_literal", "DATE '2025-01-31'"),
         ("timestamp_literal", "TIMESTAMP '2025-01-31 00:00:00+00'"),
-        ("interval_subtract", "DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY) / TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 7 DAY)"),
+        (
+            "interval_subtract",
+            "DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY) / TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 7 DAY)",
+        ),
         ("regex", "REGEXP_CONTAINS(col, r'^abc')"),
         ("cast", "CAST(col AS INT64), SAFE_CAST(col AS DATE) (NULL instead of an error)"),
         ("identifier_quote", "`column name`"),
@@ -220,7 +223,10 @@ async fn schema(
         let m = cached.map(|c| c.metadata).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("Table '{}' has no BigQuery metadata yet: POST /api/v2/metadata-cache/refresh?table={}", spec.id, spec.id),
+                format!(
+                    "Table '{}' has no BigQuery metadata yet: POST /api/v2/metadata-cache/refresh?table={}",
+                    spec.id, spec.id
+                ),
             )
         })?;
         Audit::of(&state, &caller, &client).record("catalog.schema", Some(&spec.id), None, "success").await;

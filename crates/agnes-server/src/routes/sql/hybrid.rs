@@ -175,8 +175,7 @@ async fn answer(
     // nor given a kept catalog.
     let mut limits = state.query.config().sandbox.clone();
     limits.catalog_dir = None;
-    let sandbox = tokio::task::spawn_blocking(move || Sandbox::open(&tables, &limits))
-        .await
-        .map_err(ApiError::internal)??;
+    let sandbox =
+        tokio::task::spawn_blocking(move || Sandbox::open(&tables, &limits)).await.map_err(ApiError::internal)??;
     Ok(run(Arc::new(sandbox), sql.to_string(), limit, arrow).await?)
 }

@@ -12,9 +12,5 @@ use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .merge(query::routes())
-        .merge(hybrid::routes())
-        .merge(scan::routes())
-        .merge(usage::routes())
+    OpenApiRouter::new().merge(query::routes()).merge(hybrid::routes()).merge(scan::routes()).merge(usage::routes())
 }

@@ -160,7 +160,8 @@ async fn bigquery(
         bigquery_arrow(state, caller, plan, limit).await
     } else {
         super::remote::run_bigquery(state, caller, plan, limit).await.and_then(|a| {
-            let answer = QueryResponse { columns: a.columns, row_count: a.rows.len(), rows: a.rows, truncated: a.truncated };
+            let answer =
+                QueryResponse { columns: a.columns, row_count: a.rows.len(), rows: a.rows, truncated: a.truncated };
             let body = serde_json::to_vec(&answer).map_err(ApiError::internal)?;
             Ok(Answer { body: body.into(), arrow: None })
         })

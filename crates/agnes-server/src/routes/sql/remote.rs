@@ -79,9 +79,7 @@ async fn bigquery_plan(
         .collect();
     let matches = |t: &TableSpec, path: &str, r: &Reference| match r {
         Reference::Name(n) => names(t, n),
-        Reference::Path(p) => {
-            p.eq_ignore_ascii_case(path) || format!("{project}.{p}").eq_ignore_ascii_case(path)
-        }
+        Reference::Path(p) => p.eq_ignore_ascii_case(path) || format!("{project}.{p}").eq_ignore_ascii_case(path),
     };
     let bigquery = |r: &Reference| {
         paths.iter().any(|(t, path)| matches(t, path, r))
@@ -95,7 +93,9 @@ async fn bigquery_plan(
     let local = references.iter().any(|r| match r {
         Reference::Name(n) => {
             !mine.iter().any(|(t, p)| matches(t, p, r))
-                && registry.iter().any(|t| t.query_mode != QueryMode::Remote && names(t, n) && may_read(&readable, &t.id))
+                && registry
+                    .iter()
+                    .any(|t| t.query_mode != QueryMode::Remote && names(t, n) && may_read(&readable, &t.id))
         }
         Reference::Path(_) => false,
     });

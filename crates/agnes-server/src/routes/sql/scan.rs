@@ -39,9 +39,15 @@ struct RemoteScan {
 }
 
 enum Target {
-    Postgres { source: agnes_connectors::postgres::PgSource, qualified: (String, String) },
+    Postgres {
+        source: agnes_connectors::postgres::PgSource,
+        qualified: (String, String),
+    },
     /// With the DuckDB types of the scanned columns, for the row estimate.
-    BigQuery { plan: super::remote::BqPlan, types: Vec<String> },
+    BigQuery {
+        plan: super::remote::BqPlan,
+        types: Vec<String>,
+    },
 }
 
 /// BigQuery bytes per value by DuckDB type, to turn a dry run's scanned bytes into rows.
@@ -64,7 +70,10 @@ async fn bigquery_scan(
     limit: Option<u64>,
 ) -> Result<RemoteScan, ApiError> {
     let remote = state.bigquery.clone().ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("Table '{}' is a BigQuery table and BigQuery is not configured", spec.id))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Table '{}' is a BigQuery table and BigQuery is not configured", spec.id),
+        )
     })?;
     let metadata = match state.store.bq_metadata().get(&spec.id).await?.filter(|c| c.refreshed_at.is_some()) {
         Some(c) => c.metadata,
@@ -470,12 +479,11 @@ async fn bigquery_stream(
     config: crate::query::QueryConfig,
 ) -> Result<Response, ApiError> {
     let (remote, dry) = (plan.remote.clone(), sql.clone());
-    let scan_bytes = tokio::task::spawn_blocking(move || {
-        agnes_connectors::bigquery::remote::estimate(&*remote.client()?, &dry)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| super::remote::bq_failed(e, &plan))?;
+    let scan_bytes =
+        tokio::task::spawn_blocking(move || agnes_connectors::bigquery::remote::estimate(&*remote.client()?, &dry))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| super::remote::bq_failed(e, &plan))?;
     if let Some(limit_bytes) = plan.remote.scan_cap().filter(|cap| scan_bytes > *cap) {
         return Err(super::remote::bq_failed(
             agnes_connectors::remote::RemoteError::ScanTooLarge { scan_bytes, limit_bytes },

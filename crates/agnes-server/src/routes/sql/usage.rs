@@ -24,7 +24,11 @@ struct UsageQuery {
 /// What remote sources billed for each user's queries, per UTC day, newest first.
 #[utoipa::path(get, path = "/api/admin/usage", tag = "query", params(UsageQuery),
     responses((status = 200, body = Usage), (status = 400)))]
-async fn usage(State(state): State<AppState>, _admin: Admin, Query(q): Query<UsageQuery>) -> Result<Json<Usage>, ApiError> {
+async fn usage(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<UsageQuery>,
+) -> Result<Json<Usage>, ApiError> {
     let days = q.days.unwrap_or(7);
     if !(1..=366).contains(&days) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "days must be between 1 and 366"));
