@@ -4,6 +4,7 @@
 //! Runs in the same cargo profile as the tests and the demo (dependencies, DuckDB above
 //! all, are built optimised there), so benchmarking never costs a second DuckDB build.
 
+mod bigquery;
 mod cli;
 mod keboola;
 mod postgres;
@@ -57,6 +58,9 @@ enum Scenario {
     Postgres,
     /// A 5-million-row Keboola export (8 gzipped CSV slices, fake Storage API) vs DuckDB alone.
     Keboola,
+    /// A 100,000-row remote BigQuery query vs the same pages fetched directly; the catalog
+    /// of 1,000 remote tables from the metadata cache.
+    Bigquery,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Backpressure => scenarios::backpressure()?,
             Scenario::Postgres => postgres::postgres_bench(args.scale)?,
             Scenario::Keboola => keboola::keboola_bench(args.scale)?,
+            Scenario::Bigquery => bigquery::bigquery_bench()?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

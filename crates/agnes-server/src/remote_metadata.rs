@@ -4,11 +4,11 @@
 //! table is registered, refreshed on the scheduler's cadence when older than the interval,
 //! and on an admin's request. One refresh runs at a time.
 
-use crate::state::AppState;
 use agnes_connectors::bigquery::remote::{table_path, BqRemote};
 use agnes_connectors::bigquery::BqTable;
 use agnes_core::{QueryMode, SourceType, TableSpec};
 use agnes_store::bq_metadata::{BqMetadata, CachedMetadata};
+use agnes_store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +42,8 @@ pub async fn describe(remote: &Arc<BqRemote>, spec: &TableSpec) -> Result<BqMeta
 }
 
 /// Describe `spec` and keep the answer, or the error beside the last good answer.
-pub async fn refresh_one(state: &AppState, remote: &Arc<BqRemote>, spec: &TableSpec) -> Result<BqMetadata, String> {
-    let cache = state.store.bq_metadata();
+pub async fn refresh_one(store: &Store, remote: &Arc<BqRemote>, spec: &TableSpec) -> Result<BqMetadata, String> {
+    let cache = store.bq_metadata();
     match describe(remote, spec).await {
         Ok(m) => {
             cache.put(&spec.id, &m).await.map_err(|e| e.to_string())?;
@@ -63,19 +63,20 @@ static REFRESHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Refresh the remote BigQuery tables `pick` chooses: the ids refreshed, and `(id, error)`
 /// of the others.
 pub async fn refresh(
-    state: &AppState,
+    store: &Store,
+    remote: Option<&Arc<BqRemote>>,
     pick: impl Fn(&TableSpec, Option<&CachedMetadata>) -> bool,
-) -> Result<(Vec<String>, Vec<(String, String)>), crate::ApiError> {
-    let Some(remote) = state.bigquery.clone() else { return Ok((Vec::new(), Vec::new())) };
+) -> Result<(Vec<String>, Vec<(String, String)>), StoreError> {
+    let Some(remote) = remote else { return Ok((Vec::new(), Vec::new())) };
     let _one = REFRESHING.lock().await;
     let cached: std::collections::HashMap<String, CachedMetadata> =
-        state.store.bq_metadata().list().await?.into_iter().map(|c| (c.table_id.clone(), c)).collect();
+        store.bq_metadata().list().await?.into_iter().map(|c| (c.table_id.clone(), c)).collect();
     let (mut done, mut failed) = (Vec::new(), Vec::new());
-    for spec in state.store.registry().list().await?.into_iter().filter(is_remote_bq) {
+    for spec in store.registry().list().await?.into_iter().filter(is_remote_bq) {
         if !pick(&spec, cached.get(&spec.id)) {
             continue;
         }
-        match refresh_one(state, &remote, &spec).await {
+        match refresh_one(store, remote, &spec).await {
             Ok(_) => done.push(spec.id),
             Err(e) => failed.push((spec.id, e)),
         }
@@ -101,8 +102,9 @@ pub fn freshness(c: Option<&CachedMetadata>, interval: Duration) -> &'static str
 
 /// Refresh, on the scheduler's tick, the tables whose metadata is missing or older than
 /// the interval; one whose last refresh failed is tried again five minutes later.
-pub fn start(state: AppState, tick: Duration, grace: Duration) {
-    let Some(interval) = state.bigquery.as_ref().map(|b| b.source().metadata_refresh()) else { return };
+pub fn start(store: Store, remote: Option<Arc<BqRemote>>, tick: Duration, grace: Duration) {
+    let Some(remote) = remote else { return };
+    let interval = remote.source().metadata_refresh();
     if tick.is_zero() {
         return;
     }
@@ -119,12 +121,12 @@ pub fn start(state: AppState, tick: Duration, grace: Duration) {
                 Some(c) => older(c.refreshed_at, interval),
                 None => true,
             };
-            match refresh(&state, due).await {
+            match refresh(&store, Some(&remote), due).await {
                 Ok((done, failed)) if !done.is_empty() || !failed.is_empty() => {
                     tracing::info!(refreshed = done.len(), failed = failed.len(), "BigQuery metadata refreshed")
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!("BigQuery metadata refresh failed: {}", e.detail_text()),
+                Err(e) => tracing::error!("BigQuery metadata refresh failed: {e}"),
             }
             tokio::time::sleep(tick.max(Duration::from_secs(1))).await;
         }

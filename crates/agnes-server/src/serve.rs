@@ -51,7 +51,8 @@ impl Server {
             .start_scheduler(state.config.scheduler.clone())
             .await
             .map_err(|e| ServerError::Config(e.to_string()))?;
-        crate::remote_metadata::start(state.clone(), state.config.scheduler.tick, state.config.scheduler.grace);
+        let scheduler = &state.config.scheduler;
+        crate::remote_metadata::start(state.store.clone(), state.bigquery.clone(), scheduler.tick, scheduler.grace);
         let app = crate::routes::router(state.clone());
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)

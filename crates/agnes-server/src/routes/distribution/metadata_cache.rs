@@ -97,7 +97,7 @@ async fn refresh_table(
             format!("Table '{}' is not a remote BigQuery table: only those have cached metadata", spec.id),
         ));
     }
-    let (done, failed) = refresh(&state, |t, _| t.id == spec.id).await?;
+    let (done, failed) = refresh(&state.store, state.bigquery.as_ref(), |t, _| t.id == spec.id).await?;
     Audit::of(&state, &caller, &client)
         .record("metadata_cache.refresh", Some(&spec.id), None, if failed.is_empty() { "success" } else { "error" })
         .await;
@@ -112,7 +112,7 @@ async fn refresh_all(
     Admin(caller): Admin,
     client: ClientInfo,
 ) -> Result<Json<MetadataRefreshed>, ApiError> {
-    let (done, failed) = refresh(&state, |_, _| true).await?;
+    let (done, failed) = refresh(&state.store, state.bigquery.as_ref(), |_, _| true).await?;
     Audit::of(&state, &caller, &client)
         .record(
             "metadata_cache.refresh",

@@ -77,7 +77,7 @@ async fn bigquery_scan(
     })?;
     let metadata = match state.store.bq_metadata().get(&spec.id).await?.filter(|c| c.refreshed_at.is_some()) {
         Some(c) => c.metadata,
-        None => crate::remote_metadata::refresh_one(state, &remote, spec)
+        None => crate::remote_metadata::refresh_one(&state.store, &remote, spec)
             .await
             .map_err(|e| ApiError::coded(StatusCode::BAD_GATEWAY, "source_unavailable", e))?,
     };
