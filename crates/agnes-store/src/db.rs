@@ -12,6 +12,8 @@ pub struct Store {
     /// queue here instead of meeting in SQLite, whose busy handler sleeps a millisecond
     /// or more whenever two connections want the write lock at once.
     writer: SqlitePool,
+    /// The last [`crate::snapshot::Snapshot`], shared by every clone.
+    kept: crate::snapshot::Kept,
 }
 
 impl Store {
@@ -34,7 +36,7 @@ impl Store {
             .await?;
         let writer =
             SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options).await?;
-        let store = Store { pool, writer };
+        let store = Store { pool, writer, kept: Default::default() };
         migrate::migrate(&store.pool).await?;
         store.identity().seed_system_groups().await?;
         Ok(store)
@@ -45,13 +47,16 @@ impl Store {
         let options = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
         // One connection: each in-memory connection would be a separate database.
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-        let store = Store { writer: pool.clone(), pool };
+        let store = Store { writer: pool.clone(), pool, kept: Default::default() };
         migrate::migrate(&store.pool).await?;
         store.identity().seed_system_groups().await?;
         Ok(store)
     }
 
-    #[cfg(test)]
+    pub(crate) fn kept(&self) -> &crate::snapshot::Kept {
+        &self.kept
+    }
+
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }

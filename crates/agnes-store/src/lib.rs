@@ -16,6 +16,7 @@ pub mod profiles;
 pub mod quotas;
 pub mod registry;
 pub mod scheduler;
+pub mod snapshot;
 pub mod sync_state;
 pub mod view_ownership;
 

@@ -19,7 +19,7 @@ impl SyncService {
     pub async fn freshness(&self, config: &SchedulerConfig) -> Result<Vec<Freshness>, SyncError> {
         let store = &self.inner.store;
         let states: States = store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
-        self.freshness_of(store.registry().list().await?, &states, config).await
+        self.freshness_of(&store.registry().list().await?, &states, config).await
     }
 
     /// The ids of the overdue tables as a JSON array, for the manifest. Worked out at most
@@ -45,7 +45,7 @@ impl SyncService {
     /// The freshness of `tables`, from sync state the caller has already read.
     pub async fn freshness_of(
         &self,
-        tables: Vec<agnes_core::TableSpec>,
+        tables: impl IntoIterator<Item = &agnes_core::TableSpec>,
         states: &States,
         config: &SchedulerConfig,
     ) -> Result<Vec<Freshness>, SyncError> {
@@ -60,7 +60,7 @@ impl SyncService {
             let state = states.get(&t.id);
             let last = state.and_then(|s| s.last_sync);
             let schedule = t.effective_schedule(&self.inner.default_schedule).map(String::from);
-            let syncable = self.connector_for(&t).is_some();
+            let syncable = self.connector_for(t).is_some();
             let due_at = match (syncable, last) {
                 (false, _) => None,
                 (true, None) => Some(now),
@@ -75,8 +75,8 @@ impl SyncService {
             let next_sync_at = due_at.map(|d| retry_at.map_or(d, |r| r.max(d)).max(now));
             let overdue = syncable && (last.is_none() || due_at.is_some_and(|d| now - d > grace));
             out.push(Freshness {
-                id: t.id,
-                name: t.name,
+                id: t.id.clone(),
+                name: t.name.clone(),
                 schedule,
                 last_sync: last,
                 due_at,

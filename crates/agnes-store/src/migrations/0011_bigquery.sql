@@ -26,3 +26,14 @@ CREATE TABLE remote_usage (
     billed_bytes  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, day, source)
 );
+
+-- What the catalog shows of a remote table changes with its cached metadata: readers that
+-- keep decoded rows under the access generation see the change.
+CREATE TRIGGER bq_metadata_cache_insert_bumps_access AFTER INSERT ON bq_metadata_cache
+BEGIN UPDATE access_generation SET n = n + 1; END;
+
+CREATE TRIGGER bq_metadata_cache_update_bumps_access AFTER UPDATE ON bq_metadata_cache
+BEGIN UPDATE access_generation SET n = n + 1; END;
+
+CREATE TRIGGER bq_metadata_cache_delete_bumps_access AFTER DELETE ON bq_metadata_cache
+BEGIN UPDATE access_generation SET n = n + 1; END;

@@ -100,15 +100,18 @@ async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<TableSpec>, Ap
 /// Every table the caller may use, with how to fetch it and how big it is.
 #[utoipa::path(get, path = "/api/v2/catalog", tag = "catalog", responses((status = 200, body = Catalog)))]
 async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Json<Catalog>, ApiError> {
-    let states: crate::sync::States =
-        state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
-    let visible = visible(&state, &caller).await?;
-    let remote: std::collections::HashMap<String, agnes_store::bq_metadata::CachedMetadata> =
-        state.store.bq_metadata().list().await?.into_iter().map(|c| (c.table_id.clone(), c)).collect();
+    // Registry, states and cached BigQuery metadata as of the current access generation,
+    // decoded once for all requests until something changes.
+    let snapshot = state.store.snapshot().await?;
+    let states: crate::sync::States = snapshot.states.iter().map(|s| (s.table_id.clone(), s.clone())).collect();
+    let readable = readable_ids(&state, &caller).await?;
+    let visible: Vec<&TableSpec> = snapshot.registry.iter().filter(|t| may_read(&readable, &t.id)).collect();
+    let remote: std::collections::HashMap<&str, &agnes_store::bq_metadata::CachedMetadata> =
+        snapshot.bq_metadata.iter().map(|c| (c.table_id.as_str(), c)).collect();
     let interval = state.bigquery.as_ref().map(|b| b.source().metadata_refresh()).unwrap_or_default();
     let freshness: std::collections::HashMap<String, crate::sync::Freshness> = state
         .sync
-        .freshness_of(visible.clone(), &states, &state.config.scheduler)
+        .freshness_of(visible.iter().copied(), &states, &state.config.scheduler)
         .await
         .map_err(ApiError::internal)?
         .into_iter()
@@ -127,14 +130,14 @@ async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientIn
             };
             let published = s.filter(|_| published);
             // A remote BigQuery table is described by the metadata cache, never by a call.
-            let cached = remote.get(&t.id).filter(|_| crate::remote_metadata::is_remote_bq(&t));
+            let cached = remote.get(t.id.as_str()).copied().filter(|_| crate::remote_metadata::is_remote_bq(t));
             let meta = cached.map(|c| &c.metadata);
             let (rows, size_bytes) = match meta {
                 Some(m) => (m.rows, m.size_bytes),
                 None => (published.map(|s| s.rows), published.map(|s| s.file_size_bytes)),
             };
             CatalogTable {
-                sql_flavor: sql_flavor(&t).into(),
+                sql_flavor: sql_flavor(t).into(),
                 where_examples: meta.map(where_examples).unwrap_or_default(),
                 fetch_via,
                 rough_size_hint: size_bytes.map(|b| size_hint(b).into()),
@@ -142,7 +145,7 @@ async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientIn
                 size_bytes,
                 clustered_by: meta.map(|m| m.clustered_by.clone()).unwrap_or_default(),
                 entity_type: meta.and_then(|m| m.entity_type.clone()),
-                metadata_freshness: if crate::remote_metadata::is_remote_bq(&t) {
+                metadata_freshness: if crate::remote_metadata::is_remote_bq(t) {
                     crate::remote_metadata::freshness(cached, interval).into()
                 } else {
                     "not_applicable".into()
@@ -151,19 +154,22 @@ async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientIn
                 schedule: fresh.and_then(|f| f.schedule.clone()),
                 next_sync_at: fresh.and_then(|f| f.next_sync_at).map(|d| d.to_rfc3339()),
                 overdue: fresh.is_some_and(|f| f.overdue),
-                id: t.id,
-                name: t.name,
-                description: t.description,
+                id: t.id.clone(),
+                name: t.name.clone(),
+                description: t.description.clone(),
                 source_type: t.source_type,
                 query_mode: t.query_mode,
-                partition_by: meta.and_then(|m| m.partition_by.clone()).or(t.partition_by),
-                folder: t.folder,
+                partition_by: meta.and_then(|m| m.partition_by.clone()).or_else(|| t.partition_by.clone()),
+                folder: t.folder.clone(),
             }
         })
         .collect();
-    Audit::of(&state, &caller, &client)
-        .record("catalog.list", None, Some(json!({"tables": tables.len()})), "success")
-        .await;
+    Audit::of(&state, &caller, &client).record_soon(
+        "catalog.list",
+        None,
+        Some(json!({"tables": tables.len()})),
+        "success",
+    );
     Ok(Json(Catalog { tables, server_time: chrono::Utc::now().to_rfc3339() }))
 }
 

@@ -41,7 +41,7 @@ async fn detailed(
     registered.retain(|t| crate::routes::tables::may_read(&readable, &t.id));
     let tables = state
         .sync
-        .freshness_of(registered, &states, &state.config.scheduler)
+        .freshness_of(&registered, &states, &state.config.scheduler)
         .await
         .map_err(crate::error::ApiError::internal)?;
     let stale: Vec<String> = tables.iter().filter(|t| t.overdue).map(|t| t.id.clone()).collect();
