@@ -371,6 +371,29 @@ async fn remote_queries_run_in_postgres_and_the_corpus_is_refused() {
     let counted = ana.expect(0, &["query", "SELECT count(*) AS n FROM late", "--format", "json"]);
     assert_eq!(serde_json::from_str::<Value>(&counted).unwrap()[0]["n"].as_i64(), Some(late), "{counted}");
 
+    // A hybrid query: a PostgreSQL part, by its connection's name, as a view beside the snapshot.
+    let joined = ana.expect(
+        0,
+        &[
+            "query",
+            "--register",
+            "per_carrier=main:SELECT carrier, count(*) AS n FROM flights GROUP BY carrier",
+            "SELECT sum(n) AS flights, count(*) FILTER (WHERE carrier IN (SELECT carrier FROM late)) AS late_carriers \
+             FROM per_carrier",
+            "--format",
+            "json",
+        ],
+    );
+    let joined: Value = serde_json::from_str(&joined).unwrap();
+    let late_carriers = scalar(&pg, "SELECT count(DISTINCT carrier) FROM flights WHERE dep_delay > 60");
+    assert_eq!(
+        (joined[0]["flights"].as_i64(), joined[0]["late_carriers"].as_i64()),
+        (Some(count), Some(late_carriers)),
+        "{joined}"
+    );
+    let wrong = ana.output(&["query", "--register", "x=bigquery:SELECT * FROM flights", "SELECT * FROM x"]);
+    assert!(wrong.0 == Some(1) && wrong.2.contains("does not run on bigquery"), "{wrong:?}");
+
     // The writes were refused: the table is whole.
     assert_eq!(scalar(&pg, "SELECT count(*) FROM flights"), count);
 }

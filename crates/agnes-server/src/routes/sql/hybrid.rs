@@ -76,7 +76,7 @@ async fn fetch_part(
     file: &Path,
 ) -> Result<(), ApiError> {
     let plan = plan(state, caller, sql).await?;
-    if plan.source_name().as_deref() != Some(source.as_str()) {
+    if !plan.runs_on(source) {
         return Err(bad(format!(
             "part {name:?} must read remote tables of {source}; it reads {}",
             plan.source_name().map(|s| format!("tables of {s}")).unwrap_or_else(|| "local tables".into())

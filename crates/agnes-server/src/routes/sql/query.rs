@@ -68,7 +68,7 @@ async fn query(
     let arrow = wants_arrow(&headers);
     let plan = super::remote::plan(&state, &caller, &body.sql).await?;
     if let Some(wanted) = body.source.as_deref() {
-        if plan.source_name().as_deref() != Some(wanted) {
+        if !plan.runs_on(wanted) {
             return Err(ApiError::coded(
                 StatusCode::BAD_REQUEST,
                 "wrong_source",

@@ -38,6 +38,16 @@ pub struct BqPlan {
 }
 
 impl Plan {
+    /// Whether `name` names the source this plan runs on: `bigquery`, or a PostgreSQL
+    /// connection by its name (`main`) or its source name (`postgres_main`).
+    pub fn runs_on(&self, name: &str) -> bool {
+        match self {
+            Plan::Local => false,
+            Plan::Remote { source, .. } => source.name == name || source.source_name() == name,
+            Plan::BigQuery(_) => name == agnes_connectors::bigquery::SOURCE_NAME,
+        }
+    }
+
     /// The name of the source a remote plan runs on (`bigquery`, a PostgreSQL connection).
     pub fn source_name(&self) -> Option<String> {
         match self {
