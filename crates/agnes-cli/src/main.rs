@@ -59,6 +59,8 @@ enum Command {
     Push(commands::push::PushArgs),
     /// Queue the session a Claude Code SessionStart hook describes on standard input.
     CaptureSession,
+    /// Serve this workspace's tools to an AI agent over MCP (stdio).
+    Mcp(commands::mcp::McpArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -103,6 +105,7 @@ fn main() -> std::process::ExitCode {
             Command::Init(args) => commands::init::run(args).await,
             Command::Push(args) => commands::push::run(args).await,
             Command::CaptureSession => commands::push::capture(),
+            Command::Mcp(args) => commands::mcp::run(args).await,
         }
     });
     match result {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod discover;
 pub mod hybrid;
 pub mod init;
+pub mod mcp;
 pub mod memory;
 pub mod metrics;
 pub mod pull;

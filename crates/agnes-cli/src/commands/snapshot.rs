@@ -83,7 +83,7 @@ pub struct CreateArgs {
 
 /// `<name>.meta.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Meta {
+pub(crate) struct Meta {
     name: String,
     table_id: String,
     select: Option<Vec<String>>,
@@ -263,7 +263,7 @@ fn read_meta(ws: &Workspace, name: &str) -> anyhow::Result<Meta> {
 }
 
 /// Every snapshot's metadata, by name.
-fn all_meta(ws: &Workspace) -> anyhow::Result<Vec<Meta>> {
+pub(crate) fn all_meta(ws: &Workspace) -> anyhow::Result<Vec<Meta>> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(ws.snapshots_dir()) else { return Ok(out) };
     for entry in entries.flatten() {
