@@ -13,7 +13,8 @@ pub enum ApiFailure {
     /// The server could not be reached or did not answer properly.
     Transport { server: String, message: String },
     /// The server answered with an error status.
-    Http { status: StatusCode, detail: Value },
+    /// `code` is the contract's error code (`access_denied`, `remote_scan_too_large`…).
+    Http { status: StatusCode, detail: Value, code: Option<String> },
     /// The server needs a newer CLI.
     TooOld { required: String },
     /// No token is configured.
@@ -28,7 +29,7 @@ impl std::fmt::Display for ApiFailure {
             ApiFailure::Transport { server, message } => {
                 write!(f, "cannot reach the agnes server at {server}: {message}")
             }
-            ApiFailure::Http { status, detail } => f.write_str(&render_error(*status, detail)),
+            ApiFailure::Http { status, detail, .. } => f.write_str(&render_error(*status, detail)),
             ApiFailure::TooOld { required } => write!(
                 f,
                 "this agnes ({}) is incompatible with the server, which needs at least {required}",
@@ -245,7 +246,7 @@ impl Api {
         if status.is_success() {
             Ok(value)
         } else {
-            Err(ApiFailure::Http { status, detail: value.get("detail").cloned().unwrap_or(value) })
+            Err(http_failure(status, value))
         }
     }
 
@@ -306,7 +307,7 @@ impl Api {
         let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
         let value: Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Err(ApiFailure::Http { status, detail: value.get("detail").cloned().unwrap_or(value) })
+        Err(http_failure(status, value))
     }
 
     pub fn transport(&self, e: reqwest::Error) -> ApiFailure {
@@ -345,9 +346,14 @@ impl Api {
         if status.is_success() {
             return Ok(value);
         }
-        let detail = value.get("detail").cloned().unwrap_or(value);
-        Err(ApiFailure::Http { status, detail })
+        Err(http_failure(status, value))
     }
+}
+
+/// An error answer: its `detail` and `code` (the whole body when it has no `detail`).
+fn http_failure(status: StatusCode, value: Value) -> ApiFailure {
+    let code = value.get("code").and_then(Value::as_str).map(String::from);
+    ApiFailure::Http { status, detail: value.get("detail").cloned().unwrap_or(value), code }
 }
 
 /// `a < b` for dotted numeric versions (missing parts count as 0).

@@ -45,7 +45,7 @@ pub fn parse(register_bq: &[String], register: &[String]) -> anyhow::Result<Vec<
 
 fn failure(e: ApiFailure) -> anyhow::Error {
     match e {
-        ApiFailure::Http { status, detail } => anyhow::anyhow!("{}", render_error(status, &detail)),
+        ApiFailure::Http { status, detail, .. } => anyhow::anyhow!("{}", render_error(status, &detail)),
         other => other.into(),
     }
 }

@@ -96,12 +96,11 @@ fn refused(code: &str, message: impl Into<String>, hint: Option<&str>) -> CallTo
 /// An API failure as a tool error: the server's code and detail as it answered them.
 fn failed(e: ApiFailure) -> CallToolResult {
     match e {
-        ApiFailure::Http { status, detail } => {
-            let code = detail.get("code").and_then(Value::as_str).map(String::from).unwrap_or_else(|| {
-                status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_")
-            });
-            let detail = detail.get("detail").cloned().unwrap_or(detail);
-            let hint = detail.get("hint").or_else(|| detail.get("suggestion")).and_then(Value::as_str).map(String::from);
+        ApiFailure::Http { status, detail, code } => {
+            let code =
+                code.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_"));
+            let hint =
+                detail.get("hint").or_else(|| detail.get("suggestion")).and_then(Value::as_str).map(String::from);
             let mut v = json!({"error": code, "status": status.as_u16(), "detail": detail});
             if let Some(h) = hint {
                 v["hint"] = json!(h);
@@ -177,7 +176,11 @@ impl Agnes {
     async fn query(&self, Parameters(a): Parameters<QueryArgs>) -> CallToolResult {
         let limit = a.limit.map_or(DEFAULT_ROWS, |l| l as usize);
         if limit == 0 || limit > MAX_ROWS {
-            return refused("invalid_limit", format!("limit must be 1 to {MAX_ROWS}"), Some("aggregate in SQL, or snapshot"));
+            return refused(
+                "invalid_limit",
+                format!("limit must be 1 to {MAX_ROWS}"),
+                Some("aggregate in SQL, or snapshot"),
+            );
         }
         let (columns, rows, more) = if a.remote {
             let body = QueryRequest { sql: a.sql.clone(), limit: Some(limit as i64), source: None };
@@ -192,7 +195,11 @@ impl Agnes {
         } else {
             let db = self.workspace.duckdb();
             if !db.is_file() {
-                return refused("not_pulled", format!("no local DuckDB at {}", db.display()), Some("call the `pull` tool, or run `agnes pull`"));
+                return refused(
+                    "not_pulled",
+                    format!("no local DuckDB at {}", db.display()),
+                    Some("call the `pull` tool, or run `agnes pull`"),
+                );
             }
             let sql = a.sql.clone();
             let out = tokio::task::spawn_blocking(move || agnes_engine::local::query(&db, &sql, limit)).await;

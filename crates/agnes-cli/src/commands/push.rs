@@ -208,7 +208,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         let (content_type, body) = crate::client::api::multipart_stream("file", &safe_name(&id), file);
         match api.post_bytes("/api/upload/sessions", &content_type, body).await {
             Ok(_) => sent += 1,
-            Err(ApiFailure::Http { status, detail }) if status.is_client_error() && status.as_u16() != 401 => {
+            Err(ApiFailure::Http { status, detail, .. }) if status.is_client_error() && status.as_u16() != 401 => {
                 dropped += 1; // refused for good (too large, bad name): retrying cannot help
                 errors.push(json!({"session": id, "error": crate::client::api::render_error(status, &detail)}));
             }

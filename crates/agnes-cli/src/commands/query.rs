@@ -107,7 +107,7 @@ async fn remote(sql: &str, limit: usize) -> anyhow::Result<QueryOutput> {
     let body = serde_json::to_value(QueryRequest { sql: sql.to_string(), limit: Some(limit as i64), source: None })?;
     let answer = match api.call(reqwest::Method::POST, "/api/query", Some(body)).await {
         Ok(v) => v,
-        Err(ApiFailure::Http { status, detail }) => bail!("{}", render_error(status, &detail)),
+        Err(ApiFailure::Http { status, detail, .. }) => bail!("{}", render_error(status, &detail)),
         Err(e) => return Err(e.into()),
     };
     output_of(answer)

@@ -136,7 +136,7 @@ where
 async fn request(api: &Api, url: &str, headers: &[(&str, String)]) -> Result<reqwest::Response, FetchError> {
     match api.get_stream(url, headers).await {
         Ok(r) => Ok(r),
-        Err(ApiFailure::Http { status, detail }) if status.is_server_error() => {
+        Err(ApiFailure::Http { status, detail, .. }) if status.is_server_error() => {
             Err(FetchError::Transient(render_error(status, &detail)))
         }
         Err(e @ ApiFailure::Transport { .. }) => Err(FetchError::Transient(e.to_string())),
