@@ -7,6 +7,7 @@ mod audit_queue;
 pub mod auth;
 pub mod config;
 mod error;
+pub mod mcp;
 pub mod metric_import;
 pub mod metrics;
 pub mod query;

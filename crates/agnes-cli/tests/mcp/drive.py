@@ -4,7 +4,8 @@ Reads a plan as JSON on standard input:
   {"server": {"command", "args", "env", "cwd"} | {"url", "headers"}, "calls": [[tool, arguments], ...]}
 initializes, lists the tools, makes each call in order, and prints as JSON what the client
 saw: the server's name and instructions, every tool's definition, and each call's
-isError, structuredContent and text.
+isError, structuredContent and text. A connection the server refuses prints
+{"refused": "<what the client raised>"}.
 """
 
 import asyncio
@@ -19,10 +20,10 @@ async def main() -> None:
     plan = json.load(sys.stdin)
     spec = plan["server"]
     if "url" in spec:
-        import httpx
+        import httpx2
         from mcp.client.streamable_http import streamable_http_client
 
-        server = streamable_http_client(spec["url"], http_client=httpx.AsyncClient(headers=spec.get("headers", {})))
+        server = streamable_http_client(spec["url"], http_client=httpx2.AsyncClient(headers=spec.get("headers", {})))
     else:
         server = StdioServerParameters(
             command=spec["command"], args=spec.get("args", []), env=spec.get("env"), cwd=spec.get("cwd")
@@ -47,4 +48,7 @@ async def main() -> None:
     json.dump(out, sys.stdout)
 
 
-asyncio.run(main())
+try:
+    asyncio.run(main())
+except Exception as e:  # the SDK's own refusal of the connection, e.g. HTTP 401
+    json.dump({"refused": repr(e)}, sys.stdout)

@@ -6,6 +6,7 @@ mod distribution;
 mod identity;
 mod json;
 mod knowledge;
+mod mcp;
 mod meta;
 mod sql;
 mod tables;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         state.auth.trusted_proxies.clone(),
     ));
     routes
+        .route_service("/mcp", mcp::service(state.clone()))
         .layer(middleware::from_fn_with_state(auth, authenticate))
         .layer(middleware::from_fn(version_headers))
         .layer(middleware::from_fn(crate::metrics::track))

@@ -1,0 +1,82 @@
+//! `/mcp`: the MCP tools over streamable HTTP, for remote agents (Claude Desktop,
+//! ChatGPT connectors, in-house agents). The route sits behind the same authentication as
+//! every other (a PAT or session as `Authorization: Bearer`); each tool call is answered
+//! by this server's own REST routes, called in-process with the MCP request's
+//! `Authorization`, so every answer is filtered by the caller's grants and audited exactly
+//! as the REST API's.
+
+use crate::mcp::{Backend, Failure, Rows, Tools};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::Router;
+use futures::future::BoxFuture;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::Value;
+use std::sync::{Arc, OnceLock};
+use tower::ServiceExt;
+
+/// The server's routes, called in-process.
+struct Routes {
+    state: AppState,
+    router: OnceLock<Router>,
+}
+
+impl Backend for Routes {
+    fn call(
+        &self,
+        method: &'static str,
+        path: String,
+        body: Option<Value>,
+        authorization: Option<String>,
+    ) -> BoxFuture<'static, Result<Value, Failure>> {
+        let router = self.router.get_or_init(|| super::router(self.state.clone())).clone();
+        Box::pin(async move {
+            let mut request = http::Request::builder().method(method).uri(&path);
+            if let Some(a) = authorization {
+                request = request.header(http::header::AUTHORIZATION, a);
+            }
+            let request = match body {
+                Some(b) => {
+                    request.header(http::header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string()))
+                }
+                None => request.body(Body::empty()),
+            };
+            let internal = |e: String| Failure { status: Some(500), code: "internal".into(), detail: Value::String(e) };
+            let request = request.map_err(|e| internal(e.to_string()))?;
+            let response = router.oneshot(request).await.map_err(|e| internal(e.to_string()))?;
+            let status = response.status();
+            let bytes =
+                axum::body::to_bytes(response.into_body(), usize::MAX).await.map_err(|e| internal(e.to_string()))?;
+            let value: Value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+            if status.is_success() {
+                return Ok(value);
+            }
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("error").to_string();
+            Err(Failure { status: Some(status.as_u16()), code, detail: value.get("detail").cloned().unwrap_or(value) })
+        })
+    }
+
+    fn local_query(&self, _sql: String, _limit: usize) -> Option<BoxFuture<'static, Result<Rows, Failure>>> {
+        None
+    }
+
+    fn snapshots(&self) -> Option<Result<Value, Failure>> {
+        None
+    }
+}
+
+/// The `/mcp` service: one tool set per session, over this server's routes.
+pub fn service(state: AppState) -> StreamableHttpService<Tools, LocalSessionManager> {
+    let backend: Arc<dyn Backend> = Arc::new(Routes { state, router: OnceLock::new() });
+    let instructions = crate::mcp::instructions(None)
+        + "\nOver HTTP every query runs on the server: `remote` makes no difference, and there are no local snapshots.";
+    // Hosts are the operator's to restrict (a proxy in front); the bearer token is the gate.
+    let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+    StreamableHttpService::new(
+        move || Ok(Tools::new(backend.clone(), instructions.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
+}
