@@ -92,6 +92,10 @@ async fn register_sync_grant_pull_query() {
     assert!(out.contains("Workspace ready.") && out.contains("2 pulled"), "{out}");
     let claude = std::fs::read_to_string(init_ws.join("CLAUDE.md")).unwrap();
     assert!(claude.contains(&server.url) && claude.contains("agnes catalog"), "{claude}");
+    let mcp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(init_ws.join(".mcp.json")).unwrap()).unwrap();
+    assert_eq!(mcp["mcpServers"]["agnes"]["args"][0], "mcp", "{mcp}");
+    assert!(out.contains("AGNES_LOCAL_DIR"), "the snippet for other MCP clients: {out}");
     let settings: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(init_ws.join(".claude/settings.json")).unwrap()).unwrap();
     assert!(settings["hooks"]["SessionStart"][1]["hooks"][0]["command"]

@@ -49,6 +49,19 @@ fn hook(command: &str) -> Value {
 }
 
 /// Merge agnes's hooks into Claude Code settings, keeping everything else.
+/// `.mcp.json` with the `agnes` server entry (Claude Code's project MCP configuration);
+/// other servers are kept.
+pub fn merge_mcp(mut config: Value) -> Value {
+    if !config.is_object() {
+        config = json!({});
+    }
+    if !config["mcpServers"].is_object() {
+        config["mcpServers"] = json!({});
+    }
+    config["mcpServers"]["agnes"] = json!({"command": "agnes", "args": ["mcp"]});
+    config
+}
+
 pub fn merge_hooks(mut settings: Value) -> Value {
     if !settings.is_object() {
         settings = json!({});
@@ -120,6 +133,13 @@ pub async fn run(args: InitArgs) -> anyhow::Result<()> {
         Err(_) => json!({"model": "sonnet", "permissions": {"allow": ["Read", "Bash", "Grep", "Glob"]}}),
     };
     write(&settings_path, &serde_json::to_string_pretty(&merge_hooks(settings))?)?;
+    let mcp_path = root.join(".mcp.json");
+    let mcp = match std::fs::read_to_string(&mcp_path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON; fix or remove it", mcp_path.display()))?,
+        Err(_) => json!({}),
+    };
+    write(&mcp_path, &serde_json::to_string_pretty(&merge_mcp(mcp))?)?;
     let local_md = root.join(".claude/CLAUDE.local.md");
     if !local_md.exists() {
         write(&local_md, "# Personal notes\n\nNotes for your own sessions; agnes uploads this file to the server with `agnes push`.\n")?;
@@ -142,7 +162,10 @@ pub async fn run(args: InitArgs) -> anyhow::Result<()> {
     )?;
     let tables = ws.load_state().tables.len();
     println!(
-        "Workspace ready.\n  server:    {server}\n  tables:    {tables} pulled\n  workspace: {}\nTry: agnes catalog",
+        "Workspace ready.\n  server:    {server}\n  tables:    {tables} pulled\n  workspace: {}\nTry: agnes catalog\n\
+         MCP: Claude Code finds `agnes mcp` in .mcp.json. For Claude Desktop or another client, add:\n  \
+         \"agnes\": {{\"command\": \"agnes\", \"args\": [\"mcp\"], \"env\": {{\"AGNES_LOCAL_DIR\": \"{}\"}}}}",
+        root.display(),
         root.display()
     );
     Ok(())
@@ -151,6 +174,15 @@ pub async fn run(args: InitArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mcp_entry_is_added_once_beside_other_servers() {
+        let other = json!({"mcpServers": {"github": {"command": "gh-mcp"}}});
+        let merged = merge_mcp(merge_mcp(other));
+        assert_eq!(merged["mcpServers"]["github"]["command"], "gh-mcp");
+        assert_eq!(merged["mcpServers"]["agnes"], json!({"command": "agnes", "args": ["mcp"]}));
+        assert_eq!(merged["mcpServers"].as_object().unwrap().len(), 2);
+    }
 
     #[test]
     fn hook_merge_is_idempotent_and_keeps_third_party_entries() {
