@@ -61,6 +61,12 @@ impl Client {
         Ok(c)
     }
 
+    /// The environment that makes an `agnes` process this session (for processes the
+    /// benchmark drives itself).
+    pub fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![("AGNES_CONFIG_DIR", self.cfg.clone().into_os_string()), ("AGNES_SERVER", self.server.clone().into())]
+    }
+
     /// The personal access token the session saved.
     pub fn token(&self) -> anyhow::Result<String> {
         let text = std::fs::read_to_string(self.cfg.join("token.json"))?;

@@ -7,6 +7,7 @@
 mod bigquery;
 mod cli;
 mod keboola;
+mod mcp;
 mod postgres;
 mod profile;
 mod pull;
@@ -61,6 +62,8 @@ enum Scenario {
     /// A 100,000-row remote BigQuery query vs the same pages fetched directly; the catalog
     /// of 1,000 remote tables from the metadata cache.
     Bigquery,
+    /// `agnes mcp` over stdio: start to `tools/list`, a catalog call of 1,000 tables, a local query.
+    Mcp,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Postgres => postgres::postgres_bench(args.scale)?,
             Scenario::Keboola => keboola::keboola_bench(args.scale)?,
             Scenario::Bigquery => bigquery::bigquery_bench()?,
+            Scenario::Mcp => mcp::mcp_bench()?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

@@ -183,6 +183,31 @@ pub fn query(db: &Path, sql: &str, limit: usize) -> Result<QueryOutput> {
     collect(&conn, sql, limit, |_| Ok(()))
 }
 
+/// The local DuckDB opened read-only and kept: a long-lived reader (`agnes mcp`) pays the
+/// opening once, and opens again when a pull replaced the file.
+pub struct KeptReader {
+    db: std::path::PathBuf,
+    open: std::sync::Mutex<Option<(std::time::SystemTime, Connection)>>,
+}
+
+impl KeptReader {
+    pub fn new(db: std::path::PathBuf) -> KeptReader {
+        KeptReader { db, open: std::sync::Mutex::new(None) }
+    }
+
+    /// [`query`] on the kept connection.
+    pub fn query(&self, sql: &str, limit: usize) -> Result<QueryOutput> {
+        let modified =
+            std::fs::metadata(&self.db).and_then(|m| m.modified()).map_err(EngineError::io("stat", &self.db))?;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.as_ref().is_none_or(|(at, _)| *at != modified) {
+            *open = Some((modified, open_read_only(&self.db)?));
+        }
+        let (_, conn) = open.as_ref().expect("opened above");
+        collect(conn, sql, limit, |_| Ok(()))
+    }
+}
+
 /// Run `sql` on the local DuckDB, read-only, with each of `parts` (name, parquet file) as
 /// a temporary view beside the local tables: a hybrid query's remote parts. A part named
 /// like a local table hides it for this query only.

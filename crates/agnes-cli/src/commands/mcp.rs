@@ -24,6 +24,7 @@ pub struct McpArgs {}
 struct Workspaced {
     api: Arc<Api>,
     workspace: Workspace,
+    reader: Arc<agnes_engine::local::KeptReader>,
 }
 
 fn failure(e: ApiFailure) -> Failure {
@@ -62,7 +63,7 @@ impl Backend for Workspaced {
     }
 
     fn local_query(&self, sql: String, limit: usize) -> Option<BoxFuture<'static, Result<Rows, Failure>>> {
-        let db = self.workspace.duckdb();
+        let (db, reader) = (self.workspace.duckdb(), self.reader.clone());
         Some(Box::pin(async move {
             let refused = |code: &str, message: String, hint: Option<&str>| Failure {
                 status: None,
@@ -76,7 +77,7 @@ impl Backend for Workspaced {
                     Some("run `agnes pull`, or query with remote: true"),
                 ));
             }
-            match tokio::task::spawn_blocking(move || agnes_engine::local::query(&db, &sql, limit)).await {
+            match tokio::task::spawn_blocking(move || reader.query(&sql, limit)).await {
                 Ok(Ok(out)) => {
                     let rows = out.rows.iter().map(|r| r.iter().map(agnes_engine::values::to_json).collect()).collect();
                     Ok((out.columns, rows, out.truncated))
@@ -99,7 +100,9 @@ impl Backend for Workspaced {
 pub async fn run(_args: McpArgs) -> anyhow::Result<()> {
     let api = Api::from_config();
     let catalog = api.call(reqwest::Method::GET, "/api/v2/catalog", None).await.ok();
-    let backend = Workspaced { api: Arc::new(api), workspace: Workspace::current()? };
+    let workspace = Workspace::current()?;
+    let reader = Arc::new(agnes_engine::local::KeptReader::new(workspace.duckdb()));
+    let backend = Workspaced { api: Arc::new(api), workspace, reader };
     let tools = Tools::new(Arc::new(backend), instructions(catalog.as_ref()));
     let service = tools.serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
