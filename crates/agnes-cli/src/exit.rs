@@ -13,6 +13,14 @@ impl Coded {
     pub fn wrap(code: u8, inner: anyhow::Error) -> anyhow::Error {
         anyhow::Error::new(Coded { code, inner })
     }
+
+    /// The exit code of `e`, and the error it wraps.
+    pub fn of(e: &anyhow::Error) -> (u8, &anyhow::Error) {
+        match e.downcast_ref::<Coded>() {
+            Some(c) => (c.code, &c.inner),
+            None => (1, e),
+        }
+    }
 }
 
 impl std::fmt::Display for Coded {
@@ -48,17 +56,15 @@ impl std::error::Error for Hinted {}
 /// (the original's code for failures that are not usage errors; clap exits 2 on bad usage).
 pub fn report(e: anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
-    let (code, inner) = match e.downcast_ref::<Coded>() {
-        Some(c) => (c.code, &c.inner),
-        None => (1, &e),
-    };
+    let (code, inner) = Coded::of(&e);
     if let Some(hint) = hint(inner) {
         eprintln!("hint: {hint}");
     }
     ExitCode::from(code)
 }
 
-fn hint(e: &anyhow::Error) -> Option<String> {
+/// What to do about `e`, when we know.
+pub fn hint(e: &anyhow::Error) -> Option<String> {
     if let Some(h) = e.downcast_ref::<Hinted>() {
         return Some(h.hint.into());
     }

@@ -206,6 +206,12 @@ impl KeptReader {
         let (_, conn) = open.as_ref().expect("opened above");
         collect(conn, sql, limit, |_| Ok(()))
     }
+
+    /// Let go of the database, for a writer in this process: DuckDB's file lock does not
+    /// keep two connections of one process apart. The next query opens it again.
+    pub fn close(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// Run `sql` on the local DuckDB, read-only, with each of `parts` (name, parquet file) as

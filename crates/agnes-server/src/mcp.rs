@@ -8,11 +8,14 @@
 use futures::future::BoxFuture;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, DiscoverResult, Implementation, InitializeRequestParams, InitializeResult, ServerCapabilities,
+    ServerConfig,
+};
 use rmcp::service::RequestContext;
-use rmcp::{tool, tool_handler, tool_router, RoleServer, ServerHandler};
+use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -33,27 +36,45 @@ pub struct Failure {
 /// A query's answer: columns, rows, and whether more rows existed.
 pub type Rows = (Vec<String>, Vec<Vec<Value>>, bool);
 
+/// The HTTP request that carried an MCP call.
+pub type Carrier = http::request::Parts;
+
+/// What an agent asks of the analyst's workspace; only `agnes mcp` has one.
+pub enum WorkspaceOp {
+    Snapshots,
+    SnapshotCreate(SnapshotArgs),
+    SnapshotDrop(String),
+    Pull,
+}
+
+/// The tools that exist only where there is a workspace.
+const WORKSPACE_TOOLS: [&str; 4] = ["snapshot_list", "snapshot_create", "snapshot_drop", "pull"];
+
 /// Where the tools get their answers.
 pub trait Backend: Send + Sync + 'static {
-    /// One REST call as the caller. `authorization` is the MCP request's own header when
-    /// it came over HTTP (the server), `None` over stdio (the CLI's stored token).
+    /// One REST call as the caller. `from` is the HTTP request that carried the MCP call
+    /// (the server: its `Authorization` is the caller), `None` over stdio (the CLI's
+    /// stored token).
     fn call(
         &self,
         method: &'static str,
         path: String,
         body: Option<Value>,
-        authorization: Option<String>,
+        from: Option<Carrier>,
     ) -> BoxFuture<'static, Result<Value, Failure>>;
     /// SQL on the caller's local DuckDB; `None` where there is none (the server).
     fn local_query(&self, sql: String, limit: usize) -> Option<BoxFuture<'static, Result<Rows, Failure>>>;
-    /// The caller's local snapshots; `None` where there are none.
-    fn snapshots(&self) -> Option<Result<Value, Failure>>;
+    /// Whether there is a workspace: without one the workspace tools are not offered.
+    fn has_workspace(&self) -> bool;
+    /// Work on the caller's workspace.
+    fn workspace(&self, op: WorkspaceOp) -> BoxFuture<'static, Result<Value, Failure>>;
 }
 
 #[derive(Clone)]
 pub struct Tools {
     backend: Arc<dyn Backend>,
-    instructions: String,
+    /// Said after the rails and the caller's tables in the server's instructions.
+    note: Option<String>,
     tool_router: ToolRouter<Tools>,
 }
 
@@ -84,16 +105,56 @@ struct QueryArgs {
     remote: bool,
 }
 
-#[derive(Deserialize, JsonSchema)]
-struct EstimateArgs {
-    /// The table's id.
-    table: String,
+/// A slice of a table: what a snapshot would hold.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SliceArgs {
+    /// The table's id or name.
+    pub table: String,
     /// Columns to keep (all when absent).
-    select: Option<Vec<String>>,
+    pub select: Option<Vec<String>>,
     /// One boolean expression in the table's SQL flavour (see `schema`).
     #[serde(rename = "where")]
-    filter: Option<String>,
-    limit: Option<u64>,
+    pub filter: Option<String>,
+    /// Rows at most.
+    pub limit: Option<u64>,
+    /// Order before the limit, e.g. ["day DESC", "carrier"].
+    pub order_by: Option<Vec<String>>,
+}
+
+impl SliceArgs {
+    /// The `/api/v2/scan` body of this slice.
+    pub fn scan_request(&self, alias: Option<String>) -> agnes_core::api::ScanRequest {
+        agnes_core::api::ScanRequest {
+            table_id: self.table.clone(),
+            select: self.select.clone(),
+            filter: self.filter.clone(),
+            limit: self.limit.map(|n| n.min(i64::MAX as u64) as i64),
+            order_by: self.order_by.clone(),
+            alias,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotArgs {
+    #[serde(flatten)]
+    pub slice: SliceArgs,
+    /// The snapshot's name, letters, digits and _ (default: the table's id). An existing
+    /// snapshot is never replaced: drop it first.
+    #[serde(rename = "as")]
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct NameArg {
+    /// The snapshot's name, as `snapshot_list` gives it.
+    name: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct ExplainArgs {
+    /// A table's id or name: whether you may read it, and through which grant.
+    table: Option<String>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -124,10 +185,17 @@ fn failed(f: Failure) -> CallToolResult {
     CallToolResult::structured_error(v)
 }
 
-/// The `Authorization` of the HTTP request carrying this call, if it came over HTTP.
-fn authorization(ctx: &RequestContext<RoleServer>) -> Option<String> {
-    let parts = ctx.extensions.get::<http::request::Parts>()?;
-    parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok().map(String::from)
+/// The HTTP request carrying this call, if it came over HTTP.
+fn carrier(ctx: &RequestContext<RoleServer>) -> Option<Carrier> {
+    ctx.extensions.get::<Carrier>().cloned()
+}
+
+/// A tool's answer from the backend.
+fn answered(result: Result<Value, Failure>) -> CallToolResult {
+    match result {
+        Ok(v) => CallToolResult::structured(v),
+        Err(e) => failed(e),
+    }
 }
 
 /// Rows as objects, cut at `max_chars` of JSON text: the rows kept and whether any were cut.
@@ -148,9 +216,16 @@ fn capped(columns: &[String], rows: Vec<Vec<Value>>, max_chars: usize) -> (Vec<V
 
 #[tool_router]
 impl Tools {
-    /// A tool set over `backend`, telling the agent `instructions` at the start.
-    pub fn new(backend: Arc<dyn Backend>, instructions: String) -> Tools {
-        Tools { backend, instructions, tool_router: Tools::tool_router() }
+    /// A tool set over `backend`; `note` is added to the instructions. The workspace
+    /// tools are offered only where the backend has a workspace.
+    pub fn new(backend: Arc<dyn Backend>, note: Option<String>) -> Tools {
+        let mut tool_router = Tools::tool_router();
+        if !backend.has_workspace() {
+            for name in WORKSPACE_TOOLS {
+                tool_router.remove_route(name);
+            }
+        }
+        Tools { backend, note, tool_router }
     }
 
     async fn call(
@@ -160,10 +235,7 @@ impl Tools {
         body: Option<Value>,
         ctx: &RequestContext<RoleServer>,
     ) -> CallToolResult {
-        match self.backend.call(method, path, body, authorization(ctx)).await {
-            Ok(v) => CallToolResult::structured(v),
-            Err(e) => failed(e),
-        }
+        answered(self.backend.call(method, path, body, carrier(ctx)).await)
     }
 
     /// Every table you may use: its query mode (local: pulled, query it here; remote:
@@ -213,7 +285,7 @@ impl Tools {
             Some(rows) => rows.await,
             None => {
                 let body = json!({"sql": a.sql, "limit": limit});
-                match self.backend.call("POST", "/api/query".into(), Some(body), authorization(&ctx)).await {
+                match self.backend.call("POST", "/api/query".into(), Some(body), carrier(&ctx)).await {
                     Ok(v) => serde_json::from_value::<agnes_core::api::QueryResponse>(v)
                         .map(|a| (a.columns, a.rows, a.truncated))
                         .map_err(|e| Failure { status: None, code: "bad_answer".into(), detail: json!(e.to_string()) }),
@@ -243,21 +315,88 @@ impl Tools {
     #[tool(annotations(read_only_hint = true, destructive_hint = false, open_world_hint = true))]
     async fn snapshot_estimate(
         &self,
-        Parameters(a): Parameters<EstimateArgs>,
+        Parameters(a): Parameters<SliceArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        let body = json!({"table_id": a.table, "select": a.select, "where": a.filter, "limit": a.limit});
+        let body = serde_json::to_value(a.scan_request(None)).unwrap_or_default();
         self.call("POST", "/api/v2/scan/estimate".into(), Some(body), &ctx).await
     }
 
     /// The snapshots in this workspace: their table, filter, rows and age.
     #[tool(annotations(read_only_hint = true, destructive_hint = false, open_world_hint = false))]
     async fn snapshot_list(&self) -> CallToolResult {
-        match self.backend.snapshots() {
-            Some(Ok(list)) => CallToolResult::structured(json!({"snapshots": list})),
-            Some(Err(e)) => failed(e),
-            None => refused("no_workspace", "snapshots live in an analyst's workspace", Some("run `agnes mcp` there")),
+        answered(self.backend.workspace(WorkspaceOp::Snapshots).await)
+    }
+
+    /// Fetch a filtered slice of a table into this workspace as a snapshot: a local table
+    /// named `as` that `query` reads. Use it for a remote table or one too big to pull, once
+    /// `snapshot_estimate` showed what it scans and costs; keep the slice narrow (the
+    /// columns you need, a `where` on the partitioning column). It is estimated again
+    /// first and refused past the server's caps.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = false,
+        open_world_hint = true
+    ))]
+    async fn snapshot_create(&self, Parameters(a): Parameters<SnapshotArgs>) -> CallToolResult {
+        answered(self.backend.workspace(WorkspaceOp::SnapshotCreate(a)).await)
+    }
+
+    /// Delete a snapshot from this workspace: its file, metadata and table.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = true,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn snapshot_drop(&self, Parameters(a): Parameters<NameArg>) -> CallToolResult {
+        answered(self.backend.workspace(WorkspaceOp::SnapshotDrop(a.name)).await)
+    }
+
+    /// Bring this workspace's local tables up to date with the server: changed tables are
+    /// downloaded, and tables you may no longer read are removed. Snapshots are kept.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = true,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn pull(&self) -> CallToolResult {
+        answered(self.backend.workspace(WorkspaceOp::Pull).await)
+    }
+
+    /// What you may read and why: your groups, and every table and source granted to
+    /// them with the grant that gives it. With `table`: whether you may read that table.
+    #[tool(annotations(read_only_hint = true, destructive_hint = false, open_world_hint = false))]
+    async fn access_explain(
+        &self,
+        Parameters(a): Parameters<ExplainArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let access = match self.backend.call("GET", "/api/me/effective-access".into(), None, carrier(&ctx)).await {
+            Ok(v) => v,
+            Err(e) => return failed(e),
+        };
+        let Some(table) = a.table else { return CallToolResult::structured(access) };
+        let path = format!("/api/data/{}/check-access", urlencode(&table));
+        let check = self.backend.call("GET", path, None, carrier(&ctx)).await;
+        let via: Vec<Value> = access["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["resource_type"] == "table" && r["resource_id"] == table.as_str())
+            .flat_map(|r| r["via"].as_array().cloned().unwrap_or_default())
+            .collect();
+        let mut answer = json!({"table": table, "readable": check.is_ok(), "via": via});
+        if let Some(reason) = access["admin_reason"].as_str() {
+            answer["admin_reason"] = json!(reason);
         }
+        if let Err(e) = check {
+            answer["status"] = json!(e.status);
+            answer["reason"] = e.detail;
+        }
+        CallToolResult::structured(answer)
     }
 
     /// The business metrics defined on tables you may read: use their canonical SQL
@@ -286,8 +425,35 @@ impl ServerHandler for Tools {
     fn get_info(&self) -> ServerConfig {
         let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
         info.server_info = Implementation::new("agnes", env!("CARGO_PKG_VERSION"));
-        info.instructions = Some(self.instructions.clone());
+        info.instructions = Some(instructions(None, self.note.as_deref()));
         info
+    }
+
+    /// The instructions name the caller's own tables, so they are made per connection,
+    /// from the catalog as the caller (over HTTP, the token of the `initialize` request).
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        ctx.peer.set_peer_info(request.clone());
+        let mut result = self.negotiate_initialize(&request)?;
+        result.instructions = Some(self.instructions_for(&ctx).await);
+        Ok(result)
+    }
+
+    /// The same for clients that discover instead of initializing (MCP 2026-07-28).
+    async fn discover(&self, ctx: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
+        let mut info = self.get_info();
+        info.instructions = Some(self.instructions_for(&ctx).await);
+        Ok(DiscoverResult::from_server_info(self.supported_protocol_versions().into_owned(), info))
+    }
+}
+
+impl Tools {
+    async fn instructions_for(&self, ctx: &RequestContext<RoleServer>) -> String {
+        let catalog = self.backend.call("GET", "/api/v2/catalog".into(), None, carrier(ctx)).await.ok();
+        instructions(catalog.as_ref(), self.note.as_deref())
     }
 }
 
@@ -296,14 +462,14 @@ fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// What the agent is told at the start: the rails, and, from `catalog` (the caller's
-/// `/api/v2/catalog` answer, when known), which tables are local and which remote.
-pub fn instructions(catalog: Option<&Value>) -> String {
+/// What the agent is told at the start: the rails, from `catalog` (the caller's
+/// `/api/v2/catalog` answer, when known) which tables are local and which remote, and `note`.
+fn instructions(catalog: Option<&Value>, note: Option<&str>) -> String {
     let mut text = String::from(
         "agnes gives you company tables you are granted. Discover first: `catalog`, then `schema` and `describe` \
          of the tables you need; never SELECT * a big table blindly. Local tables are in this workspace's DuckDB: \
          `query` them. Remote tables stay at their source: `query` them with remote: true in their SQL flavour, \
-         or `snapshot_estimate` before taking a slice. Use the canonical metric definitions (`metrics_list`) for \
+         or `snapshot_estimate` before taking a slice with `snapshot_create`. Use the canonical metric definitions (`metrics_list`) for \
          business numbers.",
     );
     let tables = catalog.and_then(|c| c["tables"].as_array()).cloned().unwrap_or_default();
@@ -321,6 +487,10 @@ pub fn instructions(catalog: Option<&Value>) -> String {
     }
     if !remote.is_empty() {
         text.push_str(&format!("\nRemote tables: {}.", remote.join(", ")));
+    }
+    if let Some(note) = note {
+        text.push('\n');
+        text.push_str(note);
     }
     text
 }

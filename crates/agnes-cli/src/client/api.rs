@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// A request that did not succeed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ApiFailure {
     /// The server could not be reached or did not answer properly.
     Transport { server: String, message: String },

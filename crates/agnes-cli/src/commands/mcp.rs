@@ -1,12 +1,14 @@
 //! `agnes mcp`: the analyst's MCP tools (`agnes_server::mcp`) over stdio, for agents run
 //! in this workspace: the REST API with the token `agnes auth` stored, the local DuckDB
-//! for `query`, and this workspace's snapshots.
+//! for `query`, and this workspace's snapshots and pulls (the CLI's own code, as
+//! `agnes snapshot` and `agnes pull` run it).
 //!
 //! Standard output is the protocol: nothing here prints; logs go to standard error.
 
 use crate::client::api::{Api, ApiFailure};
 use crate::client::workspace::Workspace;
-use agnes_server::mcp::{instructions, Backend, Failure, Rows, Tools};
+use crate::exit::Coded;
+use agnes_server::mcp::{Backend, Carrier, Failure, Rows, Tools, WorkspaceOp};
 use futures::future::BoxFuture;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
@@ -25,6 +27,27 @@ struct Workspaced {
     api: Arc<Api>,
     workspace: Workspace,
     reader: Arc<agnes_engine::local::KeptReader>,
+    /// Queries read the local DuckDB together; a pull or a snapshot writes it alone.
+    writing: Arc<tokio::sync::RwLock<()>>,
+}
+
+/// A failed workspace command as a tool error: an API refusal as the server gave it,
+/// anything else with a code after the CLI's exit code, and its hint.
+fn local_failure(e: anyhow::Error) -> Failure {
+    let (exit, inner) = Coded::of(&e);
+    if let Some(api) = inner.downcast_ref::<ApiFailure>() {
+        return failure(api.clone());
+    }
+    let code = match exit {
+        2 => "invalid_argument",
+        6 => "already_exists",
+        _ => "failed",
+    };
+    Failure {
+        status: None,
+        code: code.into(),
+        detail: json!({"message": format!("{e:#}"), "hint": crate::exit::hint(inner)}),
+    }
 }
 
 fn failure(e: ApiFailure) -> Failure {
@@ -53,7 +76,7 @@ impl Backend for Workspaced {
         method: &'static str,
         path: String,
         body: Option<Value>,
-        _authorization: Option<String>,
+        _from: Option<Carrier>,
     ) -> BoxFuture<'static, Result<Value, Failure>> {
         let api = self.api.clone();
         Box::pin(async move {
@@ -63,8 +86,9 @@ impl Backend for Workspaced {
     }
 
     fn local_query(&self, sql: String, limit: usize) -> Option<BoxFuture<'static, Result<Rows, Failure>>> {
-        let (db, reader) = (self.workspace.duckdb(), self.reader.clone());
+        let (db, reader, writing) = (self.workspace.duckdb(), self.reader.clone(), self.writing.clone());
         Some(Box::pin(async move {
+            let _reading = writing.read_owned().await;
             let refused = |code: &str, message: String, hint: Option<&str>| Failure {
                 status: None,
                 code: code.into(),
@@ -88,22 +112,55 @@ impl Backend for Workspaced {
         }))
     }
 
-    fn snapshots(&self) -> Option<Result<Value, Failure>> {
-        Some(super::snapshot::all_meta(&self.workspace).map(|list| json!(list)).map_err(|e| Failure {
-            status: None,
-            code: "snapshots_unreadable".into(),
-            detail: json!(e.to_string()),
-        }))
+    fn has_workspace(&self) -> bool {
+        true
+    }
+
+    fn workspace(&self, op: WorkspaceOp) -> BoxFuture<'static, Result<Value, Failure>> {
+        let (api, ws, reader, writing) =
+            (self.api.clone(), self.workspace.clone(), self.reader.clone(), self.writing.clone());
+        Box::pin(async move {
+            if let WorkspaceOp::Snapshots = op {
+                let list = super::snapshot::all_meta(&ws).map_err(local_failure)?;
+                return Ok(json!({"snapshots": list}));
+            }
+            let _writing = writing.write_owned().await;
+            reader.close();
+            match op {
+                WorkspaceOp::Snapshots => unreachable!("answered above"),
+                WorkspaceOp::SnapshotCreate(args) => {
+                    let meta = super::snapshot::take(&ws, &api, args.into(), |_| {}).await.map_err(local_failure)?;
+                    Ok(json!({"snapshot": meta}))
+                }
+                WorkspaceOp::SnapshotDrop(name) => {
+                    let dropped = name.clone();
+                    tokio::task::spawn_blocking(move || super::snapshot::drop_named(&ws, &name))
+                        .await
+                        .map_err(|e| local_failure(e.into()))?
+                        .map_err(local_failure)?;
+                    Ok(json!({"dropped": dropped}))
+                }
+                WorkspaceOp::Pull => {
+                    let pulled = super::pull::pull(&api, &ws, false, false).await.map_err(local_failure)?;
+                    match pulled.verdict() {
+                        Ok(()) => Ok(pulled.summary()),
+                        Err(e) => Err(Failure {
+                            status: None,
+                            code: "pull_failed".into(),
+                            detail: json!({"message": format!("{e:#}"), "summary": pulled.summary()}),
+                        }),
+                    }
+                }
+            }
+        })
     }
 }
 
 pub async fn run(_args: McpArgs) -> anyhow::Result<()> {
-    let api = Api::from_config();
-    let catalog = api.call(reqwest::Method::GET, "/api/v2/catalog", None).await.ok();
     let workspace = Workspace::current()?;
     let reader = Arc::new(agnes_engine::local::KeptReader::new(workspace.duckdb()));
-    let backend = Workspaced { api: Arc::new(api), workspace, reader };
-    let tools = Tools::new(Arc::new(backend), instructions(catalog.as_ref()));
+    let backend = Workspaced { api: Arc::new(Api::from_config()), workspace, reader, writing: Default::default() };
+    let tools = Tools::new(Arc::new(backend), None);
     let service = tools.serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     Ok(())

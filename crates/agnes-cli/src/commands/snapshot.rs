@@ -160,6 +160,45 @@ fn scan_body(meta: &Meta) -> ScanRequest {
 }
 
 async fn create(ws: &Workspace, args: CreateArgs) -> anyhow::Result<()> {
+    let shown = |estimate: &ScanEstimate| {
+        println!("estimated_scan_bytes: {}", estimate.estimated_scan_bytes);
+        println!("estimated_result_rows: {}", estimate.estimated_result_rows);
+        println!("estimated_result_bytes: {}", estimate.estimated_result_bytes);
+        println!("bq_cost_estimate_usd: {}", estimate.bq_cost_estimate_usd);
+    };
+    if let Some(meta) = take(ws, &Api::from_config(), args, shown).await? {
+        println!("Fetched {} rows -> {}", meta.rows, meta.name);
+    }
+    Ok(())
+}
+
+/// What an agent asks `snapshot_create` for: a create without an estimate-only run and
+/// without replacing an existing snapshot.
+impl From<agnes_server::mcp::SnapshotArgs> for CreateArgs {
+    fn from(a: agnes_server::mcp::SnapshotArgs) -> CreateArgs {
+        let s = a.slice;
+        CreateArgs {
+            table_id: s.table,
+            select: s.select.unwrap_or_default(),
+            filter: s.filter,
+            limit: s.limit,
+            order_by: s.order_by.unwrap_or_default(),
+            name: a.name,
+            estimate: false,
+            no_estimate: false,
+            force: false,
+        }
+    }
+}
+
+/// Take a snapshot as `args` say: estimate it first (`shown` sees the estimate), then
+/// fetch and install it. `None` when only the estimate was asked for.
+pub(crate) async fn take(
+    ws: &Workspace,
+    api: &Api,
+    args: CreateArgs,
+    shown: impl FnOnce(&ScanEstimate),
+) -> anyhow::Result<Option<Meta>> {
     let name = args.name.clone().unwrap_or_else(|| args.table_id.clone());
     if !is_strict_identifier(&name) {
         return Err(usage(format!(
@@ -169,7 +208,6 @@ async fn create(ws: &Workspace, args: CreateArgs) -> anyhow::Result<()> {
     if !args.estimate && !ws.duckdb().is_file() {
         return Err(anyhow!("Local DuckDB not found. Run: agnes pull first"));
     }
-    let api = Api::from_config();
     let mut meta = Meta {
         name: name.clone(),
         table_id: args.table_id.clone(),
@@ -187,21 +225,16 @@ async fn create(ws: &Workspace, args: CreateArgs) -> anyhow::Result<()> {
     };
     if args.estimate || !args.no_estimate {
         let estimate: ScanEstimate = api.post_as("/api/v2/scan/estimate", &scan_body(&meta)).await.map_err(coded)?;
-        println!("estimated_scan_bytes: {}", estimate.estimated_scan_bytes);
-        println!("estimated_result_rows: {}", estimate.estimated_result_rows);
-        println!("estimated_result_bytes: {}", estimate.estimated_result_bytes);
-        println!("bq_cost_estimate_usd: {}", estimate.bq_cost_estimate_usd);
+        shown(&estimate);
         meta.estimated_scan_bytes_at_fetch = Some(estimate.estimated_scan_bytes);
         if args.estimate {
-            return Ok(());
+            return Ok(None);
         }
     }
     if exists(ws, &name) && !args.force {
         return Err(exists_error(&name));
     }
-    let meta = fetch(ws, &api, meta, args.force).await?;
-    println!("Fetched {} rows -> {name}", meta.rows);
-    Ok(())
+    fetch(ws, api, meta, args.force).await.map(Some)
 }
 
 fn exists_error(name: &str) -> anyhow::Error {
@@ -326,13 +359,18 @@ async fn refresh(ws: &Workspace, name: &str, filter: Option<String>) -> anyhow::
 }
 
 fn drop_snapshot(ws: &Workspace, name: &str) -> anyhow::Result<()> {
+    drop_named(ws, name)?;
+    println!("Dropped {name}");
+    Ok(())
+}
+
+/// Delete the snapshot `name`, under the snapshots' lock.
+pub(crate) fn drop_named(ws: &Workspace, name: &str) -> anyhow::Result<()> {
     if !is_strict_identifier(name) || !exists(ws, name) {
         return Err(usage(format!("no snapshot named {name} (see agnes snapshot list)")));
     }
     let _lock = ws.lock_snapshots()?;
-    remove(ws, name)?;
-    println!("Dropped {name}");
-    Ok(())
+    remove(ws, name)
 }
 
 /// Delete a snapshot's view first, then its files: a view never points at a missing file.

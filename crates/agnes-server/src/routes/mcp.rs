@@ -2,17 +2,19 @@
 //! ChatGPT connectors, in-house agents). The route sits behind the same authentication as
 //! every other (a PAT or session as `Authorization: Bearer`); each tool call is answered
 //! by this server's own REST routes, called in-process with the MCP request's
-//! `Authorization`, so every answer is filtered by the caller's grants and audited exactly
-//! as the REST API's.
+//! `Authorization` and client address, so every answer is filtered by the caller's grants
+//! and audited exactly as the REST API's.
 
-use crate::mcp::{Backend, Failure, Rows, Tools};
+use crate::mcp::{Backend, Carrier, Failure, Rows, Tools, WorkspaceOp};
 use crate::state::AppState;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use futures::future::BoxFuture;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
 
@@ -28,13 +30,26 @@ impl Backend for Routes {
         method: &'static str,
         path: String,
         body: Option<Value>,
-        authorization: Option<String>,
+        from: Option<Carrier>,
     ) -> BoxFuture<'static, Result<Value, Failure>> {
         let router = self.router.get_or_init(|| super::router(self.state.clone())).clone();
         Box::pin(async move {
             let mut request = http::Request::builder().method(method).uri(&path);
-            if let Some(a) = authorization {
-                request = request.header(http::header::AUTHORIZATION, a);
+            // Who is asking, from where: what authentication and the audit log read.
+            if let Some(from) = from {
+                for name in [http::header::AUTHORIZATION, http::header::USER_AGENT] {
+                    if let Some(v) = from.headers.get(&name) {
+                        request = request.header(name, v);
+                    }
+                }
+                for name in ["x-forwarded-for", "x-request-id"] {
+                    if let Some(v) = from.headers.get(name) {
+                        request = request.header(name, v);
+                    }
+                }
+                if let Some(peer) = from.extensions.get::<ConnectInfo<SocketAddr>>() {
+                    request = request.extension(*peer);
+                }
             }
             let request = match body {
                 Some(b) => {
@@ -62,20 +77,30 @@ impl Backend for Routes {
         None
     }
 
-    fn snapshots(&self) -> Option<Result<Value, Failure>> {
-        None
+    fn has_workspace(&self) -> bool {
+        false
+    }
+
+    fn workspace(&self, _op: WorkspaceOp) -> BoxFuture<'static, Result<Value, Failure>> {
+        // Never offered: `Tools::new` leaves the workspace tools out without a workspace.
+        Box::pin(std::future::ready(Err(Failure {
+            status: None,
+            code: "no_workspace".into(),
+            detail: Value::String("this server has no analyst workspace; run `agnes mcp` in one".into()),
+        })))
     }
 }
 
 /// The `/mcp` service: one tool set per session, over this server's routes.
 pub fn service(state: AppState) -> StreamableHttpService<Tools, LocalSessionManager> {
     let backend: Arc<dyn Backend> = Arc::new(Routes { state, router: OnceLock::new() });
-    let instructions = crate::mcp::instructions(None)
-        + "\nOver HTTP every query runs on the server: `remote` makes no difference, and there are no local snapshots.";
+    let note = "Over HTTP every query runs on the server (`remote` makes no difference); snapshots and pulls \
+                are taken in an analyst's workspace with `agnes mcp` or the agnes CLI."
+        .to_string();
     // Hosts are the operator's to restrict (a proxy in front); the bearer token is the gate.
     let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
     StreamableHttpService::new(
-        move || Ok(Tools::new(backend.clone(), instructions.clone())),
+        move || Ok(Tools::new(backend.clone(), Some(note.clone()))),
         Arc::new(LocalSessionManager::default()),
         config,
     )

@@ -160,41 +160,99 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
 
 /// A pull with an explicit client and workspace (`agnes init` runs the first one).
 pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Result<()> {
+    if args.dry_run {
+        return dry_run(api, ws, &args).await;
+    }
+    let pulled = pull(api, ws, !args.quiet && !args.json, args.skip_materialize).await?;
+    if args.json {
+        crate::client::output::json(&pulled.summary());
+    } else if !args.quiet {
+        println!("Updated {} tables ({} total).", pulled.updated, pulled.total);
+        if !pulled.removed.is_empty() {
+            println!("Removed {} table(s) no longer available: {}.", pulled.removed.len(), pulled.removed.join(", "));
+        }
+        println!("Rules: {}.", pulled.rules);
+    }
+    pulled.verdict()
+}
+
+async fn dry_run(api: &Api, ws: &Workspace, args: &PullArgs) -> anyhow::Result<()> {
+    let manifest: Manifest =
+        serde_json::from_value(api.get("/api/sync/manifest").await?).context("the server's manifest cannot be read")?;
+    let plan = plan(&manifest, ws, &ws.load_state(), args.skip_materialize)?;
+    let would: Vec<Value> =
+        plan.jobs.iter().map(|j| json!({"table": j.table, "url": j.url, "target": j.destination()})).collect();
+    if args.json {
+        crate::client::output::json(
+            &json!({"dry_run": true, "would_download": would, "would_remove": plan.removed, "parquets_total": plan.total}),
+        );
+    } else {
+        println!(
+            "Would download {} file(s) for {} table(s); would remove {} table(s).",
+            plan.jobs.len(),
+            plan.total,
+            plan.removed.len()
+        );
+        for j in &plan.jobs {
+            println!("  {} ← {}", j.destination().display(), j.url);
+        }
+        for r in &plan.removed {
+            println!("  remove {r}");
+        }
+    }
+    Ok(())
+}
+
+/// What a pull did.
+pub(crate) struct Pulled {
+    updated: usize,
+    total: usize,
+    removed: Vec<String>,
+    rules: usize,
+    duration_s: f64,
+    /// Tables that failed, with why.
+    failed: BTreeMap<String, String>,
+    /// Every failure, the corporate memory's included.
+    errors: Vec<Value>,
+}
+
+impl Pulled {
+    /// The `--json` summary (the original's field names).
+    pub(crate) fn summary(&self) -> Value {
+        json!({
+            "tables_updated": self.updated, "parquets_total": self.total, "tables_removed": self.removed.len(),
+            "removed": self.removed, "rules_count": self.rules, "duration_s": self.duration_s, "errors": self.errors,
+        })
+    }
+
+    /// Failed when any table did.
+    pub(crate) fn verdict(&self) -> anyhow::Result<()> {
+        if !self.failed.is_empty() {
+            anyhow::bail!(
+                "{} table(s) failed to pull: {}",
+                self.failed.len(),
+                self.failed.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Bring the workspace up to date; progress on the terminal when `show`. Warnings go to
+/// standard error; what was done is the answer, failed tables included.
+pub(crate) async fn pull(api: &Api, ws: &Workspace, show: bool, skip_materialize: bool) -> anyhow::Result<Pulled> {
     let started = Instant::now();
     let api = Arc::new(api.clone());
-    let _lock = if args.dry_run { None } else { Some(ws.lock()?) };
+    let _lock = ws.lock()?;
     let manifest: Manifest =
         serde_json::from_value(api.get("/api/sync/manifest").await?).context("the server's manifest cannot be read")?;
     let mut state = ws.load_state();
-    let plan = plan(&manifest, ws, &state, args.skip_materialize)?;
-    if args.dry_run {
-        let would: Vec<Value> =
-            plan.jobs.iter().map(|j| json!({"table": j.table, "url": j.url, "target": j.destination()})).collect();
-        if args.json {
-            crate::client::output::json(
-                &json!({"dry_run": true, "would_download": would, "would_remove": plan.removed, "parquets_total": plan.total}),
-            );
-        } else {
-            println!(
-                "Would download {} file(s) for {} table(s); would remove {} table(s).",
-                plan.jobs.len(),
-                plan.total,
-                plan.removed.len()
-            );
-            for j in &plan.jobs {
-                println!("  {} ← {}", j.destination().display(), j.url);
-            }
-            for r in &plan.removed {
-                println!("  remove {r}");
-            }
-        }
-        return Ok(());
-    }
+    let plan = plan(&manifest, ws, &state, skip_materialize)?;
 
     // Download in parallel.
     let parallel = env_number("AGNES_PULL_PARALLELISM", 4, 32);
     let gate = Arc::new(tokio::sync::Semaphore::new(parallel));
-    let reporter = Arc::new(progress::Reporter::new(!args.quiet && !args.json));
+    let reporter = Arc::new(progress::Reporter::new(show));
     let count = plan.jobs.len();
     let mut tasks = Vec::new();
     for (index, job) in plan.jobs.clone().into_iter().enumerate() {
@@ -280,27 +338,16 @@ pub async fn run_with(api: &Api, ws: &Workspace, args: PullArgs) -> anyhow::Resu
             0
         }
     };
-    if args.json {
-        crate::client::output::json(&json!({
-            "tables_updated": updated, "parquets_total": plan.total, "tables_removed": plan.removed.len(),
-            "rules_count": rules, "duration_s": started.elapsed().as_secs_f64(), "errors": errors,
-        }));
-    } else if !args.quiet {
-        println!("Updated {updated} tables ({} total).", plan.total);
-        if !plan.removed.is_empty() {
-            println!("Removed {} table(s) no longer available: {}.", plan.removed.len(), plan.removed.join(", "));
-        }
-        println!("Rules: {rules}.");
-    }
     for (t, e) in &failed {
         eprintln!("warn: {t}: {e}");
     }
-    if !failed.is_empty() {
-        anyhow::bail!(
-            "{} table(s) failed to pull: {}",
-            failed.len(),
-            failed.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-    }
-    Ok(())
+    Ok(Pulled {
+        updated,
+        total: plan.total,
+        removed: plan.removed,
+        rules,
+        duration_s: started.elapsed().as_secs_f64(),
+        failed,
+        errors,
+    })
 }
