@@ -310,6 +310,29 @@ async fn a_remote_agent_uses_the_servers_mcp_endpoint_with_a_personal_access_tok
     .await
     .unwrap();
     assert_eq!(queries, 3, "three queries, the refused one included");
+    let calls: Vec<(String, String)> = sqlx::query_as(
+        "SELECT resource, result FROM audit_log WHERE action = 'mcp.tool_call' AND user_id = ? ORDER BY resource, result",
+    )
+    .bind(me["id"].as_str().unwrap())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut expected: Vec<(String, String)> = [
+        ("catalog", "success"),
+        ("schema", "success"),
+        ("describe", "success"),
+        ("query", "success"),
+        ("query", "success"),
+        ("query", "refused"),
+        ("snapshot_estimate", "success"),
+        ("access_explain", "success"),
+        ("metrics_list", "success"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(calls, expected, "every tool call is audited with its outcome");
 
     // What the SDK saw as a refused connection is the contract's 401, before any MCP.
     let initialize = |token: Option<&str>| {

@@ -7,10 +7,11 @@
 
 use futures::future::BoxFuture;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, DiscoverResult, Implementation, InitializeRequestParams, InitializeResult, ServerCapabilities,
-    ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, DiscoverResult, Implementation, InitializeRequestParams,
+    InitializeResult, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
@@ -68,6 +69,10 @@ pub trait Backend: Send + Sync + 'static {
     fn has_workspace(&self) -> bool;
     /// Work on the caller's workspace.
     fn workspace(&self, op: WorkspaceOp) -> BoxFuture<'static, Result<Value, Failure>>;
+    /// Record that `tool` was called with `arguments` and how it ended (`success`,
+    /// `refused`, `error`). Only the server keeps an audit log; over stdio every call that
+    /// reaches the server is audited there by the route it calls.
+    fn audit(&self, _tool: &str, _arguments: Option<Value>, _outcome: &str, _from: Option<&Carrier>) {}
 }
 
 #[derive(Clone)]
@@ -422,6 +427,22 @@ impl Tools {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Tools {
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let (tool, arguments, from) = (request.name.to_string(), request.arguments.clone(), carrier(&ctx));
+        let response = self.tool_router.call(ToolCallContext::new(self, request, ctx)).await;
+        let outcome = match &response {
+            Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "refused",
+            Ok(_) => "success",
+            Err(_) => "error",
+        };
+        self.backend.audit(&tool, arguments.map(Value::Object), outcome, from.as_ref());
+        response
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
         info.server_info = Implementation::new("agnes", env!("CARGO_PKG_VERSION"));

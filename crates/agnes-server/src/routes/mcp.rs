@@ -5,7 +5,10 @@
 //! `Authorization` and client address, so every answer is filtered by the caller's grants
 //! and audited exactly as the REST API's.
 
+use crate::auth::access::Caller;
+use crate::auth::authenticate::ClientInfo;
 use crate::mcp::{Backend, Carrier, Failure, Rows, Tools, WorkspaceOp};
+use crate::routes::audit::Audit;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -75,6 +78,17 @@ impl Backend for Routes {
 
     fn local_query(&self, _sql: String, _limit: usize) -> Option<BoxFuture<'static, Result<Rows, Failure>>> {
         None
+    }
+
+    fn audit(&self, tool: &str, arguments: Option<Value>, outcome: &str, from: Option<&Carrier>) {
+        let Some(from) = from else { return };
+        // The authentication in front of /mcp put these on every request it let through.
+        let (Some(caller), Some(client)) = (from.extensions.get::<Caller>(), from.extensions.get::<ClientInfo>())
+        else {
+            return;
+        };
+        let params = serde_json::json!({"arguments": arguments});
+        Audit::of(&self.state, caller, client).record_soon("mcp.tool_call", Some(tool), Some(params), outcome);
     }
 
     fn has_workspace(&self) -> bool {
