@@ -119,7 +119,7 @@ pub fn mcp_bench() -> anyhow::Result<Section> {
             let mut session = Session::start(&exe, &client, &ws)?;
             let tools = session.handshake()?;
             starts.push(started.elapsed());
-            anyhow::ensure!(tools["tools"].as_array().map_or(0, Vec::len) == 8, "tools/list answered {tools}");
+            anyhow::ensure!(tools["tools"].as_array().map_or(0, Vec::len) == 12, "tools/list answered {tools}");
         }
         let mut session = Session::start(&exe, &client, &ws)?;
         session.handshake()?;
