@@ -20,6 +20,31 @@ fn python() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// What a session offered: instructions naming the analyst's tables, the tools (the
+/// workspace's only where there is one), each described by `tools_are_described`.
+fn offered(seen: &Value, workspace: bool) {
+    let instructions = seen["instructions"].as_str().unwrap();
+    assert!(instructions.contains("Local tables: ") && instructions.contains("flights"), "{instructions}");
+    let mut names: Vec<&str> = seen["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    names.sort();
+    let mut expected = vec![
+        "access_explain",
+        "catalog",
+        "describe",
+        "metric_show",
+        "metrics_list",
+        "query",
+        "schema",
+        "snapshot_estimate",
+    ];
+    if workspace {
+        expected.extend(["pull", "snapshot_create", "snapshot_drop", "snapshot_list"]);
+    }
+    expected.sort();
+    assert_eq!(names, expected);
+    tools_are_described(seen);
+}
+
 /// Every tool has an object input schema, a description with its rails, and annotations
 /// that are true: only the workspace's writers are not read-only, and only those that
 /// delete are destructive.
@@ -130,29 +155,7 @@ async fn an_mcp_client_works_the_workspace_through_agnes_mcp() {
         assert!(!text.contains(SECRET_MARKER) && !text.contains("\"salaries\""), "an ungranted table shows nowhere");
 
         assert_eq!(seen["server"], "agnes");
-        let instructions = seen["instructions"].as_str().unwrap();
-        assert!(instructions.contains("Local tables: ") && instructions.contains("flights"), "{instructions}");
-        let mut names: Vec<&str> =
-            seen["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-        names.sort();
-        assert_eq!(
-            names,
-            [
-                "access_explain",
-                "catalog",
-                "describe",
-                "metric_show",
-                "metrics_list",
-                "pull",
-                "query",
-                "schema",
-                "snapshot_create",
-                "snapshot_drop",
-                "snapshot_estimate",
-                "snapshot_list"
-            ]
-        );
-        tools_are_described(&seen);
+        offered(&seen, true);
         let r = |i: usize| &seen["results"][i];
         for i in [0, 1, 2, 3, 4, 5, 6, 11, 12, 13] {
             assert_eq!(r(i)["isError"], false, "call {i}: {}", r(i));
@@ -259,26 +262,7 @@ async fn a_remote_agent_uses_the_servers_mcp_endpoint_with_a_personal_access_tok
         assert!(seen.get("refused").is_none(), "{seen}");
         let text = seen.to_string();
         assert!(!text.contains(SECRET_MARKER) && !text.contains("\"salaries\""), "an ungranted table shows nowhere");
-        let instructions = seen["instructions"].as_str().unwrap();
-        assert!(instructions.contains("Local tables: ") && instructions.contains("flights"), "{instructions}");
-        let mut names: Vec<&str> =
-            seen["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-        names.sort();
-        assert_eq!(
-            names,
-            [
-                "access_explain",
-                "catalog",
-                "describe",
-                "metric_show",
-                "metrics_list",
-                "query",
-                "schema",
-                "snapshot_estimate"
-            ],
-            "no workspace tools on the server"
-        );
-        tools_are_described(&seen);
+        offered(&seen, false);
         let r = |i: usize| &seen["results"][i];
         for i in [0, 1, 2, 3, 4, 6, 7, 8] {
             assert_eq!(r(i)["isError"], false, "call {i}: {}", r(i));

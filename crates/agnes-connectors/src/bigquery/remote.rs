@@ -13,20 +13,15 @@
 use super::client::{BqClient, BqFailure, BqTable, JobDone};
 use super::config::BigQuerySource;
 use super::extract::{decode_row, read_rows};
+use crate::remote::sql::{self, Flavour, Scan};
 pub use crate::remote::{Refusal, RemoteAnswer, RemoteError, RemoteLimits};
 use crate::ConnectorError;
 use agnes_core::ident::quote_literal;
 use agnes_core::TableSpec;
 use serde_json::{json, Value};
-use sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Visit, VisitMut, Visitor,
-    VisitorMut,
-};
-use sqlparser::dialect::BigQueryDialect;
-use sqlparser::parser::Parser;
-use std::collections::BTreeSet;
+use sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
+use sqlparser::dialect::{BigQueryDialect, Dialect};
 use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,10 +114,6 @@ pub enum Reference {
     Path(String),
 }
 
-fn fold(i: &Ident) -> String {
-    i.value.to_lowercase()
-}
-
 /// A relation name's segments: `` `p.d.t` ``, `p.d.t` and `` `p`.`d`.`t` `` alike.
 fn reference(name: &ObjectName) -> Option<Reference> {
     let mut segments = Vec::new();
@@ -142,60 +133,39 @@ fn reference(name: &ObjectName) -> Option<Reference> {
 /// routine of some dataset.
 const NAMESPACES: &[&str] = &["safe", "net", "hll_count", "keys", "aead", "kll_quantiles"];
 
-/// Walks the parse tree once, refusing what a remote query may not do and collecting the
-/// relations it reads.
-struct Check {
-    ctes: BTreeSet<String>,
-    relations: Vec<Reference>,
-    top: bool,
-}
+/// BigQuery's SQL, for the shared check.
+struct Bq;
 
-impl Visitor for Check {
-    type Break = Refusal;
+impl Flavour for Bq {
+    type Name = Reference;
 
-    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Refusal> {
-        let top = std::mem::replace(&mut self.top, false);
-        match statement {
-            Statement::Query(_) if top => ControlFlow::Continue(()),
-            other => ControlFlow::Break(Refusal::NotSelect(first_words(&other.to_string()))),
+    fn dialect(&self) -> &dyn Dialect {
+        &BigQueryDialect {}
+    }
+
+    fn fold(&self, ident: &Ident) -> String {
+        ident.value.to_lowercase()
+    }
+
+    fn name(&self, name: &ObjectName) -> Option<Reference> {
+        reference(name)
+    }
+
+    fn cte_name<'a>(&self, name: &'a Reference) -> Option<&'a str> {
+        match name {
+            Reference::Name(n) => Some(n),
+            Reference::Path(_) => None,
         }
     }
 
-    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Refusal> {
-        match query.body.as_ref() {
-            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) | SetExpr::Table(_) => {
-                ControlFlow::Break(Refusal::NotSelect(first_words(&query.body.to_string())))
-            }
-            _ => ControlFlow::Continue(()),
-        }
+    /// None: `EXTERNAL_QUERY`, `ML.…` and a dataset's table functions all read beyond the
+    /// query's relations.
+    fn table_function(&self, name: &ObjectName) -> Result<(), Refusal> {
+        Err(Refusal::Function(name.to_string()))
     }
 
-    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Refusal> {
-        let outcome = match factor {
-            TableFactor::Table { name, args: Some(_), .. } | TableFactor::Function { name, .. } => {
-                Err(Refusal::Function(name.to_string()))
-            }
-            TableFactor::Table { name, args: None, .. } => match reference(name) {
-                Some(Reference::Name(n)) if self.ctes.contains(&n) => Ok(()),
-                Some(r) => {
-                    self.relations.push(r);
-                    Ok(())
-                }
-                None => Err(Refusal::Relation),
-            },
-            TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } | TableFactor::UNNEST { .. } => Ok(()),
-            other => Err(Refusal::NotSelect(first_words(&other.to_string()))),
-        };
-        match outcome {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(r) => ControlFlow::Break(r),
-        }
-    }
-
-    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Refusal> {
-        let Expr::Function(f) = expr else { return ControlFlow::Continue(()) };
-        let parts: Vec<String> = f
-            .name
+    fn function(&self, name: &ObjectName) -> Result<(), Refusal> {
+        let parts: Vec<String> = name
             .0
             .iter()
             .map(|p| match p {
@@ -209,72 +179,24 @@ impl Visitor for Check {
             _ => true,
         };
         if refused {
-            ControlFlow::Break(Refusal::Function(f.name.to_string()))
+            Err(Refusal::Function(name.to_string()))
         } else {
-            ControlFlow::Continue(())
+            Ok(())
         }
     }
-}
 
-fn first_words(sql: &str) -> String {
-    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
-fn parse(sql: &str) -> Result<Statement, Refusal> {
-    let mut statements = Parser::parse_sql(&BigQueryDialect {}, sql).map_err(|e| Refusal::Invalid(e.to_string()))?;
-    match statements.len() {
-        1 => Ok(statements.remove(0)),
-        0 => Err(Refusal::NotSelect("no statement".into())),
-        n => Err(Refusal::NotSelect(format!("{n} statements; send one SELECT"))),
+    /// The path as the caller wrote it: theirs to know.
+    fn unknown(&self, name: &Reference) -> Refusal {
+        Refusal::Path(match name {
+            Reference::Name(n) | Reference::Path(n) => n.clone(),
+        })
     }
-}
-
-/// Every CTE name of the query, folded.
-fn ctes(statement: &Statement) -> BTreeSet<String> {
-    struct Ctes(BTreeSet<String>);
-    impl Visitor for Ctes {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-            for cte in query.with.iter().flat_map(|w| &w.cte_tables) {
-                self.0.insert(fold(&cte.alias.name));
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut c = Ctes(BTreeSet::new());
-    let _ = statement.visit(&mut c);
-    c.0
 }
 
 /// The relations a BigQuery statement reads (CTEs left out); `None` when it does not
-/// parse as BigQuery SQL. Collected whatever the statement does, so a write naming a
-/// remote table is routed to the check that refuses it.
+/// parse as BigQuery SQL.
 pub fn relations(sql: &str) -> Option<Vec<Reference>> {
-    let statements = Parser::parse_sql(&BigQueryDialect {}, sql).ok()?;
-    struct Collect {
-        ctes: BTreeSet<String>,
-        found: Vec<Reference>,
-    }
-    impl Visitor for Collect {
-        type Break = ();
-        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table { name, args: None, .. } = factor {
-                match reference(name) {
-                    Some(Reference::Name(n)) if self.ctes.contains(&n) => {}
-                    Some(r) => self.found.push(r),
-                    None => {}
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut found = Vec::new();
-    for statement in &statements {
-        let mut c = Collect { ctes: ctes(statement), found: Vec::new() };
-        let _ = statement.visit(&mut c);
-        found.extend(c.found);
-    }
-    Some(found)
+    sql::relations(&Bq, sql)
 }
 
 /// `sql` checked and rewritten for BigQuery: every relation that is not a CTE must be a
@@ -282,39 +204,7 @@ pub fn relations(sql: &str) -> Option<Vec<Reference>> {
 /// path), and becomes its backticked `project.dataset.table`. The first that is not is
 /// refused with its path as written.
 pub fn rewrite(sql: &str, resolve: &dyn Fn(&Reference) -> Option<String>) -> Result<String, Refusal> {
-    let mut statement = parse(sql)?;
-    let mut check = Check { ctes: ctes(&statement), relations: Vec::new(), top: true };
-    if let ControlFlow::Break(refusal) = statement.visit(&mut check) {
-        return Err(refusal);
-    }
-    if let Some(unknown) = check.relations.iter().find(|r| resolve(r).is_none()) {
-        return Err(Refusal::Path(match unknown {
-            Reference::Name(n) | Reference::Path(n) => n.clone(),
-        }));
-    }
-    struct Qualify<'a> {
-        ctes: &'a BTreeSet<String>,
-        resolve: &'a dyn Fn(&Reference) -> Option<String>,
-    }
-    impl VisitorMut for Qualify<'_> {
-        type Break = ();
-        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table { name, args: None, .. } = factor {
-                match reference(name) {
-                    Some(Reference::Name(n)) if self.ctes.contains(&n) => {}
-                    Some(r) => {
-                        if let Some(path) = (self.resolve)(&r) {
-                            *name = ObjectName::from(vec![Ident::with_quote('`', path)]);
-                        }
-                    }
-                    None => {}
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let _ = VisitMut::visit(&mut statement, &mut Qualify { ctes: &check.ctes, resolve });
-    Ok(statement.to_string())
+    sql::rewrite(&Bq, sql, resolve, &|path| ObjectName::from(vec![Ident::with_quote('`', path)]))
 }
 
 /// The name a scan's SQL calls its table before it is rewritten to the table's path.
@@ -336,69 +226,8 @@ pub fn scan_sql(
 ) -> Result<String, Refusal> {
     let known = |c: &str| columns.iter().find(|k| k.eq_ignore_ascii_case(c.trim())).cloned();
     let quote = |c: &str| format!("`{}`", c.replace('\\', "\\\\").replace('`', "\\`"));
-    let unknown: Vec<&String> = select.iter().filter(|c| known(c).is_none()).collect();
-    if !unknown.is_empty() {
-        return Err(Refusal::Invalid(format!("unknown columns: {unknown:?}")));
-    }
-    let list = if select.is_empty() {
-        "*".to_string()
-    } else {
-        select.iter().filter_map(|c| known(c)).map(|c| quote(&c)).collect::<Vec<_>>().join(", ")
-    };
-    let mut sql = format!("SELECT {list} FROM {SCANNED}");
-    if let Some(filter) = filter.map(str::trim).filter(|f| !f.is_empty()) {
-        let dialect = BigQueryDialect {};
-        let mut parser =
-            Parser::new(&dialect).try_with_sql(filter).map_err(|e| Refusal::Invalid(format!("where: {e}")))?;
-        let expr = parser.parse_expr().map_err(|e| Refusal::Invalid(format!("where: {e}")))?;
-        if parser.peek_token().token != sqlparser::tokenizer::Token::EOF {
-            return Err(Refusal::NotSelect("more than one expression in where".into()));
-        }
-        struct Columns<'a>(&'a dyn Fn(&str) -> Option<String>);
-        impl Visitor for Columns<'_> {
-            type Break = String;
-            fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
-                let first = match expr {
-                    Expr::Identifier(i) => Some(i),
-                    Expr::CompoundIdentifier(parts) => parts.first(),
-                    _ => None,
-                };
-                match first {
-                    Some(i) if (self.0)(&i.value).is_none() => ControlFlow::Break(i.value.clone()),
-                    _ => ControlFlow::Continue(()),
-                }
-            }
-        }
-        if let ControlFlow::Break(column) = expr.visit(&mut Columns(&known)) {
-            return Err(Refusal::Invalid(format!("where: unknown column {column:?}")));
-        }
-        sql.push_str(&format!(" WHERE {expr}"));
-    }
-    if !order_by.is_empty() {
-        let keys = order_by
-            .iter()
-            .map(|k| {
-                let mut words = k.split_whitespace();
-                let column = words.next().and_then(known).ok_or_else(|| {
-                    Refusal::Invalid(format!("order_by: {k:?} is not `column [asc|desc]` of this table"))
-                })?;
-                let direction = match words.next().map(str::to_ascii_lowercase).as_deref() {
-                    None => "",
-                    Some("asc") => " ASC",
-                    Some("desc") => " DESC",
-                    Some(other) => return Err(Refusal::Invalid(format!("order_by: {other:?} is not asc or desc"))),
-                };
-                if words.next().is_some() {
-                    return Err(Refusal::Invalid(format!("order_by: {k:?} is not `column [asc|desc]`")));
-                }
-                Ok(format!("{}{direction}", quote(&column)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
-    }
-    if let Some(n) = limit {
-        sql.push_str(&format!(" LIMIT {n}"));
-    }
+    let scan = Scan { from: SCANNED, select, filter, order_by, limit, column: &known, quote: &quote };
+    let sql = scan.sql(&Bq)?;
     rewrite(&sql, &|r| (*r == Reference::Name(SCANNED.into())).then(|| path.to_string()))
 }
 

@@ -10,16 +10,12 @@
 
 use super::client::{connect, source_error};
 use super::config::PgSource;
+use crate::remote::sql::{self, Flavour, Scan};
 pub use crate::remote::{Refusal, RemoteAnswer, RemoteError, RemoteLimits};
 use crate::ConnectorError;
-use sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor, Visit, VisitMut, Visitor,
-    VisitorMut,
-};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
+use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Query};
+use sqlparser::dialect::{Dialect, PostgreSqlDialect};
 use std::collections::BTreeSet;
-use std::ops::ControlFlow;
 use std::time::Duration;
 
 /// Functions that compute from their arguments only: aggregates, window functions,
@@ -241,168 +237,64 @@ fn allowed(name: &ObjectName, list: &[&str]) -> Result<(), Refusal> {
     }
 }
 
-fn parse(sql: &str) -> Result<Statement, Refusal> {
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| Refusal::Invalid(e.to_string()))?;
-    match statements.len() {
-        1 => Ok(statements.remove(0)),
-        0 => Err(Refusal::NotSelect("no statement".into())),
-        n => Err(Refusal::NotSelect(format!("{n} statements; send one SELECT"))),
+/// PostgreSQL's SQL, for the shared check.
+struct Pg;
+
+impl Flavour for Pg {
+    type Name = String;
+
+    fn dialect(&self) -> &dyn Dialect {
+        &PostgreSqlDialect {}
+    }
+
+    fn fold(&self, ident: &Ident) -> String {
+        fold(ident)
+    }
+
+    /// Registry names only: a qualified name (`public.flights`, `pg_catalog.pg_class`)
+    /// is no remote table.
+    fn name(&self, name: &ObjectName) -> Option<String> {
+        single(name)
+    }
+
+    fn cte_name<'a>(&self, name: &'a String) -> Option<&'a str> {
+        Some(name)
+    }
+
+    fn table_function(&self, name: &ObjectName) -> Result<(), Refusal> {
+        allowed(name, TABLE_FUNCTIONS)
+    }
+
+    fn function(&self, name: &ObjectName) -> Result<(), Refusal> {
+        allowed(name, FUNCTIONS)
+    }
+
+    fn query(&self, query: &Query) -> Result<(), Refusal> {
+        match query.with.iter().flat_map(|w| &w.cte_tables).find(|c| fold(&c.alias.name).starts_with("pg_")) {
+            // Catalog relations are all named pg_…: a CTE may not take such a name.
+            Some(cte) => Err(Refusal::NotSelect(format!("a CTE named {}", cte.alias.name))),
+            None => Ok(()),
+        }
+    }
+
+    fn unknown(&self, _name: &String) -> Refusal {
+        Refusal::Relation
     }
 }
 
 /// The relations a statement reads, folded, its CTE names left out; `None` when it is not
-/// PostgreSQL SQL (it is then no remote query). Collected whatever else the statement
-/// does, so a write naming a remote table is routed to the remote check that refuses it.
+/// PostgreSQL SQL (it is then no remote query).
 pub fn relations(sql: &str) -> Option<BTreeSet<String>> {
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-    struct Collect {
-        ctes: BTreeSet<String>,
-        relations: BTreeSet<String>,
-    }
-    impl Visitor for Collect {
-        type Break = ();
-        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table { name, args: None, .. } = factor {
-                if let Some(n) = single(name).filter(|n| !self.ctes.contains(n)) {
-                    self.relations.insert(n);
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut all = BTreeSet::new();
-    for statement in &statements {
-        let mut c = Collect { ctes: ctes(statement), relations: BTreeSet::new() };
-        let _ = statement.visit(&mut c);
-        all.extend(c.relations);
-    }
-    Some(all)
-}
-
-/// Every CTE name of the query, folded.
-fn ctes(statement: &Statement) -> BTreeSet<String> {
-    struct Ctes(BTreeSet<String>);
-    impl Visitor for Ctes {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-            for cte in query.with.iter().flat_map(|w| &w.cte_tables) {
-                self.0.insert(fold(&cte.alias.name));
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut c = Ctes(BTreeSet::new());
-    let _ = statement.visit(&mut c);
-    c.0
-}
-
-/// Walks the parse tree once, refusing what a remote query may not do and collecting the
-/// relations it reads.
-struct Check {
-    ctes: BTreeSet<String>,
-    relations: BTreeSet<String>,
-    top: bool,
-}
-
-impl Visitor for Check {
-    type Break = Refusal;
-
-    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Refusal> {
-        let top = std::mem::replace(&mut self.top, false);
-        match statement {
-            Statement::Query(_) if top => ControlFlow::Continue(()),
-            other => ControlFlow::Break(Refusal::NotSelect(first_words(&other.to_string()))),
-        }
-    }
-
-    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Refusal> {
-        if let Some(cte) =
-            query.with.iter().flat_map(|w| &w.cte_tables).find(|c| fold(&c.alias.name).starts_with("pg_"))
-        {
-            // Catalog relations are all named pg_…: a CTE may not take such a name.
-            return ControlFlow::Break(Refusal::NotSelect(format!("a CTE named {}", cte.alias.name)));
-        }
-        match query.body.as_ref() {
-            SetExpr::Table(_) => ControlFlow::Break(Refusal::NotSelect("TABLE".into())),
-            _ => ControlFlow::Continue(()),
-        }
-    }
-
-    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<Refusal> {
-        if select.into.is_some() {
-            return ControlFlow::Break(Refusal::NotSelect("SELECT INTO".into()));
-        }
-        ControlFlow::Continue(())
-    }
-
-    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Refusal> {
-        let outcome = match factor {
-            TableFactor::Table { name, args: Some(_), .. } | TableFactor::Function { name, .. } => {
-                allowed(name, TABLE_FUNCTIONS)
-            }
-            TableFactor::Table { name, args: None, .. } => match single(name) {
-                Some(n) if self.ctes.contains(&n) => Ok(()),
-                Some(n) => {
-                    self.relations.insert(n);
-                    Ok(())
-                }
-                None => Err(Refusal::Relation),
-            },
-            TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } | TableFactor::UNNEST { .. } => Ok(()),
-            other => Err(Refusal::NotSelect(first_words(&other.to_string()))),
-        };
-        match outcome {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(r) => ControlFlow::Break(r),
-        }
-    }
-
-    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Refusal> {
-        match expr {
-            Expr::Function(f) => match allowed(&f.name, FUNCTIONS) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(r) => ControlFlow::Break(r),
-            },
-            _ => ControlFlow::Continue(()),
-        }
-    }
-}
-
-fn first_words(sql: &str) -> String {
-    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    sql::relations(&Pg, sql).map(|found| found.into_iter().collect())
 }
 
 /// `sql` checked and rewritten for PostgreSQL: every relation that is not a CTE must be a
 /// remote table `resolve` knows (the caller's readable remote tables, by registry name),
 /// and becomes its `"schema"."table"`.
 pub fn rewrite(sql: &str, resolve: &dyn Fn(&str) -> Option<(String, String)>) -> Result<String, Refusal> {
-    let mut statement = parse(sql)?;
-    let mut check = Check { ctes: ctes(&statement), relations: BTreeSet::new(), top: true };
-    if let ControlFlow::Break(refusal) = statement.visit(&mut check) {
-        return Err(refusal);
-    }
-    if check.relations.iter().any(|r| resolve(r).is_none()) {
-        return Err(Refusal::Relation);
-    }
-    struct Qualify<'a> {
-        ctes: &'a BTreeSet<String>,
-        resolve: &'a dyn Fn(&str) -> Option<(String, String)>,
-    }
-    impl VisitorMut for Qualify<'_> {
-        type Break = ();
-        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table { name, args: None, .. } = factor {
-                if let Some(n) = single(name).filter(|n| !self.ctes.contains(n)) {
-                    if let Some((schema, table)) = (self.resolve)(&n) {
-                        *name = ObjectName::from(vec![Ident::with_quote('"', schema), Ident::with_quote('"', table)]);
-                    }
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let _ = VisitMut::visit(&mut statement, &mut Qualify { ctes: &check.ctes, resolve });
-    Ok(statement.to_string())
+    sql::rewrite(&Pg, sql, &|n: &String| resolve(n), &|(schema, table)| {
+        ObjectName::from(vec![Ident::with_quote('"', schema), Ident::with_quote('"', table)])
+    })
 }
 
 /// Run a rewritten query in a read-only transaction and answer its rows as JSON values.
@@ -471,12 +363,9 @@ pub fn run_parquet(
         .map_err(|e| RemoteError::Source(e.into()))
 }
 
-/// A scan of one remote table, `SELECT cols FROM table [WHERE filter] [ORDER BY …]
-/// [LIMIT n]`, each part checked on its own: columns and order keys are column names
-/// (quoted, so nothing else), the filter is exactly one boolean expression (parsed alone,
-/// so it cannot close the statement or add clauses), and the whole goes through
-/// [`rewrite`] with this table only, so the filter's functions are on the allowlist and it
-/// reads no other relation.
+/// A scan of one remote table ([`Scan`]), through [`rewrite`] with this table only, so the
+/// filter's functions are on the allowlist and it reads no other relation. Columns are not
+/// checked here (PostgreSQL does, when it plans the statement).
 pub fn scan_sql(
     table: &str,
     qualified: (&str, &str),
@@ -486,45 +375,10 @@ pub fn scan_sql(
     limit: Option<u64>,
 ) -> Result<String, Refusal> {
     let quote = |c: &str| format!("\"{}\"", c.trim().replace('"', "\"\""));
-    let columns = if select.is_empty() {
-        "*".to_string()
-    } else {
-        select.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
-    };
-    let mut sql = format!("SELECT {columns} FROM {}", quote(table));
-    if let Some(filter) = filter.map(str::trim).filter(|f| !f.is_empty()) {
-        let dialect = PostgreSqlDialect {};
-        let mut parser =
-            Parser::new(&dialect).try_with_sql(filter).map_err(|e| Refusal::Invalid(format!("where: {e}")))?;
-        let expr = parser.parse_expr().map_err(|e| Refusal::Invalid(format!("where: {e}")))?;
-        if parser.peek_token().token != sqlparser::tokenizer::Token::EOF {
-            return Err(Refusal::NotSelect("more than one expression in where".into()));
-        }
-        sql.push_str(&format!(" WHERE {expr}"));
-    }
-    if !order_by.is_empty() {
-        let keys = order_by
-            .iter()
-            .map(|k| {
-                let mut words = k.split_whitespace();
-                let column = words.next().unwrap_or_default();
-                let direction = match words.next().map(str::to_ascii_lowercase).as_deref() {
-                    None => "",
-                    Some("asc") => " ASC",
-                    Some("desc") => " DESC",
-                    Some(other) => return Err(Refusal::Invalid(format!("order_by: {other:?} is not asc or desc"))),
-                };
-                if words.next().is_some() {
-                    return Err(Refusal::Invalid(format!("order_by: {k:?} is not `column [asc|desc]`")));
-                }
-                Ok(format!("{}{direction}", quote(column)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
-    }
-    if let Some(n) = limit {
-        sql.push_str(&format!(" LIMIT {n}"));
-    }
+    let from = quote(table);
+    let column = |c: &str| Some(c.trim().to_string());
+    let scan = Scan { from: &from, select, filter, order_by, limit, column: &column, quote: &quote };
+    let sql = scan.sql(&Pg)?;
     let (schema, name) = (qualified.0.to_string(), qualified.1.to_string());
     let folded = table.to_string();
     rewrite(&sql, &|n: &str| (n == folded).then(|| (schema.clone(), name.clone())))

@@ -6,6 +6,8 @@
 use crate::ConnectorError;
 use std::time::Duration;
 
+pub mod sql;
+
 /// Why a remote query is refused before it reaches its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
