@@ -392,6 +392,13 @@ async fn remote_bigquery_tables_are_queried_in_place_behind_the_gate_and_the_cap
     let denied = cli.output(&["query", "--register-bq", "x=SELECT * FROM salaries", "SELECT * FROM x"]);
     assert_eq!(denied.0, Some(1), "{denied:?}");
     assert!(denied.2.contains("bq_path_not_registered"), "{denied:?}");
+    for bad in
+        [["--register-bq", "no equals sign"], ["--register", "x=no source"], ["--register-bq", "bad name=SELECT 1"]]
+    {
+        let refused = cli.output(&["query", bad[0], bad[1], "SELECT 1"]);
+        assert_eq!(refused.0, Some(2), "a malformed part is bad usage: {refused:?}");
+        assert!(refused.2.contains("--register") || refused.2.contains("hybrid part"), "{refused:?}");
+    }
     let (code, v) = http
         .post(
             "/api/query/hybrid",

@@ -79,7 +79,8 @@ fn sql_of(args: &QueryArgs) -> anyhow::Result<(String, Vec<super::hybrid::Part>)
 }
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let (sql, parts) = sql_of(&args)?;
+    // A malformed request is bad usage, exit 2 as clap's own refusals.
+    let (sql, parts) = sql_of(&args).map_err(|e| crate::exit::Coded::wrap(2, e))?;
     let out = match (parts.is_empty(), args.remote) {
         (true, true) => remote(&sql, args.limit).await?,
         (true, false) => local(sql, args.limit).await?,

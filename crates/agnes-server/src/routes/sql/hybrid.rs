@@ -5,12 +5,11 @@
 //! the caller's readable tables, where the final SQL runs. The original allowed admins
 //! only; here every gate applies to each part, so any user may.
 
-use super::query::{respond, row_limit, run, truncate, wants_arrow};
+use super::query::{audited, respond, row_limit, run, truncate, wants_arrow};
 use super::remote::{bill, bq_failed, bq_run, failed, plan, Plan};
 use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
-use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_connectors::remote::RemoteLimits;
@@ -138,20 +137,17 @@ async fn hybrid(
         return Err(bad("sql is required: the query over the parts and your local tables"));
     }
     let arrow = wants_arrow(&headers);
-    let slot = state.query.acquire(&caller, "concurrent_queries").await?;
-    let dir = agnes_engine::fsutil::temp_path_for(&state.layout.tmp_dir().join("hybrid"));
-    std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
-    let result = answer(&state, &caller, &parts, &dir, &body.sql, limit, arrow).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let (bytes, outcome) = match &result {
-        Ok(a) => (a.body.len(), "success"),
-        Err(_) => (0, "error"),
-    };
-    slot.release(bytes).await;
     let names: Vec<&String> = parts.iter().map(|(n, _, _)| n).collect();
     let params = json!({"sql": truncate(&body.sql, 2000), "parts": names, "limit": limit});
-    Audit::of(&state, &caller, &client).record_soon("query.hybrid", None, Some(params), outcome);
-    Ok(respond(result?))
+    let answer = audited(&state, &caller, &client, "query.hybrid", params, async |_, _| {
+        let dir = agnes_engine::fsutil::temp_path_for(&state.layout.tmp_dir().join("hybrid"));
+        std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
+        let result = answer(&state, &caller, &parts, &dir, &body.sql, limit, arrow).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    })
+    .await?;
+    Ok(respond(answer))
 }
 
 async fn answer(

@@ -5,7 +5,7 @@ use super::remote::Plan;
 use crate::auth::access::Caller;
 use crate::auth::authenticate::ClientInfo;
 use crate::error::ApiError;
-use crate::query::{Answer, AnswerKey};
+use crate::query::{Answer, AnswerKey, Slot};
 use crate::routes::audit::Audit;
 use crate::routes::json::ApiJson;
 use crate::state::AppState;
@@ -86,29 +86,51 @@ async fn query(
         Plan::BigQuery(plan) => return bigquery(&state, &caller, &client, &plan, &body.sql, limit, arrow).await,
         Plan::Local => {}
     }
-    let slot = state.query.acquire(&caller, "concurrent_queries").await?;
-    let tables = state.query.readable_tables_for(&caller, &slot).await?;
-    let sandbox = state.query.sandbox(tables).await?;
-    let key = AnswerKey { sandbox: sandbox.id(), sql: body.sql.clone(), limit, arrow };
-    let (result, cached) = match state.query.answers().get(&key) {
-        Some(answer) => (Ok(answer), true),
-        None => (run(sandbox, body.sql.clone(), limit, arrow).await, false),
-    };
-    let (response, bytes, outcome) = match result {
-        Ok(answer) => {
-            if !cached && agnes_engine::sandbox::is_repeatable(&body.sql) {
-                state.query.answers().put(key, answer.clone());
-            }
-            let bytes = answer.body.len();
-            (Ok(respond(answer)), bytes, "success")
+    let params = json!({"sql": truncate(&body.sql, 2000), "limit": limit,
+        "format": if arrow { "arrow" } else { "json" }});
+    let answer = audited(&state, &caller, &client, "query.local", params, async |slot, params| {
+        let tables = state.query.readable_tables_for(&caller, slot).await?;
+        let sandbox = state.query.sandbox(tables).await?;
+        let key = AnswerKey { sandbox: sandbox.id(), sql: body.sql.clone(), limit, arrow };
+        let cached = state.query.answers().get(&key);
+        params["cached"] = json!(cached.is_some());
+        if let Some(answer) = cached {
+            return Ok(answer);
         }
-        Err(e) => (Err(explain(&state, &caller, e).await), 0, "error"),
+        match run(sandbox, body.sql.clone(), limit, arrow).await {
+            Ok(answer) => {
+                if agnes_engine::sandbox::is_repeatable(&body.sql) {
+                    state.query.answers().put(key, answer.clone());
+                }
+                Ok(answer)
+            }
+            Err(e) => Err(explain(&state, &caller, e).await),
+        }
+    })
+    .await?;
+    Ok(respond(answer))
+}
+
+/// Run `work` under one of the caller's query slots (their concurrency and byte quotas):
+/// the slot is released with the answer's size, and the query audited as `action` with
+/// `params` (which `work` may add to) and its outcome.
+pub(super) async fn audited(
+    state: &AppState,
+    caller: &Caller,
+    client: &ClientInfo,
+    action: &str,
+    mut params: Value,
+    work: impl AsyncFnOnce(&Slot, &mut Value) -> Result<Answer, ApiError>,
+) -> Result<Answer, ApiError> {
+    let slot = state.query.acquire(caller, "concurrent_queries").await?;
+    let result = work(&slot, &mut params).await;
+    let (bytes, outcome) = match &result {
+        Ok(a) => (a.body.len(), "success"),
+        Err(_) => (0, "error"),
     };
     slot.release(bytes).await;
-    let params = json!({"sql": truncate(&body.sql, 2000), "limit": limit,
-        "format": if arrow { "arrow" } else { "json" }, "cached": cached});
-    Audit::of(&state, &caller, &client).record_soon("query.local", None, Some(params), outcome);
-    response
+    Audit::of(state, caller, client).record_soon(action, None, Some(params), outcome);
+    result
 }
 
 /// A query over remote tables, run in their database under the caller's slot and quotas.
@@ -130,18 +152,18 @@ async fn remote(
             "Remote queries answer JSON; ask without Accept: application/vnd.apache.arrow.stream",
         ));
     }
-    let slot = state.query.acquire(caller, "concurrent_queries").await?;
-    let result = super::remote::run(state, source, sql, limit).await;
-    let (bytes, outcome) = match &result {
-        Ok(a) => (a.bytes, "success"),
-        Err(_) => (0, "error"),
-    };
-    slot.release(bytes).await;
     let params = json!({"sql": truncate(asked, 2000), "limit": limit});
-    Audit::of(state, caller, client).record_soon("query.remote", None, Some(params), outcome);
-    let a = result?;
-    let answer = QueryResponse { columns: a.columns, row_count: a.rows.len(), rows: a.rows, truncated: a.truncated };
-    Ok(axum::Json(answer).into_response())
+    let answer = audited(state, caller, client, "query.remote", params, async |_, _| {
+        let a = super::remote::run(state, source, sql, limit).await?;
+        json_answer(QueryResponse { columns: a.columns, row_count: a.rows.len(), rows: a.rows, truncated: a.truncated })
+    })
+    .await?;
+    Ok(respond(answer))
+}
+
+fn json_answer(answer: QueryResponse) -> Result<Answer, ApiError> {
+    let body = serde_json::to_vec(&answer).map_err(ApiError::internal)?;
+    Ok(Answer { body: body.into(), arrow: None })
 }
 
 /// A query over remote BigQuery tables, under the caller's slot: JSON, or Arrow typed by
@@ -155,26 +177,17 @@ async fn bigquery(
     limit: usize,
     arrow: bool,
 ) -> Result<Response, ApiError> {
-    let slot = state.query.acquire(caller, "concurrent_queries").await?;
-    let result = if arrow {
-        bigquery_arrow(state, caller, plan, limit).await
-    } else {
-        super::remote::run_bigquery(state, caller, plan, limit).await.and_then(|a| {
-            let answer =
-                QueryResponse { columns: a.columns, row_count: a.rows.len(), rows: a.rows, truncated: a.truncated };
-            let body = serde_json::to_vec(&answer).map_err(ApiError::internal)?;
-            Ok(Answer { body: body.into(), arrow: None })
-        })
-    };
-    let (bytes, outcome) = match &result {
-        Ok(a) => (a.body.len(), "success"),
-        Err(_) => (0, "error"),
-    };
-    slot.release(bytes).await;
     let params = json!({"sql": truncate(asked, 2000), "limit": limit, "source": "bigquery",
                         "format": if arrow { "arrow" } else { "json" }});
-    Audit::of(state, caller, client).record_soon("query.remote", None, Some(params), outcome);
-    Ok(respond(result?))
+    let answer = audited(state, caller, client, "query.remote", params, async |_, _| {
+        if arrow {
+            return bigquery_arrow(state, caller, plan, limit).await;
+        }
+        let a = super::remote::run_bigquery(state, caller, plan, limit).await?;
+        json_answer(QueryResponse { columns: a.columns, row_count: a.rows.len(), rows: a.rows, truncated: a.truncated })
+    })
+    .await?;
+    Ok(respond(answer))
 }
 
 /// A BigQuery plan answered as Arrow IPC: at most `limit` rows (the statement is wrapped

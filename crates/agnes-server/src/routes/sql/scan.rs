@@ -335,44 +335,75 @@ async fn scan(
     }
     let prepared = prepare(&state, &caller, &body, config.scan_max_limit).await?;
     let slot = state.query.acquire(&caller, "concurrent_scans").await?;
-    let (tx, mut rx) = mpsc::channel::<Message>(4);
-    let runtime = tokio::runtime::Handle::current();
-    let (state2, caller2, client2, params) = (state.clone(), caller.clone(), client.clone(), audit_params(&body));
     let table_id = prepared.table_id.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut writer = ChannelWriter { tx: tx.clone(), buffer: Vec::with_capacity(CHUNK) };
-        let result = prepared
-            .sandbox
-            .scan_ipc(&prepared.plan, config.scan_timeout, config.scan_max_result_bytes, &mut writer)
-            .and_then(|outcome| {
-                writer.send().map_err(|_| EngineError::Invalid("the client went away".into()))?;
-                Ok(outcome)
-            });
-        let (bytes, outcome) = match &result {
-            Ok(ScanOutcome { bytes, rows }) => (*bytes, json!({"rows": rows, "bytes": bytes})),
-            Err(e) => (0, json!({"error": e.to_string()})),
-        };
-        // The budget is charged before the answer ends, so a client that reads to the end
-        // and asks again is counted.
-        runtime.block_on(async move {
-            slot.release(bytes as usize).await;
-            let mut params = params;
-            params["outcome"] = outcome;
-            let result = if bytes > 0 { "success" } else { "error" };
-            Audit::of(&state2, &caller2, &client2).record_soon(
-                "scan.run",
-                Some(&prepared.table_id),
-                Some(params),
-                result,
-            );
-        });
-        let _ = tx.blocking_send(match result {
-            Ok(_) => Message::Done,
-            Err(e) => Message::Failed(e),
-        });
-    });
     tracing::debug!(table = %table_id, "scan streaming");
-    stream_response(&mut rx).await
+    let scan = Scan { state, caller, client, table_id, params: audit_params(&body), slot };
+    scan.stream(move |writer| {
+        let ScanOutcome { rows, bytes } =
+            prepared.sandbox.scan_ipc(&prepared.plan, config.scan_timeout, config.scan_max_result_bytes, writer)?;
+        Ok(Streamed { rows, bytes, billed: 0 })
+    })
+    .await
+}
+
+/// What a scan streamed, and what its source billed for it.
+struct Streamed {
+    rows: u64,
+    bytes: u64,
+    billed: u64,
+}
+
+/// One admitted scan: the caller, what to audit it as, and its concurrency slot.
+struct Scan {
+    state: AppState,
+    caller: Caller,
+    client: ClientInfo,
+    table_id: String,
+    params: Value,
+    slot: crate::query::Slot,
+}
+
+impl Scan {
+    /// Run `job` on the blocking pool, its Arrow IPC streamed into the response as it is
+    /// written. When it ends, the slot is released with the bytes sent (charged to the
+    /// budget before the answer ends, so a client that reads to the end and asks again is
+    /// counted), what the source billed goes to the cost ledger, and `scan.run` is audited
+    /// with the outcome.
+    async fn stream(
+        self,
+        job: impl FnOnce(&mut ChannelWriter) -> Result<Streamed, EngineError> + Send + 'static,
+    ) -> Result<Response, ApiError> {
+        let (tx, mut rx) = mpsc::channel::<Message>(4);
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = ChannelWriter { tx: tx.clone(), buffer: Vec::with_capacity(CHUNK) };
+            let result = job(&mut writer).and_then(|done| {
+                writer.send().map_err(|_| EngineError::Invalid("the client went away".into()))?;
+                Ok(done)
+            });
+            let Scan { state, caller, client, table_id, mut params, slot } = self;
+            runtime.block_on(async move {
+                let (bytes, billed) = result.as_ref().map_or((0, 0), |d| (d.bytes, d.billed));
+                slot.release(bytes as usize).await;
+                if billed > 0 {
+                    super::remote::bill(&state, &caller, billed).await;
+                }
+                params["outcome"] = match &result {
+                    Ok(d) => json!({"rows": d.rows, "bytes": d.bytes}),
+                    Err(e) => json!({"error": e.to_string()}),
+                };
+                let outcome = if result.is_ok() { "success" } else { "error" };
+                Audit::of(&state, &caller, &client).record_soon("scan.run", Some(&table_id), Some(params), outcome);
+                let _ = tx
+                    .send(match result {
+                        Ok(_) => Message::Done,
+                        Err(e) => Message::Failed(e),
+                    })
+                    .await;
+            });
+        });
+        stream_response(&mut rx).await
+    }
 }
 
 /// The response of a scan thread's messages: an error before the first chunk is an
@@ -432,36 +463,19 @@ async fn remote_stream(
         ));
     }
     let slot = state.query.acquire(&caller, "concurrent_scans").await?;
-    let (tx, mut rx) = mpsc::channel::<Message>(4);
-    let runtime = tokio::runtime::Handle::current();
-    let params = audit_params(&body);
-    tokio::task::spawn_blocking(move || {
-        let mut writer = ChannelWriter { tx: tx.clone(), buffer: Vec::with_capacity(CHUNK) };
-        let result = agnes_connectors::postgres::remote::stream_ipc(
+    let scan = Scan { state, caller, client, table_id, params: audit_params(&body), slot };
+    scan.stream(move |writer| {
+        let (rows, bytes) = agnes_connectors::postgres::remote::stream_ipc(
             &source,
             &sql,
             config.scan_timeout,
             config.scan_max_result_bytes,
-            &mut writer,
-        );
-        let result: Result<(u64, u64), EngineError> = match result {
-            Ok(done) => writer.send().map(|()| done).map_err(|_| EngineError::Invalid("the client went away".into())),
-            Err(e) => Err(super::remote::engine_error(e)),
-        };
-        let bytes = result.as_ref().map_or(0, |(_, b)| *b);
-        runtime.block_on(async move {
-            slot.release(bytes as usize).await;
-            let outcome = if result.is_ok() { "success" } else { "error" };
-            Audit::of(&state, &caller, &client).record_soon("scan.run", Some(&table_id), Some(params), outcome);
-            let _ = tx
-                .send(match result {
-                    Ok(_) => Message::Done,
-                    Err(e) => Message::Failed(e),
-                })
-                .await;
-        });
-    });
-    stream_response(&mut rx).await
+            writer,
+        )
+        .map_err(super::remote::engine_error)?;
+        Ok(Streamed { rows, bytes, billed: 0 })
+    })
+    .await
 }
 
 /// A remote BigQuery table's scan: refused from the dry run over the scan cap, then run
@@ -493,41 +507,22 @@ async fn bigquery_stream(
     let slot = state.query.acquire(&caller, "concurrent_scans").await?;
     let mut run = super::remote::bq_run(&state, &caller, &plan, "scan");
     run.timeout = config.scan_timeout;
-    let (tx, mut rx) = mpsc::channel::<Message>(4);
-    let runtime = tokio::runtime::Handle::current();
-    let params = audit_params(&body);
     let (tmp, limits) = (state.layout.tmp_dir(), state.config.limits.clone());
-    tokio::task::spawn_blocking(move || {
-        let mut writer = ChannelWriter { tx: tx.clone(), buffer: Vec::with_capacity(CHUNK) };
-        let result = plan.remote.client().map_err(Into::into).and_then(|c| {
-            agnes_connectors::bigquery::remote::run_ipc(
-                &c,
-                &sql,
-                &run,
-                None,
-                config.scan_max_result_bytes,
-                &tmp,
-                &limits,
-                &mut writer,
-            )
-        });
-        let result: Result<_, EngineError> = match result {
-            Ok(done) => writer.send().map(|()| done).map_err(|_| EngineError::Invalid("the client went away".into())),
-            Err(e) => Err(super::remote::engine_error(e)),
-        };
-        runtime.block_on(async move {
-            let (bytes, billed) = result.as_ref().map_or((0, 0), |f| (f.bytes, f.billed_bytes));
-            slot.release(bytes as usize).await;
-            super::remote::bill(&state, &caller, billed).await;
-            let outcome = if result.is_ok() { "success" } else { "error" };
-            Audit::of(&state, &caller, &client).record_soon("scan.run", Some(&table_id), Some(params), outcome);
-            let _ = tx
-                .send(match result {
-                    Ok(_) => Message::Done,
-                    Err(e) => Message::Failed(e),
-                })
-                .await;
-        });
-    });
-    stream_response(&mut rx).await
+    let scan = Scan { state, caller, client, table_id, params: audit_params(&body), slot };
+    scan.stream(move |writer| {
+        let client = plan.remote.client().map_err(|e| super::remote::engine_error(e.into()))?;
+        let done = agnes_connectors::bigquery::remote::run_ipc(
+            &client,
+            &sql,
+            &run,
+            None,
+            config.scan_max_result_bytes,
+            &tmp,
+            &limits,
+            writer,
+        )
+        .map_err(super::remote::engine_error)?;
+        Ok(Streamed { rows: done.rows, bytes: done.bytes, billed: done.billed_bytes })
+    })
+    .await
 }
