@@ -3,7 +3,8 @@
 
 mod audit;
 mod distribution;
-mod identity;
+pub(crate) mod identity;
+pub(crate) mod inprocess;
 mod json;
 mod knowledge;
 mod mcp;
@@ -47,15 +48,20 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = api().split_for_parts();
     let doc = meta::openapi::finish(doc);
+    // Pages let anonymous visitors through to answer them themselves (the login page, or a
+    // redirect to it); what a page shows comes from the routes above, as its viewer.
+    let mut public = meta::openapi::public_operations(&doc);
+    public.extend(crate::web::public_routes());
     let auth = Arc::new(AuthContext::new(
         state.store.clone(),
         state.auth.secret.clone(),
         state.auth.dev_user.clone(),
-        meta::openapi::public_operations(&doc),
+        public,
         state.auth.trusted_proxies.clone(),
     ));
     routes
         .route_service("/mcp", mcp::service(state.clone()))
+        .merge(crate::web::routes(&state))
         .layer(middleware::from_fn_with_state(auth, authenticate))
         .layer(middleware::from_fn(version_headers))
         .layer(middleware::from_fn(crate::metrics::track))

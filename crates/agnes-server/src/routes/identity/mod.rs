@@ -1,5 +1,5 @@
 //! Who is calling: sign-in, tokens, users, groups and grants.
-mod auth;
+pub(crate) mod auth;
 mod groups;
 mod me;
 mod users;

@@ -1,0 +1,74 @@
+//! This server's REST routes called in-process, as the caller of an outer request: the MCP
+//! tools and the web UI answer from the same routes as the API, so every answer passes the
+//! same authentication, the one access rule, quotas and audit, with nothing re-implemented.
+
+use crate::mcp::Failure;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use tower::ServiceExt;
+
+/// The headers that say who is asking and from where: what authentication, rate limits
+/// and the audit log read.
+const FORWARDED: [&str; 5] = ["authorization", "cookie", "user-agent", "x-forwarded-for", "x-request-id"];
+
+pub struct InProcess {
+    state: AppState,
+    /// Built on first use: the router holds the routes that hold this.
+    router: OnceLock<Router>,
+}
+
+impl InProcess {
+    pub fn new(state: AppState) -> InProcess {
+        InProcess { state, router: OnceLock::new() }
+    }
+
+    /// `method path` with `body` as JSON, as the caller of `from`. The answer's JSON, or
+    /// its status, the contract's code and detail.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        from: Option<&http::request::Parts>,
+    ) -> impl std::future::Future<Output = Result<Value, Failure>> + Send + 'static {
+        let router = self.router.get_or_init(|| super::router(self.state.clone())).clone();
+        let mut request = http::Request::builder().method(method).uri(path);
+        if let Some(from) = from {
+            for name in FORWARDED {
+                if let Some(v) = from.headers.get(name) {
+                    request = request.header(name, v);
+                }
+            }
+            if let Some(peer) = from.extensions.get::<ConnectInfo<SocketAddr>>() {
+                request = request.extension(*peer);
+            }
+        }
+        let request = match body {
+            Some(b) => request.header(http::header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())),
+            None => request.body(Body::empty()),
+        };
+        async move {
+            let internal = |e: String| Failure { status: Some(500), code: "internal".into(), detail: Value::String(e) };
+            let request = request.map_err(|e| internal(e.to_string()))?;
+            let response = router.oneshot(request).await.map_err(|e| internal(e.to_string()))?;
+            let status = response.status();
+            let bytes =
+                axum::body::to_bytes(response.into_body(), usize::MAX).await.map_err(|e| internal(e.to_string()))?;
+            let value: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            };
+            if status.is_success() {
+                return Ok(value);
+            }
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("error").to_string();
+            Err(Failure { status: Some(status.as_u16()), code, detail: value.get("detail").cloned().unwrap_or(value) })
+        }
+    }
+}

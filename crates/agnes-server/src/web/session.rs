@@ -1,0 +1,113 @@
+//! Signing in and out: `/login`, `/logout`, and `/bootstrap` (the first admin, while the
+//! instance has never had one). The session is the API's: `POST /auth/token` (or
+//! `/auth/bootstrap`) answers a session JWT, kept in the `access_token` cookie (HttpOnly,
+//! SameSite=Lax, Secure behind HTTPS).
+
+use super::{field, render, render_status, same_origin, Viewer};
+use crate::routes::identity::auth::session_cookie;
+use crate::routes::inprocess::InProcess;
+use crate::state::AppState;
+use axum::extract::{Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/bootstrap", get(bootstrap_page).post(bootstrap))
+}
+
+/// Where to go after signing in: a path of this site only (never `//host` or a URL).
+fn next_of(next: Option<&String>) -> String {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .cloned()
+        .unwrap_or_else(|| "/".into())
+}
+
+async fn login_page(Query(q): Query<HashMap<String, String>>) -> Response {
+    render("login.html", json!({"next": next_of(q.get("next")), "email": q.get("email")}))
+}
+
+/// The cookie of a new session, and on to `next`.
+fn signed_in(state: &AppState, token: &str, next: &str) -> Response {
+    let mut response = Redirect::to(next).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(state, token, 86_400));
+    response
+}
+
+/// The form's email and password for the API's JSON.
+fn credentials(form: &HashMap<String, String>) -> serde_json::Value {
+    json!({"email": field(form, "email").unwrap_or_default(), "password": form.get("password").cloned().unwrap_or_default()})
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Extension(calls): Extension<Arc<InProcess>>,
+    parts: Parts,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let next = next_of(form.get("next"));
+    let refused = |message: String| {
+        let context = json!({"next": next, "email": form.get("email"), "error": message});
+        render_status(StatusCode::UNAUTHORIZED, "login.html", context)
+    };
+    if !same_origin(&parts) {
+        return refused("This form came from another site.".into());
+    }
+    match calls.call("POST", "/auth/token", Some(credentials(&form)), Some(&parts)).await {
+        Ok(session) => signed_in(&state, session["access_token"].as_str().unwrap_or_default(), &next),
+        // One message for a wrong email and a wrong password: the page says nothing of who
+        // has an account. Rate limits and deactivation say what they are.
+        Err(f) if f.status == Some(401) && super::message(&f).contains("deactivated") => {
+            refused("This account is deactivated.".into())
+        }
+        Err(f) if f.status == Some(401) => refused("Wrong email or password.".into()),
+        Err(f) => refused(super::message(&f)),
+    }
+}
+
+async fn logout(State(state): State<AppState>, viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
+    if let Err(refused) = viewer.check(&form) {
+        return refused;
+    }
+    // Ends every session of the user (the API's logout), then the cookie.
+    let _ = viewer.call("POST", "/auth/logout", None).await;
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    response
+}
+
+async fn bootstrap_page() -> Response {
+    render("bootstrap.html", json!({}))
+}
+
+async fn bootstrap(
+    State(state): State<AppState>,
+    Extension(calls): Extension<Arc<InProcess>>,
+    parts: Parts,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let refused = |status: StatusCode, message: String| {
+        render_status(status, "bootstrap.html", json!({"email": form.get("email"), "error": message}))
+    };
+    if !same_origin(&parts) {
+        return refused(StatusCode::FORBIDDEN, "This form came from another site.".into());
+    }
+    if form.get("password") != form.get("password2") {
+        return refused(StatusCode::BAD_REQUEST, "The passwords differ.".into());
+    }
+    match calls.call("POST", "/auth/bootstrap", Some(credentials(&form)), Some(&parts)).await {
+        Ok(session) => signed_in(&state, session["access_token"].as_str().unwrap_or_default(), "/"),
+        Err(f) => refused(
+            f.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::BAD_REQUEST),
+            super::message(&f),
+        ),
+    }
+}
