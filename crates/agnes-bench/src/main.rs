@@ -15,6 +15,7 @@ mod query;
 mod report;
 mod scenarios;
 mod scheduler;
+mod web;
 
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ enum Scenario {
     Bigquery,
     /// `agnes mcp` over stdio: start to `tools/list`, a catalog call of 1,000 tables, a local query.
     Mcp,
+    /// Every web page's time and weight with 1,000 tables registered.
+    Web,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Keboola => keboola::keboola_bench(args.scale)?,
             Scenario::Bigquery => bigquery::bigquery_bench()?,
             Scenario::Mcp => mcp::mcp_bench()?,
+            Scenario::Web => web::web_bench()?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

@@ -2,7 +2,7 @@
 //! sync now, delete), access (groups, members, the grants matrix, simulate a user) and
 //! users (create, deactivate, reactivate). Each action is one REST call as the admin.
 
-use super::{done, field, problem, render, segment, Viewer};
+use super::{done, field, paged, problem, render, segment, Viewer, PAGE};
 use crate::state::AppState;
 use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
@@ -47,18 +47,20 @@ pub async fn home(viewer: Viewer, headers: HeaderMap, query: Query<HashMap<Strin
 
 async fn tables_page(
     viewer: &Viewer,
+    q: &HashMap<String, String>,
     error: Option<String>,
     form: Option<&HashMap<String, String>>,
-    notice: Option<&String>,
 ) -> Response {
     let registry = match viewer.get("/api/admin/registry").await {
         Ok(r) => r,
         Err(f) => return problem(Some(viewer), &f),
     };
     let sources = viewer.get("/api/admin/sources").await.unwrap_or_default();
+    let rows = registry["tables"].as_array().cloned().unwrap_or_default();
+    let list = paged(rows, q, &["id", "name", "description", "source_table", "folder"], PAGE);
     let context = json!({
-        "viewer": viewer.context(), "nav": "admin_tables", "registry": registry, "sources": sources,
-        "error": error, "form": form, "notice": notice,
+        "viewer": viewer.context(), "nav": "admin_tables", "list": list, "base": "/admin/tables", "sources": sources,
+        "error": error, "form": form, "notice": q.get("notice"),
     });
     render("admin_tables.html", context)
 }
@@ -67,7 +69,7 @@ async fn tables(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
     if let Err(refused) = viewer.admin() {
         return refused;
     }
-    tables_page(&viewer, None, None, q.get("notice")).await
+    tables_page(&viewer, &q, None, None).await
 }
 
 /// Register a table from the form: the API's registration body, empty fields left out.
@@ -96,7 +98,7 @@ async fn register(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> 
             let id = done_["id"].as_str().unwrap_or_default().to_string();
             done("/admin/tables", &format!("Registered {id}. It is synced on its schedule, or now with Sync."))
         }
-        Err(f) => tables_page(&viewer, Some(super::message(&f)), Some(&form), None).await,
+        Err(f) => tables_page(&viewer, &HashMap::new(), Some(super::message(&f)), Some(&form)).await,
     }
 }
 
@@ -143,12 +145,9 @@ async fn access(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
             granted.entry(group.into()).or_default().insert(table.into(), id.into());
         }
     }
-    let table_ids: Vec<Value> = registry["tables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["id"].as_str().map(|s| json!(s)))
-        .collect();
+    // The matrix shows a page of tables at a time (searchable): 1,000 columns help no one.
+    let tables = paged(registry["tables"].as_array().cloned().unwrap_or_default(), &q, &["id", "name"], 20);
+    let table_ids: Vec<Value> = tables["items"].as_array().into_iter().flatten().map(|t| t["id"].clone()).collect();
     let simulated = match q.get("user").filter(|u| !u.is_empty()) {
         Some(user) => Some(viewer.get(&format!("/api/admin/users/{}/effective-access", segment(user))).await),
         None => None,
@@ -160,7 +159,7 @@ async fn access(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
     };
     let context = json!({
         "viewer": viewer.context(), "nav": "admin_access", "overview": overview, "granted": granted,
-        "table_ids": table_ids, "simulation": simulation, "simulation_error": simulation_error,
+        "table_ids": table_ids, "list": tables, "base": "/admin/access", "simulation": simulation, "simulation_error": simulation_error,
         "user": q.get("user"), "notice": q.get("notice"), "error": q.get("error"),
     });
     render("admin_access.html", context)

@@ -1,7 +1,7 @@
 //! What every signed-in user has: the catalog of the tables they may read and a page per
 //! table, the business metrics, their access and why, their tokens, and the setup page.
 
-use super::{done, field, problem, render, segment, Viewer};
+use super::{done, field, paged, problem, render, segment, Viewer, PAGE};
 use crate::state::AppState;
 use axum::extract::{Path, Query};
 use axum::http::request::Parts;
@@ -11,9 +11,6 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-
-/// Tables on one catalog page.
-const PAGE: usize = 50;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -40,24 +37,10 @@ pub async fn catalog(viewer: Viewer, headers: HeaderMap, Query(q): Query<HashMap
         Ok(c) => c,
         Err(f) => return problem(Some(&viewer), &f),
     };
-    let search = q.get("q").map(|s| s.trim().to_lowercase()).unwrap_or_default();
-    let all = catalog["tables"].as_array().cloned().unwrap_or_default();
-    let matching: Vec<Value> = all
-        .into_iter()
-        .filter(|t| {
-            search.is_empty()
-                || ["id", "name", "description", "folder"]
-                    .iter()
-                    .any(|k| t[k].as_str().is_some_and(|v| v.to_lowercase().contains(&search)))
-        })
-        .collect();
-    let pages = matching.len().div_ceil(PAGE).max(1);
-    let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).clamp(1, pages);
-    let shown: Vec<&Value> = matching.iter().skip((page - 1) * PAGE).take(PAGE).collect();
-    let context = json!({
-        "viewer": viewer.context(), "nav": "catalog", "tables": shown, "total": matching.len(),
-        "q": q.get("q"), "page": page, "pages": pages, "notice": q.get("notice"),
-    });
+    let tables = catalog["tables"].as_array().cloned().unwrap_or_default();
+    let list = paged(tables, &q, &["id", "name", "description", "folder"], PAGE);
+    let context = json!({"viewer": viewer.context(), "nav": "catalog", "list": list, "base": "/catalog",
+                         "notice": q.get("notice")});
     let partial = headers.get("hx-request").is_some() && headers.get("hx-boosted").is_none();
     render(if partial { "catalog_rows.html" } else { "catalog.html" }, context)
 }

@@ -107,6 +107,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("tokens.html", include_str!("templates/tokens.html")),
         ("setup.html", include_str!("templates/setup.html")),
         ("problem.html", include_str!("templates/problem.html")),
+        ("pager.html", include_str!("templates/pager.html")),
         ("dashboard.html", include_str!("templates/dashboard.html")),
         ("admin_tables.html", include_str!("templates/admin_tables.html")),
         ("admin_access.html", include_str!("templates/admin_access.html")),
@@ -255,6 +256,27 @@ fn done(to: &str, notice: &str) -> Response {
     let sep = if to.contains('?') { '&' } else { '?' };
     let notice = percent_encoding::utf8_percent_encode(notice, percent_encoding::NON_ALPHANUMERIC);
     Redirect::to(&format!("{to}{sep}notice={notice}")).into_response()
+}
+
+/// Rows per page of a long list.
+const PAGE: usize = 50;
+
+/// One page of `items` matching `query` (case-insensitive, in any of `keys`), and what the
+/// pager says: `{"items", "total", "page", "pages", "q"}`. Long lists stay quick: 1,000
+/// tables are 20 pages, and a search narrows them.
+fn paged(items: Vec<Value>, q: &HashMap<String, String>, keys: &[&str], per_page: usize) -> Value {
+    let search = q.get("q").map(|s| s.trim().to_lowercase()).unwrap_or_default();
+    let matching: Vec<Value> = items
+        .into_iter()
+        .filter(|t| {
+            search.is_empty() || keys.iter().any(|k| t[k].as_str().is_some_and(|v| v.to_lowercase().contains(&search)))
+        })
+        .collect();
+    let pages = matching.len().div_ceil(per_page).max(1);
+    let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).clamp(1, pages);
+    let total = matching.len();
+    let items: Vec<Value> = matching.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    json!({"items": items, "total": total, "page": page, "pages": pages, "q": q.get("q")})
 }
 
 /// A path segment, percent-encoded.
