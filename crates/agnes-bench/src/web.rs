@@ -24,8 +24,19 @@ const PAGES: &[&str] = &[
     "/admin/users",
 ];
 
-/// The `/static/…` files a page links to.
+/// The REST calls under the pages, timed alike, to show where a page's time goes.
+const CALLS: &[&str] = &[
+    "/api/v2/catalog",
+    "/api/admin/registry",
+    "/api/admin/scheduler",
+    "/api/v2/schema/t0500",
+    "/api/v2/sample/t0500?n=10",
+    "/api/admin/access-overview",
+];
+
+/// The `/static/…` files a page links to (the templates escape `/` as `&#x2f;`).
 fn assets(html: &str) -> Vec<String> {
+    let html = html.replace("&#x2f;", "/");
     html.split("\"/static/").skip(1).filter_map(|rest| rest.split('"').next()).map(|p| format!("/static/{p}")).collect()
 }
 
@@ -46,7 +57,7 @@ pub fn web_bench() -> anyhow::Result<Section> {
         let session: serde_json::Value = http.post(format!("{url}/auth/bootstrap")).json(&boot).send()?.json()?;
         let cookie = format!("access_token={}", session["access_token"].as_str().unwrap_or_default());
         let mut out = Vec::new();
-        for page in PAGES {
+        for page in PAGES.iter().chain(CALLS) {
             let get = |path: &str, gzip: bool| -> anyhow::Result<(Duration, Vec<u8>)> {
                 let mut request = http.get(format!("{url}{path}")).header("cookie", &cookie);
                 if gzip {

@@ -17,7 +17,6 @@ mod serve;
 mod settings;
 pub mod state;
 pub mod sync;
-mod web;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, ServerError};

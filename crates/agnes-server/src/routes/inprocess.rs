@@ -36,6 +36,26 @@ impl InProcess {
         body: Option<Value>,
         from: Option<&http::request::Parts>,
     ) -> impl std::future::Future<Output = Result<Value, Failure>> + Send + 'static {
+        let raw = self.call_raw(method, path, body, from);
+        async move {
+            let bytes = raw.await?;
+            Ok(if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            })
+        }
+    }
+
+    /// [`InProcess::call`]'s answer as the bytes the route wrote, for a caller that reads
+    /// them into the contract's own types.
+    pub fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        from: Option<&http::request::Parts>,
+    ) -> impl std::future::Future<Output = Result<axum::body::Bytes, Failure>> + Send + 'static {
         let router = self.router.get_or_init(|| super::router(self.state.clone())).clone();
         let mut request = http::Request::builder().method(method).uri(path);
         if let Some(from) = from {
@@ -59,14 +79,11 @@ impl InProcess {
             let status = response.status();
             let bytes =
                 axum::body::to_bytes(response.into_body(), usize::MAX).await.map_err(|e| internal(e.to_string()))?;
-            let value: Value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-            };
             if status.is_success() {
-                return Ok(value);
+                return Ok(bytes);
             }
+            let value: Value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
             let code = value.get("code").and_then(Value::as_str).unwrap_or("error").to_string();
             Err(Failure { status: Some(status.as_u16()), code, detail: value.get("detail").cloned().unwrap_or(value) })
         }

@@ -11,6 +11,7 @@ mod mcp;
 mod meta;
 mod sql;
 mod tables;
+mod web;
 mod workspace;
 
 use crate::auth::authenticate::{authenticate, AuthContext};
@@ -51,7 +52,7 @@ pub fn router(state: AppState) -> Router {
     // Pages let anonymous visitors through to answer them themselves (the login page, or a
     // redirect to it); what a page shows comes from the routes above, as its viewer.
     let mut public = meta::openapi::public_operations(&doc);
-    public.extend(crate::web::public_routes());
+    public.extend(web::public_routes());
     let auth = Arc::new(AuthContext::new(
         state.store.clone(),
         state.auth.secret.clone(),
@@ -61,7 +62,7 @@ pub fn router(state: AppState) -> Router {
     ));
     routes
         .route_service("/mcp", mcp::service(state.clone()))
-        .merge(crate::web::routes(&state))
+        .merge(web::routes(&state))
         .layer(middleware::from_fn_with_state(auth, authenticate))
         .layer(middleware::from_fn(version_headers))
         .layer(middleware::from_fn(crate::metrics::track))

@@ -17,9 +17,10 @@ pub type States = HashMap<String, agnes_store::sync_state::SyncState>;
 impl SyncService {
     /// Every registered table's freshness.
     pub async fn freshness(&self, config: &SchedulerConfig) -> Result<Vec<Freshness>, SyncError> {
-        let store = &self.inner.store;
-        let states: States = store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
-        self.freshness_of(&store.registry().list().await?, &states, config).await
+        // The kept snapshot of the registry and states: decoded once per change, not per ask.
+        let snapshot = self.inner.store.snapshot().await?;
+        let states: States = snapshot.states.iter().map(|s| (s.table_id.clone(), s.clone())).collect();
+        self.freshness_of(&snapshot.registry, &states, config).await
     }
 
     /// The ids of the overdue tables as a JSON array, for the manifest. Worked out at most

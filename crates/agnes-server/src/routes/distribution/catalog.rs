@@ -94,18 +94,32 @@ fn size_hint(bytes: i64) -> &'static str {
 
 async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<TableSpec>, ApiError> {
     let readable = readable_ids(state, caller).await?;
-    Ok(state.store.registry().list().await?.into_iter().filter(|t| may_read(&readable, &t.id)).collect())
+    Ok(state.store.snapshot().await?.registry.clone().into_iter().filter(|t| may_read(&readable, &t.id)).collect())
+}
+
+/// `?table=`: one table's entry (by id or name) instead of all.
+#[derive(serde::Deserialize)]
+struct CatalogFilter {
+    table: Option<String>,
 }
 
 /// Every table the caller may use, with how to fetch it and how big it is.
-#[utoipa::path(get, path = "/api/v2/catalog", tag = "catalog", responses((status = 200, body = Catalog)))]
-async fn catalog(State(state): State<AppState>, caller: Caller, client: ClientInfo) -> Result<Json<Catalog>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/catalog", tag = "catalog", params(("table" = Option<String>, Query, description = "only this table (id or name)")),
+    responses((status = 200, body = Catalog)))]
+async fn catalog(
+    State(state): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    Query(filter): Query<CatalogFilter>,
+) -> Result<Json<Catalog>, ApiError> {
     // Registry, states and cached BigQuery metadata as of the current access generation,
     // decoded once for all requests until something changes.
     let snapshot = state.store.snapshot().await?;
     let states: crate::sync::States = snapshot.states.iter().map(|s| (s.table_id.clone(), s.clone())).collect();
     let readable = readable_ids(&state, &caller).await?;
-    let visible: Vec<&TableSpec> = snapshot.registry.iter().filter(|t| may_read(&readable, &t.id)).collect();
+    let wanted = |t: &TableSpec| filter.table.as_ref().is_none_or(|w| *w == t.id || *w == t.name);
+    let visible: Vec<&TableSpec> =
+        snapshot.registry.iter().filter(|t| wanted(t) && may_read(&readable, &t.id)).collect();
     let remote: std::collections::HashMap<&str, &agnes_store::bq_metadata::CachedMetadata> =
         snapshot.bq_metadata.iter().map(|c| (c.table_id.as_str(), c)).collect();
     let interval = state.bigquery.as_ref().map(|b| b.source().metadata_refresh()).unwrap_or_default();
@@ -235,7 +249,7 @@ async fn schema(
                 ),
             )
         })?;
-        Audit::of(&state, &caller, &client).record("catalog.schema", Some(&spec.id), None, "success").await;
+        Audit::of(&state, &caller, &client).record_soon("catalog.schema", Some(&spec.id), None, "success");
         return Ok(Json(TableSchema {
             sql_flavor: sql_flavor(&spec).into(),
             table_id: spec.id,
@@ -266,7 +280,7 @@ async fn schema(
             description: String::new(),
         })
         .collect();
-    Audit::of(&state, &caller, &client).record("catalog.schema", Some(&spec.id), None, "success").await;
+    Audit::of(&state, &caller, &client).record_soon("catalog.schema", Some(&spec.id), None, "success");
     Ok(Json(TableSchema {
         sql_flavor: sql_flavor(&spec).into(),
         table_id: spec.id,
@@ -312,9 +326,12 @@ async fn sample(
             .into_iter()
             .map(|r| answer.columns.iter().cloned().zip(r).collect::<serde_json::Map<_, _>>())
             .collect();
-        Audit::of(&state, &caller, &client)
-            .record("catalog.sample", Some(&spec.id), Some(json!({"n": n})), "success")
-            .await;
+        Audit::of(&state, &caller, &client).record_soon(
+            "catalog.sample",
+            Some(&spec.id),
+            Some(json!({"n": n})),
+            "success",
+        );
         return Ok(Json(Sample { table_id: spec.id, rows, source: "bigquery".into() }));
     }
     let data = published_data(&state, &spec).ok_or_else(|| {
@@ -324,9 +341,7 @@ async fn sample(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    Audit::of(&state, &caller, &client)
-        .record("catalog.sample", Some(&spec.id), Some(json!({"n": n})), "success")
-        .await;
+    Audit::of(&state, &caller, &client).record_soon("catalog.sample", Some(&spec.id), Some(json!({"n": n})), "success");
     Ok(Json(Sample { table_id: spec.id, rows, source: "parquet".into() }))
 }
 

@@ -112,7 +112,7 @@ async fn check_access(
         Ok(_) => "success".to_string(),
         Err(e) => format!("error.{}", e.status.as_u16()),
     };
-    Audit::of(&state, &caller, &client).record("data.access_check", Some(&table), None, &result).await;
+    Audit::of(&state, &caller, &client).record_soon("data.access_check", Some(&table), None, &result);
     match outcome {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),

@@ -224,17 +224,16 @@ async fn precheck(
 /// Every registry row with its last sync error.
 #[utoipa::path(get, path = "/api/admin/registry", tag = "registry", responses((status = 200, body = RegistryList)))]
 async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<RegistryList>, ApiError> {
-    let states: std::collections::HashMap<String, agnes_store::sync_state::SyncState> =
-        state.store.sync_state().list().await?.into_iter().map(|s| (s.table_id.clone(), s)).collect();
-    let tables: Vec<RegistryRow> = state
-        .store
-        .registry()
-        .list()
-        .await?
-        .into_iter()
+    // The kept snapshot: a thousand rows are decoded once per change, not per request.
+    let snapshot = state.store.snapshot().await?;
+    let states: std::collections::HashMap<&str, &agnes_store::sync_state::SyncState> =
+        snapshot.states.iter().map(|s| (s.table_id.as_str(), s)).collect();
+    let tables: Vec<RegistryRow> = snapshot
+        .registry
+        .iter()
         .map(|spec| RegistryRow {
-            last_sync_error: states.get(&spec.id).filter(|s| s.status == "error").and_then(|s| s.error.clone()),
-            spec,
+            last_sync_error: states.get(spec.id.as_str()).filter(|s| s.status == "error").and_then(|s| s.error.clone()),
+            spec: spec.clone(),
         })
         .collect();
     Ok(Json(RegistryList { count: tables.len(), tables }))
@@ -380,7 +379,7 @@ async fn discover_and_register(
             return Err(unprocessable(format!("'{missing}' is not among the tables of source '{}'", body.source)));
         }
     }
-    let registry = state.store.registry().list().await?;
+    let registry = state.store.snapshot().await?.registry.clone();
     let mut taken: std::collections::HashSet<String> = registry.iter().map(|t| t.id.clone()).collect();
     let connector =
         state.sync.connector_named(&body.source).ok_or_else(|| super::sources::unknown_source(&state, &body.source))?;

@@ -87,7 +87,7 @@ fn pg_settings(s: &PgSource) -> BTreeMap<String, String> {
 /// Every configured source with its non-secret settings and how many tables read it.
 #[utoipa::path(get, path = "/api/admin/sources", tag = "registry", responses((status = 200, body = Vec<SourceInfo>), (status = 403)))]
 async fn list_sources(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<SourceInfo>>, ApiError> {
-    let registry = state.store.registry().list().await?;
+    let registry = state.store.snapshot().await?.registry.clone();
     let reading = |source_name: &str| {
         registry.iter().filter(|t| state.sync.source_name_for(t).as_deref() == Some(source_name)).count()
     };

@@ -52,7 +52,7 @@ impl MetricReaders {
     async fn of(state: &AppState, caller: &Caller) -> Result<MetricReaders, ApiError> {
         Ok(MetricReaders {
             readable: crate::routes::tables::readable_ids(state, caller).await?,
-            registry: if caller.is_admin { Vec::new() } else { state.store.registry().list().await? },
+            registry: if caller.is_admin { Vec::new() } else { state.store.snapshot().await?.registry.clone() },
         })
     }
 

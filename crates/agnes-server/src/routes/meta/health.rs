@@ -37,7 +37,7 @@ async fn detailed(
         .map(|s| (s.table_id.clone(), s))
         .collect();
     let total_rows: i64 = states.values().map(|s| s.rows).sum();
-    let mut registered = state.store.registry().list().await?;
+    let mut registered = state.store.snapshot().await?.registry.clone();
     registered.retain(|t| crate::routes::tables::may_read(&readable, &t.id));
     let tables = state
         .sync

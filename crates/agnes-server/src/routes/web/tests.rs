@@ -3,7 +3,7 @@
 //! `crates/agnes-cli/tests/web.rs`.
 
 use super::PAGES;
-use crate::config::ServerConfig;
+use crate::ServerConfig;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
@@ -25,7 +25,7 @@ impl Site {
     async fn new() -> Site {
         let dir = tempfile::tempdir().unwrap();
         let config = ServerConfig::load(dir.path().join("data"), "127.0.0.1:0".parse().unwrap(), None).unwrap();
-        let state = crate::serve::prepare(config).await.unwrap();
+        let state = crate::prepare(config).await.unwrap();
         std::fs::write(state.layout.default_files_root().join("evil.csv"), "id,name\n1,<b>bold</b>\n").unwrap();
         Site { _dir: dir, router: crate::routes::router(state) }
     }

@@ -4,6 +4,7 @@
 
 use super::{done, field, paged, problem, render, segment, Viewer, PAGE};
 use crate::state::AppState;
+use agnes_core::api::{Freshness, RegistryList, SchedulerStatus};
 use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -30,17 +31,19 @@ pub async fn home(viewer: Viewer, headers: HeaderMap, query: Query<HashMap<Strin
     if !viewer.caller.is_admin {
         return super::analyst::catalog(viewer, headers, query).await;
     }
-    let scheduler = match viewer.get("/api/admin/scheduler").await {
+    let mut scheduler: SchedulerStatus = match viewer.get_as("/api/admin/scheduler").await {
         Ok(s) => s,
         Err(f) => return problem(Some(&viewer), &f),
     };
     let health = viewer.get("/api/health/detailed").await.unwrap_or_default();
-    let tables = scheduler["tables"].as_array().cloned().unwrap_or_default();
-    let failing: Vec<&Value> = tables.iter().filter(|t| t["last_error"].is_string()).collect();
-    let overdue = tables.iter().filter(|t| t["overdue"] == true).count();
+    let tables = std::mem::take(&mut scheduler.tables);
+    let failing: Vec<&Freshness> = tables.iter().filter(|t| t.last_error.is_some()).collect();
+    let overdue = tables.iter().filter(|t| t.overdue).count();
+    // The first 50 rows; the tables page has them all.
+    let shown: Vec<&Freshness> = tables.iter().take(50).collect();
     let context = json!({
         "viewer": viewer.context(), "nav": "home", "scheduler": scheduler, "health": health,
-        "failing": failing, "overdue": overdue, "tables": tables,
+        "failing": failing, "overdue": overdue, "tables": shown, "table_count": tables.len(),
     });
     render("dashboard.html", context)
 }
@@ -51,13 +54,12 @@ async fn tables_page(
     error: Option<String>,
     form: Option<&HashMap<String, String>>,
 ) -> Response {
-    let registry = match viewer.get("/api/admin/registry").await {
+    let registry: RegistryList = match viewer.get_as("/api/admin/registry").await {
         Ok(r) => r,
         Err(f) => return problem(Some(viewer), &f),
     };
     let sources = viewer.get("/api/admin/sources").await.unwrap_or_default();
-    let rows = registry["tables"].as_array().cloned().unwrap_or_default();
-    let list = paged(rows, q, &["id", "name", "description", "source_table", "folder"], PAGE);
+    let list = paged(registry.tables, q, |r| searchable(&r.spec), PAGE);
     let context = json!({
         "viewer": viewer.context(), "nav": "admin_tables", "list": list, "base": "/admin/tables", "sources": sources,
         "error": error, "form": form, "notice": q.get("notice"),
@@ -131,7 +133,7 @@ async fn access(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
     let (overview, grants, registry) = match (
         viewer.get("/api/admin/access-overview").await,
         viewer.get("/api/admin/grants").await,
-        viewer.get("/api/admin/registry").await,
+        viewer.get_as::<RegistryList>("/api/admin/registry").await,
     ) {
         (Ok(o), Ok(g), Ok(r)) => (o, g, r),
         (Err(f), _, _) | (_, Err(f), _) | (_, _, Err(f)) => return problem(Some(&viewer), &f),
@@ -146,7 +148,7 @@ async fn access(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
         }
     }
     // The matrix shows a page of tables at a time (searchable): 1,000 columns help no one.
-    let tables = paged(registry["tables"].as_array().cloned().unwrap_or_default(), &q, &["id", "name"], 20);
+    let tables = paged(registry.tables, &q, |r| searchable(&r.spec), 20);
     let table_ids: Vec<Value> = tables["items"].as_array().into_iter().flatten().map(|t| t["id"].clone()).collect();
     let simulated = match q.get("user").filter(|u| !u.is_empty()) {
         Some(user) => Some(viewer.get(&format!("/api/admin/users/{}/effective-access", segment(user))).await),
@@ -163,6 +165,16 @@ async fn access(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
         "user": q.get("user"), "notice": q.get("notice"), "error": q.get("error"),
     });
     render("admin_access.html", context)
+}
+
+/// What a table is found by in a search of the admin pages.
+fn searchable(t: &agnes_core::TableSpec) -> String {
+    [Some(&t.id), Some(&t.name), t.description.as_ref(), t.source_table.as_ref(), t.folder.as_ref()]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// After an access change: back to the page, saying what happened.

@@ -3,6 +3,7 @@
 
 use super::{done, field, paged, problem, render, segment, Viewer, PAGE};
 use crate::state::AppState;
+use agnes_core::api::{Catalog, CatalogTable};
 use axum::extract::{Path, Query};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -33,12 +34,19 @@ fn server_url(parts: &Parts) -> String {
 /// `/catalog?q=&page=`: the tables the viewer may read, searchable, a page at a time. An
 /// htmx search asks for the rows only.
 pub async fn catalog(viewer: Viewer, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let catalog = match viewer.get("/api/v2/catalog").await {
+    let catalog: Catalog = match viewer.get_as("/api/v2/catalog").await {
         Ok(c) => c,
         Err(f) => return problem(Some(&viewer), &f),
     };
-    let tables = catalog["tables"].as_array().cloned().unwrap_or_default();
-    let list = paged(tables, &q, &["id", "name", "description", "folder"], PAGE);
+    let text = |t: &CatalogTable| {
+        [Some(&t.id), Some(&t.name), t.description.as_ref(), t.folder.as_ref()]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let list = paged(catalog.tables, &q, text, PAGE);
     let context = json!({"viewer": viewer.context(), "nav": "catalog", "list": list, "base": "/catalog",
                          "notice": q.get("notice")});
     let partial = headers.get("hx-request").is_some() && headers.get("hx-boosted").is_none();
@@ -52,10 +60,10 @@ async fn table(viewer: Viewer, Path(table): Path<String>) -> Response {
         Ok(s) => s,
         Err(f) => return problem(Some(&viewer), &f),
     };
-    let catalog = viewer.get("/api/v2/catalog").await.unwrap_or_default();
-    let entry = catalog["tables"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["id"] == schema["table_id"]).cloned())
+    let catalog: Option<Catalog> = viewer.get_as(&format!("/api/v2/catalog?table={id}")).await.ok();
+    let entry = catalog
+        .and_then(|c| c.tables.into_iter().find(|t| t.id == schema["table_id"].as_str().unwrap_or_default()))
+        .map(|t| json!(t))
         .unwrap_or_default();
     let sample = viewer.get(&format!("/api/v2/sample/{id}?n=10")).await.ok();
     let profile = viewer.get(&format!("/api/catalog/profile/{id}")).await.ok();
