@@ -8,7 +8,7 @@
 //!   as an agent with only a shell runs it), medians of 20 and 10.
 
 use crate::cli::Client;
-use crate::pull::{local, prepare};
+use crate::pull::thousand_tables;
 use crate::report::{machine, Section};
 use crate::scenarios::{agnes_exe, median, start_server, stop};
 use anyhow::Context;
@@ -100,11 +100,7 @@ pub fn mcp_bench() -> anyhow::Result<Section> {
     let exe = agnes_exe()?;
     let work = tempfile::tempdir()?;
     let data = work.path().join("data");
-    std::fs::create_dir_all(data.join("sources"))?;
-    let rows: String = (0..1000).map(|i| format!("{i},label-{i}\n")).collect();
-    std::fs::write(data.join("sources/small.csv"), format!("id,label\n{rows}"))?;
-    eprintln!("syncing 1,000 tables…");
-    prepare(&data, (0..1000).map(|i| local(&format!("t{i:04}"), "small.csv")).collect())?;
+    thousand_tables(&data)?;
     let (server, port) = start_server(&exe, &data)?;
     let result = (|| -> anyhow::Result<_> {
         let url = format!("http://127.0.0.1:{port}");

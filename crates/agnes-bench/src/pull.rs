@@ -32,6 +32,16 @@ pub fn prepare(data: &Path, specs: Vec<TableSpec>) -> anyhow::Result<()> {
     })
 }
 
+/// A data dir with 1,000 small tables (`t0000`…`t0999`, 1,000 rows each) registered and
+/// synced: the catalog-sized instance the MCP and web benchmarks serve.
+pub fn thousand_tables(data: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data.join("sources"))?;
+    let rows: String = (0..1000).map(|i| format!("{i},label-{i}\n")).collect();
+    std::fs::write(data.join("sources/small.csv"), format!("id,label\n{rows}"))?;
+    eprintln!("syncing 1,000 tables…");
+    prepare(data, (0..1000).map(|i| local(&format!("t{i:04}"), "small.csv")).collect())
+}
+
 pub fn local(name: &str, source: &str) -> TableSpec {
     let mut t = TableSpec::new(name, SourceType::Files, QueryMode::Local, chrono::Utc::now());
     t.source_table = Some(source.to_string());

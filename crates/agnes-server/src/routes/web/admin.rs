@@ -35,14 +35,13 @@ pub async fn home(viewer: Viewer, headers: HeaderMap, query: Query<HashMap<Strin
         Ok(s) => s,
         Err(f) => return problem(Some(&viewer), &f),
     };
-    let health = viewer.get("/api/health/detailed").await.unwrap_or_default();
     let tables = std::mem::take(&mut scheduler.tables);
     let failing: Vec<&Freshness> = tables.iter().filter(|t| t.last_error.is_some()).collect();
     let overdue = tables.iter().filter(|t| t.overdue).count();
     // The first 50 rows; the tables page has them all.
     let shown: Vec<&Freshness> = tables.iter().take(50).collect();
     let context = json!({
-        "viewer": viewer.context(), "nav": "home", "scheduler": scheduler, "health": health,
+        "viewer": viewer.context(), "nav": "home", "scheduler": scheduler,
         "failing": failing, "overdue": overdue, "tables": shown, "table_count": tables.len(),
     });
     render("dashboard.html", context)
@@ -68,7 +67,7 @@ async fn tables_page(
 }
 
 async fn tables(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin() {
+    if let Some(refused) = viewer.admin() {
         return refused;
     }
     tables_page(&viewer, &q, None, None).await
@@ -76,7 +75,7 @@ async fn tables(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
 
 /// Register a table from the form: the API's registration body, empty fields left out.
 async fn register(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin().and_then(|()| viewer.check(&form)) {
+    if let Some(refused) = viewer.admin_form(&form) {
         return refused;
     }
     let mut body = Map::new();
@@ -105,7 +104,7 @@ async fn register(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> 
 }
 
 async fn sync_now(viewer: Viewer, Path(id): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin().and_then(|()| viewer.check(&form)) {
+    if let Some(refused) = viewer.admin_form(&form) {
         return refused;
     }
     match viewer.call("POST", "/api/sync/trigger", Some(json!([id]))).await {
@@ -115,7 +114,7 @@ async fn sync_now(viewer: Viewer, Path(id): Path<String>, Form(form): Form<HashM
 }
 
 async fn delete_table(viewer: Viewer, Path(id): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin().and_then(|()| viewer.check(&form)) {
+    if let Some(refused) = viewer.admin_form(&form) {
         return refused;
     }
     match viewer.call("DELETE", &format!("/api/admin/registry/{}", segment(&id)), None).await {
@@ -127,7 +126,7 @@ async fn delete_table(viewer: Viewer, Path(id): Path<String>, Form(form): Form<H
 /// `/admin/access?user=`: groups with members, the grants matrix of groups × tables, and
 /// what one user would see and why.
 async fn access(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin() {
+    if let Some(refused) = viewer.admin() {
         return refused;
     }
     let (overview, grants, registry) = match (
@@ -192,7 +191,7 @@ fn access_result(result: Result<Value, super::Failure>, notice: &str) -> Respons
 }
 
 async fn create_group(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin().and_then(|()| viewer.check(&form)) {
+    if let Some(refused) = viewer.admin_form(&form) {
         return refused;
     }
     let name = field(&form, "name").unwrap_or_default();
@@ -201,7 +200,7 @@ async fn create_group(viewer: Viewer, Form(form): Form<HashMap<String, String>>)
 }
 
 async fn add_member(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin().and_then(|()| viewer.check(&form)) {
+    if let Some(refused) = viewer.admin_form(&form) {
         return refused;
     }
     let (group, email) = (field(&form, "group").unwrap_or_default(), field(&form, "email").unwrap_or_default());
@@ -212,7 +211,7 @@ async fn add_member(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -
 
 /// One cell of the grants matrix: grant the table to the group, or revoke that grant.
 async fn toggle_grant(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin().and_then(|()| viewer.check(&form)) {
+    if let Some(refused) = viewer.admin_form(&form) {
         return refused;
     }
     let (group, table) = (field(&form, "group").unwrap_or_default(), field(&form, "table").unwrap_or_default());
@@ -239,14 +238,14 @@ async fn users_page(viewer: &Viewer, error: Option<String>, notice: Option<&Stri
 }
 
 async fn users(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin() {
+    if let Some(refused) = viewer.admin() {
         return refused;
     }
     users_page(&viewer, None, q.get("notice")).await
 }
 
 async fn create_user(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin().and_then(|()| viewer.check(&form)) {
+    if let Some(refused) = viewer.admin_form(&form) {
         return refused;
     }
     let email = field(&form, "email").unwrap_or_default();
@@ -258,7 +257,7 @@ async fn create_user(viewer: Viewer, Form(form): Form<HashMap<String, String>>) 
 }
 
 async fn set_active(viewer: Viewer, Path(id): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.admin().and_then(|()| viewer.check(&form)) {
+    if let Some(refused) = viewer.admin_form(&form) {
         return refused;
     }
     let action = if form.get("active").map(String::as_str) == Some("true") { "activate" } else { "deactivate" };

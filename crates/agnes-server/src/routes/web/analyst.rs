@@ -157,7 +157,7 @@ async fn mint(viewer: &Viewer, name: &str, days: Option<i64>) -> Result<Value, s
 
 /// A token is shown once, on the page that created it.
 async fn create_token(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.check(&form) {
+    if let Some(refused) = viewer.check(&form) {
         return refused;
     }
     let Some(name) = field(&form, "name") else {
@@ -177,7 +177,7 @@ async fn create_token(viewer: Viewer, Form(form): Form<HashMap<String, String>>)
 }
 
 async fn revoke_token(viewer: Viewer, Path(id): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.check(&form) {
+    if let Some(refused) = viewer.check(&form) {
         return refused;
     }
     match viewer.call("DELETE", &format!("/auth/tokens/{}", segment(&id)), None).await {
@@ -198,7 +198,7 @@ async fn setup(viewer: Viewer) -> Response {
 
 /// A fresh 90-day token for this laptop, shown once in the commands.
 async fn setup_token(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.check(&form) {
+    if let Some(refused) = viewer.check(&form) {
         return refused;
     }
     let name = format!("setup {}", chrono::Utc::now().format("%Y-%m-%d %H:%M"));

@@ -219,9 +219,9 @@ impl Viewer {
         })
     }
 
-    /// Refuse a form that does not carry this viewer's CSRF token, or that a page of
-    /// another site posted.
-    fn check(&self, form: &HashMap<String, String>) -> Result<(), Response> {
+    /// The refusal of a form that does not carry this viewer's CSRF token, or that a page
+    /// of another site posted; `None` for a good one.
+    fn check(&self, form: &HashMap<String, String>) -> Option<Response> {
         let forged = || {
             let f = Failure {
                 status: Some(403),
@@ -230,19 +230,18 @@ impl Viewer {
             };
             problem(Some(self), &f)
         };
-        if form.get("_csrf").is_none_or(|t| *t != self.csrf) || !same_origin(&self.parts) {
-            return Err(forged());
-        }
-        Ok(())
+        (form.get("_csrf").is_none_or(|t| *t != self.csrf) || !same_origin(&self.parts)).then(forged)
     }
 
-    /// Admin pages: a non-admin gets a 403 page saying so.
-    fn admin(&self) -> Result<(), Response> {
-        if self.caller.is_admin {
-            return Ok(());
-        }
+    /// Admin pages: for a non-admin, a 403 page saying so.
+    fn admin(&self) -> Option<Response> {
         let f = Failure { status: Some(403), code: "admin_required".into(), detail: json!("Admin access required") };
-        Err(problem(Some(self), &f))
+        (!self.caller.is_admin).then(|| problem(Some(self), &f))
+    }
+
+    /// An admin's form: [`Viewer::admin`], then [`Viewer::check`].
+    fn admin_form(&self, form: &HashMap<String, String>) -> Option<Response> {
+        self.admin().or_else(|| self.check(form))
     }
 }
 

@@ -74,7 +74,7 @@ async fn login(
 }
 
 async fn logout(State(state): State<AppState>, viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(refused) = viewer.check(&form) {
+    if let Some(refused) = viewer.check(&form) {
         return refused;
     }
     // Ends every session of the user (the API's logout), then the cookie.
