@@ -102,6 +102,10 @@ impl Store {
         crate::profiles::ProfileRepo::new(&self.pool)
     }
 
+    pub fn prompt_templates(&self) -> crate::prompt_templates::PromptTemplatesRepo<'_> {
+        crate::prompt_templates::PromptTemplatesRepo::new(&self.pool)
+    }
+
     pub fn scheduler(&self) -> crate::scheduler::SchedulerRepo<'_> {
         crate::scheduler::SchedulerRepo::new(&self.pool)
     }

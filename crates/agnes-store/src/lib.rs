@@ -13,6 +13,7 @@ pub mod memory;
 pub mod metric_definitions;
 mod migrate;
 pub mod profiles;
+pub mod prompt_templates;
 pub mod quotas;
 pub mod registry;
 pub mod scheduler;

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_registry_connection.sql")),
     (10, include_str!("migrations/0010_source_version.sql")),
     (11, include_str!("migrations/0011_bigquery.sql")),
+    (12, include_str!("migrations/0012_prompt_templates.sql")),
 ];
 
 /// The schema version this build creates and expects.

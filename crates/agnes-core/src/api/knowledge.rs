@@ -131,3 +131,27 @@ mod tests {
         assert_eq!(serde_json::to_string(&KnowledgeStatus::Mandatory).unwrap(), "\"mandatory\"");
     }
 }
+
+/// `GET|PUT /api/admin/prompts/{name}`: a text agnes gives agents, `workspace` (the
+/// CLAUDE.md `agnes init` writes) or `agent_setup` (the prompt the setup page offers), as
+/// served now and as built in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PromptTemplate {
+    pub name: String,
+    /// What is served: the override, else the built-in text. `{server_url}` is replaced
+    /// when served.
+    pub body: String,
+    pub default_body: String,
+    pub overridden: bool,
+    pub updated_at: Option<String>,
+    pub updated_by: Option<String>,
+}
+
+/// `PUT /api/admin/prompts/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PromptUpdate {
+    pub body: String,
+}

@@ -1,5 +1,5 @@
 //! `/api/v2/catalog`, `/api/v2/schema/{table}`, `/api/v2/sample/{table}`, the legacy
-//! `/api/catalog/tables`, and `/api/welcome` (spec §3.5, §3.11). Every answer is
+//! `/api/catalog/tables` (spec §3.5, §3.11). Every answer is
 //! filtered for the caller on each request; nothing is cached across callers.
 
 use crate::auth::access::Caller;
@@ -10,7 +10,7 @@ use crate::routes::tables::{may_read, published_data, readable_ids, resolve_read
 use crate::state::AppState;
 use agnes_core::api::{
     Catalog, CatalogTable, ColumnInfo, LegacyTable, LegacyTables, MetricRef, ProfileRefreshed, Sample, TableProfile,
-    TableSchema, Welcome,
+    TableSchema,
 };
 use agnes_core::{QueryMode, SourceType, TableSpec};
 use axum::extract::{Path, Query, State};
@@ -28,7 +28,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(schema))
         .routes(routes!(sample))
         .routes(routes!(legacy_tables))
-        .routes(routes!(welcome))
         .routes(routes!(profile))
         .routes(routes!(refresh_profile))
 }
@@ -361,17 +360,4 @@ async fn legacy_tables(State(state): State<AppState>, caller: Caller) -> Result<
         })
         .collect();
     Ok(Json(LegacyTables { count: tables.len(), tables }))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-struct WelcomeQuery {
-    server_url: Option<String>,
-}
-
-/// The CLAUDE.md an analyst workspace starts with: how an AI agent should work here.
-#[utoipa::path(get, path = "/api/welcome", tag = "catalog", params(WelcomeQuery), responses((status = 200, body = Welcome)))]
-async fn welcome(State(state): State<AppState>, _caller: Caller, Query(q): Query<WelcomeQuery>) -> Json<Welcome> {
-    let server =
-        q.server_url.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| format!("http://{}", state.config.bind));
-    Json(Welcome { content: include_str!("welcome.md").replace("{server_url}", server.trim()) })
 }

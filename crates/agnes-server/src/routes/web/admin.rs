@@ -24,6 +24,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/access/grants", post(toggle_grant))
         .route("/admin/users", get(users).post(create_user))
         .route("/admin/users/{id}/active", post(set_active))
+        .route("/admin/agent-prompt", get(agent_prompt).post(save_agent_prompt))
+        .route("/admin/workspace-prompt", get(workspace_prompt).post(save_workspace_prompt))
 }
 
 /// `/`: the dashboard for an admin, the catalog for everyone else.
@@ -265,4 +267,70 @@ async fn set_active(viewer: Viewer, Path(id): Path<String>, Form(form): Form<Has
         Ok(_) => done("/admin/users", &format!("User {action}d.")),
         Err(f) => users_page(&viewer, Some(super::message(&f)), None).await,
     }
+}
+
+/// The pages of the two texts agnes gives agents: (path, template name, title, what it is).
+const PROMPTS: [(&str, &str, &str, &str); 2] = [
+    (
+        "/admin/agent-prompt",
+        "agent_setup",
+        "Agent setup prompt",
+        "What the setup page offers an analyst to paste into their agent, so it installs agnes for them.",
+    ),
+    (
+        "/admin/workspace-prompt",
+        "workspace",
+        "Agent workspace prompt",
+        "The CLAUDE.md that `agnes init` writes into every new workspace: how an agent works with agnes here.",
+    ),
+];
+
+async fn prompt_page(viewer: &Viewer, which: usize, notice: Option<&String>, error: Option<String>) -> Response {
+    if let Some(refused) = viewer.admin() {
+        return refused;
+    }
+    let (path, name, title, about) = PROMPTS[which];
+    match viewer.get(&format!("/api/admin/prompts/{name}")).await {
+        Ok(t) => render(
+            "admin_prompt.html",
+            json!({"viewer": viewer.context(), "nav": "admin_prompts", "prompt": t, "path": path, "title": title,
+                   "about": about, "notice": notice, "error": error}),
+        ),
+        Err(f) => problem(Some(viewer), &f),
+    }
+}
+
+/// Save the text, or (`reset`) go back to the built-in one.
+async fn save_prompt(viewer: &Viewer, which: usize, form: &HashMap<String, String>) -> Response {
+    if let Some(refused) = viewer.admin_form(form) {
+        return refused;
+    }
+    let (path, name, _, _) = PROMPTS[which];
+    let api = format!("/api/admin/prompts/{name}");
+    let result = if form.contains_key("reset") {
+        viewer.call("DELETE", &api, None).await.map(|_| "Back to the built-in text.")
+    } else {
+        let body = form.get("body").cloned().unwrap_or_default().replace("\r\n", "\n");
+        viewer.call("PUT", &api, Some(json!({"body": body}))).await.map(|_| "Saved: served from now on.")
+    };
+    match result {
+        Ok(notice) => done(path, notice),
+        Err(f) => prompt_page(viewer, which, None, Some(super::message(&f))).await,
+    }
+}
+
+async fn agent_prompt(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
+    prompt_page(&viewer, 0, q.get("notice"), None).await
+}
+
+async fn save_agent_prompt(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
+    save_prompt(&viewer, 0, &form).await
+}
+
+async fn workspace_prompt(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
+    prompt_page(&viewer, 1, q.get("notice"), None).await
+}
+
+async fn save_workspace_prompt(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
+    save_prompt(&viewer, 1, &form).await
 }

@@ -187,8 +187,10 @@ async fn revoke_token(viewer: Viewer, Path(id): Path<String>, Form(form): Form<H
 }
 
 async fn setup_page(viewer: &Viewer, token: Option<Value>) -> Response {
-    let context = json!({"viewer": viewer.context(), "nav": "setup", "server": server_url(&viewer.parts),
-                         "token": token});
+    let server = server_url(&viewer.parts);
+    let prompt = viewer.get(&format!("/api/agent-prompt?server_url={}", segment(&server))).await.ok();
+    let context = json!({"viewer": viewer.context(), "nav": "setup", "server": server,
+                         "token": token, "prompt": prompt.map(|p| p["content"].clone())});
     render("setup.html", context)
 }
 

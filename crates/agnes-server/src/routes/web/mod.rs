@@ -55,6 +55,8 @@ pub const PAGES: &[&str] = &[
     "/admin/access/grants",
     "/admin/users",
     "/admin/users/{id}/active",
+    "/admin/agent-prompt",
+    "/admin/workspace-prompt",
     "/static/{file}",
 ];
 
@@ -112,6 +114,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("admin_tables.html", include_str!("templates/admin_tables.html")),
         ("admin_access.html", include_str!("templates/admin_access.html")),
         ("admin_users.html", include_str!("templates/admin_users.html")),
+        ("admin_prompt.html", include_str!("templates/admin_prompt.html")),
     ] {
         env.add_template(name, source).expect("the embedded templates parse");
     }

@@ -228,6 +228,31 @@ async fn pages_sign_in_guard_escape_and_check_forms() {
     assert_eq!(revoked.status, StatusCode::SEE_OTHER);
     assert!(site.api("GET", "/auth/tokens", &ana, Value::Null).await[0]["revoked_at"].is_string());
 
+    // The texts agnes gives agents: overridden in the browser, served by the API, reset.
+    assert_eq!(site.page("/admin/workspace-prompt", Some(&ana)).await.status, StatusCode::FORBIDDEN);
+    let prompt = site.page("/admin/workspace-prompt", Some(&admin)).await;
+    assert!(prompt.body.contains("The built-in text"), "{}", prompt.body);
+    let p = csrf(&prompt);
+    let saved = site
+        .form(
+            "/admin/workspace-prompt",
+            Some(&admin),
+            ORIGIN,
+            &[("_csrf", &p), ("body", "# Ours\r\nServer: {server_url}")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let welcome = site.api("GET", "/api/welcome?server_url=https://agnes.example", &ana, Value::Null).await;
+    assert_eq!(welcome["content"], "# Ours\nServer: https://agnes.example");
+    let empty = site.form("/admin/workspace-prompt", Some(&admin), ORIGIN, &[("_csrf", &p), ("body", " ")]).await;
+    assert!(empty.body.contains("class=\"error\""), "the API's 400 by the field");
+    let reset = site.form("/admin/workspace-prompt", Some(&admin), ORIGIN, &[("_csrf", &p), ("reset", "1")]).await;
+    assert_eq!(reset.status, StatusCode::SEE_OTHER);
+    let welcome = site.api("GET", "/api/welcome", &ana, Value::Null).await;
+    assert!(!welcome["content"].as_str().unwrap().contains("# Ours"), "back to the built-in text");
+    let setup = site.page("/setup", Some(&ana)).await;
+    assert!(setup.body.contains("id=\"agent-prompt\"") && setup.body.contains("agnes init --server-url http:"));
+
     // Assets: hashed names, a year of cache, gzip for htmx; the whole page light.
     let css = super::assets::url("agnes.css");
     let a = site.page(&css, None).await;
