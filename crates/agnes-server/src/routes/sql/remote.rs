@@ -80,7 +80,8 @@ async fn bigquery_plan(
     if references.is_empty() {
         return Ok(None);
     }
-    let registry = state.store.snapshot().await?.registry.clone();
+    let snapshot = state.store.snapshot().await?;
+    let registry = &snapshot.registry;
     let project = remote.source().project().map_err(ApiError::source_unavailable)?;
     let paths: Vec<(&TableSpec, String)> = registry
         .iter()
@@ -148,7 +149,8 @@ pub async fn plan(state: &AppState, caller: &Caller, sql: &str) -> Result<Plan, 
         return Ok(Plan::Local);
     }
     let Some(relations) = remote::relations(sql) else { return Ok(Plan::Local) };
-    let registry = state.store.snapshot().await?.registry.clone();
+    let snapshot = state.store.snapshot().await?;
+    let registry = &snapshot.registry;
     let is_remote = |t: &&TableSpec| t.query_mode == QueryMode::Remote && t.source_type == Some(SourceType::Postgres);
     if !relations.iter().any(|n| registry.iter().filter(is_remote).any(|t| names(t, n))) {
         return Ok(Plan::Local);
