@@ -7,7 +7,7 @@
 
 use agnes_core::metric::{definitions_from_document, MetricDefinition, SOURCE_YAML};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
 /// The largest upload accepted.
@@ -131,6 +131,31 @@ fn read_tar(reader: impl Read) -> Result<Imported, String> {
     Ok(out)
 }
 
+/// The problems of one metric against the registry's table names.
+pub fn problems(d: &MetricDefinition, registry: &BTreeSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in d.named_tables() {
+        if !registry.contains(t) {
+            out.push(format!("table '{t}' is not in the registry"));
+        }
+    }
+    let texts = d.sql_texts();
+    if texts.is_empty() {
+        out.push("has no SQL".into());
+    }
+    for (label, sql) in texts {
+        match agnes_engine::sql_refs::tables_read(sql) {
+            Err(e) => out.push(format!("{label} does not parse: {e}")),
+            Ok(read) => out.extend(
+                read.into_iter()
+                    .filter(|t| !registry.contains(t))
+                    .map(|t| format!("{label} reads '{t}', which is not in the registry")),
+            ),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +212,23 @@ mod tests {
         let nothing = tar_gz(&[("README.md", "hi")]);
         assert!(read_upload(&nothing).unwrap_err().contains("no metric definitions"));
         assert!(read_upload(&[0x1f, 0x8b, 1, 2, 3]).unwrap_err().contains("cannot be read"));
+    }
+
+    #[test]
+    fn problems_are_found_in_tables_and_sql() {
+        let registry: BTreeSet<String> = ["orders".to_string()].into();
+        let doc = serde_json::json!([
+            {"name": "ok", "category": "c", "table": "orders", "sql": "SELECT count(*) FROM orders"},
+            {"name": "bad", "category": "c", "table": "subs", "sql": "SELEC 1", "sql_by_x": "SELECT * FROM ghosts"},
+            {"name": "empty", "category": "c"},
+        ]);
+        let defs = agnes_core::metric::definitions_from_document(doc, None, "yaml_import").unwrap();
+        assert!(problems(&defs[0], &registry).is_empty());
+        let found = problems(&defs[1], &registry);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].contains("'subs' is not in the registry"));
+        assert!(found[1].starts_with("sql does not parse"));
+        assert!(found[2].contains("sql_by_x reads 'ghosts'"));
+        assert_eq!(problems(&defs[2], &registry), ["has no SQL"]);
     }
 }

@@ -152,31 +152,6 @@ fn read_local(path: &Path) -> anyhow::Result<Vec<MetricDefinition>> {
     imported.map(|i| i.definitions).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// The problems of one metric against the registry's table names.
-fn problems(d: &MetricDefinition, registry: &BTreeSet<String>) -> Vec<String> {
-    let mut out = Vec::new();
-    for t in d.named_tables() {
-        if !registry.contains(t) {
-            out.push(format!("table '{t}' is not in the registry"));
-        }
-    }
-    let texts = d.sql_texts();
-    if texts.is_empty() {
-        out.push("has no SQL".into());
-    }
-    for (label, sql) in texts {
-        match agnes_engine::sql_refs::tables_read(sql) {
-            Err(e) => out.push(format!("{label} does not parse: {e}")),
-            Ok(read) => out.extend(
-                read.into_iter()
-                    .filter(|t| !registry.contains(t))
-                    .map(|t| format!("{label} reads '{t}', which is not in the registry")),
-            ),
-        }
-    }
-    out
-}
-
 async fn validate(api: &Api, path: Option<&Path>) -> anyhow::Result<()> {
     let defs = match path {
         Some(p) => read_local(p)?,
@@ -186,7 +161,7 @@ async fn validate(api: &Api, path: Option<&Path>) -> anyhow::Result<()> {
     let registry: BTreeSet<String> = catalog.tables.into_iter().flat_map(|t| [t.id, t.name]).collect();
     let mut bad = 0;
     for d in &defs {
-        let found = problems(d, &registry);
+        let found = agnes_server::metric_import::problems(d, &registry);
         if found.is_empty() {
             println!("OK    {}", d.id);
         }
@@ -299,23 +274,5 @@ mod tests {
         assert_eq!(got.definitions[0].id, "revenue/mrr");
         assert_eq!(read_local(dir.path()).unwrap(), got.definitions);
         assert!(archive(&dir.path().join("nowhere")).is_err());
-    }
-
-    #[test]
-    fn problems_are_found_in_tables_and_sql() {
-        let registry: BTreeSet<String> = ["orders".to_string()].into();
-        let doc = serde_json::json!([
-            {"name": "ok", "category": "c", "table": "orders", "sql": "SELECT count(*) FROM orders"},
-            {"name": "bad", "category": "c", "table": "subs", "sql": "SELEC 1", "sql_by_x": "SELECT * FROM ghosts"},
-            {"name": "empty", "category": "c"},
-        ]);
-        let defs = agnes_core::metric::definitions_from_document(doc, None, "yaml_import").unwrap();
-        assert!(problems(&defs[0], &registry).is_empty());
-        let found = problems(&defs[1], &registry);
-        assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found[0].contains("'subs' is not in the registry"));
-        assert!(found[1].starts_with("sql does not parse"));
-        assert!(found[2].contains("sql_by_x reads 'ghosts'"));
-        assert_eq!(problems(&defs[2], &registry), ["has no SQL"]);
     }
 }

@@ -155,3 +155,21 @@ pub struct PromptTemplate {
 pub struct PromptUpdate {
     pub body: String,
 }
+
+/// `GET /api/admin/metrics/validate`: each stored metric checked against the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricChecks {
+    pub checked: usize,
+    /// How many have at least one problem.
+    pub with_problems: usize,
+    pub metrics: Vec<MetricCheck>,
+}
+
+/// One metric's problems: tables not in the registry, SQL that does not parse, no SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricCheck {
+    pub id: String,
+    pub problems: Vec<String>,
+}

@@ -109,3 +109,41 @@ pub struct DbSchemaHealth {
     pub current: i64,
     pub expected: i64,
 }
+
+/// `GET /api/admin/audit`: the newest audit records first, one page of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    /// The `before` that fetches the next (older) page; `None` on the last.
+    pub next_before: Option<String>,
+}
+
+/// One audit record, with the e-mail of its user where it has one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEvent {
+    pub id: String,
+    pub timestamp: String,
+    pub user_id: Option<String>,
+    pub user_email: Option<String>,
+    pub action: String,
+    pub resource: Option<String>,
+    pub result: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub client_ip: Option<String>,
+    pub client_kind: Option<String>,
+}
+
+/// `GET /api/admin/storage`: what the data directory holds and what room is left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StorageUse {
+    /// The published parquet of every table, as the sync state records it.
+    pub tables_bytes: i64,
+    /// The state database with its write-ahead log.
+    pub state_db_bytes: i64,
+    /// Free and total space of the file system the data directory is on.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}

@@ -166,3 +166,25 @@ pub enum SyncRequest {
 pub struct SyncTables {
     pub tables: Option<Vec<String>>,
 }
+
+/// `GET /api/admin/registry/{table_id}/history`: the table's sync runs, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SyncHistory {
+    pub table_id: String,
+    pub runs: Vec<SyncRun>,
+}
+
+/// One sync of a table: when, how long, what it published or why it failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SyncRun {
+    pub synced_at: String,
+    /// `ok` or `error`.
+    pub status: String,
+    pub rows: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    /// Whether the data changed (a sync that found the source as it was publishes nothing).
+    pub changed: Option<bool>,
+}

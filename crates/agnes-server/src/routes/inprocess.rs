@@ -37,14 +37,20 @@ impl InProcess {
         from: Option<&http::request::Parts>,
     ) -> impl std::future::Future<Output = Result<Value, Failure>> + Send + 'static {
         let raw = self.call_raw(method, path, body, from);
-        async move {
-            let bytes = raw.await?;
-            Ok(if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-            })
-        }
+        async move { raw.await.map(|bytes| as_json(&bytes)) }
+    }
+
+    /// [`InProcess::call`] with a body of another type (a multipart upload).
+    pub fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        from: Option<&http::request::Parts>,
+    ) -> impl std::future::Future<Output = Result<Value, Failure>> + Send + 'static {
+        let raw = self.send(method, path, Some((content_type.to_string(), Body::from(body))), from);
+        async move { raw.await.map(|bytes| as_json(&bytes)) }
     }
 
     /// [`InProcess::call`]'s answer as the bytes the route wrote, for a caller that reads
@@ -54,6 +60,17 @@ impl InProcess {
         method: &str,
         path: &str,
         body: Option<Value>,
+        from: Option<&http::request::Parts>,
+    ) -> impl std::future::Future<Output = Result<axum::body::Bytes, Failure>> + Send + 'static {
+        let body = body.map(|b| ("application/json".to_string(), Body::from(b.to_string())));
+        self.send(method, path, body, from)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(String, Body)>,
         from: Option<&http::request::Parts>,
     ) -> impl std::future::Future<Output = Result<axum::body::Bytes, Failure>> + Send + 'static {
         let router = self.router.get_or_init(|| super::router(self.state.clone())).clone();
@@ -69,7 +86,7 @@ impl InProcess {
             }
         }
         let request = match body {
-            Some(b) => request.header(http::header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())),
+            Some((content_type, b)) => request.header(http::header::CONTENT_TYPE, content_type).body(b),
             None => request.body(Body::empty()),
         };
         async move {
@@ -82,10 +99,17 @@ impl InProcess {
             if status.is_success() {
                 return Ok(bytes);
             }
-            let value: Value = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+            let value = as_json(&bytes);
             let code = value.get("code").and_then(Value::as_str).unwrap_or("error").to_string();
             Err(Failure { status: Some(status.as_u16()), code, detail: value.get("detail").cloned().unwrap_or(value) })
         }
     }
+}
+
+/// An answer's JSON; a body that is not JSON as a string, an empty one as null.
+fn as_json(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into()))
 }

@@ -8,7 +8,7 @@ use crate::routes::json::ApiJson;
 use crate::state::AppState;
 use agnes_core::api::{
     DiscoverAndRegister, Discovered, DiscoveryRegistered, DiscoverySkipped, Precheck, PrecheckTable, Registered,
-    RegistryList, RegistryRow, SourceColumn, TableRegistration, TableUpdated,
+    RegistryList, RegistryRow, SourceColumn, SyncHistory, SyncRun, TableRegistration, TableUpdated,
 };
 use agnes_core::{registry_id_for_name, QueryMode, SourceType, SyncStrategy, TableSpec};
 use axum::extract::{Path, Query, State};
@@ -23,7 +23,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(register))
         .routes(routes!(precheck))
         .routes(routes!(list))
-        .routes(routes!(update, unregister))
+        .routes(routes!(show, update, unregister))
+        .routes(routes!(history))
         .routes(routes!(discover))
         .routes(routes!(discover_and_register))
 }
@@ -239,6 +240,69 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<Regis
     Ok(Json(RegistryList { count: tables.len(), tables }))
 }
 
+fn table_not_found(table_id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("Table '{table_id}' not found"))
+}
+
+/// One registry row (by id or name) with its last sync error.
+#[utoipa::path(get, path = "/api/admin/registry/{table_id}", tag = "registry", params(("table_id" = String, Path)),
+    responses((status = 200, body = RegistryRow), (status = 404)))]
+async fn show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(table_id): Path<String>,
+) -> Result<Json<RegistryRow>, ApiError> {
+    let snapshot = state.store.snapshot().await?;
+    let spec = snapshot
+        .registry
+        .iter()
+        .find(|t| t.id == table_id)
+        .or_else(|| snapshot.registry.iter().find(|t| t.name == table_id))
+        .ok_or_else(|| table_not_found(&table_id))?;
+    let last_sync_error =
+        snapshot.states.iter().find(|s| s.table_id == spec.id && s.status == "error").and_then(|s| s.error.clone());
+    Ok(Json(RegistryRow { spec: spec.clone(), last_sync_error }))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct HistoryQuery {
+    /// Runs to return, 1 to 1000 (50 by default).
+    limit: Option<i64>,
+}
+
+/// The table's sync runs, newest first: when, how long, rows, whether the data changed,
+/// and the error of a failed run.
+#[utoipa::path(get, path = "/api/admin/registry/{table_id}/history", tag = "registry", params(("table_id" = String, Path), HistoryQuery),
+    responses((status = 200, body = SyncHistory), (status = 400), (status = 404)))]
+async fn history(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(table_id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<SyncHistory>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "limit must be between 1 and 1000"));
+    }
+    let spec = state.store.registry().resolve(&table_id).await?.ok_or_else(|| table_not_found(&table_id))?;
+    let runs = state
+        .store
+        .sync_state()
+        .history(&spec.id, limit)
+        .await?
+        .into_iter()
+        .map(|h| SyncRun {
+            synced_at: h.synced_at,
+            status: h.status,
+            rows: h.rows,
+            duration_ms: h.duration_ms,
+            error: h.error,
+            changed: h.changed,
+        })
+        .collect();
+    Ok(Json(SyncHistory { table_id: spec.id, runs }))
+}
+
 /// Change some fields: an omitted field is kept, `null` clears it.
 #[utoipa::path(put, path = "/api/admin/registry/{table_id}", tag = "registry", params(("table_id" = String, Path)), request_body = TableRegistration,
     responses((status = 200, body = TableUpdated), (status = 404), (status = 409), (status = 422)))]
@@ -249,12 +313,7 @@ async fn update(
     Path(table_id): Path<String>,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Json<TableUpdated>, ApiError> {
-    let before = state
-        .store
-        .registry()
-        .resolve(&table_id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Table '{table_id}' not found")))?;
+    let before = state.store.registry().resolve(&table_id).await?.ok_or_else(|| table_not_found(&table_id))?;
     let mut after = overlay(&before, &body)?;
     if after.query_mode != QueryMode::Materialized && !body.contains_key("source_query") {
         after.source_query = None;
@@ -303,12 +362,7 @@ async fn unregister(
     client: ClientInfo,
     Path(table_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let spec = state
-        .store
-        .registry()
-        .resolve(&table_id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Table '{table_id}' not found")))?;
+    let spec = state.store.registry().resolve(&table_id).await?.ok_or_else(|| table_not_found(&table_id))?;
     state.store.registry().delete(&spec.id).await?;
     state.sync.forget_published(&spec).await;
     Audit::of(&state, &caller, &client)

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::metric_import::{self, MAX_UPLOAD_BYTES};
 use crate::routes::audit::Audit;
 use crate::state::AppState;
-use agnes_core::api::{MetricList, MetricsImported};
+use agnes_core::api::{MetricCheck, MetricChecks, MetricList, MetricsImported};
 use agnes_core::metric::{definition_from_mapping, is_metric_id, MetricDefinition, MetricRecord, SOURCE_MANUAL};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_metric))
         .routes(routes!(legacy_metric))
         .routes(routes!(import_metrics))
+        .routes(routes!(validate_metrics))
         // Room for the largest upload plus the multipart envelope.
         .route_layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES + 64 * 1024))
 }
@@ -147,6 +148,25 @@ async fn delete_metric(
     state.store.metric_definitions().delete(&id).await?;
     Audit::of(&state, &caller, &client).record("metric.delete", Some(&id), None, "success").await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every stored metric checked against the registry: the tables it names and the tables
+/// its SQL reads must be registered, and its SQL must parse. `agnes admin metrics
+/// validate` runs the same check on local files.
+#[utoipa::path(get, path = "/api/admin/metrics/validate", tag = "metrics", responses((status = 200, body = MetricChecks)))]
+async fn validate_metrics(State(state): State<AppState>, _admin: Admin) -> Result<Json<MetricChecks>, ApiError> {
+    let registry: std::collections::BTreeSet<String> =
+        state.store.snapshot().await?.registry.iter().flat_map(|t| [t.id.clone(), t.name.clone()]).collect();
+    let metrics: Vec<MetricCheck> = state
+        .store
+        .metric_definitions()
+        .list(None)
+        .await?
+        .into_iter()
+        .map(|m| MetricCheck { problems: metric_import::problems(&m.definition, &registry), id: m.definition.id })
+        .collect();
+    let with_problems = metrics.iter().filter(|m| !m.problems.is_empty()).count();
+    Ok(Json(MetricChecks { checked: metrics.len(), with_problems, metrics }))
 }
 
 /// Import metrics from multipart field `file`: one YAML document (a mapping or a list; each

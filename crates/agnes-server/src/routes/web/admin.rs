@@ -1,29 +1,25 @@
-//! The admin pages: the dashboard (sync health, scheduler, failures), tables (register,
-//! sync now, delete), access (groups, members, the grants matrix, simulate a user) and
-//! users (create, deactivate, reactivate). Each action is one REST call as the admin.
+//! The admin pages: the dashboard (sync health, scheduler, failures, disk, recent audit
+//! events), the audit log, access (groups, members, the grants matrix, simulate a user)
+//! and the prompts agnes gives agents. Each action is one REST call as the admin.
 
-use super::{done, field, paged, problem, render, segment, Viewer, PAGE};
+use super::{done, field, paged, problem, render, segment, Viewer};
 use crate::state::AppState;
-use agnes_core::api::{Freshness, RegistryList, SchedulerStatus};
-use axum::extract::{Path, Query};
+use agnes_core::api::{AuditPage, Freshness, RegistryList, SchedulerStatus, StorageUse};
+use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/admin/tables", get(tables).post(register))
-        .route("/admin/tables/{id}/sync", post(sync_now))
-        .route("/admin/tables/{id}/delete", post(delete_table))
+        .route("/admin/audit", get(audit))
         .route("/admin/access", get(access))
         .route("/admin/access/groups", post(create_group))
         .route("/admin/access/members", post(add_member))
         .route("/admin/access/grants", post(toggle_grant))
-        .route("/admin/users", get(users).post(create_user))
-        .route("/admin/users/{id}/active", post(set_active))
         .route("/admin/agent-prompt", get(agent_prompt).post(save_agent_prompt))
         .route("/admin/workspace-prompt", get(workspace_prompt).post(save_workspace_prompt))
 }
@@ -37,6 +33,11 @@ pub async fn home(viewer: Viewer, headers: HeaderMap, query: Query<HashMap<Strin
         Ok(s) => s,
         Err(f) => return problem(Some(&viewer), &f),
     };
+    // The dashboard's side panels: a failure of one leaves the rest of the page standing.
+    let (audit, storage) = tokio::join!(
+        viewer.get_as::<AuditPage>("/api/admin/audit?limit=15"),
+        viewer.get_as::<StorageUse>("/api/admin/storage")
+    );
     let tables = std::mem::take(&mut scheduler.tables);
     let failing: Vec<&Freshness> = tables.iter().filter(|t| t.last_error.is_some()).collect();
     let overdue = tables.iter().filter(|t| t.overdue).count();
@@ -45,82 +46,38 @@ pub async fn home(viewer: Viewer, headers: HeaderMap, query: Query<HashMap<Strin
     let context = json!({
         "viewer": viewer.context(), "nav": "home", "scheduler": scheduler,
         "failing": failing, "overdue": overdue, "tables": shown, "table_count": tables.len(),
+        "events": audit.map(|a| a.events).unwrap_or_default(), "storage": storage.ok(),
     });
     render("dashboard.html", context)
 }
 
-async fn tables_page(
-    viewer: &Viewer,
-    q: &HashMap<String, String>,
-    error: Option<String>,
-    form: Option<&HashMap<String, String>>,
-) -> Response {
-    let registry: RegistryList = match viewer.get_as("/api/admin/registry").await {
-        Ok(r) => r,
-        Err(f) => return problem(Some(viewer), &f),
-    };
-    let sources = viewer.get("/api/admin/sources").await.unwrap_or_default();
-    let list = paged(registry.tables, q, |r| searchable(&r.spec), PAGE);
-    let context = json!({
-        "viewer": viewer.context(), "nav": "admin_tables", "list": list, "base": "/admin/tables", "sources": sources,
-        "error": error, "form": form, "notice": q.get("notice"),
-    });
-    render("admin_tables.html", context)
-}
-
-async fn tables(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
+/// `/admin/audit?action=&user=&before=`: the audit log, newest first, 50 to a page.
+async fn audit(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
     if let Some(refused) = viewer.admin() {
         return refused;
     }
-    tables_page(&viewer, &q, None, None).await
-}
-
-/// Register a table from the form: the API's registration body, empty fields left out.
-async fn register(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Some(refused) = viewer.admin_form(&form) {
-        return refused;
-    }
-    let mut body = Map::new();
-    // `type:name` of the source list: the type, and the name where a type has several
-    // named connections.
-    if let Some((source_type, name)) = field(&form, "source").as_deref().and_then(|s| s.split_once(':')) {
-        body.insert("source_type".into(), json!(source_type));
-        if matches!(source_type, "postgres" | "keboola") {
-            body.insert("connection".into(), json!(name));
+    let mut api = "/api/admin/audit?limit=50".to_string();
+    for key in ["action", "user", "before"] {
+        if let Some(v) = field(&q, key) {
+            api.push_str(&format!("&{key}={}", segment(&v)));
         }
     }
-    for key in
-        ["name", "description", "bucket", "source_table", "query_mode", "sync_strategy", "sync_schedule", "folder"]
-    {
-        if let Some(v) = field(&form, key) {
-            body.insert(key.into(), json!(v));
+    match viewer.get_as::<AuditPage>(&api).await {
+        Ok(page) => {
+            // The next page keeps the filters.
+            let next = page.next_before.as_ref().map(|b| {
+                let mut url = format!("/admin/audit?before={}", segment(b));
+                for key in ["action", "user"] {
+                    if let Some(v) = field(&q, key) {
+                        url.push_str(&format!("&{key}={}", segment(&v)));
+                    }
+                }
+                url
+            });
+            let context = json!({"viewer": viewer.context(), "nav": "admin_audit", "events": page.events, "next": next,
+                                 "action": q.get("action"), "user": q.get("user"), "first": !q.contains_key("before")});
+            render("admin_audit.html", context)
         }
-    }
-    match viewer.call("POST", "/api/admin/register-table", Some(Value::Object(body))).await {
-        Ok(done_) => {
-            let id = done_["id"].as_str().unwrap_or_default().to_string();
-            done("/admin/tables", &format!("Registered {id}. It is synced on its schedule, or now with Sync."))
-        }
-        Err(f) => tables_page(&viewer, &HashMap::new(), Some(super::message(&f)), Some(&form)).await,
-    }
-}
-
-async fn sync_now(viewer: Viewer, Path(id): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Some(refused) = viewer.admin_form(&form) {
-        return refused;
-    }
-    match viewer.call("POST", "/api/sync/trigger", Some(json!([id]))).await {
-        Ok(_) => done("/admin/tables", &format!("Sync of {id} started.")),
-        Err(f) => problem(Some(&viewer), &f),
-    }
-}
-
-async fn delete_table(viewer: Viewer, Path(id): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Some(refused) = viewer.admin_form(&form) {
-        return refused;
-    }
-    match viewer.call("DELETE", &format!("/api/admin/registry/{}", segment(&id)), None).await {
-        Ok(_) => done("/admin/tables", &format!("Deleted {id}.")),
         Err(f) => problem(Some(&viewer), &f),
     }
 }
@@ -149,7 +106,7 @@ async fn access(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
         }
     }
     // The matrix shows a page of tables at a time (searchable): 1,000 columns help no one.
-    let tables = paged(registry.tables, &q, |r| searchable(&r.spec), 20);
+    let tables = paged(registry.tables, &q, |r| super::admin_tables::searchable(&r.spec), 20);
     let table_ids: Vec<Value> = tables["items"].as_array().into_iter().flatten().map(|t| t["id"].clone()).collect();
     let simulated = match q.get("user").filter(|u| !u.is_empty()) {
         Some(user) => Some(viewer.get(&format!("/api/admin/users/{}/effective-access", segment(user))).await),
@@ -166,16 +123,6 @@ async fn access(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
         "user": q.get("user"), "notice": q.get("notice"), "error": q.get("error"),
     });
     render("admin_access.html", context)
-}
-
-/// What a table is found by in a search of the admin pages.
-fn searchable(t: &agnes_core::TableSpec) -> String {
-    [Some(&t.id), Some(&t.name), t.description.as_ref(), t.source_table.as_ref(), t.folder.as_ref()]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// After an access change: back to the page, saying what happened.
@@ -226,46 +173,6 @@ async fn toggle_grant(viewer: Viewer, Form(form): Form<HashMap<String, String>>)
             let body = json!({"group_id": group, "resource_type": "table", "resource_id": table});
             access_result(viewer.call("POST", "/api/admin/grants", Some(body)).await, &format!("{table} granted."))
         }
-    }
-}
-
-async fn users_page(viewer: &Viewer, error: Option<String>, notice: Option<&String>) -> Response {
-    match viewer.get("/api/users").await {
-        Ok(list) => render(
-            "admin_users.html",
-            json!({"viewer": viewer.context(), "nav": "admin_users", "users": list, "error": error, "notice": notice}),
-        ),
-        Err(f) => problem(Some(viewer), &f),
-    }
-}
-
-async fn users(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Some(refused) = viewer.admin() {
-        return refused;
-    }
-    users_page(&viewer, None, q.get("notice")).await
-}
-
-async fn create_user(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Some(refused) = viewer.admin_form(&form) {
-        return refused;
-    }
-    let email = field(&form, "email").unwrap_or_default();
-    let body = json!({"email": email, "name": field(&form, "name"), "password": field(&form, "password")});
-    match viewer.call("POST", "/api/users", Some(body)).await {
-        Ok(_) => done("/admin/users", &format!("{email} created.")),
-        Err(f) => users_page(&viewer, Some(super::message(&f)), None).await,
-    }
-}
-
-async fn set_active(viewer: Viewer, Path(id): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Some(refused) = viewer.admin_form(&form) {
-        return refused;
-    }
-    let action = if form.get("active").map(String::as_str) == Some("true") { "activate" } else { "deactivate" };
-    match viewer.call("POST", &format!("/api/users/{}/{action}", segment(&id)), None).await {
-        Ok(_) => done("/admin/users", &format!("User {action}d.")),
-        Err(f) => users_page(&viewer, Some(super::message(&f)), None).await,
     }
 }
 

@@ -5,7 +5,6 @@ use super::{done, field, paged, problem, render, segment, Viewer, PAGE};
 use crate::state::AppState;
 use agnes_core::api::{Catalog, CatalogTable};
 use axum::extract::{Path, Query};
-use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -22,13 +21,6 @@ pub fn routes() -> Router<AppState> {
         .route("/tokens", get(tokens).post(create_token))
         .route("/tokens/{id}/revoke", post(revoke_token))
         .route("/setup", get(setup).post(setup_token))
-}
-
-/// The server's own address as the browser reached it, for the commands pages print.
-fn server_url(parts: &Parts) -> String {
-    let host = parts.headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
-    let https = parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https");
-    format!("{}://{host}", if https { "https" } else { "http" })
 }
 
 /// `/catalog?q=&page=`: the tables the viewer may read, searchable, a page at a time. An
@@ -187,7 +179,7 @@ async fn revoke_token(viewer: Viewer, Path(id): Path<String>, Form(form): Form<H
 }
 
 async fn setup_page(viewer: &Viewer, token: Option<Value>) -> Response {
-    let server = server_url(&viewer.parts);
+    let server = super::server_url(&viewer.parts);
     let prompt = viewer.get(&format!("/api/agent-prompt?server_url={}", segment(&server))).await.ok();
     let context = json!({"viewer": viewer.context(), "nav": "setup", "server": server,
                          "token": token, "prompt": prompt.map(|p| p["content"].clone())});

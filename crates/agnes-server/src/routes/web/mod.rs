@@ -10,6 +10,9 @@
 //! and security headers on every answer.
 
 mod admin;
+mod admin_metrics;
+mod admin_tables;
+mod admin_users;
 mod analyst;
 mod assets;
 mod session;
@@ -46,7 +49,10 @@ pub const PAGES: &[&str] = &[
     "/tokens",
     "/tokens/{id}/revoke",
     "/setup",
+    "/reset",
     "/admin/tables",
+    "/admin/tables/discover",
+    "/admin/tables/{id}",
     "/admin/tables/{id}/sync",
     "/admin/tables/{id}/delete",
     "/admin/access",
@@ -54,7 +60,14 @@ pub const PAGES: &[&str] = &[
     "/admin/access/members",
     "/admin/access/grants",
     "/admin/users",
+    "/admin/users/{id}",
     "/admin/users/{id}/active",
+    "/admin/users/{id}/memberships",
+    "/admin/users/{id}/reset-password",
+    "/admin/metrics",
+    "/admin/metrics/edit",
+    "/admin/metrics/delete",
+    "/admin/audit",
     "/admin/agent-prompt",
     "/admin/workspace-prompt",
     "/static/{file}",
@@ -68,6 +81,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(session::routes())
         .merge(analyst::routes())
         .merge(admin::routes())
+        .merge(admin_tables::routes())
+        .merge(admin_users::routes())
+        .merge(admin_metrics::routes())
         .route("/static/{file}", get(assets::serve))
         .layer(Extension(calls))
         .layer(axum::middleware::from_fn(security_headers))
@@ -115,9 +131,19 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("admin_access.html", include_str!("templates/admin_access.html")),
         ("admin_users.html", include_str!("templates/admin_users.html")),
         ("admin_prompt.html", include_str!("templates/admin_prompt.html")),
+        ("admin_discover.html", include_str!("templates/admin_discover.html")),
+        ("admin_table.html", include_str!("templates/admin_table.html")),
+        ("admin_user.html", include_str!("templates/admin_user.html")),
+        ("admin_metrics.html", include_str!("templates/admin_metrics.html")),
+        ("admin_metric.html", include_str!("templates/admin_metric.html")),
+        ("admin_audit.html", include_str!("templates/admin_audit.html")),
+        ("audit_rows.html", include_str!("templates/audit_rows.html")),
+        ("reset.html", include_str!("templates/reset.html")),
     ] {
         env.add_template(name, source).expect("the embedded templates parse");
     }
+    // `{{ n | bytes }}`: a size for people (`1.5 MiB`).
+    env.add_filter("bytes", |n: u64| bytesize::ByteSize::b(n).display().iec().to_string());
     env.add_global("css", assets::url("agnes.css"));
     env.add_global("js", assets::url("agnes.js"));
     env.add_global("htmx", assets::url("htmx.min.js"));
@@ -291,6 +317,13 @@ fn paged<T: serde::Serialize>(
     let total = matching.len();
     let items: Vec<T> = matching.into_iter().skip((page - 1) * per_page).take(per_page).collect();
     json!({"items": items, "total": total, "page": page, "pages": pages, "q": q.get("q")})
+}
+
+/// The server's own address as the browser reached it, for the commands pages print.
+pub(super) fn server_url(parts: &Parts) -> String {
+    let host = parts.headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let https = parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https");
+    format!("{}://{host}", if https { "https" } else { "http" })
 }
 
 /// A path segment, percent-encoded.

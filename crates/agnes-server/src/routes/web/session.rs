@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/bootstrap", get(bootstrap_page).post(bootstrap))
+        .route("/reset", get(reset_page).post(reset))
 }
 
 /// Where to go after signing in: a path of this site only (never `//host` or a URL).
@@ -109,5 +110,42 @@ async fn bootstrap(
             f.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::BAD_REQUEST),
             super::message(&f),
         ),
+    }
+}
+
+/// `/reset?email=&token=`: the page of the one-time link an admin's password reset made.
+async fn reset_page(Query(q): Query<HashMap<String, String>>) -> Response {
+    render("reset.html", json!({"email": q.get("email"), "token": q.get("token")}))
+}
+
+/// Set the new password with the link's token, then sign in with it.
+async fn reset(
+    State(state): State<AppState>,
+    Extension(calls): Extension<Arc<InProcess>>,
+    parts: Parts,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let refused = |status: StatusCode, message: String| {
+        let context = json!({"email": form.get("email"), "token": form.get("token"), "error": message});
+        render_status(status, "reset.html", context)
+    };
+    if !same_origin(&parts) {
+        return refused(StatusCode::FORBIDDEN, "This form came from another site.".into());
+    }
+    if form.get("password") != form.get("password2") {
+        return refused(StatusCode::BAD_REQUEST, "The passwords differ.".into());
+    }
+    let mut body = credentials(&form);
+    body["token"] = json!(form.get("token").cloned().unwrap_or_default());
+    if let Err(f) = calls.call("POST", "/auth/password/reset", Some(body), Some(&parts)).await {
+        let status = f.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        return refused(status, super::message(&f));
+    }
+    match calls.call("POST", "/auth/token", Some(credentials(&form)), Some(&parts)).await {
+        Ok(session) => signed_in(&state, session["access_token"].as_str().unwrap_or_default(), "/"),
+        // The password is set; only signing in failed (a deactivated account).
+        Err(f) => {
+            refused(StatusCode::UNAUTHORIZED, format!("Password set, but signing in failed: {}", super::message(&f)))
+        }
     }
 }

@@ -99,7 +99,7 @@ async fn pages_sign_in_guard_escape_and_check_forms() {
     for p in PAGES.iter().map(|p| concrete(p)) {
         let a = site.page(&p, None).await;
         match p.as_str() {
-            "/login" | "/bootstrap" => assert_eq!(a.status, StatusCode::OK, "{p}"),
+            "/login" | "/bootstrap" | "/reset" => assert_eq!(a.status, StatusCode::OK, "{p}"),
             "/logout"
             | "/tokens/x/revoke"
             | "/admin/tables/x/sync"
@@ -107,7 +107,10 @@ async fn pages_sign_in_guard_escape_and_check_forms() {
             | "/admin/access/groups"
             | "/admin/access/members"
             | "/admin/access/grants"
-            | "/admin/users/x/active" => {
+            | "/admin/users/x/active"
+            | "/admin/users/x/memberships"
+            | "/admin/users/x/reset-password"
+            | "/admin/metrics/delete" => {
                 assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{p} takes POST only")
             }
             "/static/nope.css" => assert_eq!(a.status, StatusCode::NOT_FOUND),
@@ -206,7 +209,17 @@ async fn pages_sign_in_guard_escape_and_check_forms() {
     site.api("POST", "/api/users", &admin, user).await;
     let ana = site.form("/login", None, ORIGIN, &[("email", "ana@example.com"), ("password", "user-pass-1")]).await;
     let ana = session(&ana);
-    for p in ["/admin/tables", "/admin/access", "/admin/users"] {
+    for p in [
+        "/admin/tables",
+        "/admin/tables/discover",
+        "/admin/tables/evil",
+        "/admin/access",
+        "/admin/users",
+        "/admin/users/x",
+        "/admin/metrics",
+        "/admin/metrics/edit",
+        "/admin/audit",
+    ] {
         assert_eq!(site.page(p, Some(&ana)).await.status, StatusCode::FORBIDDEN, "{p}");
     }
     let home = site.page("/", Some(&ana)).await;
@@ -265,4 +278,246 @@ async fn pages_sign_in_guard_escape_and_check_forms() {
     let out = site.form("/logout", Some(&ana), ORIGIN, &[("_csrf", &csrf(&home))]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert_eq!(site.page("/tokens", Some(&ana)).await.status, StatusCode::SEE_OTHER, "signed out");
+}
+
+/// A multipart form as a browser posts it: text fields and one file.
+async fn upload(site: &Site, path: &str, cookie: &str, fields: &[(&str, &str)], file: &[u8]) -> Answer {
+    let boundary = "test-boundary-7f3a";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").bytes());
+    }
+    body.extend(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.yml\"\r\n\r\n").bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend(format!("\r\n--{boundary}--\r\n").bytes());
+    let r = Request::post(path)
+        .header(header::HOST, "agnes.test")
+        .header(header::ORIGIN, ORIGIN)
+        .header(header::COOKIE, format!("access_token={cookie}"))
+        .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+        .body(Body::from(body))
+        .unwrap();
+    site.send(r).await
+}
+
+fn location(a: &Answer) -> String {
+    let to = a.headers.get(header::LOCATION).map(|l| l.to_str().unwrap().to_string());
+    to.unwrap_or_else(|| panic!("a redirect, got {}: {}", a.status, a.body))
+}
+
+#[tokio::test]
+async fn admin_discovers_edits_syncs_manages_users_metrics_and_reads_the_audit_log() {
+    let site = Site::new().await;
+    let boot = site
+        .form(
+            "/bootstrap",
+            None,
+            ORIGIN,
+            &[("email", "root@example.com"), ("password", "admin-pass-1"), ("password2", "admin-pass-1")],
+        )
+        .await;
+    let admin = session(&boot);
+
+    // Discover the files root, tick the file, register it; it shows as registered after.
+    let listing = site.page("/admin/tables/discover?source=files", Some(&admin)).await;
+    assert!(listing.body.contains("value=\"evil.csv\""), "{}", listing.body);
+    let t = csrf(&listing);
+    let none = site.form("/admin/tables/discover", Some(&admin), ORIGIN, &[("_csrf", &t), ("source", "files")]).await;
+    assert!(none.body.contains("Tick at least one table"), "nothing ticked is said, not sent");
+    let reg = site
+        .form(
+            "/admin/tables/discover",
+            Some(&admin),
+            ORIGIN,
+            &[("_csrf", &t), ("source", "files"), ("table", "evil.csv")],
+        )
+        .await;
+    assert!(location(&reg).contains("Registered%201%20table"), "{}", location(&reg));
+    let again = site.page("/admin/tables/discover?source=files", Some(&admin)).await;
+    assert!(again.body.contains("badge ok\">registered") && !again.body.contains("value=\"evil.csv\""));
+    let nowhere = site.page("/admin/tables/discover?source=nope", Some(&admin)).await;
+    assert!(nowhere.body.contains("class=\"card alert error\""), "an unknown source is said on the page");
+
+    // Edit: the form holds the settings; a save changes them; the API's refusal shows by the form.
+    let edit = site.page("/admin/tables/evil", Some(&admin)).await;
+    assert!(edit.body.contains("value=\"evil\"") && edit.body.contains("Never synced"), "{}", edit.body);
+    let saved = site
+        .form(
+            "/admin/tables/evil",
+            Some(&admin),
+            ORIGIN,
+            &[
+                ("_csrf", &t),
+                ("name", "evil"),
+                ("description", "Tickets <b>"),
+                ("primary_key", "id"),
+                ("query_mode", "local"),
+                ("sync_strategy", "full_refresh"),
+            ],
+        )
+        .await;
+    assert!(location(&saved).starts_with("/admin/tables/evil?notice=Saved"), "{}", location(&saved));
+    let row = site.api("GET", "/api/admin/registry/evil", &admin, Value::Null).await;
+    assert_eq!((row["description"].as_str(), &row["primary_key"]), (Some("Tickets <b>"), &json!(["id"])));
+    assert_eq!(row["profile_after_sync"], false, "an unticked box clears the flag");
+    let bad = site
+        .form(
+            "/admin/tables/evil",
+            Some(&admin),
+            ORIGIN,
+            &[("_csrf", &t), ("name", "evil"), ("query_mode", "sideways")],
+        )
+        .await;
+    assert!(bad.body.contains("id=\"edit-error\""), "{}", bad.body);
+
+    // Sync now from the table page: the history shows the run with its rows.
+    let sync = site
+        .form("/admin/tables/evil/sync", Some(&admin), ORIGIN, &[("_csrf", &t), ("back", "/admin/tables/evil")])
+        .await;
+    assert!(location(&sync).starts_with("/admin/tables/evil?notice="));
+    let mut runs = Value::Null;
+    for _ in 0..100 {
+        runs = site.api("GET", "/api/admin/registry/evil/history", &admin, Value::Null).await;
+        if !runs["runs"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!((runs["runs"][0]["status"].as_str(), runs["runs"][0]["rows"].as_i64()), (Some("ok"), Some(1)), "{runs}");
+    let edit = site.page("/admin/tables/evil", Some(&admin)).await;
+    assert!(edit.body.contains("badge ok\">ok") && edit.body.contains("Tickets &lt;b&gt;"));
+
+    // A user's page: add to a group, remove, reset the password by a one-time link.
+    let ana =
+        site.api("POST", "/api/users", &admin, json!({"email": "ana@example.com", "password": "user-pass-1"})).await;
+    let ana_id = ana["id"].as_str().unwrap().to_string();
+    let group = site.api("POST", "/api/admin/groups", &admin, json!({"name": "Support"})).await;
+    let group_id = group["id"].as_str().unwrap().to_string();
+    let page = site.page(&format!("/admin/users/{ana_id}"), Some(&admin)).await;
+    assert!(page.body.contains(&format!("value=\"{group_id}\">Support")), "{}", page.body);
+    let members = format!("/admin/users/{ana_id}/memberships");
+    let add = site.form(&members, Some(&admin), ORIGIN, &[("_csrf", &t), ("group_id", &group_id)]).await;
+    assert!(location(&add).contains("Added"));
+    let groups = site.api("GET", &format!("/api/admin/users/{ana_id}/memberships"), &admin, Value::Null).await;
+    assert!(groups.as_array().unwrap().iter().any(|m| m["group_name"] == "Support"), "{groups}");
+    let twice = site.form(&members, Some(&admin), ORIGIN, &[("_csrf", &t), ("group_id", &group_id)]).await;
+    assert!(twice.body.contains("id=\"user-error\""), "the API's 409 on the page: {}", twice.body);
+    let remove =
+        site.form(&members, Some(&admin), ORIGIN, &[("_csrf", &t), ("group_id", &group_id), ("remove", "1")]).await;
+    assert!(location(&remove).contains("Removed"));
+    let groups = site.api("GET", &format!("/api/admin/users/{ana_id}/memberships"), &admin, Value::Null).await;
+    assert!(!groups.as_array().unwrap().iter().any(|m| m["group_name"] == "Support"));
+    let reset =
+        site.form(&format!("/admin/users/{ana_id}/reset-password"), Some(&admin), ORIGIN, &[("_csrf", &t)]).await;
+    // The page's HTML escapes `/`, `&` and `=`, as it should: read it as the browser shows it.
+    let shown = reset.body.replace("&#x2f;", "/").replace("&amp;", "&").replace("&#x3d;", "=");
+    let at = shown.find("http://agnes.test/reset?").expect("the reset link is shown");
+    let link = &shown[at..shown[at..].find('<').unwrap() + at];
+    let query = link.split_once('?').unwrap().1.to_string();
+    let token = query.split("token=").nth(1).unwrap().to_string();
+    let old = site.form("/login", None, ORIGIN, &[("email", "ana@example.com"), ("password", "user-pass-1")]).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED, "the reset removed the old password");
+    let form_page = site.page(&format!("/reset?{query}"), None).await;
+    assert!(form_page.body.contains(&format!("value=\"{token}\"")));
+    let fields = [
+        ("email", "ana@example.com"),
+        ("token", token.as_str()),
+        ("password", "new-pass-22"),
+        ("password2", "new-pass-22"),
+    ];
+    let set = site.form("/reset", None, ORIGIN, &fields).await;
+    assert_eq!(set.status, StatusCode::SEE_OTHER, "{}", set.body);
+    assert!(!session(&set).is_empty(), "signed in with the new password");
+    let used = site.form("/reset", None, ORIGIN, &fields).await;
+    assert_eq!(used.status, StatusCode::BAD_REQUEST, "the link works once");
+    assert!(used.body.contains("Invalid or expired reset token"));
+
+    // Metrics: import pasted YAML, see validation, edit (a rename moves it), delete.
+    let metrics = site.page("/admin/metrics", Some(&admin)).await;
+    assert!(metrics.body.contains("No metrics yet"));
+    let yaml = "- name: tickets\n  display_name: Tickets\n  category: support\n  type: count\n  grain: daily\n  table: evil\n  sql: SELECT count(*) FROM evil\n\
+                - name: ghosts\n  display_name: Ghosts\n  category: support\n  type: count\n  grain: daily\n  sql: SELECT count(*) FROM ghosts\n";
+    let imported = upload(&site, "/admin/metrics", &admin, &[("_csrf", &t), ("yaml", yaml)], b"").await;
+    assert!(location(&imported).contains("Imported%202%20metric"), "{}", location(&imported));
+    let forged = upload(&site, "/admin/metrics", &admin, &[("yaml", yaml)], b"").await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "multipart forms carry the CSRF token too");
+    let broken = upload(&site, "/admin/metrics", &admin, &[("_csrf", &t)], b"name: [unclosed").await;
+    assert!(
+        broken.body.contains("id=\"import-error\"") && broken.body.contains("Invalid metric definitions"),
+        "{}",
+        broken.body
+    );
+    let metrics = site.page("/admin/metrics", Some(&admin)).await;
+    assert!(
+        metrics.body.contains("reads &#x27;ghosts&#x27;, which is not in the registry")
+            || metrics.body.contains("reads &#39;ghosts&#39;"),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains("2 metrics; 1 with problems"));
+    let checks = site.api("GET", "/api/admin/metrics/validate", &admin, Value::Null).await;
+    assert_eq!((checks["checked"].as_u64(), checks["with_problems"].as_u64()), (Some(2), Some(1)));
+    let edit = site.page("/admin/metrics/edit?id=support/tickets", Some(&admin)).await;
+    assert!(edit.body.contains("display_name: Tickets"), "{}", edit.body);
+    let renamed = edit.body[edit.body.find("name: tickets").unwrap()..edit.body.find("</textarea>").unwrap()]
+        .replace("name: tickets", "name: open_tickets")
+        .replace("&#x27;", "'");
+    let saved = site
+        .form(
+            "/admin/metrics/edit",
+            Some(&admin),
+            ORIGIN,
+            &[("_csrf", &t), ("id", "support/tickets"), ("yaml", &renamed)],
+        )
+        .await;
+    assert!(location(&saved).starts_with("/admin/metrics/edit?id=support%2Fopen%5Ftickets"), "{}", location(&saved));
+    let listed = site.api("GET", "/api/metrics", &admin, Value::Null).await;
+    let ids: Vec<&str> = listed["metrics"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(
+        ids.contains(&"support/open_tickets") && !ids.contains(&"support/tickets"),
+        "a rename, not a copy: {ids:?}"
+    );
+    let invalid = site.form("/admin/metrics/edit", Some(&admin), ORIGIN, &[("_csrf", &t), ("yaml", "name: x\n")]).await;
+    assert!(
+        invalid.body.contains("id=\"metric-error\"") && invalid.body.contains("Missing required fields"),
+        "{}",
+        invalid.body
+    );
+    let gone =
+        site.form("/admin/metrics/delete", Some(&admin), ORIGIN, &[("_csrf", &t), ("id", "support/ghosts")]).await;
+    assert!(location(&gone).contains("Deleted"));
+    assert_eq!(site.api("GET", "/api/metrics", &admin, Value::Null).await["count"], 1);
+
+    // The audit log: filtered, paged by its cursor, on the dashboard with the disk.
+    let log = site.page("/admin/audit?action=metric", Some(&admin)).await;
+    let shows = |page: &Answer, action: &str| page.body.contains(&format!("<code>{action}</code>"));
+    assert!(shows(&log, "metric.import") && shows(&log, "metric.delete") && !shows(&log, "user.create"));
+    let by_root = site.page("/admin/audit?user=root%40example.com&action=user.create", Some(&admin)).await;
+    assert!(shows(&by_root, "user.create") && by_root.body.contains(&ana_id), "{}", by_root.body);
+    let by_ana = site.page("/admin/audit?user=ana%40example.com&action=user.create", Some(&admin)).await;
+    assert!(by_ana.body.contains("No audit events"), "ana created no one");
+    let first = site.api("GET", "/api/admin/audit?limit=2", &admin, Value::Null).await;
+    let before = first["next_before"].as_str().expect("more pages").to_string();
+    let second = site
+        .api("GET", &format!("/api/admin/audit?limit=2&before={}", super::segment(&before)), &admin, Value::Null)
+        .await;
+    assert_eq!(second["events"].as_array().unwrap().len(), 2);
+    assert!(
+        second["events"][0]["timestamp"].as_str() <= first["events"][1]["timestamp"].as_str(),
+        "older on the next page"
+    );
+    assert_ne!(second["events"][0]["id"], first["events"][1]["id"]);
+    for bad in ["/api/admin/audit?limit=0", "/api/admin/audit?before=garbage"] {
+        let r = Request::get(bad).header(header::AUTHORIZATION, format!("Bearer {admin}")).body(Body::empty()).unwrap();
+        assert_eq!(site.send(r).await.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let disk = site.api("GET", "/api/admin/storage", &admin, Value::Null).await;
+    assert!(disk["tables_bytes"].as_i64().unwrap() > 0 && disk["state_db_bytes"].as_i64().unwrap() > 0, "{disk}");
+    assert!(disk["total_bytes"].as_u64().unwrap() >= disk["free_bytes"].as_u64().unwrap());
+    let home = site.page("/", Some(&admin)).await;
+    assert!(home.body.contains("Recent audit events") && home.body.contains(" free</div>"), "{}", home.body);
+    assert!(home.body.contains("metric.delete"));
 }
