@@ -22,6 +22,11 @@ const PAGES: &[&str] = &[
     "/admin/tables?page=20",
     "/admin/access",
     "/admin/users",
+    "/admin/users/{me}",
+    "/admin/tables/t0500",
+    "/admin/tables/discover?source=files",
+    "/admin/metrics",
+    "/admin/audit",
 ];
 
 /// The REST calls under the pages, timed alike, to show where a page's time goes.
@@ -33,6 +38,8 @@ const CALLS: &[&str] = &[
     "/api/v2/sample/t0500?n=10",
     "/api/admin/access-overview",
     "/api/health/detailed",
+    "/api/admin/audit?limit=15",
+    "/api/admin/storage",
 ];
 
 /// The `/static/…` files a page links to (the templates escape `/` as `&#x2f;`).
@@ -53,8 +60,11 @@ pub fn web_bench() -> anyhow::Result<Section> {
         let boot = json!({"email": "web@example.com", "password": "web-pass-1"});
         let session: serde_json::Value = http.post(format!("{url}/auth/bootstrap")).json(&boot).send()?.json()?;
         let cookie = format!("access_token={}", session["access_token"].as_str().unwrap_or_default());
+        let me: serde_json::Value = http.get(format!("{url}/api/me")).header("cookie", &cookie).send()?.json()?;
+        let me = me["id"].as_str().unwrap_or_default().to_string();
         let mut out = Vec::new();
-        for page in PAGES.iter().chain(CALLS) {
+        for page in PAGES.iter().chain(CALLS).map(|p| p.replace("{me}", &me)) {
+            let page = page.as_str();
             let get = |path: &str, gzip: bool| -> anyhow::Result<(Duration, Vec<u8>)> {
                 let mut request = http.get(format!("{url}{path}")).header("cookie", &cookie);
                 if gzip {

@@ -214,6 +214,7 @@ impl Connector for BigQueryConnector {
                     estimated_rows: t.rows.map(|r| r as i64),
                     last_import: None,
                     last_change: None,
+                    registered_as: None,
                 });
             }
         }

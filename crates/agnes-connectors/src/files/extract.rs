@@ -165,6 +165,7 @@ impl Connector for FilesConnector {
                 estimated_rows: None,
                 last_import: None,
                 last_change: None,
+                registered_as: None,
             })
             .collect())
     }

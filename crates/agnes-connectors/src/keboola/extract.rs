@@ -320,6 +320,7 @@ impl Connector for KeboolaConnector {
                     estimated_rows: t.rows_count.map(|r| r as i64),
                     last_import: t.last_import_date.clone(),
                     last_change: t.last_change_date.clone(),
+                    registered_as: None,
                 })
             })
             .collect()

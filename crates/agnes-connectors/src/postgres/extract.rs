@@ -394,6 +394,7 @@ impl Connector for PostgresConnector {
                 estimated_rows: r.estimated_rows,
                 last_import: None,
                 last_change: None,
+                registered_as: None,
                 bucket: Some(r.schema),
                 source_table: Some(r.name),
             })

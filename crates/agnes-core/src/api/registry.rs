@@ -109,6 +109,9 @@ pub struct DiscoveredTable {
     /// When the table last changed, where the source says (Keboola).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_change: Option<String>,
+    /// The registry id of the table that already reads it, if one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_as: Option<String>,
 }
 
 /// `GET /api/admin/sources`: a configured source, with its settings but never a secret

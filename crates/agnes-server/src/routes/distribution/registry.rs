@@ -392,10 +392,25 @@ async fn discover(
 async fn discovered(state: &AppState, source: Option<&str>) -> Result<Discovered, ApiError> {
     let name = source.unwrap_or(agnes_connectors::files::SOURCE_NAME);
     let connector = state.sync.connector_named(name).ok_or_else(|| super::sources::unknown_source(state, name))?;
-    let tables = tokio::task::spawn_blocking(move || connector.discover())
+    let (source_type, connection) = (connector.source_type(), connector.connection().map(String::from));
+    let mut tables = tokio::task::spawn_blocking(move || connector.discover())
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::source_unavailable)?;
+    // Which registry row already reads each: the same source, table and bucket.
+    let snapshot = state.store.snapshot().await?;
+    for t in &mut tables {
+        t.registered_as = snapshot
+            .registry
+            .iter()
+            .find(|r| {
+                r.source_type == Some(source_type)
+                    && r.connection == connection
+                    && r.source_table.as_deref() == Some(t.source_table.as_deref().unwrap_or(&t.path))
+                    && r.bucket == t.bucket
+            })
+            .map(|r| r.id.clone());
+    }
     Ok(Discovered { count: tables.len(), tables, source: name.to_string() })
 }
 
@@ -433,20 +448,14 @@ async fn discover_and_register(
             return Err(unprocessable(format!("'{missing}' is not among the tables of source '{}'", body.source)));
         }
     }
-    let registry = state.store.snapshot().await?.registry.clone();
-    let mut taken: std::collections::HashSet<String> = registry.iter().map(|t| t.id.clone()).collect();
+    let mut taken: std::collections::HashSet<String> =
+        state.store.snapshot().await?.registry.iter().map(|t| t.id.clone()).collect();
     let connector =
         state.sync.connector_named(&body.source).ok_or_else(|| super::sources::unknown_source(&state, &body.source))?;
     let (source_type, connection) = (connector.source_type(), connector.connection().map(String::from));
     let (mut registered, mut skipped) = (Vec::new(), Vec::new());
     for t in found.tables.iter().filter(|t| body.tables.as_ref().is_none_or(|w| w.contains(&t.path))) {
-        let reads_it = registry.iter().any(|r| {
-            r.source_type == Some(source_type)
-                && r.connection == connection
-                && r.source_table.as_deref() == Some(t.source_table.as_deref().unwrap_or(&t.path))
-                && r.bucket == t.bucket
-        });
-        if reads_it {
+        if t.registered_as.is_some() {
             skipped.push(DiscoverySkipped { path: t.path.clone(), reason: "already registered".into() });
             continue;
         }

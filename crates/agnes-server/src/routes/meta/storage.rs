@@ -16,7 +16,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[utoipa::path(get, path = "/api/admin/storage", tag = "meta", responses((status = 200, body = StorageUse)))]
 async fn storage(State(state): State<AppState>, _admin: Admin) -> Result<Json<StorageUse>, ApiError> {
-    let tables_bytes = state.store.sync_state().list().await?.iter().map(|s| s.file_size_bytes).sum();
+    let tables_bytes = state.store.snapshot().await?.states.iter().map(|s| s.file_size_bytes).sum();
     let layout = state.config.layout();
     let (db, data_dir) = (layout.state_db(), state.config.data_dir.clone());
     let (state_db_bytes, space) = tokio::task::spawn_blocking(move || {

@@ -78,15 +78,20 @@ async fn register(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> 
 }
 
 /// `/admin/tables/discover?source=`: what a source holds, each table with a box to tick;
-/// tables some registry row already reads are marked.
+/// tables some registry row already reads link to it instead.
 async fn discover(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
     if let Some(refused) = viewer.admin() {
         return refused;
     }
-    discover_page(&viewer, field(&q, "source"), None).await
+    discover_page(&viewer, field(&q, "source"), &q, None).await
 }
 
-async fn discover_page(viewer: &Viewer, source: Option<String>, error: Option<String>) -> Response {
+async fn discover_page(
+    viewer: &Viewer,
+    source: Option<String>,
+    q: &HashMap<String, String>,
+    error: Option<String>,
+) -> Response {
     let sources = match viewer.get("/api/admin/sources").await {
         Ok(s) => s,
         Err(f) => return problem(Some(viewer), &f),
@@ -100,47 +105,13 @@ async fn discover_page(viewer: &Viewer, source: Option<String>, error: Option<St
             }
         }
     };
-    let registry: RegistryList = match viewer.get_as("/api/admin/registry").await {
-        Ok(r) => r,
-        Err(f) => return problem(Some(viewer), &f),
-    };
-    // What rows of this source already read, as `bucket.table` or a file path. A row names
-    // its connection, or (one connection of its type) only its type.
-    let source_type = sources
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["name"].as_str() == source.as_deref())
-        .and_then(|s| s["source_type"].as_str())
-        .map(String::from);
-    let read: std::collections::HashSet<String> = registry
-        .tables
-        .iter()
-        .filter(|r| match &r.spec.connection {
-            Some(c) => Some(c) == source.as_ref(),
-            None => r.spec.source_type.map(|t| t.to_string()) == source_type,
-        })
-        .filter_map(|r| {
-            r.spec.source_table.as_ref().map(|t| match &r.spec.bucket {
-                Some(b) => format!("{b}.{t}"),
-                None => t.clone(),
-            })
-        })
-        .collect();
-    let rows: Vec<Value> = found
-        .iter()
-        .flat_map(|d| &d.tables)
-        .map(|t| {
-            let key = match (&t.bucket, &t.source_table) {
-                (Some(b), Some(s)) => format!("{b}.{s}"),
-                _ => t.source_table.clone().unwrap_or_else(|| t.path.clone()),
-            };
-            json!({"table": t, "registered": read.contains(&key)})
-        })
-        .collect();
+    let rows: Vec<Value> = found.into_iter().flat_map(|d| d.tables).map(|t| json!({"table": t})).collect();
+    // A source with thousands of tables: a page at a time, searchable by path.
+    let list = paged(rows, q, |r| r["table"]["path"].as_str().unwrap_or_default().to_string(), PAGE);
+    let base = format!("/admin/tables/discover?source={}", segment(source.as_deref().unwrap_or_default()));
     let context = json!({
         "viewer": viewer.context(), "nav": "admin_tables", "sources": sources, "source": source,
-        "rows": rows, "listing_error": listing_error, "error": error,
+        "list": list, "base": base, "listing_error": listing_error, "error": error,
     });
     render("admin_discover.html", context)
 }
@@ -154,7 +125,13 @@ async fn register_discovered(viewer: Viewer, Form(pairs): Form<Vec<(String, Stri
     let source = field(&form, "source").unwrap_or_default();
     let ticked: Vec<String> = pairs.into_iter().filter(|(k, _)| k == "table").map(|(_, v)| v).collect();
     if ticked.is_empty() {
-        return discover_page(&viewer, Some(source), Some("Tick at least one table to register.".into())).await;
+        return discover_page(
+            &viewer,
+            Some(source),
+            &HashMap::new(),
+            Some("Tick at least one table to register.".into()),
+        )
+        .await;
     }
     let mut body = json!({"source": source, "tables": ticked});
     for key in ["query_mode", "sync_schedule"] {
@@ -175,7 +152,7 @@ async fn register_discovered(viewer: Viewer, Form(pairs): Form<Vec<(String, Stri
             }
             done("/admin/tables", &notice)
         }
-        Err(f) => discover_page(&viewer, Some(source), Some(super::message(&f))).await,
+        Err(f) => discover_page(&viewer, Some(source), &HashMap::new(), Some(super::message(&f))).await,
     }
 }
 

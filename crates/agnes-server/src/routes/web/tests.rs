@@ -336,7 +336,9 @@ async fn admin_discovers_edits_syncs_manages_users_metrics_and_reads_the_audit_l
         .await;
     assert!(location(&reg).contains("Registered%201%20table"), "{}", location(&reg));
     let again = site.page("/admin/tables/discover?source=files", Some(&admin)).await;
-    assert!(again.body.contains("badge ok\">registered") && !again.body.contains("value=\"evil.csv\""));
+    assert!(
+        again.body.contains("href=\"/admin/tables/evil\">registered") && !again.body.contains("value=\"evil.csv\"")
+    );
     let nowhere = site.page("/admin/tables/discover?source=nope", Some(&admin)).await;
     assert!(nowhere.body.contains("class=\"card alert error\""), "an unknown source is said on the page");
 
