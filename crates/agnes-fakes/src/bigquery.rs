@@ -99,30 +99,11 @@ fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// A fresh RSA key pair from `openssl` (private PKCS#8 PEM, public PEM).
-fn key_pair(dir: &std::path::Path) -> (String, String) {
-    let private = dir.join("key.pem");
-    let status = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
-        .arg(&private)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success(), "openssl genpkey failed");
-    let public = std::process::Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&private)
-        .output()
-        .expect("openssl runs");
-    assert!(public.status.success(), "openssl pkey -pubout failed");
-    (std::fs::read_to_string(&private).unwrap(), String::from_utf8(public.stdout).unwrap())
-}
-
 impl FakeBigQuery {
     /// A fake whose data project is `project` and billing project `billing`.
     pub fn start(project: &str, billing: &str) -> FakeBigQuery {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let (private_pem, public_pem) = key_pair(dir.path());
+        let (private_pem, public_pem) = crate::rsa_key_pair(dir.path());
         let inner = Arc::new(Mutex::new(Inner {
             project: project.into(),
             billing: billing.into(),

@@ -4,4 +4,24 @@
 
 pub mod bigquery;
 pub mod keboola;
+pub mod oidc;
 mod server;
+
+/// A fresh RSA key pair from `openssl` (private PKCS#8 PEM, public PEM).
+pub(crate) fn rsa_key_pair(dir: &std::path::Path) -> (String, String) {
+    let private = dir.join("key.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&private)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl genpkey failed");
+    let public = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .output()
+        .expect("openssl runs");
+    assert!(public.status.success(), "openssl pkey -pubout failed");
+    (std::fs::read_to_string(&private).unwrap(), String::from_utf8(public.stdout).unwrap())
+}

@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("migrations/0010_source_version.sql")),
     (11, include_str!("migrations/0011_bigquery.sql")),
     (12, include_str!("migrations/0012_prompt_templates.sql")),
+    (13, include_str!("migrations/0013_group_sync.sql")),
 ];
 
 /// The schema version this build creates and expects.

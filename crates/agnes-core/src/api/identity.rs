@@ -335,3 +335,14 @@ pub struct NewGrant {
 pub struct GroupRef {
     pub group_id: String,
 }
+
+/// `GET /auth/providers`: a single sign-on provider people may use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SsoProvider {
+    /// `google`, or the provider's key under `auth.oidc`.
+    pub name: String,
+    pub display_name: String,
+    /// Where a browser starts the sign-in (`?next=` says where it ends).
+    pub login_url: String,
+}

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod authenticate;
+pub mod oidc;
 pub mod password;
 pub mod pat;
 pub mod ratelimit;
@@ -26,6 +27,8 @@ pub struct AuthSettings {
     pub trusted_proxies: Vec<IpAddr>,
     /// When each user's `last_pull_at` was last written.
     pub recent_pulls: Throttle,
+    /// The OpenID Connect providers people may sign in with.
+    pub sso: oidc::Sso,
 }
 
 /// "At most once a minute per key": keeps frequent, informational writes (such as

@@ -12,6 +12,7 @@ pub struct GroupSummary {
     pub is_system: bool,
     pub created_at: String,
     pub created_by: Option<String>,
+    pub synced_from: Option<String>,
     pub member_count: i64,
     pub grant_count: i64,
 }
@@ -73,7 +74,7 @@ const GRANT_SELECT: &str =
 impl IdentityRepo<'_> {
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
         Ok(sqlx::query_as(
-            "SELECT g.id, g.name, g.description, g.is_system, g.created_at, g.created_by, \
+            "SELECT g.id, g.name, g.description, g.is_system, g.created_at, g.created_by, g.synced_from, \
              (SELECT COUNT(*) FROM user_group_members m WHERE m.group_id = g.id) AS member_count, \
              (SELECT COUNT(*) FROM resource_grants r WHERE r.group_id = g.id) AS grant_count \
              FROM user_groups g ORDER BY g.is_system DESC, g.name",

@@ -37,6 +37,8 @@ pub struct Group {
     pub is_system: bool,
     pub created_at: String,
     pub created_by: Option<String>,
+    /// The identity provider that feeds it; `None` for a group made here.
+    pub synced_from: Option<String>,
 }
 
 /// A personal access token's stored form (never the token itself).
@@ -56,7 +58,7 @@ pub struct IdentityRepo<'a> {
 }
 
 pub(crate) const USER_COLUMNS: &str = "id, email, name, password_hash, active, created_at, session_generation";
-pub(crate) const GROUP_COLUMNS: &str = "id, name, description, is_system, created_at, created_by";
+pub(crate) const GROUP_COLUMNS: &str = "id, name, description, is_system, created_at, created_by, synced_from";
 
 impl<'a> IdentityRepo<'a> {
     pub(crate) fn new(pool: &'a SqlitePool) -> Self {
@@ -138,6 +140,59 @@ impl<'a> IdentityRepo<'a> {
         .execute(self.pool)
         .await?;
         self.group_by_name(name).await?.ok_or_else(|| StoreError::NotFound(format!("group {name}")))
+    }
+
+    /// The group an identity provider's group maps to: found by name, or created and
+    /// marked as fed by `provider`.
+    pub async fn synced_group(&self, name: &str, provider: &str) -> Result<Group> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO user_groups (id, name, description, is_system, created_at, created_by, synced_from) \
+             VALUES (?, ?, ?, 0, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(name)
+        .bind(format!("Synced from {provider}"))
+        .bind(crate::now_text())
+        .bind(format!("{provider} sign-in"))
+        .bind(provider)
+        .execute(self.pool)
+        .await?;
+        self.group_by_name(name).await?.ok_or_else(|| StoreError::NotFound(format!("group {name}")))
+    }
+
+    /// A user's memberships from one sync source become exactly `group_ids`: rows of that
+    /// source not listed go, listed ones are added. Rows of any other source (an admin's)
+    /// are never touched, and a group the user is already in keeps its row as it is.
+    pub async fn replace_synced_memberships(&self, user_id: &str, source: &str, group_ids: &[String]) -> Result<()> {
+        let mut tx = crate::write_tx(self.pool).await?;
+        let held: Vec<(String,)> =
+            sqlx::query_as("SELECT group_id FROM user_group_members WHERE user_id = ? AND source = ?")
+                .bind(user_id)
+                .bind(source)
+                .fetch_all(&mut *tx)
+                .await?;
+        for (gone,) in held.iter().filter(|(g,)| !group_ids.contains(g)) {
+            sqlx::query("DELETE FROM user_group_members WHERE user_id = ? AND group_id = ? AND source = ?")
+                .bind(user_id)
+                .bind(gone)
+                .bind(source)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for group_id in group_ids {
+            sqlx::query(
+                "INSERT OR IGNORE INTO user_group_members (user_id, group_id, source, added_at, added_by) \
+                 VALUES (?, ?, ?, ?, NULL)",
+            )
+            .bind(user_id)
+            .bind(group_id)
+            .bind(source)
+            .bind(crate::now_text())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Add a member; an existing pair is a silent no-op.

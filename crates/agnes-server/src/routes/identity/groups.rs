@@ -38,7 +38,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 fn group_view(g: GroupSummary) -> GroupView {
     GroupView {
-        origin: if g.is_system { "system" } else { "custom" }.into(),
+        origin: match (&g.synced_from, g.is_system) {
+            (Some(provider), _) => provider.clone(),
+            (None, true) => "system".into(),
+            (None, false) => "custom".into(),
+        },
+        is_google_managed: g.synced_from.as_deref() == Some("google"),
         id: g.id,
         name: g.name,
         description: g.description,
@@ -47,7 +52,6 @@ fn group_view(g: GroupSummary) -> GroupView {
         created_by: g.created_by,
         member_count: g.member_count,
         grant_count: g.grant_count,
-        is_google_managed: false,
         mapped_email: None,
         members: None,
         grants: None,

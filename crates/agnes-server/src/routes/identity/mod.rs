@@ -2,11 +2,17 @@
 pub(crate) mod auth;
 mod groups;
 mod me;
+pub(crate) mod sso;
 mod users;
 
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(auth::routes()).merge(me::routes()).merge(users::routes()).merge(groups::routes())
+    OpenApiRouter::new()
+        .merge(auth::routes())
+        .merge(me::routes())
+        .merge(users::routes())
+        .merge(groups::routes())
+        .merge(sso::routes())
 }

@@ -27,13 +27,33 @@ pub fn routes() -> Router<AppState> {
 
 /// Where to go after signing in: a path of this site only (never `//host` or a URL).
 fn next_of(next: Option<&String>) -> String {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-        .cloned()
-        .unwrap_or_else(|| "/".into())
+    crate::routes::identity::sso::safe_next(next.map(String::as_str))
 }
 
-async fn login_page(Query(q): Query<HashMap<String, String>>) -> Response {
-    render("login.html", json!({"next": next_of(q.get("next")), "email": q.get("email")}))
+/// What `/login?error=` codes of a refused single sign-on say.
+fn sso_error(code: &str) -> &'static str {
+    match code {
+        "domain_not_allowed" => "Your e-mail domain may not sign in here. Ask an admin which account to use.",
+        "not_in_allowed_group" => "You are in none of the groups that may sign in here. Ask an admin to add you.",
+        "account_deactivated" => "This account is deactivated.",
+        "email_not_verified" => "Your identity provider has not verified your e-mail address.",
+        "invalid_state" => "That sign-in expired or was already used. Start again.",
+        "provider_unavailable" => "The identity provider cannot be reached right now. Try again shortly.",
+        "unknown_provider" => "There is no such sign-in provider here.",
+        _ => "Signing in with your identity provider failed. Start again, or ask an admin.",
+    }
+}
+
+async fn login_page(
+    Extension(calls): Extension<Arc<InProcess>>,
+    parts: Parts,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let next = next_of(q.get("next"));
+    let providers = calls.call("GET", "/auth/providers", None, Some(&parts)).await.unwrap_or_default();
+    let context = json!({"next": next, "email": q.get("email"), "providers": providers,
+                         "sso_error": q.get("error").map(|e| sso_error(e))});
+    render("login.html", context)
 }
 
 /// The cookie of a new session, and on to `next`.
