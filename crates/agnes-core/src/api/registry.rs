@@ -50,7 +50,11 @@ pub struct SourceColumn {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegistryList {
+    /// Rows in this answer.
     pub count: usize,
+    /// Rows matching `q` before `offset` and `limit` (all rows without them).
+    #[serde(default)]
+    pub total: usize,
     pub tables: Vec<RegistryRow>,
 }
 

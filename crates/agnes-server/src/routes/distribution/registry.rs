@@ -222,22 +222,51 @@ async fn precheck(
     }))
 }
 
-/// Every registry row with its last sync error.
-#[utoipa::path(get, path = "/api/admin/registry", tag = "registry", responses((status = 200, body = RegistryList)))]
-async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<RegistryList>, ApiError> {
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct RegistryQuery {
+    /// Only rows whose id, name, description, source table or folder contains this
+    /// (case-insensitive).
+    q: Option<String>,
+    /// Rows to skip, then rows to answer (all when absent): a page of a long registry.
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// What a registry row is found by in a search.
+fn searchable(t: &TableSpec) -> String {
+    [Some(&t.id), Some(&t.name), t.description.as_ref(), t.source_table.as_ref(), t.folder.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|s| s.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Registry rows with their last sync error: all, or a search's page of them.
+#[utoipa::path(get, path = "/api/admin/registry", tag = "registry", params(RegistryQuery), responses((status = 200, body = RegistryList)))]
+async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<RegistryQuery>,
+) -> Result<Json<RegistryList>, ApiError> {
     // The kept snapshot: a thousand rows are decoded once per change, not per request.
     let snapshot = state.store.snapshot().await?;
     let states: std::collections::HashMap<&str, &agnes_store::sync_state::SyncState> =
         snapshot.states.iter().map(|s| (s.table_id.as_str(), s)).collect();
-    let tables: Vec<RegistryRow> = snapshot
-        .registry
-        .iter()
+    let search = q.q.as_deref().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+    let matching: Vec<&TableSpec> =
+        snapshot.registry.iter().filter(|t| search.as_ref().is_none_or(|s| searchable(t).contains(s))).collect();
+    let total = matching.len();
+    let tables: Vec<RegistryRow> = matching
+        .into_iter()
+        .skip(q.offset.unwrap_or(0))
+        .take(q.limit.unwrap_or(usize::MAX))
         .map(|spec| RegistryRow {
             last_sync_error: states.get(spec.id.as_str()).filter(|s| s.status == "error").and_then(|s| s.error.clone()),
             spec: spec.clone(),
         })
         .collect();
-    Ok(Json(RegistryList { count: tables.len(), tables }))
+    Ok(Json(RegistryList { count: tables.len(), total, tables }))
 }
 
 fn table_not_found(table_id: &str) -> ApiError {

@@ -2,9 +2,9 @@
 //! events), the audit log, access (groups, members, the grants matrix, simulate a user)
 //! and the prompts agnes gives agents. Each action is one REST call as the admin.
 
-use super::{done, field, paged, problem, render, segment, Viewer};
+use super::{done, field, problem, render, segment, Viewer};
 use crate::state::AppState;
-use agnes_core::api::{AuditPage, Freshness, RegistryList, SchedulerStatus, StorageUse};
+use agnes_core::api::{AuditPage, Freshness, SchedulerStatus, StorageUse};
 use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -29,15 +29,16 @@ pub async fn home(viewer: Viewer, headers: HeaderMap, query: Query<HashMap<Strin
     if !viewer.caller.is_admin {
         return super::analyst::catalog(viewer, headers, query).await;
     }
-    let mut scheduler: SchedulerStatus = match viewer.get_as("/api/admin/scheduler").await {
-        Ok(s) => s,
-        Err(f) => return problem(Some(&viewer), &f),
-    };
-    // The dashboard's side panels: a failure of one leaves the rest of the page standing.
-    let (audit, storage) = tokio::join!(
+    // Asked at once; a failure of a side panel (audit, disk) leaves the page standing.
+    let (scheduler, audit, storage) = tokio::join!(
+        viewer.get_as::<SchedulerStatus>("/api/admin/scheduler"),
         viewer.get_as::<AuditPage>("/api/admin/audit?limit=15"),
         viewer.get_as::<StorageUse>("/api/admin/storage")
     );
+    let mut scheduler = match scheduler {
+        Ok(s) => s,
+        Err(f) => return problem(Some(&viewer), &f),
+    };
     let tables = std::mem::take(&mut scheduler.tables);
     let failing: Vec<&Freshness> = tables.iter().filter(|t| t.last_error.is_some()).collect();
     let overdue = tables.iter().filter(|t| t.overdue).count();
@@ -88,12 +89,13 @@ async fn access(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
     if let Some(refused) = viewer.admin() {
         return refused;
     }
-    let (overview, grants, registry) = match (
-        viewer.get("/api/admin/access-overview").await,
-        viewer.get("/api/admin/grants").await,
-        viewer.get_as::<RegistryList>("/api/admin/registry").await,
+    // The matrix shows a page of tables at a time (searchable): 1,000 columns help no one.
+    let (overview, grants, tables) = match tokio::join!(
+        viewer.get("/api/admin/access-overview"),
+        viewer.get("/api/admin/grants"),
+        super::registry_page(&viewer, &q, 20),
     ) {
-        (Ok(o), Ok(g), Ok(r)) => (o, g, r),
+        (Ok(o), Ok(g), Ok(t)) => (o, g, t),
         (Err(f), _, _) | (_, Err(f), _) | (_, _, Err(f)) => return problem(Some(&viewer), &f),
     };
     // group id → table id → grant id
@@ -105,8 +107,6 @@ async fn access(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Res
             granted.entry(group.into()).or_default().insert(table.into(), id.into());
         }
     }
-    // The matrix shows a page of tables at a time (searchable): 1,000 columns help no one.
-    let tables = paged(registry.tables, &q, |r| super::admin_tables::searchable(&r.spec), 20);
     let table_ids: Vec<Value> = tables["items"].as_array().into_iter().flatten().map(|t| t["id"].clone()).collect();
     let simulated = match q.get("user").filter(|u| !u.is_empty()) {
         Some(user) => Some(viewer.get(&format!("/api/admin/users/{}/effective-access", segment(user))).await),

@@ -32,9 +32,9 @@ async fn metrics(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Re
 }
 
 async fn metrics_page(viewer: &Viewer, notice: Option<&String>, error: Option<String>) -> Response {
-    let (list, checks) = match (
-        viewer.get_as::<MetricList>("/api/metrics").await,
-        viewer.get_as::<MetricChecks>("/api/admin/metrics/validate").await,
+    let (list, checks) = match tokio::join!(
+        viewer.get_as::<MetricList>("/api/metrics"),
+        viewer.get_as::<MetricChecks>("/api/admin/metrics/validate"),
     ) {
         (Ok(l), Ok(c)) => (l, c),
         (Err(f), _) | (_, Err(f)) => return problem(Some(viewer), &f),

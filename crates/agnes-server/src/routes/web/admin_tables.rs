@@ -4,7 +4,7 @@
 
 use super::{done, field, paged, problem, render, segment, Viewer, PAGE};
 use crate::state::AppState;
-use agnes_core::api::{Discovered, DiscoveryRegistered, RegistryList, RegistryRow, SyncHistory};
+use agnes_core::api::{Discovered, DiscoveryRegistered, RegistryRow, SyncHistory};
 use axum::extract::{Path, Query};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -27,12 +27,12 @@ async fn tables_page(
     error: Option<String>,
     form: Option<&HashMap<String, String>>,
 ) -> Response {
-    let registry: RegistryList = match viewer.get_as("/api/admin/registry").await {
-        Ok(r) => r,
+    let (list, sources) = tokio::join!(super::registry_page(viewer, q, PAGE), viewer.get("/api/admin/sources"));
+    let list = match list {
+        Ok(l) => l,
         Err(f) => return problem(Some(viewer), &f),
     };
-    let sources = viewer.get("/api/admin/sources").await.unwrap_or_default();
-    let list = paged(registry.tables, q, |r| searchable(&r.spec), PAGE);
+    let sources = sources.unwrap_or_default();
     let context = json!({
         "viewer": viewer.context(), "nav": "admin_tables", "list": list, "base": "/admin/tables", "sources": sources,
         "error": error, "form": form, "notice": q.get("notice"),
@@ -171,13 +171,15 @@ async fn edit_page(
     error: Option<String>,
     form: Option<&HashMap<String, String>>,
 ) -> Response {
-    let (row, history) = match (
-        viewer.get_as::<RegistryRow>(&format!("/api/admin/registry/{}", segment(id))).await,
-        viewer.get_as::<SyncHistory>(&format!("/api/admin/registry/{}/history?limit=30", segment(id))).await,
-    ) {
-        (Ok(r), Ok(h)) => (r, h),
-        (Err(f), _) | (_, Err(f)) => return problem(Some(viewer), &f),
-    };
+    let (row_path, history_path) = (
+        format!("/api/admin/registry/{}", segment(id)),
+        format!("/api/admin/registry/{}/history?limit=30", segment(id)),
+    );
+    let (row, history) =
+        match tokio::join!(viewer.get_as::<RegistryRow>(&row_path), viewer.get_as::<SyncHistory>(&history_path),) {
+            (Ok(r), Ok(h)) => (r, h),
+            (Err(f), _) | (_, Err(f)) => return problem(Some(viewer), &f),
+        };
     let context = json!({
         "viewer": viewer.context(), "nav": "admin_tables", "row": row, "t": row.spec,
         "primary_key": row.spec.primary_key.join(", "), "runs": history.runs,
@@ -243,14 +245,4 @@ async fn delete_table(viewer: Viewer, Path(id): Path<String>, Form(form): Form<H
         Ok(_) => done("/admin/tables", &format!("Deleted {id}.")),
         Err(f) => problem(Some(&viewer), &f),
     }
-}
-
-/// What a table is found by in a search of the admin pages.
-pub(super) fn searchable(t: &agnes_core::TableSpec) -> String {
-    [Some(&t.id), Some(&t.name), t.description.as_ref(), t.source_table.as_ref(), t.folder.as_ref()]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(" ")
 }

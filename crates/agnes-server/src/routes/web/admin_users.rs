@@ -74,11 +74,11 @@ async fn user_page(
     error: Option<String>,
     reset_link: Option<String>,
 ) -> Response {
-    let (user, groups) =
-        match (viewer.get(&format!("/api/users/{}", segment(id))).await, viewer.get("/api/admin/groups").await) {
-            (Ok(u), Ok(g)) => (u, g),
-            (Err(f), _) | (_, Err(f)) => return problem(Some(viewer), &f),
-        };
+    let user_path = format!("/api/users/{}", segment(id));
+    let (user, groups) = match tokio::join!(viewer.get(&user_path), viewer.get("/api/admin/groups")) {
+        (Ok(u), Ok(g)) => (u, g),
+        (Err(f), _) | (_, Err(f)) => return problem(Some(viewer), &f),
+    };
     let member_of: Vec<&str> =
         user["groups"].as_array().into_iter().flatten().filter_map(|m| m["group_id"].as_str()).collect();
     // The groups one may still add them to: not theirs already, and not Everyone, which

@@ -48,18 +48,31 @@ pub async fn catalog(viewer: Viewer, headers: HeaderMap, Query(q): Query<HashMap
 /// `/catalog/{table}`: schema, profile, sample rows, the metrics on it, and how to query it.
 async fn table(viewer: Viewer, Path(table): Path<String>) -> Response {
     let id = segment(&table);
-    let schema = match viewer.get(&format!("/api/v2/schema/{id}")).await {
+    // The page's reads are independent: asked at once, the page takes as long as the slowest.
+    let paths = [
+        format!("/api/v2/schema/{id}"),
+        format!("/api/v2/catalog?table={id}"),
+        format!("/api/v2/sample/{id}?n=10"),
+        format!("/api/catalog/profile/{id}"),
+    ];
+    let (schema, catalog, sample, profile, metrics) = tokio::join!(
+        viewer.get(&paths[0]),
+        viewer.get_as::<Catalog>(&paths[1]),
+        viewer.get(&paths[2]),
+        viewer.get(&paths[3]),
+        viewer.get("/api/metrics"),
+    );
+    // The schema's answer is the access check's: a refusal is the page's.
+    let schema = match schema {
         Ok(s) => s,
         Err(f) => return problem(Some(&viewer), &f),
     };
-    let catalog: Option<Catalog> = viewer.get_as(&format!("/api/v2/catalog?table={id}")).await.ok();
     let entry = catalog
+        .ok()
         .and_then(|c| c.tables.into_iter().find(|t| t.id == schema["table_id"].as_str().unwrap_or_default()))
         .map(|t| json!(t))
         .unwrap_or_default();
-    let sample = viewer.get(&format!("/api/v2/sample/{id}?n=10")).await.ok();
-    let profile = viewer.get(&format!("/api/catalog/profile/{id}")).await.ok();
-    let metrics = viewer.get("/api/metrics").await.unwrap_or_default();
+    let (sample, profile, metrics) = (sample.ok(), profile.ok(), metrics.unwrap_or_default());
     let table_id = schema["table_id"].as_str().unwrap_or_default().to_string();
     let used_by: Vec<Value> = metrics["metrics"]
         .as_array()
@@ -67,7 +80,7 @@ async fn table(viewer: Viewer, Path(table): Path<String>) -> Response {
         .into_iter()
         .flatten()
         .filter(|m| {
-            m["table"] == table_id.as_str()
+            m["table_name"] == table_id.as_str()
                 || m["tables"].as_array().is_some_and(|ts| ts.iter().any(|t| t == &table_id))
         })
         .cloned()

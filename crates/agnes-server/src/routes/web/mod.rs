@@ -300,6 +300,12 @@ fn done(to: &str, notice: &str) -> Response {
 /// Rows per page of a long list.
 const PAGE: usize = 50;
 
+/// The page a query asks for (`page`, from 1) of `total` items, `per_page` to a page.
+fn page_of(q: &HashMap<String, String>, total: usize, per_page: usize) -> (usize, usize) {
+    let pages = total.div_ceil(per_page).max(1);
+    (q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).clamp(1, pages), pages)
+}
+
 /// One page of `items` whose `text` contains the `q` of the query (case-insensitive), and
 /// what the pager says: `{"items", "total", "page", "pages", "q"}`. Long lists stay quick:
 /// 1,000 tables are 20 pages, and a search narrows them.
@@ -312,16 +318,31 @@ fn paged<T: serde::Serialize>(
     let search = q.get("q").map(|s| s.trim().to_lowercase()).unwrap_or_default();
     let matching: Vec<T> =
         items.into_iter().filter(|t| search.is_empty() || text(t).to_lowercase().contains(&search)).collect();
-    let pages = matching.len().div_ceil(per_page).max(1);
-    let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).clamp(1, pages);
     let total = matching.len();
+    let (page, pages) = page_of(q, total, per_page);
     let items: Vec<T> = matching.into_iter().skip((page - 1) * per_page).take(per_page).collect();
     json!({"items": items, "total": total, "page": page, "pages": pages, "q": q.get("q")})
 }
 
+/// The registry's page the query asks for, searched and paged by the API (a thousand rows
+/// are not sent to be dropped), in [`paged`]'s shape.
+async fn registry_page(viewer: &Viewer, q: &HashMap<String, String>, per_page: usize) -> Result<Value, Failure> {
+    let search = segment(q.get("q").map(String::as_str).unwrap_or_default().trim());
+    // The total first decides which pages exist; a page past the end shows the last.
+    let wanted = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
+    let path =
+        |page: usize| format!("/api/admin/registry?q={search}&offset={}&limit={per_page}", (page - 1) * per_page);
+    let mut list: agnes_core::api::RegistryList = viewer.get_as(&path(wanted)).await?;
+    let (page, pages) = page_of(q, list.total, per_page);
+    if page != wanted {
+        list = viewer.get_as(&path(page)).await?;
+    }
+    Ok(json!({"items": list.tables, "total": list.total, "page": page, "pages": pages, "q": q.get("q")}))
+}
+
 /// The server's own address as the browser reached it, for the commands pages print.
 pub(super) fn server_url(parts: &Parts) -> String {
-    let host = parts.headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     let https = parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https");
     format!("{}://{host}", if https { "https" } else { "http" })
 }

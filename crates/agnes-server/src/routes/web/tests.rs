@@ -339,6 +339,12 @@ async fn admin_discovers_edits_syncs_manages_users_metrics_and_reads_the_audit_l
     assert!(
         again.body.contains("href=\"/admin/tables/evil\">registered") && !again.body.contains("value=\"evil.csv\"")
     );
+    let found = site.api("GET", "/api/admin/registry?q=EVI&limit=1", &admin, Value::Null).await;
+    assert_eq!((found["total"].as_u64(), found["count"].as_u64()), (Some(1), Some(1)), "searched case-insensitively");
+    let past = site.api("GET", "/api/admin/registry?q=evi&offset=1&limit=1", &admin, Value::Null).await;
+    assert_eq!((past["total"].as_u64(), past["count"].as_u64()), (Some(1), Some(0)), "paged after the search");
+    let page = site.page("/admin/tables?q=nothing-like-it&page=9", Some(&admin)).await;
+    assert!(page.body.contains("0 tables matching"), "a page past the end shows the last, here empty");
     let nowhere = site.page("/admin/tables/discover?source=nope", Some(&admin)).await;
     assert!(nowhere.body.contains("class=\"card alert error\""), "an unknown source is said on the page");
 
