@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 pub struct Catalog {
     pub tables: Vec<CatalogTable>,
     pub server_time: String,
+    /// Tables matching `q` before `offset` and `limit` (all the caller may use without them).
+    #[serde(default)]
+    pub total: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

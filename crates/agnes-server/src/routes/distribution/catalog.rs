@@ -100,10 +100,17 @@ async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<TableSpec>, Ap
 #[derive(serde::Deserialize)]
 struct CatalogFilter {
     table: Option<String>,
+    q: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
 }
 
 /// Every table the caller may use, with how to fetch it and how big it is.
-#[utoipa::path(get, path = "/api/v2/catalog", tag = "catalog", params(("table" = Option<String>, Query, description = "only this table (id or name)")),
+#[utoipa::path(get, path = "/api/v2/catalog", tag = "catalog", params(
+        ("table" = Option<String>, Query, description = "only this table (id or name)"),
+        ("q" = Option<String>, Query, description = "only tables whose id, name, description or folder contains this (case-insensitive)"),
+        ("offset" = Option<usize>, Query, description = "tables to skip (a page of a long catalog)"),
+        ("limit" = Option<usize>, Query, description = "tables to answer at most")),
     responses((status = 200, body = Catalog)))]
 async fn catalog(
     State(state): State<AppState>,
@@ -117,8 +124,21 @@ async fn catalog(
     let states: crate::sync::States = snapshot.states.iter().map(|s| (s.table_id.clone(), s.clone())).collect();
     let readable = readable_ids(&state, &caller).await?;
     let wanted = |t: &TableSpec| filter.table.as_ref().is_none_or(|w| *w == t.id || *w == t.name);
+    let search = filter.q.as_deref().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+    let found = |t: &TableSpec| {
+        search.as_ref().is_none_or(|s| {
+            [Some(&t.id), Some(&t.name), t.description.as_ref(), t.folder.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|f| f.to_lowercase().contains(s.as_str()))
+        })
+    };
+    let matching: Vec<&TableSpec> =
+        snapshot.registry.iter().filter(|t| wanted(t) && may_read(&readable, &t.id) && found(t)).collect();
+    let total = matching.len();
+    // Only the page is described: its freshness, sizes and fetch hints.
     let visible: Vec<&TableSpec> =
-        snapshot.registry.iter().filter(|t| wanted(t) && may_read(&readable, &t.id)).collect();
+        matching.into_iter().skip(filter.offset.unwrap_or(0)).take(filter.limit.unwrap_or(usize::MAX)).collect();
     let remote: std::collections::HashMap<&str, &agnes_store::bq_metadata::CachedMetadata> =
         snapshot.bq_metadata.iter().map(|c| (c.table_id.as_str(), c)).collect();
     let interval = state.bigquery.as_ref().map(|b| b.source().metadata_refresh()).unwrap_or_default();
@@ -183,7 +203,7 @@ async fn catalog(
         Some(json!({"tables": tables.len()})),
         "success",
     );
-    Ok(Json(Catalog { tables, server_time: chrono::Utc::now().to_rfc3339() }))
+    Ok(Json(Catalog { tables, server_time: chrono::Utc::now().to_rfc3339(), total }))
 }
 
 /// `--where` filters that fit a remote BigQuery table: the last week of its partitioning

@@ -1,9 +1,9 @@
 //! What every signed-in user has: the catalog of the tables they may read and a page per
 //! table, the business metrics, their access and why, their tokens, and the setup page.
 
-use super::{done, field, paged, problem, render, segment, Viewer, PAGE};
+use super::{done, field, problem, render, segment, Viewer, PAGE};
 use crate::state::AppState;
-use agnes_core::api::{Catalog, CatalogTable};
+use agnes_core::api::Catalog;
 use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -26,19 +26,10 @@ pub fn routes() -> Router<AppState> {
 /// `/catalog?q=&page=`: the tables the viewer may read, searchable, a page at a time. An
 /// htmx search asks for the rows only.
 pub async fn catalog(viewer: Viewer, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let catalog: Catalog = match viewer.get_as("/api/v2/catalog").await {
-        Ok(c) => c,
+    let list = match super::api_page(&viewer, "/api/v2/catalog", &q, PAGE, |c: Catalog| (c.tables, c.total)).await {
+        Ok(l) => l,
         Err(f) => return problem(Some(&viewer), &f),
     };
-    let text = |t: &CatalogTable| {
-        [Some(&t.id), Some(&t.name), t.description.as_ref(), t.folder.as_ref()]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let list = paged(catalog.tables, &q, text, PAGE);
     let context = json!({"viewer": viewer.context(), "nav": "catalog", "list": list, "base": "/catalog",
                          "notice": q.get("notice")});
     let partial = headers.get("hx-request").is_some() && headers.get("hx-boosted").is_none();

@@ -324,20 +324,31 @@ fn paged<T: serde::Serialize>(
     json!({"items": items, "total": total, "page": page, "pages": pages, "q": q.get("q")})
 }
 
-/// The registry's page the query asks for, searched and paged by the API (a thousand rows
-/// are not sent to be dropped), in [`paged`]'s shape.
-async fn registry_page(viewer: &Viewer, q: &HashMap<String, String>, per_page: usize) -> Result<Value, Failure> {
+/// The page the query asks for of a list the API searches and pages itself (`q`,
+/// `offset`, `limit`; a thousand rows are not sent to be dropped), in [`paged`]'s shape.
+/// `rows` takes an answer apart into its rows and the total matching.
+async fn api_page<T: serde::de::DeserializeOwned, R: serde::Serialize>(
+    viewer: &Viewer,
+    path: &str,
+    q: &HashMap<String, String>,
+    per_page: usize,
+    rows: impl Fn(T) -> (Vec<R>, usize),
+) -> Result<Value, Failure> {
     let search = segment(q.get("q").map(String::as_str).unwrap_or_default().trim());
-    // The total first decides which pages exist; a page past the end shows the last.
+    let url = |page: usize| format!("{path}?q={search}&offset={}&limit={per_page}", (page - 1) * per_page);
+    // The total decides which pages exist; a page past the end shows the last.
     let wanted = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
-    let path =
-        |page: usize| format!("/api/admin/registry?q={search}&offset={}&limit={per_page}", (page - 1) * per_page);
-    let mut list: agnes_core::api::RegistryList = viewer.get_as(&path(wanted)).await?;
-    let (page, pages) = page_of(q, list.total, per_page);
+    let (mut items, total) = rows(viewer.get_as(&url(wanted)).await?);
+    let (page, pages) = page_of(q, total, per_page);
     if page != wanted {
-        list = viewer.get_as(&path(page)).await?;
+        items = rows(viewer.get_as(&url(page)).await?).0;
     }
-    Ok(json!({"items": list.tables, "total": list.total, "page": page, "pages": pages, "q": q.get("q")}))
+    Ok(json!({"items": items, "total": total, "page": page, "pages": pages, "q": q.get("q")}))
+}
+
+/// A page of the registry (admin pages).
+async fn registry_page(viewer: &Viewer, q: &HashMap<String, String>, per_page: usize) -> Result<Value, Failure> {
+    api_page(viewer, "/api/admin/registry", q, per_page, |l: agnes_core::api::RegistryList| (l.tables, l.total)).await
 }
 
 /// The server's own address as the browser reached it, for the commands pages print.

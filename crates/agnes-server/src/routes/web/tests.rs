@@ -224,6 +224,16 @@ async fn pages_sign_in_guard_escape_and_check_forms() {
     }
     let home = site.page("/", Some(&ana)).await;
     assert!(home.body.contains("No tables") && !home.body.contains("/catalog/evil"), "nothing granted yet");
+    let none = site.api("GET", "/api/v2/catalog?q=evil", &ana, Value::Null).await;
+    assert_eq!(
+        (none["total"].as_u64(), none["tables"].as_array().unwrap().len()),
+        (Some(0), 0),
+        "no count of the unreadable"
+    );
+    let mine = site.api("GET", "/api/v2/catalog?q=EVI&offset=0&limit=5", &admin, Value::Null).await;
+    assert_eq!((mine["total"].as_u64(), mine["tables"][0]["id"].as_str()), (Some(1), Some("evil")));
+    let past = site.api("GET", "/api/v2/catalog?q=evil&offset=1", &admin, Value::Null).await;
+    assert_eq!((past["total"].as_u64(), past["tables"].as_array().unwrap().len()), (Some(1), 0));
     assert_eq!(site.page("/catalog/evil", Some(&ana)).await.status, StatusCode::FORBIDDEN);
     for p in ["/access", "/tokens", "/setup", "/catalog/metrics"] {
         assert_eq!(site.page(p, Some(&ana)).await.status, StatusCode::OK, "{p}");
