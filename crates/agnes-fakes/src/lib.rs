@@ -6,6 +6,7 @@ pub mod bigquery;
 pub mod keboola;
 pub mod oidc;
 mod server;
+pub mod smtp;
 
 /// A fresh RSA key pair from `openssl` (private PKCS#8 PEM, public PEM).
 pub(crate) fn rsa_key_pair(dir: &std::path::Path) -> (String, String) {

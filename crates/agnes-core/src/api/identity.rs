@@ -346,3 +346,30 @@ pub struct SsoProvider {
     /// Where a browser starts the sign-in (`?next=` says where it ends).
     pub login_url: String,
 }
+
+/// The body of `POST /auth/email/send-link`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EmailLinkRequest {
+    pub email: String,
+}
+
+/// `POST /auth/email/send-link`: the same for every address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EmailLinkSent {
+    /// Always `sent`.
+    pub status: String,
+    pub message: String,
+    /// Dev mode without SMTP: the link itself, instead of a mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_link: Option<String>,
+}
+
+/// The body of `POST /auth/email/verify`: the link's two parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EmailLinkVerify {
+    pub email: String,
+    pub token: String,
+}

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod authenticate;
+pub mod mail;
 pub mod oidc;
 pub mod password;
 pub mod pat;
@@ -29,6 +30,8 @@ pub struct AuthSettings {
     pub recent_pulls: Throttle,
     /// The OpenID Connect providers people may sign in with.
     pub sso: oidc::Sso,
+    /// SMTP for sign-in links (`SMTP_HOST`); `None`: not configured.
+    pub mailer: Option<mail::Mailer>,
 }
 
 /// "At most once a minute per key": keeps frequent, informational writes (such as

@@ -35,7 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The role the original reported: `admin` for members of `Admin`, else `user`.
-async fn role(state: &AppState, user: &User) -> Result<&'static str, ApiError> {
+pub(super) async fn role(state: &AppState, user: &User) -> Result<&'static str, ApiError> {
     let admin = state.store.identity().memberships(&user.id).await?.iter().any(|m| m.group_name == ADMIN_GROUP);
     Ok(if admin { "admin" } else { "user" })
 }
@@ -83,7 +83,7 @@ async fn token(
 }
 
 /// A new session for `user`, as the sign-in endpoints answer it.
-fn session_token(state: &AppState, user: &User, role: &str, with_user_id: bool) -> SessionToken {
+pub(super) fn session_token(state: &AppState, user: &User, role: &str, with_user_id: bool) -> SessionToken {
     SessionToken {
         access_token: session::issue(&state.auth.secret, user),
         token_type: "bearer".into(),

@@ -1,5 +1,6 @@
 //! Who is calling: sign-in, tokens, users, groups and grants.
 pub(crate) mod auth;
+mod email_link;
 mod groups;
 mod me;
 pub(crate) mod sso;
@@ -15,4 +16,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(users::routes())
         .merge(groups::routes())
         .merge(sso::routes())
+        .merge(email_link::routes())
 }

@@ -118,7 +118,7 @@ pub fn safe_next(next: Option<&str>) -> String {
 
 /// This server's address as the provider must send people back to it: `AGNES_PUBLIC_URL`
 /// when set (behind a proxy), else the address the browser used.
-fn public_url(parts: &Parts) -> String {
+pub(super) fn public_url(parts: &Parts) -> String {
     if let Ok(url) = std::env::var("AGNES_PUBLIC_URL") {
         if !url.trim().is_empty() {
             return url.trim().trim_end_matches('/').to_string();

@@ -38,6 +38,7 @@ fn sso_error(code: &str) -> &'static str {
         "account_deactivated" => "This account is deactivated.",
         "email_not_verified" => "Your identity provider has not verified your e-mail address.",
         "invalid_state" => "That sign-in expired or was already used. Start again.",
+        "invalid_link" => "That sign-in link expired or was already used. Ask for a new one.",
         "provider_unavailable" => "The identity provider cannot be reached right now. Try again shortly.",
         "unknown_provider" => "There is no such sign-in provider here.",
         _ => "Signing in with your identity provider failed. Start again, or ask an admin.",
