@@ -38,6 +38,17 @@ async fn every_route_is_authenticated_unless_the_contract_says_public() {
         ("post", "/auth/password/reset"),
         ("post", "/auth/bootstrap"),
         ("post", "/auth/logout"),
+        // Single sign-on and e-mailed links (spec §3.2, §9): the person is not signed in yet.
+        ("get", "/auth/providers"),
+        ("get", "/auth/google/login"),
+        ("get", "/auth/google/callback"),
+        ("get", "/auth/oidc/{provider}/login"),
+        ("get", "/auth/oidc/{provider}/callback"),
+        ("post", "/auth/email/send-link"),
+        ("post", "/auth/email/verify"),
+        ("get", "/auth/email/verify"),
+        // `agnes auth login` trades its one-time code before it holds any credential.
+        ("post", "/auth/cli/exchange"),
     ];
     let mut seen_public = Vec::new();
     let mut checked = 0;

@@ -251,3 +251,79 @@ async fn oidc_sign_in_creates_the_account_syncs_groups_and_refuses_what_fails_ve
     let (_, ok) = sso.api.get("/api/admin/audit?action=login_sso&limit=100", &admin).await;
     assert!(ok["events"].as_array().unwrap().len() >= 4);
 }
+
+/// The value of a hidden field in a page.
+fn hidden(page: &str, name: &str) -> String {
+    let at = page.find(&format!("name=\"{name}\" value=\"")).expect("the field") + name.len() + 15;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn agnes_auth_login_goes_through_the_browser_on_an_sso_server() {
+    use std::io::BufRead;
+    let sso = Sso::start().await;
+    let ended = sso.sign_in(Person::new("ana@corp.example", &["finance"]), "/").await;
+    let cookie = format!("access_token={}", ended.session.expect("a browser session"));
+
+    // No email, no password, a server with SSO: the browser flow. No opener on PATH here,
+    // so the CLI says to open the page by hand.
+    let config = tempfile::tempdir().unwrap();
+    let mut cli = common::agnes()
+        .env("AGNES_CONFIG_DIR", config.path())
+        .env("PATH", "/nonexistent")
+        .env_remove("AGNES_PASSWORD")
+        .args(["auth", "login", "--server", &sso.server.url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(cli.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let page_url = line.trim().strip_prefix("Sign in in your browser: ").expect(&line).to_string();
+    assert!(page_url.starts_with(&sso.server.url("/cli-login?port=")), "{page_url}");
+
+    // The person, signed in, allows it; the browser lands on the CLI's listener.
+    let page = sso.browser.get(&page_url).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("ana@corp.example"), "{page}");
+    let form = [("_csrf", hidden(&page, "_csrf")), ("port", hidden(&page, "port")), ("state", hidden(&page, "state"))];
+    let foreign = sso
+        .browser
+        .post(sso.server.url("/cli-login"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403, "another site cannot allow it");
+    let allowed = sso
+        .browser
+        .post(sso.server.url("/cli-login"))
+        .header("cookie", &cookie)
+        .header("origin", &sso.server.url)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let back = location(&allowed);
+    assert!(back.starts_with("http://127.0.0.1:") && back.contains("/callback?state="), "{back}");
+    assert!(!back.contains("agnes_pat_"), "the token never travels in a URL");
+    let landed = sso.browser.get(&back).send().await.unwrap();
+    assert_eq!(landed.status(), 200);
+    assert!(landed.text().await.unwrap().contains("agnes is signed in"));
+    let status = tokio::task::spawn_blocking(move || cli.wait()).await.unwrap().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("as ana@corp.example (a personal access token for 90 days)"), "{rest}");
+
+    // The saved token is a PAT of hers; the code was good once.
+    let whoami =
+        common::agnes().env("AGNES_CONFIG_DIR", config.path()).args(["auth", "whoami", "--json"]).output().unwrap();
+    let me: Value = serde_json::from_slice(&whoami.stdout).unwrap();
+    assert_eq!((me["email"].as_str(), me["type"].as_str()), (Some("ana@corp.example"), Some("pat")));
+    let code = back.split("code=").nth(1).unwrap();
+    let (status, _) = sso.api.post("/auth/cli/exchange", None, json!({"code": code})).await;
+    assert_eq!(status, 400, "a code is used once");
+}

@@ -129,6 +129,7 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
         recent_pulls: Default::default(),
         sso: crate::auth::oidc::Sso::from_config(&config.instance).map_err(ServerError::Config)?,
         mailer: crate::auth::mail::Mailer::from_env().map_err(ServerError::Config)?,
+        cli_codes: Default::default(),
     });
     // No request runs before the server does: slots left by a previous process are void.
     store.quotas().clear_slots().await?;

@@ -2,7 +2,7 @@
 
 use crate::client::api::{Api, ApiFailure};
 use crate::client::{config, output};
-use agnes_core::api::{Credentials, IssuedToken, NewToken, SessionToken, TokenView};
+use agnes_core::api::{CliToken, Credentials, IssuedToken, NewToken, SessionToken, SsoProvider, TokenView};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -10,7 +10,9 @@ use std::io::IsTerminal;
 
 #[derive(Subcommand)]
 pub enum AuthCommand {
-    /// Sign in with email and password; saves a 24-hour session token.
+    /// Sign in. With email and password: a 24-hour session token. Without them, on a server
+    /// with single sign-on (or with `--browser`): in the browser, saving a 90-day personal
+    /// access token.
     Login {
         #[arg(long)]
         email: Option<String>,
@@ -20,6 +22,12 @@ pub enum AuthCommand {
         /// Server URL to sign in to (saved for later commands).
         #[arg(long)]
         server: Option<String>,
+        /// Sign in through the browser even without single sign-on.
+        #[arg(long, conflicts_with_all = ["email", "password"])]
+        browser: bool,
+        /// Browser sign-in, printing the page to open instead of opening it.
+        #[arg(long, conflicts_with_all = ["email", "password"])]
+        no_browser: bool,
     },
     /// Forget the saved token.
     Logout,
@@ -69,7 +77,18 @@ pub enum TokenCommand {
 
 pub async fn run(cmd: AuthCommand) -> anyhow::Result<()> {
     match cmd {
-        AuthCommand::Login { email, password, server } => login(email, password, server).await,
+        AuthCommand::Login { email, password, server, browser, no_browser } => {
+            if let Some(s) = &server {
+                config::save_server(s)?;
+            }
+            let api = Api::new(server.unwrap_or_else(config::server_url), None);
+            let asked_for_password = email.is_some() || password.is_some() || std::env::var("AGNES_PASSWORD").is_ok();
+            if browser || no_browser || (!asked_for_password && has_sso(&api).await) {
+                browser_login(&api, !no_browser).await
+            } else {
+                login(&api, email, password).await
+            }
+        }
         AuthCommand::Logout => {
             if config::delete_token()? {
                 println!("Logged out.");
@@ -100,10 +119,7 @@ fn prompt(label: &str, secret: bool) -> anyhow::Result<String> {
     Ok(s.trim().to_string())
 }
 
-async fn login(email: Option<String>, password: Option<String>, server: Option<String>) -> anyhow::Result<()> {
-    if let Some(s) = &server {
-        config::save_server(s)?;
-    }
+async fn login(api: &Api, email: Option<String>, password: Option<String>) -> anyhow::Result<()> {
     let email = match email {
         Some(e) => e,
         None => prompt("Email", false)?,
@@ -112,11 +128,84 @@ async fn login(email: Option<String>, password: Option<String>, server: Option<S
         Some(p) => p,
         None => prompt("Password", true)?,
     };
-    let api = Api::new(server.unwrap_or_else(config::server_url), None);
     let session: SessionToken = api.post_as("/auth/token", &Credentials { email, password }).await?;
     config::save_token(&session.access_token, &session.email)?;
     println!("Logged in to {} as {} ({}).", api.server, session.email, session.role);
     Ok(())
+}
+
+/// Whether the server offers single sign-on (an older server without the route: no).
+async fn has_sso(api: &Api) -> bool {
+    api.get_as::<Vec<SsoProvider>>("/auth/providers").await.is_ok_and(|p| !p.is_empty())
+}
+
+/// How long the browser sign-in waits for the person.
+const BROWSER_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Sign in through the browser: a listener on a loopback port, the server's `/cli-login`
+/// page (signed in however the person signs in), and back to the listener with a one-time
+/// code, which is traded for a personal access token.
+async fn browser_login(api: &Api, open: bool) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on a loopback port")?;
+    let port = listener.local_addr()?.port();
+    let state = hex::encode(rand::random::<[u8; 16]>());
+    let url = format!("{}/cli-login?port={port}&state={state}", api.server.trim_end_matches('/'));
+    println!("Sign in in your browser: {url}");
+    if open && !open_browser(&url) {
+        println!("(No browser could be opened here: open the page above yourself.)");
+    }
+    let code = tokio::time::timeout(BROWSER_WAIT, wait_for_code(&listener, &state))
+        .await
+        .map_err(|_| anyhow::anyhow!("no sign-in within {} minutes", BROWSER_WAIT.as_secs() / 60))
+        .map_err(|e| crate::exit::Hinted::wrap("run `agnes auth login` again and allow it in the browser", e))??;
+    let issued: CliToken = api.post_as("/auth/cli/exchange", &json!({"code": code})).await?;
+    config::save_token(&issued.token, &issued.email)?;
+    println!("Logged in to {} as {} (a personal access token for 90 days).", api.server, issued.email);
+    Ok(())
+}
+
+/// The browser's system opener, if there is one.
+fn open_browser(url: &str) -> bool {
+    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Answer requests on the listener until one is `/callback` with our state: its code.
+async fn wait_for_code(listener: &tokio::net::TcpListener, state: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        let mut buf = vec![0u8; 8192];
+        let n = stream.read(&mut buf).await.unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]);
+        let target = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or_default();
+        let query: std::collections::HashMap<String, String> = target
+            .strip_prefix("/callback?")
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()))
+            .collect();
+        let ours = query.get("state").is_some_and(|s| s == state);
+        let (status, text) = match (ours, query.get("code")) {
+            (true, Some(_)) => ("200 OK", "agnes is signed in. You can close this tab."),
+            _ => ("400 Bad Request", "This is not the sign-in agnes is waiting for."),
+        };
+        let page = format!("<!doctype html><meta charset=\"utf-8\"><title>agnes</title><p>{text}</p>");
+        let reply = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        );
+        let _ = stream.write_all(reply.as_bytes()).await;
+        if let (true, Some(code)) = (ours, query.get("code")) {
+            return Ok(code.clone());
+        }
+    }
 }
 
 /// The claims of a session JWT or a personal access token, without verifying the signature.

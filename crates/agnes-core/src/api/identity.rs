@@ -373,3 +373,26 @@ pub struct EmailLinkVerify {
     pub email: String,
     pub token: String,
 }
+
+/// `POST /auth/cli/codes`: a one-time code for `agnes auth login`'s loopback listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CliCode {
+    pub code: String,
+    pub expires_in_seconds: u64,
+}
+
+/// The body of `POST /auth/cli/exchange`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CliExchange {
+    pub code: String,
+}
+
+/// `POST /auth/cli/exchange`: the personal access token a code stood for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CliToken {
+    pub token: String,
+    pub email: String,
+}

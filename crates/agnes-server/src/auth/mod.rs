@@ -32,6 +32,8 @@ pub struct AuthSettings {
     pub sso: oidc::Sso,
     /// SMTP for sign-in links (`SMTP_HOST`); `None`: not configured.
     pub mailer: Option<mail::Mailer>,
+    /// `agnes auth login`'s one-time codes: code → (token, e-mail, issued at).
+    pub cli_codes: parking_lot::Mutex<std::collections::HashMap<String, (String, String, std::time::Instant)>>,
 }
 
 /// "At most once a minute per key": keeps frequent, informational writes (such as

@@ -1,5 +1,6 @@
 //! Who is calling: sign-in, tokens, users, groups and grants.
 pub(crate) mod auth;
+mod cli_login;
 mod email_link;
 mod groups;
 mod me;
@@ -17,4 +18,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(groups::routes())
         .merge(sso::routes())
         .merge(email_link::routes())
+        .merge(cli_login::routes())
 }

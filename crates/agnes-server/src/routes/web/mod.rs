@@ -50,6 +50,7 @@ pub const PAGES: &[&str] = &[
     "/tokens/{id}/revoke",
     "/setup",
     "/reset",
+    "/cli-login",
     "/admin/tables",
     "/admin/tables/discover",
     "/admin/tables/{id}",
@@ -139,6 +140,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("admin_audit.html", include_str!("templates/admin_audit.html")),
         ("audit_rows.html", include_str!("templates/audit_rows.html")),
         ("reset.html", include_str!("templates/reset.html")),
+        ("cli_login.html", include_str!("templates/cli_login.html")),
     ] {
         env.add_template(name, source).expect("the embedded templates parse");
     }

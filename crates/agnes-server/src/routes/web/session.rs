@@ -23,6 +23,54 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/bootstrap", get(bootstrap_page).post(bootstrap))
         .route("/reset", get(reset_page).post(reset))
+        .route("/cli-login", get(cli_login_page).post(cli_login))
+}
+
+/// The CLI's loopback port and its state nonce, as `agnes auth login` sends them.
+fn cli_request(q: &HashMap<String, String>) -> Option<(u16, String)> {
+    let port = q.get("port")?.parse::<u16>().ok().filter(|p| *p >= 1024)?;
+    let state =
+        q.get("state").filter(|s| (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()))?;
+    Some((port, state.clone()))
+}
+
+/// `/cli-login?port=&state=`: "sign the CLI on this computer in as you?"
+async fn cli_login_page(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
+    match cli_request(&q) {
+        Some((port, state)) => {
+            render("cli_login.html", json!({"viewer": viewer.context(), "port": port, "state": state}))
+        }
+        None => render_status(
+            StatusCode::BAD_REQUEST,
+            "problem.html",
+            json!({"viewer": viewer.context(), "status": 400, "title": "Bad Request",
+                   "message": "This page is opened by `agnes auth login`; run it again."}),
+        ),
+    }
+}
+
+/// Mint the CLI's token behind a one-time code and send the browser back to the CLI.
+async fn cli_login(viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
+    if let Some(refused) = viewer.check(&form) {
+        return refused;
+    }
+    let Some((port, state)) = cli_request(&form) else {
+        return render_status(
+            StatusCode::BAD_REQUEST,
+            "problem.html",
+            json!({"viewer": viewer.context(),
+            "status": 400, "title": "Bad Request", "message": "This form lost its CLI; run `agnes auth login` again."}),
+        );
+    };
+    match viewer.call("POST", "/auth/cli/codes", None).await {
+        // Loopback only: the code goes to this computer's CLI, nowhere else.
+        Ok(c) => Redirect::to(&format!(
+            "http://127.0.0.1:{port}/callback?state={state}&code={}",
+            c["code"].as_str().unwrap_or_default()
+        ))
+        .into_response(),
+        Err(f) => super::problem(Some(&viewer), &f),
+    }
 }
 
 /// Where to go after signing in: a path of this site only (never `//host` or a URL).
