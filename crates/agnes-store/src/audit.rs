@@ -113,3 +113,16 @@ pub struct AuditEvent {
     pub client_ip: Option<String>,
     pub client_kind: Option<String>,
 }
+
+into_wire!(AuditEvent {
+    id,
+    timestamp,
+    user_id,
+    user_email,
+    action,
+    resource,
+    result,
+    duration_ms,
+    client_ip,
+    client_kind
+});

@@ -3,6 +3,17 @@
 //! State lives in SQLite in WAL mode (DESIGN decision 2). Only this crate writes SQL for
 //! state; every query is runtime-checked portable SQL so a PostgreSQL backend can follow.
 
+/// Rows whose wire shape (in `agnes_core::api`) has the same fields: `From` the row.
+macro_rules! into_wire {
+    ($($name:ident { $($field:ident),+ }),+) => {$(
+        impl From<$name> for agnes_core::api::$name {
+            fn from(r: $name) -> Self {
+                agnes_core::api::$name { $($field: r.$field),+ }
+            }
+        }
+    )+};
+}
+
 mod access;
 pub mod audit;
 pub mod bq_metadata;

@@ -50,17 +50,6 @@ pub struct Grant {
     pub assigned_by: Option<String>,
 }
 
-/// The wire shapes are the same rows.
-macro_rules! into_wire {
-    ($($name:ident { $($field:ident),+ }),+) => {$(
-        impl From<$name> for agnes_core::api::$name {
-            fn from(r: $name) -> Self {
-                agnes_core::api::$name { $($field: r.$field),+ }
-            }
-        }
-    )+};
-}
-
 into_wire!(
     Member { user_id, email, name, active, source, added_at, added_by },
     Membership { group_id, group_name, is_system, source, added_at, added_by },

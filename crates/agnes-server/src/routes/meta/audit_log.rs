@@ -56,21 +56,7 @@ async fn audit_page(
     let mut rows = state.store.audit().page(&filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let events: Vec<AuditEvent> = rows
-        .into_iter()
-        .map(|r| AuditEvent {
-            id: r.id,
-            timestamp: r.timestamp,
-            user_id: r.user_id,
-            user_email: r.user_email,
-            action: r.action,
-            resource: r.resource,
-            result: r.result,
-            duration_ms: r.duration_ms,
-            client_ip: r.client_ip,
-            client_kind: r.client_kind,
-        })
-        .collect();
+    let events: Vec<AuditEvent> = rows.into_iter().map(Into::into).collect();
     let next_before = if more { events.last().map(cursor) } else { None };
     Ok(Json(AuditPage { events, next_before }))
 }

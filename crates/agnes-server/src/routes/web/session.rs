@@ -34,18 +34,19 @@ fn cli_request(q: &HashMap<String, String>) -> Option<(u16, String)> {
     Some((port, state.clone()))
 }
 
+/// A `/cli-login` without the CLI's port and state: not opened by `agnes auth login`.
+fn not_from_cli(viewer: &Viewer) -> Response {
+    let detail = json!("This page is opened by `agnes auth login`; run it again.");
+    super::problem(Some(viewer), &super::Failure { status: Some(400), code: "bad_request".into(), detail })
+}
+
 /// `/cli-login?port=&state=`: "sign the CLI on this computer in as you?"
 async fn cli_login_page(viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
     match cli_request(&q) {
         Some((port, state)) => {
             render("cli_login.html", json!({"viewer": viewer.context(), "port": port, "state": state}))
         }
-        None => render_status(
-            StatusCode::BAD_REQUEST,
-            "problem.html",
-            json!({"viewer": viewer.context(), "status": 400, "title": "Bad Request",
-                   "message": "This page is opened by `agnes auth login`; run it again."}),
-        ),
+        None => not_from_cli(&viewer),
     }
 }
 
@@ -55,12 +56,7 @@ async fn cli_login(viewer: Viewer, Form(form): Form<HashMap<String, String>>) ->
         return refused;
     }
     let Some((port, state)) = cli_request(&form) else {
-        return render_status(
-            StatusCode::BAD_REQUEST,
-            "problem.html",
-            json!({"viewer": viewer.context(),
-            "status": 400, "title": "Bad Request", "message": "This form lost its CLI; run `agnes auth login` again."}),
-        );
+        return not_from_cli(&viewer);
     };
     match viewer.call("POST", "/auth/cli/codes", None).await {
         // Loopback only: the code goes to this computer's CLI, nowhere else.
@@ -154,6 +150,15 @@ async fn logout(State(state): State<AppState>, viewer: Viewer, Form(form): Form<
     response
 }
 
+/// What a form that sets a password (bootstrap, reset) is refused for before any call:
+/// another site posted it, or the two passwords differ.
+fn new_password_refused(parts: &Parts, form: &HashMap<String, String>) -> Option<(StatusCode, &'static str)> {
+    if !same_origin(parts) {
+        return Some((StatusCode::FORBIDDEN, "This form came from another site."));
+    }
+    (form.get("password") != form.get("password2")).then_some((StatusCode::BAD_REQUEST, "The passwords differ."))
+}
+
 async fn bootstrap_page() -> Response {
     render("bootstrap.html", json!({}))
 }
@@ -167,11 +172,8 @@ async fn bootstrap(
     let refused = |status: StatusCode, message: String| {
         render_status(status, "bootstrap.html", json!({"email": form.get("email"), "error": message}))
     };
-    if !same_origin(&parts) {
-        return refused(StatusCode::FORBIDDEN, "This form came from another site.".into());
-    }
-    if form.get("password") != form.get("password2") {
-        return refused(StatusCode::BAD_REQUEST, "The passwords differ.".into());
+    if let Some((status, message)) = new_password_refused(&parts, &form) {
+        return refused(status, message.into());
     }
     match calls.call("POST", "/auth/bootstrap", Some(credentials(&form)), Some(&parts)).await {
         Ok(session) => signed_in(&state, session["access_token"].as_str().unwrap_or_default(), "/"),
@@ -198,11 +200,8 @@ async fn reset(
         let context = json!({"email": form.get("email"), "token": form.get("token"), "error": message});
         render_status(status, "reset.html", context)
     };
-    if !same_origin(&parts) {
-        return refused(StatusCode::FORBIDDEN, "This form came from another site.".into());
-    }
-    if form.get("password") != form.get("password2") {
-        return refused(StatusCode::BAD_REQUEST, "The passwords differ.".into());
+    if let Some((status, message)) = new_password_refused(&parts, &form) {
+        return refused(status, message.into());
     }
     let mut body = credentials(&form);
     body["token"] = json!(form.get("token").cloned().unwrap_or_default());
