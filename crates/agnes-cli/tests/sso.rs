@@ -5,6 +5,7 @@
 
 mod common;
 
+use agnes_fakes::google_directory::{FakeDirectory, GROUP_READONLY};
 use agnes_fakes::oidc::{FakeOidc, Person, Tamper};
 use common::{Http, TestServer};
 use serde_json::{json, Value};
@@ -16,6 +17,8 @@ struct Sso {
     api: Http,
     /// A browser without a cookie jar or redirects: each hop is the test's.
     browser: reqwest::Client,
+    /// The provider's login route on agnes.
+    login: String,
 }
 
 /// Where a sign-in ended: the page it sent the browser to, and the session cookie, if any.
@@ -48,29 +51,44 @@ fn location(r: &reqwest::Response) -> String {
 impl Sso {
     async fn start() -> Sso {
         let fake = FakeOidc::start("agnes-client", "s3cret/with+chars");
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config");
-        std::fs::create_dir_all(&config).unwrap();
         let instance = json!({"auth": {"allowed_domain": "corp.example, partner.example", "oidc": {"acme": {
             "display_name": "Acme SSO", "issuer": fake.issuer(), "client_id": "agnes-client",
             "client_secret_env": "ACME_OIDC_SECRET", "scopes": ["email", "profile", "groups"],
             "groups_claim": "groups", "admin_group": "agnes-admins",
             "required_groups": ["finance", "marketing", "agnes-admins"],
         }}}});
+        Sso::serve(fake, instance, "/auth/oidc/acme", |c| {
+            c.env("ACME_OIDC_SECRET", "s3cret/with+chars");
+        })
+        .await
+    }
+
+    /// agnes with `instance` as its instance.yaml and the environment `env` sets, signing
+    /// in through the fake at `routes` (`…/login`, `…/callback`).
+    async fn serve(
+        fake: FakeOidc,
+        instance: Value,
+        routes: &str,
+        env: impl FnOnce(&mut std::process::Command),
+    ) -> Sso {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::create_dir_all(&config).unwrap();
         std::fs::write(config.join("instance.yaml"), serde_norway::to_string(&instance).unwrap()).unwrap();
         let server = TestServer::start_with(&dir.path().join("data"), |c| {
-            c.env("CONFIG_DIR", &config).env("ACME_OIDC_SECRET", "s3cret/with+chars");
+            c.env("CONFIG_DIR", &config);
+            env(c);
         });
-        fake.allow_redirect(&server.url("/auth/oidc/acme/callback"));
+        fake.allow_redirect(&server.url(&format!("{routes}/callback")));
         let api = Http::new(&server);
         let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Sso { _dir: dir, fake, server, api, browser }
+        Sso { _dir: dir, fake, server, api, browser, login: format!("{routes}/login") }
     }
 
     /// To agnes's login route, on to the provider (which signs in whoever is at the
     /// browser) and back to the callback: the callback's URL and the flow cookie.
     async fn to_callback(&self, next: &str) -> (String, Option<String>) {
-        let login = self.server.url(&format!("/auth/oidc/acme/login?next={}", urlencode(next)));
+        let login = self.server.url(&format!("{}?next={}", self.login, urlencode(next)));
         let r = self.browser.get(login).send().await.unwrap();
         let flow = set_cookie(&r, "agnes_sso");
         let authorize = location(&r);
@@ -250,6 +268,96 @@ async fn oidc_sign_in_creates_the_account_syncs_groups_and_refuses_what_fails_ve
     assert!(refusals >= 14, "{refusals} refusals audited: {log}");
     let (_, ok) = sso.api.get("/api/admin/audit?action=login_sso&limit=100", &admin).await;
     assert!(ok["events"].as_array().unwrap().len() >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn google_sign_in_syncs_workspace_groups_from_the_admin_sdk() {
+    let fake = FakeOidc::start("agnes-google-client", "google-secret");
+    let directory =
+        tokio::task::block_in_place(|| FakeDirectory::start("corp.example", "workspace-admin@corp.example"));
+    directory.set_group("agnes-finance@corp.example", &["ana@corp.example"]);
+    directory.set_group("agnes-ops@corp.example", &["ana@corp.example", "bob@corp.example"]);
+    directory.set_group("it-admins@corp.example", &["ana@corp.example"]);
+    directory.set_group("everyone@corp.example", &["ana@corp.example", "bob@corp.example"]);
+    directory.set_group("sales@corp.example", &["ana@corp.example", "carol@corp.example"]);
+    directory.add_user("dan@corp.example");
+    // The provider's own groups claim is ignored: the directory decides.
+    let instance = json!({"auth": {"allowed_domain": "corp.example", "oidc": {"google": {
+        "issuer": fake.issuer(), "directory_endpoint": directory.url,
+    }}}});
+    let key = directory.key_file.clone();
+    let sso = Sso::serve(fake, instance, "/auth/google", |c| {
+        c.env("GOOGLE_CLIENT_ID", "agnes-google-client")
+            .env("GOOGLE_CLIENT_SECRET", "google-secret")
+            .env("GOOGLE_ADMIN_SDK_SUBJECT", "workspace-admin@corp.example")
+            .env("GOOGLE_APPLICATION_CREDENTIALS", &key)
+            .env("AGNES_GOOGLE_GROUP_PREFIX", "agnes-")
+            .env("AGNES_GROUP_ADMIN_EMAIL", "it-admins@corp.example")
+            .env("AGNES_GROUP_EVERYONE_EMAIL", "everyone@corp.example");
+    })
+    .await;
+    let admin = sso.api.bootstrap().await;
+    let providers: Value =
+        sso.browser.get(sso.server.url("/auth/providers")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(providers[0]["login_url"], "/auth/google/login");
+
+    // Ana's groups: the admin group is Admin, everyone@ needs no row, the prefix keeps
+    // the agnes- groups (named by their e-mail) and drops sales@.
+    let ended = sso.sign_in(Person::new("Ana@Corp.example", &["claimed-group"]), "/").await;
+    let ana = ended.session.expect("ana signs in");
+    let ana_id = sso.me(&ana).await["id"].as_str().unwrap().to_string();
+    let synced = |groups: &[&str]| -> Vec<(String, String)> {
+        let mut rows: Vec<(String, String)> = groups.iter().map(|g| (g.to_string(), "google_sync".into())).collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(
+        sso.memberships(&admin, &ana_id).await,
+        synced(&["Admin", "agnes-finance@corp.example", "agnes-ops@corp.example"])
+    );
+    assert_eq!(directory.calls(), ["ana@corp.example"], "asked once, for the normalised e-mail");
+    let (_, groups) = sso.api.get("/api/admin/groups", &admin).await;
+    let finance = groups.as_array().unwrap().iter().find(|g| g["name"] == "agnes-finance@corp.example").unwrap().clone();
+    assert_eq!((finance["origin"].as_str(), finance["is_google_managed"].as_bool()), (Some("google"), Some(true)));
+
+    // An admin's row survives; the directory's changes replace the synced rows.
+    let (status, _) = sso.api.post("/api/admin/groups", Some(&admin), json!({"name": "Support"})).await;
+    assert_eq!(status, 201);
+    let (status, _) = sso
+        .api
+        .post(&format!("/api/admin/users/{ana_id}/memberships"), Some(&admin), json!({"group_id": "Support"}))
+        .await;
+    assert!(status.is_success());
+    directory.set_group("agnes-finance@corp.example", &["bob@corp.example"]);
+    directory.set_group("it-admins@corp.example", &["bob@corp.example"]);
+    assert!(sso.sign_in(Person::new("ana@corp.example", &[]), "/").await.session.is_some());
+    let mut expected = synced(&["agnes-ops@corp.example"]);
+    expected.insert(0, ("Support".into(), "admin".into()));
+    assert_eq!(sso.memberships(&admin, &ana_id).await, expected);
+
+    // A non-empty fetch with no group under the prefix keeps Carol out; Dan, in no group
+    // at all (an empty fetch), enters with no rows.
+    let carol = sso.sign_in(Person::new("carol@corp.example", &[]), "/").await;
+    assert_eq!(carol.refused_with(), Some("not_in_allowed_group"));
+    let dan = sso.sign_in(Person::new("dan@corp.example", &[]), "/").await;
+    let dan_id = sso.me(dan.session.as_deref().expect("dan signs in")).await["id"].as_str().unwrap().to_string();
+    assert!(sso.memberships(&admin, &dan_id).await.is_empty());
+
+    // An empty fetch keeps the rows of the last sign-in: Ana leaves every group.
+    for group in ["agnes-ops@corp.example", "everyone@corp.example", "sales@corp.example"] {
+        directory.set_group(group, &["bob@corp.example"]);
+    }
+    assert!(sso.sign_in(Person::new("ana@corp.example", &[]), "/").await.session.is_some());
+    assert_eq!(sso.memberships(&admin, &ana_id).await, expected, "an empty fetch keeps the prior rows");
+
+    // Delegation revoked in the admin console: the read fails, she still enters on the
+    // rows she had, and nothing is lost.
+    directory.set_group("agnes-finance@corp.example", &["ana@corp.example"]);
+    directory.accounts.delegate(GROUP_READONLY, false);
+    let calls = directory.calls().len();
+    assert!(sso.sign_in(Person::new("ana@corp.example", &[]), "/").await.session.is_some());
+    assert_eq!(directory.calls().len(), calls, "no token, no directory call");
+    assert_eq!(sso.memberships(&admin, &ana_id).await, expected);
 }
 
 /// The value of a hidden field in a page.

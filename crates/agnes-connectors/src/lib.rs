@@ -11,6 +11,7 @@
 pub mod bigquery;
 mod error;
 pub mod files;
+pub mod google;
 pub mod keboola;
 pub mod postgres;
 pub mod remote;

@@ -1,11 +1,7 @@
-//! A fake BigQuery REST API (v2) and Google OAuth token endpoint, after Google's public API
-//! reference:
+//! A fake BigQuery REST API (v2), after Google's public API reference, signed in to
+//! through the fake Google accounts of [`crate::google`] (token endpoint, metadata
+//! server, key files):
 //!
-//! * `POST /token`: the JWT-bearer grant of a service-account key (the assertion's RS256
-//!   signature is checked against the key's public half, and its `iss`, `aud`, `scope`
-//!   and expiry), and the refresh-token grant of application-default user credentials;
-//! * the metadata server's `…/service-accounts/default/{email,token}`, answering only
-//!   with `Metadata-Flavor: Google`;
 //! * `datasets.list`, `tables.list` (paged by `maxResults`/`pageToken`) and `tables.get`
 //!   with schema, kind, `numRows`/`numBytes` as strings;
 //! * `jobs.query`, in the billing project only (elsewhere 403 `accessDenied`): a dry run
@@ -14,19 +10,24 @@
 //!   backtick paths rewritten) and answers `jobComplete: false` for a few polls of
 //!   `getQueryResults`, then pages of rows in BigQuery's encoding; `jobs.cancel` stops it.
 //!
-//! Every API call needs a bearer token this fake issued; errors have Google's shape
+//! Every API call needs a bearer token this fake issued for a BigQuery (or cloud-platform)
+//! scope; errors have Google's shape
 //! (`{"error": {"code", "message", "status", "errors": [{"message", "domain", "reason"}]}}`).
 
+use crate::google::{google_error, paged, Accounts, PageSize};
 use crate::server::Running;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// BigQuery lists pages of 50 unless asked for more.
+const PAGES: PageSize = PageSize { default: 50, max: 10_000 };
 
 /// One table, view or other entity of a dataset.
 #[derive(Debug, Clone, Default)]
@@ -57,13 +58,8 @@ struct Job {
 struct Inner {
     project: String,
     billing: String,
-    client_email: String,
-    token_uri: String,
-    public_key: jsonwebtoken::DecodingKey,
-    refresh_token: String,
+    accounts: Accounts,
     tables: BTreeMap<(String, String), FakeBqTable>,
-    issued: HashSet<String>,
-    token_requests: usize,
     /// BigQuery API calls answered (not token or metadata requests).
     api_calls: std::sync::atomic::AtomicUsize,
     dry_runs: Vec<String>,
@@ -86,34 +82,16 @@ pub struct FakeBigQuery {
     _running: Running,
 }
 
-fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
-    let name = match status.as_u16() {
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        _ => "INTERNAL",
-    };
-    let body = json!({"error": {"code": status.as_u16(), "message": message, "status": name,
-                                "errors": [{"message": message, "domain": "global", "reason": reason}]}});
-    (status, Json(body)).into_response()
-}
-
 impl FakeBigQuery {
     /// A fake whose data project is `project` and billing project `billing`.
     pub fn start(project: &str, billing: &str) -> FakeBigQuery {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let (private_pem, public_pem) = crate::rsa_key_pair(dir.path());
+        let accounts = Accounts::new(&format!("agnes-reader@{project}.iam.gserviceaccount.com"), dir.path());
         let inner = Arc::new(Mutex::new(Inner {
             project: project.into(),
             billing: billing.into(),
-            client_email: format!("agnes-reader@{project}.iam.gserviceaccount.com"),
-            token_uri: String::new(),
-            public_key: jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).expect("a public key"),
-            refresh_token: "1//fake-refresh-token".into(),
+            accounts: accounts.clone(),
             tables: BTreeMap::new(),
-            issued: HashSet::new(),
-            token_requests: 0,
             api_calls: Default::default(),
             dry_runs: Vec::new(),
             duck: agnes_engine::duck::open_in_memory().expect("an in-memory DuckDB"),
@@ -121,9 +99,6 @@ impl FakeBigQuery {
             polls: 1,
         }));
         let app = Router::new()
-            .route("/token", post(token))
-            .route("/computeMetadata/v1/instance/service-accounts/default/email", get(metadata_email))
-            .route("/computeMetadata/v1/instance/service-accounts/default/token", get(metadata_token))
             .route("/bigquery/v2/projects/{project}/datasets", get(datasets))
             .route("/bigquery/v2/projects/{project}/datasets/{dataset}/tables", get(tables))
             .route("/bigquery/v2/projects/{project}/datasets/{dataset}/tables/{table}", get(table))
@@ -131,33 +106,11 @@ impl FakeBigQuery {
             .route("/bigquery/v2/projects/{project}/queries/{job}", get(query_results))
             .route("/bigquery/v2/projects/{project}/jobs/{job}", get(job))
             .route("/bigquery/v2/projects/{project}/jobs/{job}/cancel", post(cancel))
-            .with_state(inner.clone());
+            .with_state(inner.clone())
+            .merge(accounts.routes());
         let running = Running::start(app);
         let url = format!("http://{}", running.addr);
-        let token_uri = format!("{url}/token");
-        inner.lock().token_uri = token_uri.clone();
-        let email = inner.lock().client_email.clone();
-        let key_file = dir.path().join("service-account.json");
-        std::fs::write(
-            &key_file,
-            serde_json::to_string_pretty(&json!({
-                "type": "service_account", "project_id": project, "private_key_id": "fake-key-1",
-                "private_key": private_pem, "client_email": email, "client_id": "1234567890",
-                "token_uri": token_uri,
-            }))
-            .unwrap(),
-        )
-        .unwrap();
-        let adc_file = dir.path().join("application_default_credentials.json");
-        std::fs::write(
-            &adc_file,
-            serde_json::to_string_pretty(&json!({
-                "type": "authorized_user", "client_id": "fake-client.apps.googleusercontent.com",
-                "client_secret": "fake-client-secret", "refresh_token": "1//fake-refresh-token", "token_uri": token_uri,
-            }))
-            .unwrap(),
-        )
-        .unwrap();
+        let (key_file, adc_file) = accounts.listening(&url, dir.path(), project);
         FakeBigQuery { url, key_file, adc_file, inner, _dir: dir, _running: running }
     }
 
@@ -197,7 +150,7 @@ impl FakeBigQuery {
 
     /// How many access tokens were asked for.
     pub fn token_requests(&self) -> usize {
-        self.inner.lock().token_requests
+        self.inner.lock().accounts.token_requests()
     }
 
     /// The SQL of every dry run, in order.
@@ -211,94 +164,22 @@ impl FakeBigQuery {
     }
 }
 
-fn issue(inner: &mut Inner) -> Response {
-    inner.token_requests += 1;
-    let token = format!("ya29.fake-{}-{}", inner.token_requests, inner.issued.len());
-    inner.issued.insert(token.clone());
-    Json(json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})).into_response()
-}
-
-fn oauth_error(error: &str, description: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({"error": error, "error_description": description}))).into_response()
-}
-
-async fn token(State(state): State<Shared>, Form(form): Form<HashMap<String, String>>) -> Response {
-    let mut inner = state.lock();
-    match form.get("grant_type").map(String::as_str) {
-        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
-            let Some(assertion) = form.get("assertion") else { return oauth_error("invalid_request", "no assertion") };
-            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-            validation.set_audience(&[inner.token_uri.clone()]);
-            validation.set_issuer(&[inner.client_email.clone()]);
-            let claims = match jsonwebtoken::decode::<Value>(assertion, &inner.public_key, &validation) {
-                Ok(c) => c.claims,
-                Err(e) => return oauth_error("invalid_grant", &format!("Invalid JWT Signature or claims: {e}")),
-            };
-            let scopes = claims.get("scope").and_then(Value::as_str).unwrap_or("");
-            if !scopes.split(' ').any(|s| s == "https://www.googleapis.com/auth/bigquery") {
-                return oauth_error("invalid_scope", "the assertion asks for no BigQuery scope");
-            }
-            issue(&mut inner)
-        }
-        Some("refresh_token") => {
-            if form.get("refresh_token") != Some(&inner.refresh_token)
-                || form.get("client_secret").map(String::as_str) != Some("fake-client-secret")
-            {
-                return oauth_error("invalid_grant", "Token has been expired or revoked.");
-            }
-            issue(&mut inner)
-        }
-        _ => oauth_error("unsupported_grant_type", "Invalid grant_type"),
-    }
-}
-
-fn metadata_flavor(headers: &HeaderMap) -> bool {
-    headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) == Some("Google")
-}
-
-async fn metadata_email(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    if !metadata_flavor(&headers) {
-        return (StatusCode::FORBIDDEN, "Missing Metadata-Flavor:Google header.").into_response();
-    }
-    state.lock().client_email.clone().into_response()
-}
-
-async fn metadata_token(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    if !metadata_flavor(&headers) {
-        return (StatusCode::FORBIDDEN, "Missing Metadata-Flavor:Google header.").into_response();
-    }
-    issue(&mut state.lock())
-}
-
-/// Counts the call, and refuses it without a token this fake issued.
+/// Counts the call, and refuses it without a token this fake issued for BigQuery.
 fn refused(inner: &Inner, headers: &HeaderMap) -> Option<Response> {
     inner.api_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match token {
-        Some(t) if inner.issued.contains(t) => None,
-        Some(_) => Some(google_error(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials")),
-        None => Some(google_error(
-            StatusCode::UNAUTHORIZED,
-            "required",
-            "Request is missing required authentication credential.",
+    match inner.accounts.bearer(headers) {
+        Ok(grant) if grant.allows(&["https://www.googleapis.com/auth/bigquery"]) => None,
+        Ok(_) => Some(google_error(
+            StatusCode::FORBIDDEN,
+            "insufficientPermissions",
+            "Request had insufficient authentication scopes.",
         )),
+        Err(r) => Some(r),
     }
 }
 
 fn not_found(what: &str) -> Response {
     google_error(StatusCode::NOT_FOUND, "notFound", &format!("Not found: {what}"))
-}
-
-/// `body` with one page of `items` under `key`: from `pageToken` (an offset),
-/// `maxResults` long, and `nextPageToken` when more follow.
-fn paged(mut body: Value, key: &str, items: Vec<Value>, q: &HashMap<String, String>) -> Response {
-    let from = q.get("pageToken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
-    let size = q.get("maxResults").and_then(|m| m.parse::<usize>().ok()).unwrap_or(50).max(1);
-    if from + size < items.len() {
-        body["nextPageToken"] = json!((from + size).to_string());
-    }
-    body[key] = json!(items.into_iter().skip(from).take(size).collect::<Vec<_>>());
-    Json(body).into_response()
 }
 
 async fn datasets(
@@ -323,7 +204,7 @@ async fn datasets(
                          "datasetReference": {"projectId": project, "datasetId": d}, "location": "EU"})
         })
         .collect();
-    paged(json!({"kind": "bigquery#datasetList"}), "datasets", all, &q)
+    paged(json!({"kind": "bigquery#datasetList"}), "datasets", all, &q, PAGES)
 }
 
 async fn tables(
@@ -349,7 +230,7 @@ async fn tables(
                    "tableReference": {"projectId": project, "datasetId": dataset, "tableId": n}})
         })
         .collect();
-    paged(json!({"kind": "bigquery#tableList", "totalItems": total}), "tables", all, &q)
+    paged(json!({"kind": "bigquery#tableList", "totalItems": total}), "tables", all, &q, PAGES)
 }
 
 async fn table(

@@ -242,15 +242,6 @@ fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// RFC 6749 §5.2 error bodies.
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut response = (status, Json(json!({"error": error, "error_description": description}))).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, "Basic realm=\"fake-oidc\"".parse().unwrap());
-    }
-    response
-}
-
 /// The client's credentials: HTTP Basic (`client_secret_basic`, each part form-encoded
 /// per RFC 6749 §2.3.1) or the form (`client_secret_post`).
 fn client_of(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<(String, String)> {
@@ -269,23 +260,23 @@ async fn token(State(inner): Shared, headers: HeaderMap, Form(form): Form<HashMa
     inner.token_requests += 1;
     match client_of(&headers, &form) {
         Some((id, secret)) if id == inner.client_id && secret == inner.client_secret => {}
-        _ => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed"),
+        _ => return crate::oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed"),
     }
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code");
+        return crate::oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code");
     }
     // A code is used once: taken out whatever happens next.
     let Some(grant) = form.get("code").and_then(|c| inner.codes.remove(c)) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown, used or expired code");
+        return crate::oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown, used or expired code");
     };
     if grant.client_id != inner.client_id || form.get("redirect_uri") != Some(&grant.redirect_uri) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri differs from the authorization");
+        return crate::oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri differs from the authorization");
     }
     if let Some(challenge) = &grant.challenge {
         let verifier = form.get("code_verifier").cloned().unwrap_or_default();
         let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier));
         if &computed != challenge {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
+            return crate::oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
         }
     }
     let tamper = inner.tamper.take();

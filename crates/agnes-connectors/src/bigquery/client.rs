@@ -3,7 +3,7 @@
 //! plan a query and say how many bytes it would scan, and run nothing) billed to the
 //! billing project.
 
-use super::auth::TokenSource;
+use crate::google::{self, auth::TokenSource, ApiFailure};
 use super::config::BigQuerySource;
 use crate::ConnectorError;
 use serde_json::{json, Value};
@@ -62,6 +62,15 @@ impl std::fmt::Display for BqFailure {
                 write!(f, "the BigQuery job did not finish within {} s and was cancelled", t.as_secs())
             }
             BqFailure::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<ApiFailure> for BqFailure {
+    fn from(e: ApiFailure) -> BqFailure {
+        match e {
+            ApiFailure::Api { status, reason, message } => BqFailure::Api { status, reason, message },
+            ApiFailure::Other(e) => BqFailure::Other(e),
         }
     }
 }
@@ -129,6 +138,8 @@ pub fn duckdb_type(field: &Value) -> String {
     }
 }
 
+const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
+
 pub struct BqClient {
     http: reqwest::blocking::Client,
     tokens: TokenSource,
@@ -154,7 +165,7 @@ impl BqClient {
             .user_agent(concat!("agnes/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ConnectorError::from(transport(e)))?;
-        let tokens = TokenSource::discover(&http, source.credentials_env())?;
+        let tokens = TokenSource::discover(&http, source.credentials_env(), SCOPE)?;
         Ok(BqClient {
             http,
             tokens,
@@ -171,37 +182,13 @@ impl BqClient {
 
     /// An API call; an error answer becomes Google's own message and reason.
     fn call(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, BqFailure> {
-        let token = self.tokens.token(&self.http)?;
-        let response = request.bearer_auth(token).send().map_err(transport)?;
-        let status = response.status();
-        let body: Value = response.json().unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(body);
-        }
-        let text = |p: &str| body.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
-        Err(BqFailure::Api {
-            status: status.as_u16(),
-            reason: text("/error/errors/0/reason"),
-            message: Some(text("/error/message")).filter(|m| !m.is_empty()).unwrap_or_else(|| "no message".into()),
-        })
+        Ok(google::call(&self.tokens.token(&self.http)?, request, "BigQuery")?)
     }
 
     /// Every page of a list call, concatenated: the items under `key`.
     fn list(&self, path: &str, key: &str) -> Result<Vec<Value>, BqFailure> {
-        let mut items = Vec::new();
-        let mut page: Option<String> = None;
-        loop {
-            let mut request = self.http.get(format!("{}/{path}", self.api)).query(&[("maxResults", "1000")]);
-            if let Some(token) = &page {
-                request = request.query(&[("pageToken", token)]);
-            }
-            let v = self.call(request)?;
-            items.extend(v.get(key).and_then(Value::as_array).cloned().unwrap_or_default());
-            page = v.get("nextPageToken").and_then(Value::as_str).map(String::from);
-            if page.is_none() {
-                return Ok(items);
-            }
-        }
+        let url = format!("{}/{path}", self.api);
+        Ok(google::list(&self.http, &self.tokens, || self.http.get(&url), 1000, key, "BigQuery")?)
     }
 
     /// The datasets of the data project.

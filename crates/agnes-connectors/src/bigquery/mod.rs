@@ -9,7 +9,6 @@
 //! * `query_mode = materialized`: the admin's SQL runs as a job under the cost cap and its
 //!   result is published as parquet (`extract`).
 
-mod auth;
 pub mod client;
 mod config;
 mod extract;

@@ -13,6 +13,7 @@ use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
     RedirectUrl, Scope, TokenResponse,
 };
+use agnes_connectors::google::directory::{Directory, DirectoryConfig};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -50,6 +51,9 @@ pub struct Provider {
     secret_env: String,
     scopes: Vec<String>,
     pub groups: GroupRules,
+    /// Google Workspace's directory, read for the person's groups at each sign-in
+    /// (`GOOGLE_ADMIN_SDK_SUBJECT` set): it wins over a groups claim.
+    directory: Option<DirectoryConfig>,
 }
 
 impl Provider {
@@ -173,6 +177,17 @@ impl Sso {
         if env("GOOGLE_CLIENT_ID").is_some() && env("GOOGLE_CLIENT_SECRET").is_some() {
             // Google's groups come from the Workspace directory, named by their e-mail.
             let section = configured.get("google").cloned().unwrap_or(Value::Null);
+            let directory = env("GOOGLE_ADMIN_SDK_SUBJECT").map(|subject| {
+                let defaults = DirectoryConfig::new(&subject);
+                let or = |key: &str, default: String| text(&section, key).unwrap_or(default);
+                DirectoryConfig {
+                    credentials_env: or("credentials_env", defaults.credentials_env),
+                    api_endpoint: or("directory_endpoint", defaults.api_endpoint),
+                    iam_endpoint: or("iam_endpoint", defaults.iam_endpoint),
+                    token_uri: or("token_uri", defaults.token_uri),
+                    subject,
+                }
+            });
             providers.push(Provider {
                 name: "google".into(),
                 display_name: "Google".into(),
@@ -187,6 +202,7 @@ impl Sso {
                     everyone: env("AGNES_GROUP_EVERYONE_EMAIL"),
                     required: strings(section.get("required_groups")),
                 },
+                directory,
             });
         }
         for (name, section) in configured.iter().filter(|(n, _)| n.as_str() != "google") {
@@ -214,6 +230,7 @@ impl Sso {
                     everyone: text(section, "everyone_group"),
                     required: strings(section.get("required_groups")),
                 },
+                directory: None,
             });
         }
         let allowed_domains = strings(auth.get("allowed_domain")).into_iter().map(|d| d.to_lowercase()).collect();
@@ -328,7 +345,10 @@ impl Sso {
         // The claims the crate does not model (groups) are read from the token it has just
         // verified: its signature covers this payload.
         let groups = p.groups.claim.as_deref().and_then(|claim| payload(&id_token.to_string())?.get(claim).cloned());
-        let groups = groups.map(|g| strings(Some(&g)));
+        let mut groups = groups.map(|g| strings(Some(&g)));
+        if let Some(config) = &p.directory {
+            groups = Some(directory_groups(config, &email).await);
+        }
         Ok((Identity { email, name, groups }, pending.next))
     }
 
@@ -355,6 +375,25 @@ impl Sso {
             }
         }
         Ok(())
+    }
+}
+
+/// The Workspace groups of `email` (their e-mails); a failed read is logged and counts as
+/// an empty one, which keeps the memberships of the last sign-in.
+async fn directory_groups(config: &DirectoryConfig, email: &str) -> Vec<String> {
+    let (config, email) = (config.clone(), email.to_string());
+    // A blocking client, built and dropped on a blocking thread: one short chain per sign-in.
+    let read = tokio::task::spawn_blocking(move || Directory::connect(&config)?.groups_of(&email)).await;
+    match read {
+        Ok(Ok(groups)) => groups,
+        Ok(Err(e)) => {
+            tracing::warn!("the Workspace groups could not be read; the last sign-in's stay: {e}");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!("the Workspace group read failed: {e}");
+            Vec::new()
+        }
     }
 }
 

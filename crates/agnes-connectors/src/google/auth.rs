@@ -2,14 +2,20 @@
 //! the configured environment variable), the GCE metadata server, application-default
 //! credentials. Access tokens are cached and fetched again five minutes before they
 //! expire. No key, secret or token is ever put in a message.
+//!
+//! Domain-wide delegation (a service account acting as a Workspace user, as the Admin SDK
+//! requires) signs the JWT-bearer assertion with a `sub`: locally with a key file's
+//! private key, or without any key on the metadata server's account through the IAM
+//! Credentials API's `signJwt` (Google's "keyless" delegation).
 
 use crate::ConnectorError;
 use serde::Deserialize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
-const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+pub const GOOGLE_IAM_CREDENTIALS: &str = "https://iamcredentials.googleapis.com";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// A service-account key file, or an application-default credentials file.
 #[derive(Deserialize)]
@@ -31,9 +37,19 @@ enum Credentials {
     User { client_id: String, client_secret: String, refresh_token: String, token_uri: String },
 }
 
-/// Who agnes signs in as, and a cached access token.
+/// The Workspace user a service account acts as, and where keyless signing happens.
+struct Delegation {
+    subject: String,
+    iam_endpoint: String,
+    /// Where a keylessly signed assertion is exchanged (a key file names its own).
+    token_uri: String,
+}
+
+/// Who agnes signs in as, for which scopes, and a cached access token.
 pub struct TokenSource {
     credentials: Credentials,
+    scope: String,
+    delegation: Option<Delegation>,
     cached: Mutex<Option<(String, Instant)>>,
 }
 
@@ -50,8 +66,12 @@ fn auth_error(what: &str, e: impl std::fmt::Display) -> ConnectorError {
 impl TokenSource {
     /// Find credentials in the documented order: the key file named by `credentials_env`,
     /// the metadata server (`GCE_METADATA_HOST`, else `metadata.google.internal`), the
-    /// application-default credentials file.
-    pub fn discover(http: &reqwest::blocking::Client, credentials_env: &str) -> Result<TokenSource, ConnectorError> {
+    /// application-default credentials file. Tokens are asked for `scope` (space-separated).
+    pub fn discover(
+        http: &reqwest::blocking::Client,
+        credentials_env: &str,
+        scope: &str,
+    ) -> Result<TokenSource, ConnectorError> {
         let credentials = match std::env::var(credentials_env).ok().filter(|p| !p.trim().is_empty()) {
             Some(path) => from_file(&path, &format!("the key file in {credentials_env}"))?,
             None => match metadata(http) {
@@ -67,7 +87,25 @@ impl TokenSource {
                 }
             },
         };
-        Ok(TokenSource { credentials, cached: Mutex::new(None) })
+        Ok(TokenSource { credentials, scope: scope.into(), delegation: None, cached: Mutex::new(None) })
+    }
+
+    /// Act as the Workspace user `subject` (domain-wide delegation): only a service
+    /// account can, by its key or keylessly through `iam_endpoint`'s `signJwt`.
+    pub fn acting_as(mut self, subject: &str, iam_endpoint: &str, token_uri: &str) -> Result<TokenSource, ConnectorError> {
+        if let Credentials::User { .. } = self.credentials {
+            return Err(ConnectorError::Config(
+                "domain-wide delegation needs a service account: point the credentials variable at its key \
+                 file, or run on GCP as it"
+                    .into(),
+            ));
+        }
+        self.delegation = Some(Delegation {
+            subject: subject.into(),
+            iam_endpoint: iam_endpoint.trim_end_matches('/').into(),
+            token_uri: token_uri.into(),
+        });
+        Ok(self)
     }
 
     /// Who the credentials are (an e-mail, or what kind of credentials), for `source test`.
@@ -93,25 +131,35 @@ impl TokenSource {
         Ok(answer.access_token)
     }
 
+    /// The claims of a JWT-bearer assertion for `email`, to be exchanged at `token_uri`.
+    fn assertion_claims(&self, email: &str, token_uri: &str) -> serde_json::Value {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims =
+            serde_json::json!({"iss": email, "scope": self.scope, "aud": token_uri, "iat": now, "exp": now + 3600});
+        if let Some(d) = &self.delegation {
+            claims["sub"] = d.subject.clone().into();
+        }
+        claims
+    }
+
     fn fetch(&self, http: &reqwest::blocking::Client) -> Result<TokenAnswer, ConnectorError> {
-        let response = match &self.credentials {
-            Credentials::ServiceAccount { email, key, key_id, token_uri } => {
-                let now = chrono::Utc::now().timestamp();
-                let claims =
-                    serde_json::json!({"iss": email, "scope": SCOPE, "aud": token_uri, "iat": now, "exp": now + 3600});
+        let exchange = |token_uri: &str, assertion: &str| {
+            http.post(token_uri).form(&[("grant_type", JWT_BEARER), ("assertion", assertion)]).send()
+        };
+        let response = match (&self.credentials, &self.delegation) {
+            (Credentials::ServiceAccount { email, key, key_id, token_uri }, _) => {
                 let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
                 header.kid = key_id.clone();
-                let assertion =
-                    jsonwebtoken::encode(&header, &claims, key).map_err(|e| auth_error("signing the assertion", e))?;
-                http.post(token_uri)
-                    .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
-                    .send()
+                let assertion = jsonwebtoken::encode(&header, &self.assertion_claims(email, token_uri), key)
+                    .map_err(|e| auth_error("signing the assertion", e))?;
+                exchange(token_uri, &assertion)
             }
-            Credentials::Metadata { host, .. } => http
-                .get(format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token"))
-                .header("Metadata-Flavor", "Google")
-                .send(),
-            Credentials::User { client_id, client_secret, refresh_token, token_uri } => http
+            (Credentials::Metadata { host, email }, Some(d)) => {
+                let assertion = self.sign_keylessly(http, host, email, d)?;
+                exchange(&d.token_uri, &assertion)
+            }
+            (Credentials::Metadata { host, .. }, None) => metadata_token(http, host),
+            (Credentials::User { client_id, client_secret, refresh_token, token_uri }, _) => http
                 .post(token_uri)
                 .form(&[
                     ("grant_type", "refresh_token"),
@@ -132,6 +180,41 @@ impl TokenSource {
         }
         response.json().map_err(|e| auth_error("the token answer", crate::http_error(e)))
     }
+
+    /// The delegation assertion signed by Google for the metadata server's account (IAM
+    /// Credentials `signJwt`; the account needs the Token Creator role on itself).
+    fn sign_keylessly(
+        &self,
+        http: &reqwest::blocking::Client,
+        host: &str,
+        email: &str,
+        d: &Delegation,
+    ) -> Result<String, ConnectorError> {
+        let own = metadata_token(http, host).map_err(|e| auth_error("the metadata server", crate::http_error(e)))?;
+        if !own.status().is_success() {
+            return Err(ConnectorError::Config(format!("the metadata server gave no token ({})", own.status())));
+        }
+        let own: TokenAnswer = own.json().map_err(|e| auth_error("the metadata token", crate::http_error(e)))?;
+        let payload = self.assertion_claims(email, &d.token_uri).to_string();
+        let url = format!("{}/v1/projects/-/serviceAccounts/{email}:signJwt", d.iam_endpoint);
+        let signed = super::call(
+            &own.access_token,
+            http.post(url).json(&serde_json::json!({ "payload": payload })),
+            "IAM Credentials",
+        )
+        .map_err(ConnectorError::from)?;
+        signed
+            .get("signedJwt")
+            .and_then(|v| v.as_str())
+            .map(String::from)
+            .ok_or_else(|| ConnectorError::Source("IAM Credentials answered no signedJwt".into()))
+    }
+}
+
+fn metadata_token(http: &reqwest::blocking::Client, host: &str) -> reqwest::Result<reqwest::blocking::Response> {
+    http.get(format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token"))
+        .header("Metadata-Flavor", "Google")
+        .send()
 }
 
 fn from_file(path: &str, what: &str) -> Result<Credentials, ConnectorError> {
