@@ -12,6 +12,7 @@ pub mod bigquery;
 mod error;
 pub mod files;
 pub mod google;
+pub mod jira;
 pub mod keboola;
 pub mod postgres;
 pub mod remote;

@@ -90,7 +90,82 @@ pub fn publish_partitioned(
     partition_expr: &str,
     target_dir: &Path,
 ) -> Result<Vec<PublishedPart>> {
-    publish_parts(conn, select_sql, partition_expr, target_dir, None)
+    publish_parts(conn, &parted(select_sql, partition_expr), target_dir, None)
+}
+
+/// `select_sql` with each row's part key as `__agnes_part`.
+fn parted(select_sql: &str, partition_expr: &str) -> String {
+    format!("SELECT *, ({partition_expr})::VARCHAR AS __agnes_part FROM ({select_sql})")
+}
+
+/// Publish a table in parts from `rows`: a SELECT of its columns plus `__agnes_part`, the
+/// part each row belongs in (not written). Every part is replaced atomically and parts
+/// `rows` no longer fills are removed.
+pub fn publish_in_parts(conn: &Connection, rows: &str, target_dir: &Path) -> Result<Vec<PublishedPart>> {
+    publish_parts(conn, rows, target_dir, None)
+}
+
+/// Replace, in the table published in parts under `target_dir`, every row whose `key`
+/// column holds one of `keys` by `rows` (as for [`publish_in_parts`]): the parts holding
+/// one of `keys` or receiving a row are rewritten, a part left without rows is removed,
+/// the others stay as they are (same file, same hash). A key may move between parts, or
+/// have no rows any more. Returns every part of the table.
+pub fn replace_in_parts(
+    conn: &Connection,
+    rows: &str,
+    key: &str,
+    keys: &[String],
+    target_dir: &Path,
+) -> Result<Vec<PublishedPart>> {
+    std::fs::create_dir_all(target_dir).map_err(EngineError::io("create directory", target_dir))?;
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE __agnes_rows AS {rows}; CREATE OR REPLACE TEMP TABLE __agnes_keys (k VARCHAR)"
+    ))?;
+    for chunk in keys.chunks(1000) {
+        let values = chunk.iter().map(|k| format!("({})", quote_literal(k))).collect::<Vec<_>>().join(", ");
+        conn.execute_batch(&format!("INSERT INTO __agnes_keys VALUES {values}"))?;
+    }
+    let mut affected: std::collections::BTreeSet<String> = {
+        let mut stmt = conn.prepare("SELECT DISTINCT __agnes_part FROM __agnes_rows")?;
+        let parts = stmt.query_map([], |r| r.get::<_, Option<String>>(0))?;
+        parts
+            .map(|k| k.map_err(EngineError::from).and_then(|k| k.map_or(Ok("__null__".to_string()), |v| part_key(&v))))
+            .collect::<Result<_>>()?
+    };
+    let column = quote_ident(key);
+    let mut kept = Vec::new();
+    for (stem, path) in published_parts(target_dir)? {
+        let file = quote_literal(&path.to_string_lossy());
+        let holds: bool = conn.query_row(
+            &format!("SELECT EXISTS (SELECT 1 FROM read_parquet({file}) WHERE {column} IN (SELECT k FROM __agnes_keys))"),
+            [],
+            |r| r.get(0),
+        )?;
+        if holds || affected.contains(&stem) {
+            kept.push(format!(
+                "SELECT *, {} AS __agnes_part FROM read_parquet({file}) WHERE {column} NOT IN (SELECT k FROM __agnes_keys)",
+                quote_literal(&stem)
+            ));
+            affected.insert(stem);
+        }
+    }
+    kept.push("SELECT * FROM __agnes_rows".into());
+    let result = publish_parts(conn, &kept.join(" UNION ALL BY NAME "), target_dir, Some(&affected));
+    conn.execute_batch("DROP TABLE IF EXISTS __agnes_rows; DROP TABLE IF EXISTS __agnes_keys")?;
+    result
+}
+
+/// The published parts in `dir`: their keys and files (hidden temporaries left out).
+fn published_parts(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(EngineError::io("list", dir))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".parquet").filter(|_| !name.starts_with('.'))?.to_string();
+            Some((stem, e.path()))
+        })
+        .collect())
 }
 
 /// Merge `changes` (a SELECT of new and changed rows) into the partitioned table in
@@ -121,15 +196,7 @@ pub fn merge_partitioned(
         keys.map(|k| k.map_err(EngineError::from).and_then(|k| k.map_or(Ok("__null__".to_string()), |v| part_key(&v))))
             .collect::<Result<_>>()?
     };
-    let existing: Vec<(String, PathBuf)> = std::fs::read_dir(target_dir)
-        .map_err(EngineError::io("list", target_dir))?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let stem = name.strip_suffix(".parquet").filter(|_| !name.starts_with('.'))?.to_string();
-            Some((stem, e.path()))
-        })
-        .collect();
+    let existing = published_parts(target_dir)?;
     for (stem, path) in &existing {
         if affected.contains(stem) {
             continue;
@@ -157,18 +224,17 @@ pub fn merge_partitioned(
         )
     };
     let select = format!("{kept}SELECT * FROM __agnes_changes");
-    let result = publish_parts(conn, &select, partition_expr, target_dir, Some(&affected));
+    let result = publish_parts(conn, &parted(&select, partition_expr), target_dir, Some(&affected));
     conn.execute_batch("DROP TABLE IF EXISTS __agnes_changes")?;
     result
 }
 
-/// Stage `select_sql` by partition and publish its parts; the parts `scope` names (all,
-/// when `None`) that the result no longer has are removed. Every part in the directory is
-/// returned.
+/// Stage `parted_sql` (rows with their `__agnes_part`) by part and publish the parts; the
+/// parts `scope` names (all, when `None`) that the result no longer has are removed. Every
+/// part in the directory is returned.
 fn publish_parts(
     conn: &Connection,
-    select_sql: &str,
-    partition_expr: &str,
+    parted_sql: &str,
     target_dir: &Path,
     scope: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<Vec<PublishedPart>> {
@@ -179,21 +245,20 @@ fn publish_parts(
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&staging);
-    let result = stage_and_publish(conn, select_sql, partition_expr, target_dir, &staging, scope);
+    let result = stage_and_publish(conn, parted_sql, target_dir, &staging, scope);
     let _ = std::fs::remove_dir_all(&staging);
     result
 }
 
 fn stage_and_publish(
     conn: &Connection,
-    select_sql: &str,
-    partition_expr: &str,
+    parted_sql: &str,
     target_dir: &Path,
     staging: &Path,
     scope: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<Vec<PublishedPart>> {
     conn.execute_batch(&format!(
-        "COPY (SELECT *, ({partition_expr})::VARCHAR AS __agnes_part FROM ({select_sql})) TO {} \
+        "COPY ({parted_sql}) TO {} \
          (FORMAT PARQUET, PARTITION_BY (__agnes_part), WRITE_PARTITION_COLUMNS false)",
         quote_literal(&staging.to_string_lossy())
     ))?;
@@ -429,6 +494,63 @@ mod tests {
             std::fs::read_dir(&target).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
         files.sort();
         assert_eq!(files, ["2024_02.parquet", "__null__.parquet"], "stale parts pruned");
+    }
+
+    #[test]
+    fn replacing_keys_rewrites_only_the_parts_they_touch() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("data/comments");
+        let c = conn();
+        let rows = |values: &str| format!("SELECT * FROM (VALUES {values}) t(issue_key, body, __agnes_part)");
+        let parts = publish_in_parts(
+            &c,
+            &rows("('A-1', 'a', '2024-01'), ('A-1', 'b', '2024-01'), ('A-2', 'c', '2024-01'), ('A-3', 'd', '2024-02')"),
+            &target,
+        )
+        .unwrap();
+        assert_eq!(parts.iter().map(|p| (p.key.as_str(), p.file.rows)).collect::<Vec<_>>(), [("2024-01", 3), ("2024-02", 1)]);
+        let february = parts[1].file.md5.clone();
+        let read = |part: &str| -> Vec<(String, String)> {
+            c.prepare(&format!(
+                "SELECT issue_key, body FROM read_parquet('{}') ORDER BY ALL",
+                target.join(format!("{part}.parquet")).display()
+            ))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+        };
+
+        // A-1 loses a row, A-2 moves to March, A-9 is new; February is not touched.
+        let keys = ["A-1", "A-2", "A-9"].map(String::from);
+        let parts = replace_in_parts(
+            &c,
+            &rows("('A-1', 'b2', '2024-01'), ('A-2', 'c', '2024-03'), ('A-9', 'z', '2024-03')"),
+            "issue_key",
+            &keys,
+            &target,
+        )
+        .unwrap();
+        let summary: Vec<_> = parts.iter().map(|p| (p.key.as_str(), p.file.rows)).collect();
+        assert_eq!(summary, [("2024-01", 1), ("2024-02", 1), ("2024-03", 2)]);
+        assert_eq!(parts[1].file.md5, february, "an untouched part keeps its file");
+        assert_eq!(read("2024-01"), [("A-1".into(), "b2".into())]);
+        assert_eq!(read("2024-03"), [("A-2".into(), "c".into()), ("A-9".into(), "z".into())]);
+        let cols: Vec<String> = c
+            .prepare(&format!("DESCRIBE SELECT * FROM read_parquet('{}')", target.join("2024-03.parquet").display()))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(cols, ["issue_key", "body"]);
+
+        // Keys with no rows any more: their rows go, and an emptied part goes with them.
+        let none = "SELECT * FROM (VALUES ('x', 'x', 'x')) t(issue_key, body, __agnes_part) WHERE false";
+        let parts = replace_in_parts(&c, none, "issue_key", &["A-3".into(), "A-1".into()], &target).unwrap();
+        assert_eq!(parts.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["2024-03"]);
+        assert!(!target.join("2024-02.parquet").exists() && !target.join("2024-01.parquet").exists());
     }
 
     /// Write `sql`'s rows as a parquet file of changes in `dir`.

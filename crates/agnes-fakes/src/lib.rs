@@ -5,6 +5,7 @@
 pub mod bigquery;
 pub mod google;
 pub mod google_directory;
+pub mod jira;
 pub mod keboola;
 pub mod oidc;
 mod server;

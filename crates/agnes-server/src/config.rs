@@ -23,6 +23,8 @@ pub struct ServerConfig {
     pub keboola: Vec<agnes_connectors::keboola::KeboolaSource>,
     /// The BigQuery source (`data_source.bigquery`), if configured.
     pub bigquery: Option<agnes_connectors::bigquery::BigQuerySource>,
+    /// The Jira site (`data_source.jira`, or `JIRA_DOMAIN`), if configured.
+    pub jira: Option<agnes_connectors::jira::JiraSource>,
     /// Schedule of materialized rows without one (`AGNES_DEFAULT_SYNC_SCHEDULE`).
     pub default_sync_schedule: String,
     /// DuckDB limits for connector and orchestrator work (`engine.*`).
@@ -83,6 +85,8 @@ impl ServerConfig {
         let bigquery =
             agnes_connectors::bigquery::BigQuerySource::from_section(get(&instance, &["data_source", "bigquery"]))
                 .map_err(|e| ServerError::Config(e.to_string()))?;
+        let jira = agnes_connectors::jira::JiraSource::from_section(get(&instance, &["data_source", "jira"]))
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         let default_sync_schedule = std::env::var("AGNES_DEFAULT_SYNC_SCHEDULE")
             .ok()
             .filter(|s| !s.trim().is_empty())
@@ -122,6 +126,7 @@ impl ServerConfig {
             postgres,
             keboola,
             bigquery,
+            jira,
             default_sync_schedule,
             limits,
             dev: env_on("LOCAL_DEV_MODE"),

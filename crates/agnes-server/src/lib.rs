@@ -6,6 +6,7 @@
 mod audit_queue;
 pub mod auth;
 pub mod config;
+mod jira;
 mod error;
 pub mod mcp;
 pub mod metric_import;

@@ -18,6 +18,10 @@ pub const PUBLISHED_ROWS: &str = "agnes_published_rows_total";
 pub const PUBLISHED_BYTES: &str = "agnes_published_bytes_total";
 pub const SECONDS_SINCE_SYNC: &str = "agnes_table_seconds_since_last_sync";
 pub const REBUILD_SECONDS: &str = "agnes_orchestrator_rebuild_seconds";
+/// Jira events by outcome (`applied`, `failed`), and seconds from a delivery's acceptance
+/// to its issue republished.
+pub const JIRA_EVENTS: &str = "agnes_jira_events_total";
+pub const JIRA_EVENT_SECONDS: &str = "agnes_jira_event_seconds";
 
 /// The process-wide recorder handle. The recorder is global (the `metrics` macros write
 /// to it), so it is installed once even when several servers run in one test process.
@@ -35,6 +39,7 @@ impl Metrics {
                 PrometheusBuilder::new()
                     .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &latency)
                     .and_then(|b| b.set_buckets_for_metric(Matcher::Full(REBUILD_SECONDS.into()), &latency))
+                    .and_then(|b| b.set_buckets_for_metric(Matcher::Full(JIRA_EVENT_SECONDS.into()), &latency))
                     .expect("bucket lists are non-empty")
                     .install_recorder()
                     .expect("the metrics recorder is installed once")

@@ -53,11 +53,17 @@ impl Server {
             .map_err(|e| ServerError::Config(e.to_string()))?;
         let scheduler = &state.config.scheduler;
         crate::remote_metadata::start(state.store.clone(), state.bigquery.clone(), scheduler.tick, scheduler.grace);
+        if let Some(jira) = &state.jira {
+            jira.start();
+        }
         let app = crate::routes::router(state.clone());
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
         tracing::info!("shutting down: waiting for the running sync, if any");
+        if let Some(jira) = &state.jira {
+            jira.shutdown().await;
+        }
         state.sync.shutdown().await;
         state.audit_queue.shutdown().await;
         state.store.close().await;
@@ -102,6 +108,10 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
     if let Some(source) = &config.bigquery {
         connectors.push(Arc::new(agnes_connectors::bigquery::BigQueryConnector::new(source.clone())));
     }
+    let jira_raw = config.jira.as_ref().map(|s| agnes_connectors::jira::RawStore::new(s.data_dir(&layout.extracts_dir())));
+    if let (Some(source), Some(raw)) = (&config.jira, &jira_raw) {
+        connectors.push(Arc::new(agnes_connectors::jira::JiraConnector::new(source.clone(), raw.clone())));
+    }
     let sync = SyncService::new(
         store.clone(),
         layout.clone(),
@@ -131,10 +141,22 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
         mailer: crate::auth::mail::Mailer::from_env().map_err(ServerError::Config)?,
         cli_codes: Default::default(),
     });
+    let jira = match (&config.jira, jira_raw) {
+        (Some(source), Some(raw)) => {
+            let service = crate::jira::JiraService::new(source.clone(), raw, store.clone(), sync.clone());
+            let added = service.ensure_registered().await?;
+            if !added.is_empty() {
+                tracing::info!(tables = ?added, "registered the Jira tables");
+            }
+            Some(service)
+        }
+        _ => None,
+    };
     // No request runs before the server does: slots left by a previous process are void.
     store.quotas().clear_slots().await?;
     Ok(AppState {
         bigquery: config.bigquery.clone().map(|s| Arc::new(agnes_connectors::bigquery::remote::BqRemote::new(s))),
+        jira,
         query: crate::query::QueryService::new(config.query.clone(), store.clone(), layout.clone(), sync.clone()),
         audit_queue: crate::audit_queue::AuditQueue::start(store.clone()),
         auth,

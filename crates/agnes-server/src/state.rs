@@ -18,4 +18,6 @@ pub struct AppState {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// The BigQuery source of remote queries, with its cached access token.
     pub bigquery: Option<Arc<agnes_connectors::bigquery::remote::BqRemote>>,
+    /// The Jira source's webhook, queue and jobs, when Jira is configured.
+    pub jira: Option<crate::jira::JiraService>,
 }

@@ -106,6 +106,10 @@ impl Store {
         crate::prompt_templates::PromptTemplatesRepo::new(&self.pool)
     }
 
+    pub fn jira(&self) -> crate::jira::JiraRepo<'_> {
+        crate::jira::JiraRepo::new(&self.pool)
+    }
+
     pub fn scheduler(&self) -> crate::scheduler::SchedulerRepo<'_> {
         crate::scheduler::SchedulerRepo::new(&self.pool)
     }

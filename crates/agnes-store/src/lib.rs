@@ -20,6 +20,7 @@ pub mod bq_metadata;
 mod db;
 mod error;
 pub mod identity;
+pub mod jira;
 pub mod memory;
 pub mod metric_definitions;
 mod migrate;

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("migrations/0011_bigquery.sql")),
     (12, include_str!("migrations/0012_prompt_templates.sql")),
     (13, include_str!("migrations/0013_group_sync.sql")),
+    (14, include_str!("migrations/0014_jira.sql")),
 ];
 
 /// The schema version this build creates and expects.

@@ -4,8 +4,8 @@
 use crate::client::api::{urlencode, Api};
 use crate::client::output;
 use agnes_core::api::{
-    Grant, GroupView, Member, MemberRef, MembershipAdded, NewGrant, NewGroup, NewPassword, NewUser, ResetToken,
-    ResourceTypeInfo, SchedulerStatus, UserView,
+    Grant, GroupView, JiraBackfill, JiraBackfillRequest, Member, MemberRef, MembershipAdded, NewGrant, NewGroup,
+    NewPassword, NewUser, ResetToken, ResourceTypeInfo, SchedulerStatus, UserView,
 };
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -53,6 +53,32 @@ pub enum AdminCommand {
     /// Configured sources: list them, test a connection.
     #[command(subcommand)]
     Source(super::registry::SourceCommand),
+    /// The Jira source: backfill its tables from Jira's search.
+    #[command(subcommand)]
+    Jira(JiraCommand),
+}
+
+#[derive(Subcommand)]
+pub enum JiraCommand {
+    /// Bring every issue Jira's search finds into the tables (the webhook's own path),
+    /// showing progress until done. Resumable: a failed backfill started again with the
+    /// same search goes on from the page it reached.
+    Backfill {
+        /// A JQL restriction, e.g. `project = SUP`.
+        #[arg(long)]
+        jql: Option<String>,
+        /// Only issues updated since this day or time (`2024-01-31`, `2024-01-31 08:00`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Start it and return; `agnes admin jira backfill-status` follows it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A backfill's progress.
+    BackfillStatus {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,7 +205,57 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
             super::registry::discover_and_register(&Api::from_config(), args).await
         }
         AdminCommand::Source(cmd) => super::registry::source(&Api::from_config(), cmd).await,
+        AdminCommand::Jira(cmd) => jira(&Api::from_config(), cmd).await,
     }
+}
+
+fn backfill_line(b: &JiraBackfill) -> String {
+    format!("{}: {} search pages, {} issues found, {} waiting to reach the tables", b.state, b.pages, b.issues, b.pending)
+}
+
+async fn jira(api: &Api, cmd: JiraCommand) -> anyhow::Result<()> {
+    const PATH: &str = "/api/admin/jira/backfill";
+    match cmd {
+        JiraCommand::BackfillStatus { json } => {
+            let b: JiraBackfill = api.get_as(PATH).await?;
+            if json {
+                output::json(&b);
+            } else {
+                println!("{}", backfill_line(&b));
+            }
+        }
+        JiraCommand::Backfill { jql, since, no_wait } => {
+            let mut b: JiraBackfill = api.post_as(PATH, &JiraBackfillRequest { jql, since }).await?;
+            eprintln!("backfill started: {}", b.jql.as_deref().unwrap_or_default());
+            if no_wait {
+                println!("{}", backfill_line(&b));
+                return Ok(());
+            }
+            let mut shown = String::new();
+            loop {
+                let line = backfill_line(&b);
+                if line != shown {
+                    eprintln!("{line}");
+                    shown = line;
+                }
+                let finished = b.state != "running" && b.pending == 0;
+                if finished || b.state == "failed" {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                b = api.get_as(PATH).await?;
+            }
+            if b.state == "failed" {
+                bail!(
+                    "the backfill stopped: {} (run the same command again to resume from page {})",
+                    b.error.unwrap_or_default(),
+                    b.pages + 1
+                );
+            }
+            println!("{}", backfill_line(&b));
+        }
+    }
+    Ok(())
 }
 
 async fn scheduler(api: &Api, as_json: bool) -> anyhow::Result<()> {

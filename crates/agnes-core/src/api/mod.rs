@@ -4,6 +4,7 @@
 
 mod catalog;
 mod identity;
+mod jira;
 mod knowledge;
 mod meta;
 mod registry;
@@ -13,6 +14,7 @@ mod workspace;
 
 pub use catalog::*;
 pub use identity::*;
+pub use jira::*;
 pub use knowledge::*;
 pub use meta::*;
 pub use registry::*;

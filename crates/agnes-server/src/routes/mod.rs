@@ -12,6 +12,7 @@ mod meta;
 mod sql;
 mod tables;
 mod web;
+mod webhooks;
 mod workspace;
 
 use crate::auth::authenticate::{authenticate, AuthContext};
@@ -39,6 +40,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(sql::routes())
         .merge(knowledge::routes())
         .merge(workspace::routes())
+        .merge(webhooks::routes())
 }
 
 /// The OpenAPI document of [`api`], finished as served.

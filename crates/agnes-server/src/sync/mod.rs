@@ -196,13 +196,29 @@ impl SyncService {
         let _ = self.inner.running.lock().await;
     }
 
-    /// Run a sync now and report on every table.
+    /// Run a sync now and report on every table; refused while another run is going.
     pub async fn run(
         &self,
         selection: Selection,
         observer: Option<&(dyn Fn(Progress<'_>) + Sync)>,
     ) -> Result<SyncReport, SyncError> {
-        let _guard = self.inner.running.try_lock().map_err(|_| SyncError::InProgress)?;
+        let guard = self.inner.running.try_lock().map_err(|_| SyncError::InProgress)?;
+        self.run_holding(guard, selection, observer).await
+    }
+
+    /// Run a sync as soon as the one going (if any) ends: for work that must not be
+    /// dropped, such as applying accepted webhook deliveries.
+    pub async fn run_when_free(&self, selection: Selection) -> Result<SyncReport, SyncError> {
+        let guard = self.inner.running.lock().await;
+        self.run_holding(guard, selection, None).await
+    }
+
+    async fn run_holding(
+        &self,
+        _guard: tokio::sync::MutexGuard<'_, ()>,
+        selection: Selection,
+        observer: Option<&(dyn Fn(Progress<'_>) + Sync)>,
+    ) -> Result<SyncReport, SyncError> {
         metrics::counter!(m::SYNC_RUNS).increment(1);
         let mut report = SyncReport::default();
         let (work, unknown) = self.select(&selection).await?;
