@@ -6,6 +6,7 @@
 
 mod bigquery;
 mod cli;
+mod jira;
 mod keboola;
 mod mcp;
 mod postgres;
@@ -67,6 +68,8 @@ enum Scenario {
     Mcp,
     /// Every web page's time and weight with 1,000 tables registered.
     Web,
+    /// 200 signed Jira webhook deliveries: delivery to republished parquet, p50/p95.
+    Jira,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,6 +92,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Bigquery => bigquery::bigquery_bench()?,
             Scenario::Mcp => mcp::mcp_bench()?,
             Scenario::Web => web::web_bench()?,
+            Scenario::Jira => jira::jira_bench()?,
         };
         println!("{}", section.body);
         report::write_section(&args.output, &section)?;

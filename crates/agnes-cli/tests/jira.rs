@@ -21,10 +21,14 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
+        Site::reconciling_every(0)
+    }
+
+    fn reconciling_every(seconds: u64) -> Site {
         let fake = tokio::task::block_in_place(|| FakeJira::start("sync@corp.example", "jira-api-token-77"));
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("instance.yaml");
-        let instance = json!({"data_source": {"jira": {"base_url": fake.url, "reconcile_interval_seconds": 0,
+        let instance = json!({"data_source": {"jira": {"base_url": fake.url, "reconcile_interval_seconds": seconds,
             "custom_fields": {"request_type": "customfield_10010", "satisfaction": "customfield_10030"}}}});
         std::fs::write(&config, serde_norway::to_string(&instance).unwrap()).unwrap();
         Site { fake, dir, config }
@@ -83,9 +87,13 @@ fn pulled(cli: &Cli, sql: &str) -> Vec<String> {
 fn sup1() -> IssueSpec {
     let mut s = IssueSpec::new("SUP-1", "Printer on fire", "2024-01-15T09:00:00.000+0100");
     s.description = Some("It smokes.\n\nPlease hurry.".into());
-    s.comments = vec![("10001".into(), "bob@corp.example".into(), "On my way".into(), "2024-01-15T10:00:00.000+0000".into())];
+    s.comments =
+        vec![("10001".into(), "bob@corp.example".into(), "On my way".into(), "2024-01-15T10:00:00.000+0000".into())];
     s.attachments = vec![("20001".into(), "smoke.jpg".into(), b"JPEG".to_vec())];
-    s.custom.insert("customfield_10010".into(), json!({"requestType": {"name": "Hardware"}, "currentStatus": {"status": "Open"}}));
+    s.custom.insert(
+        "customfield_10010".into(),
+        json!({"requestType": {"name": "Hardware"}, "currentStatus": {"status": "Open"}}),
+    );
     s
 }
 
@@ -94,7 +102,8 @@ async fn signed_webhooks_keep_the_six_tables_fresh() {
     let site = Site::new();
     site.fake.put(sup1());
     site.fake.put(IssueSpec::new("SUP-2", "Toner low", "2024-02-03T12:00:00.000+0000"));
-    site.fake.set_remote_links("SUP-1", &[(501, "https://status.example/1", "Status page", "Statuspage", "com.statuspage")]);
+    site.fake
+        .set_remote_links("SUP-1", &[(501, "https://status.example/1", "Status page", "Statuspage", "com.statuspage")]);
     let server = site.serve();
     let http = Http::new(&server);
     let admin = http.bootstrap().await;
@@ -113,6 +122,19 @@ async fn signed_webhooks_keep_the_six_tables_fresh() {
     let names: Vec<&str> = jira.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["attachments", "changelog", "comments", "issuelinks", "issues", "remote_links"]);
     assert!(jira.iter().all(|(_, s)| s == "partitioned"), "{jira:?}");
+
+    let tested = cli.expect(0, &["admin", "source", "test", "jira"]);
+    assert!(
+        tested.contains(&format!("Jira Cloud at {}", site.fake.url)) && tested.contains("sync@corp.example"),
+        "{tested}"
+    );
+    let (_, sources) = http.get("/api/admin/sources", &admin).await;
+    let listed = sources.as_array().unwrap().iter().find(|s| s["name"] == "jira").cloned().unwrap();
+    assert_eq!(
+        (listed["tables"].as_i64(), listed["settings"]["api_token_env"].as_str()),
+        (Some(6), Some("JIRA_API_TOKEN"))
+    );
+    assert!(!listed.to_string().contains("jira-api-token-77"), "no secret in the answer");
 
     // Refused deliveries, in the contract's order of checks; nothing is queued by them.
     let body = serde_json::to_vec(&webhook("jira:issue_created", "SUP-1", "x")).unwrap();
@@ -152,15 +174,23 @@ async fn signed_webhooks_keep_the_six_tables_fresh() {
     );
     assert_eq!(
         pulled(&cli, "SELECT comment_id, issue_key, author_email, body FROM comments"),
-        [json!({"comment_id": "10001", "issue_key": "SUP-1", "author_email": "bob@corp.example", "body": "On my way"}).to_string()]
+        [json!({"comment_id": "10001", "issue_key": "SUP-1", "author_email": "bob@corp.example", "body": "On my way"})
+            .to_string()]
     );
     assert_eq!(
         pulled(&cli, "SELECT remote_link_id, url, title, application_name FROM remote_links"),
         [json!({"remote_link_id": "501", "url": "https://status.example/1", "title": "Status page",
-                "application_name": "Statuspage"}).to_string()]
+                "application_name": "Statuspage"})
+        .to_string()]
     );
-    let attachment = pulled(&cli, "SELECT attachment_id, filename, size_bytes, local_path IS NOT NULL AS downloaded FROM attachments");
-    assert_eq!(attachment, [json!({"attachment_id": "20001", "filename": "smoke.jpg", "size_bytes": 4, "downloaded": true}).to_string()]);
+    let attachment = pulled(
+        &cli,
+        "SELECT attachment_id, filename, size_bytes, local_path IS NOT NULL AS downloaded FROM attachments",
+    );
+    assert_eq!(
+        attachment,
+        [json!({"attachment_id": "20001", "filename": "smoke.jpg", "size_bytes": 4, "downloaded": true}).to_string()]
+    );
     let parts: Vec<String> = std::fs::read_dir(server.data_dir.join("extracts/jira/data/issues"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -179,13 +209,24 @@ async fn signed_webhooks_keep_the_six_tables_fresh() {
     // order: the tables hold Jira's current state once.
     let mut s1 = sup1();
     s1.summary = "Printer fire out".into();
-    s1.comments.push(("10002".into(), "ana@corp.example".into(), "Extinguished".into(), "2024-01-16T08:00:00.000+0000".into()));
+    s1.comments.push((
+        "10002".into(),
+        "ana@corp.example".into(),
+        "Extinguished".into(),
+        "2024-01-16T08:00:00.000+0000".into(),
+    ));
     site.fake.put(s1);
     let mut s2 = site.fake.get("SUP-2").unwrap();
     s2.created = "2024-01-20T12:00:00.000+0000".into();
     site.fake.put(s2);
     site.fake.fail_remote_links("SUP-1", true);
-    for (name, key) in [("comment_created", "SUP-1"), ("jira:issue_updated", "SUP-2"), ("jira:issue_updated", "SUP-1"), ("comment_created", "SUP-1"), ("jira:issue_updated", "SUP-2")] {
+    for (name, key) in [
+        ("comment_created", "SUP-1"),
+        ("jira:issue_updated", "SUP-2"),
+        ("jira:issue_updated", "SUP-1"),
+        ("comment_created", "SUP-1"),
+        ("jira:issue_updated", "SUP-2"),
+    ] {
         event(&server, name, key).await;
     }
     settled(&http, &admin).await;
@@ -198,10 +239,20 @@ async fn signed_webhooks_keep_the_six_tables_fresh() {
     );
     assert_eq!(
         pulled(&cli, "SELECT comment_id, body FROM comments ORDER BY comment_id"),
-        [json!({"comment_id": "10001", "body": "On my way"}).to_string(), json!({"comment_id": "10002", "body": "Extinguished"}).to_string()]
+        [
+            json!({"comment_id": "10001", "body": "On my way"}).to_string(),
+            json!({"comment_id": "10002", "body": "Extinguished"}).to_string()
+        ]
     );
-    assert_eq!(pulled(&cli, "SELECT count(*) AS n FROM remote_links"), [json!({"n": 1}).to_string()], "kept when unreadable");
-    let parts = std::fs::read_dir(server.data_dir.join("extracts/jira/data/issues")).unwrap().filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count();
+    assert_eq!(
+        pulled(&cli, "SELECT count(*) AS n FROM remote_links"),
+        [json!({"n": 1}).to_string()],
+        "kept when unreadable"
+    );
+    let parts = std::fs::read_dir(server.data_dir.join("extracts/jira/data/issues"))
+        .unwrap()
+        .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+        .count();
     assert_eq!(parts, 1, "SUP-2 moved to January; February is gone");
 
     // Deleted, then a late update of the same issue: Jira has no such issue, it stays out.
@@ -217,7 +268,7 @@ async fn signed_webhooks_keep_the_six_tables_fresh() {
     assert!(!server.data_dir.join("extracts/jira/raw/attachments/SUP/SUP-1").exists(), "its attachments go too");
 
     // The health answer is an admin's; an analyst is refused it.
-    let (analyst, _) = http.user(&admin, "ana@corp.example").await;
+    let (_, analyst) = http.user(&admin, "ana@corp.example").await;
     assert_eq!(http.get("/webhooks/jira/health", &analyst).await.0, 403);
 }
 
@@ -239,16 +290,54 @@ async fn an_accepted_delivery_survives_a_crash_and_backfill_resumes() {
     let http = Http::new(&server);
     settled(&http, &admin).await;
     let cli = Cli::new(&server.url, &admin, &site.dir.path().join("admin"));
-    assert_eq!(pulled(&cli, "SELECT issue_key, summary FROM issues"), [json!({"issue_key": "SUP-1", "summary": "Printer on fire"}).to_string()]);
+    assert_eq!(
+        pulled(&cli, "SELECT issue_key, summary FROM issues"),
+        [json!({"issue_key": "SUP-1", "summary": "Printer on fire"}).to_string()]
+    );
 
     // A backfill finds what no delivery announced, page by page, and reports progress.
     for n in 2..=150 {
         site.fake.put(IssueSpec::new(&format!("OPS-{n}"), &format!("ops {n}"), "2024-03-01T00:00:00.000+0000"));
     }
-    let (code, out, err) = cli.output(&["admin", "jira", "backfill", "--jql", "project = OPS", "--since", "2024-01-01"]);
+    let (code, out, err) =
+        cli.output(&["admin", "jira", "backfill", "--jql", "project = OPS", "--since", "2024-01-01"]);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(err.contains("search pages") && out.contains("done: 2 search pages, 149 issues found, 0 waiting"), "{out}\n{err}");
-    assert_eq!(pulled(&cli, "SELECT count(*) AS n FROM issues WHERE issue_key LIKE 'OPS-%'"), [json!({"n": 149}).to_string()]);
+    assert!(
+        err.contains("search pages") && out.contains("done: 2 search pages, 149 issues found, 0 waiting"),
+        "{out}\n{err}"
+    );
+    assert_eq!(
+        pulled(&cli, "SELECT count(*) AS n FROM issues WHERE issue_key LIKE 'OPS-%'"),
+        [json!({"n": 149}).to_string()]
+    );
     let (status, v) = http.post("/api/admin/jira/backfill", Some(&admin), json!({"since": "last tuesday"})).await;
-    assert_eq!((status, v["code"].as_str()), (400, Some("invalid_request")), "{v}");
+    assert_eq!((status.as_u16(), v["code"].as_str()), (400, Some("invalid_request")), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reconcile_catches_a_missed_delivery() {
+    let site = Site::reconciling_every(1);
+    let server = site.serve();
+    let http = Http::new(&server);
+    let admin = http.bootstrap().await;
+    let cli = Cli::new(&server.url, &admin, &site.dir.path().join("admin"));
+    // No delivery ever announces this issue: only the reconcile can find it.
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+    let mut missed = IssueSpec::new("SUP-9", "Never announced", "2024-04-01T00:00:00.000+0000");
+    missed.updated = now;
+    site.fake.put(missed);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, health) = http.get("/webhooks/jira/health", &admin).await;
+        let searched = site.fake.requests().iter().any(|r| r == "POST /rest/api/3/search/jql");
+        if searched && health["pending"] == 0 && health["last_reconcile_at"].is_string() {
+            let found = pulled(&cli, "SELECT issue_key, summary FROM issues");
+            if !found.is_empty() {
+                assert_eq!(found, [json!({"issue_key": "SUP-9", "summary": "Never announced"}).to_string()]);
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the reconcile did not bring SUP-9 in: {health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -65,12 +65,7 @@ impl Sso {
 
     /// agnes with `instance` as its instance.yaml and the environment `env` sets, signing
     /// in through the fake at `routes` (`…/login`, `…/callback`).
-    async fn serve(
-        fake: FakeOidc,
-        instance: Value,
-        routes: &str,
-        env: impl FnOnce(&mut std::process::Command),
-    ) -> Sso {
+    async fn serve(fake: FakeOidc, instance: Value, routes: &str, env: impl FnOnce(&mut std::process::Command)) -> Sso {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config");
         std::fs::create_dir_all(&config).unwrap();
@@ -317,7 +312,8 @@ async fn google_sign_in_syncs_workspace_groups_from_the_admin_sdk() {
     );
     assert_eq!(directory.calls(), ["ana@corp.example"], "asked once, for the normalised e-mail");
     let (_, groups) = sso.api.get("/api/admin/groups", &admin).await;
-    let finance = groups.as_array().unwrap().iter().find(|g| g["name"] == "agnes-finance@corp.example").unwrap().clone();
+    let finance =
+        groups.as_array().unwrap().iter().find(|g| g["name"] == "agnes-finance@corp.example").unwrap().clone();
     assert_eq!((finance["origin"].as_str(), finance["is_google_managed"].as_bool()), (Some("google"), Some(true)));
 
     // An admin's row survives; the directory's changes replace the synced rows.

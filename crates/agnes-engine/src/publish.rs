@@ -137,7 +137,9 @@ pub fn replace_in_parts(
     for (stem, path) in published_parts(target_dir)? {
         let file = quote_literal(&path.to_string_lossy());
         let holds: bool = conn.query_row(
-            &format!("SELECT EXISTS (SELECT 1 FROM read_parquet({file}) WHERE {column} IN (SELECT k FROM __agnes_keys))"),
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM read_parquet({file}) WHERE {column} IN (SELECT k FROM __agnes_keys))"
+            ),
             [],
             |r| r.get(0),
         )?;
@@ -508,7 +510,10 @@ mod tests {
             &target,
         )
         .unwrap();
-        assert_eq!(parts.iter().map(|p| (p.key.as_str(), p.file.rows)).collect::<Vec<_>>(), [("2024-01", 3), ("2024-02", 1)]);
+        assert_eq!(
+            parts.iter().map(|p| (p.key.as_str(), p.file.rows)).collect::<Vec<_>>(),
+            [("2024-01", 3), ("2024-02", 1)]
+        );
         let february = parts[1].file.md5.clone();
         let read = |part: &str| -> Vec<(String, String)> {
             c.prepare(&format!(

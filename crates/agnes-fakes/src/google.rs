@@ -143,7 +143,12 @@ impl Accounts {
 
     /// Once the fake listens at `url`: its token endpoint is `{url}/token`, and the key
     /// file and application-default credentials file (written into `dir`) point there.
-    pub(crate) fn listening(&self, url: &str, dir: &std::path::Path, project: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    pub(crate) fn listening(
+        &self,
+        url: &str,
+        dir: &std::path::Path,
+        project: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
         let token_uri = format!("{url}/token");
         let mut inner = self.inner.lock();
         inner.token_uri = token_uri.clone();
@@ -187,9 +192,13 @@ impl Accounts {
     pub fn bearer(&self, headers: &HeaderMap) -> Result<Grant, Response> {
         let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         match token {
-            Some(t) => self.inner.lock().issued.get(t).cloned().ok_or_else(|| {
-                google_error(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials")
-            }),
+            Some(t) => self
+                .inner
+                .lock()
+                .issued
+                .get(t)
+                .cloned()
+                .ok_or_else(|| google_error(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials")),
             None => Err(google_error(
                 StatusCode::UNAUTHORIZED,
                 "required",
@@ -226,10 +235,19 @@ async fn token(State(accounts): State<Accounts>, Form(form): Form<HashMap<String
                     )
                 }
             };
-            let scopes: Vec<String> =
-                claims.get("scope").and_then(Value::as_str).unwrap_or("").split_whitespace().map(String::from).collect();
+            let scopes: Vec<String> = claims
+                .get("scope")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .split_whitespace()
+                .map(String::from)
+                .collect();
             if scopes.is_empty() {
-                return crate::oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "Empty or missing scope not allowed.");
+                return crate::oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "Empty or missing scope not allowed.",
+                );
             }
             let subject = claims.get("sub").and_then(Value::as_str).map(String::from);
             if subject.is_some() && !scopes.iter().all(|s| inner.delegated.contains(s)) {
@@ -246,7 +264,11 @@ async fn token(State(accounts): State<Accounts>, Form(form): Form<HashMap<String
             if form.get("refresh_token") != Some(&inner.refresh_token)
                 || form.get("client_secret").map(String::as_str) != Some("fake-client-secret")
             {
-                return crate::oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been expired or revoked.");
+                return crate::oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "Token has been expired or revoked.",
+                );
             }
             issue(&mut inner, Grant { scopes: vec![CLOUD_PLATFORM.into()], subject: None })
         }
@@ -281,7 +303,11 @@ async fn sign_jwt(
         Err(r) => return r,
     };
     if !grant.allows(&["https://www.googleapis.com/auth/iam"]) {
-        return google_error(StatusCode::FORBIDDEN, "insufficientPermissions", "Request had insufficient authentication scopes.");
+        return google_error(
+            StatusCode::FORBIDDEN,
+            "insufficientPermissions",
+            "Request had insufficient authentication scopes.",
+        );
     }
     let inner = accounts.inner.lock();
     let Some(email) = call.strip_suffix(":signJwt") else {

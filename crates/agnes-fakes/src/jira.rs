@@ -141,25 +141,31 @@ pub fn issue(spec: &IssueSpec, base: &str) -> Value {
             link
         })
         .collect();
+    let done = spec.status.1 == "Done";
+    let resolution = if done { json!({"id": "1", "name": "Done"}) } else { Value::Null };
+    let resolved_at = if done { json!(spec.updated) } else { Value::Null };
+    let description = spec.description.as_deref().map(adf);
+    let assignee = spec.assignee.map(|(e, n)| user(e, n));
+    let comment_count = comments.len();
     let mut fields = json!({
         "summary": spec.summary,
-        "description": spec.description.as_deref().map(adf),
+        "description": description,
         "issuetype": {"id": "10001", "name": "Support", "subtask": false, "hierarchyLevel": 0},
         "status": {"name": spec.status.0, "id": "3",
                    "statusCategory": {"id": 2, "key": category_key, "colorName": "blue-gray", "name": spec.status.1}},
         "priority": {"name": "Medium", "id": "3"},
-        "resolution": if spec.status.1 == "Done" { json!({"id": "1", "name": "Done"}) } else { Value::Null },
+        "resolution": resolution,
         "project": {"id": "10000", "key": project, "name": format!("{project} desk"), "projectTypeKey": "service_desk"},
         "creator": user("ana@corp.example", "Ana"),
         "reporter": user("customer@client.example", "Customer"),
-        "assignee": spec.assignee.map(|(e, n)| user(e, n)),
+        "assignee": assignee,
         "created": spec.created,
         "updated": spec.updated,
-        "resolutiondate": if spec.status.1 == "Done" { json!(spec.updated) } else { Value::Null },
+        "resolutiondate": resolved_at,
         "duedate": null,
         "labels": spec.labels,
         "attachment": attachments,
-        "comment": {"comments": comments, "self": "", "maxResults": comments.len(), "total": comments.len(), "startAt": 0},
+        "comment": {"comments": comments, "self": "", "maxResults": comment_count, "total": comment_count, "startAt": 0},
         "issuelinks": links,
         "customfield_19999": null,
     });
@@ -326,14 +332,15 @@ fn admit(inner: &mut Inner, headers: &HeaderMap, line: String) -> Option<Respons
         return None;
     }
     let (status, retry) = inner.faults.remove(0);
-    let mut response = (status, [(header::CONTENT_TYPE, "text/html")], "<html><body>Oops - an error has occurred</body></html>")
-        .into_response();
+    let mut response =
+        (status, [(header::CONTENT_TYPE, "text/html")], "<html><body>Oops - an error has occurred</body></html>")
+            .into_response();
     let h = response.headers_mut();
     h.insert(header::RETRY_AFTER, retry.to_string().parse().unwrap());
     if status == StatusCode::TOO_MANY_REQUESTS {
-        h.insert("X-RateLimit-Limit", "100".parse().unwrap());
-        h.insert("X-RateLimit-Remaining", "0".parse().unwrap());
-        h.insert("RateLimit-Reason", "jira-burst-based".parse().unwrap());
+        h.insert("x-ratelimit-limit", "100".parse().unwrap());
+        h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        h.insert("ratelimit-reason", "jira-burst-based".parse().unwrap());
     }
     Some(response)
 }
@@ -423,7 +430,8 @@ async fn changelog(
         return r;
     }
     let Some(spec) = inner.issues.get(&key) else { return no_issue() };
-    let all = issue(spec, &inner.base).pointer("/changelog/histories").and_then(Value::as_array).cloned().unwrap_or_default();
+    let all =
+        issue(spec, &inner.base).pointer("/changelog/histories").and_then(Value::as_array).cloned().unwrap_or_default();
     // Oldest first here; a page of at most 2, so a client must follow `isLast`.
     let (start, max) = (number(&q, "startAt", 0), number(&q, "maxResults", 100).min(2));
     let page: Vec<Value> = all.iter().skip(start).take(max).cloned().collect();
@@ -469,16 +477,16 @@ async fn media(State(s): State<Shared>, Path(id): Path<String>, Query(q): Query<
     }
 }
 
-/// The JQL the fake understands: clauses joined by AND, each `project = X`,
-/// `updated >= "yyyy-MM-dd HH:mm"` or `created >= "…"`, and an ignored ORDER BY.
+/// The JQL the fake understands: clauses joined by AND, each `project = X` (or in
+/// parentheses), `updated >= <bound>` or `created >= <bound>`, and an ignored ORDER BY.
 fn matches(jql: &str, spec: &IssueSpec) -> Result<bool, String> {
-    let filter = jql.split(" ORDER BY ").next().unwrap_or_default().trim();
-    let filter = filter.split(" order by ").next().unwrap_or_default().trim();
+    let ordered = jql.to_lowercase().find("order by").unwrap_or(jql.len());
+    let filter = jql[..ordered].trim();
     if filter.is_empty() {
         return Err("Unbounded JQL queries are not allowed here. Please add a search restriction to your query.".into());
     }
     for clause in filter.split(" AND ") {
-        let clause = clause.trim();
+        let clause = clause.trim().trim_start_matches('(').trim_end_matches(')').trim();
         if let Some(project) = clause.strip_prefix("project = ") {
             if !spec.key.starts_with(&format!("{}-", project.trim_matches('"'))) {
                 return Ok(false);
@@ -488,10 +496,12 @@ fn matches(jql: &str, spec: &IssueSpec) -> Result<bool, String> {
             let value = match field.trim() {
                 "updated" => &spec.updated,
                 "created" => &spec.created,
-                other => return Err(format!("Field '{other}' does not exist or you do not have permission to view it.")),
+                other => {
+                    return Err(format!("Field '{other}' does not exist or you do not have permission to view it."))
+                }
             };
-            let bound = chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M")
-                .map_err(|_| format!("Date value '{at}' for field '{}' is invalid.", field.trim()))?;
+            let bound =
+                parse_bound(at).ok_or_else(|| format!("Date value '{at}' for field '{}' is invalid.", field.trim()))?;
             let t = chrono::DateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f%z").map_err(|e| e.to_string())?;
             if t.naive_utc() < bound {
                 return Ok(false);
@@ -501,6 +511,26 @@ fn matches(jql: &str, spec: &IssueSpec) -> Result<bool, String> {
         }
     }
     Ok(true)
+}
+
+/// A JQL date bound: `yyyy-MM-dd`, `yyyy-MM-dd HH:mm` (read as UTC: the fake's account
+/// lives in UTC), or relative to now, `-90m`, `-2h`, `-1d`.
+fn parse_bound(at: &str) -> Option<chrono::NaiveDateTime> {
+    if let Some(rel) = at.strip_prefix('-') {
+        let (n, unit) = rel.split_at(rel.len().checked_sub(1)?);
+        let n: i64 = n.parse().ok()?;
+        let span = match unit {
+            "m" => chrono::Duration::minutes(n),
+            "h" => chrono::Duration::hours(n),
+            "d" => chrono::Duration::days(n),
+            "w" => chrono::Duration::weeks(n),
+            _ => return None,
+        };
+        return Some((chrono::Utc::now() - span).naive_utc());
+    }
+    chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M")
+        .ok()
+        .or_else(|| chrono::NaiveDate::parse_from_str(at, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0))
 }
 
 async fn search(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -524,9 +554,16 @@ async fn search(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     }
     let start = match q.get("nextPageToken").and_then(Value::as_str) {
         None => 0,
-        Some(t) => match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).ok().and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.strip_prefix("page:")?.parse().ok()) {
+        Some(t) => match base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("page:")?.parse().ok())
+        {
             Some(n) => n,
-            None => return error_collection(StatusCode::BAD_REQUEST, "The provided next page token is invalid or expired."),
+            None => {
+                return error_collection(StatusCode::BAD_REQUEST, "The provided next page token is invalid or expired.")
+            }
         },
     };
     let max = q.get("maxResults").and_then(Value::as_u64).unwrap_or(50).clamp(1, 100) as usize;
@@ -539,7 +576,8 @@ async fn search(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     let last = start + max >= found.len();
     let mut answer = json!({"issues": issues, "isLast": last});
     if !last {
-        answer["nextPageToken"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("page:{}", start + max)));
+        answer["nextPageToken"] =
+            json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("page:{}", start + max)));
     }
     Json(answer).into_response()
 }

@@ -31,11 +31,7 @@ pub(crate) fn rsa_key_pair(dir: &std::path::Path) -> (String, String) {
 }
 
 /// RFC 6749 §5.2 error bodies; a refused client is challenged (`WWW-Authenticate`).
-pub(crate) fn oauth_error(
-    status: axum::http::StatusCode,
-    error: &str,
-    description: &str,
-) -> axum::response::Response {
+pub(crate) fn oauth_error(status: axum::http::StatusCode, error: &str, description: &str) -> axum::response::Response {
     use axum::response::IntoResponse;
     let body = serde_json::json!({"error": error, "error_description": description});
     let mut response = (status, axum::Json(body)).into_response();

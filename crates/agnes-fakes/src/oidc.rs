@@ -270,7 +270,11 @@ async fn token(State(inner): Shared, headers: HeaderMap, Form(form): Form<HashMa
         return crate::oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown, used or expired code");
     };
     if grant.client_id != inner.client_id || form.get("redirect_uri") != Some(&grant.redirect_uri) {
-        return crate::oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri differs from the authorization");
+        return crate::oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "redirect_uri differs from the authorization",
+        );
     }
     if let Some(challenge) = &grant.challenge {
         let verifier = form.get("code_verifier").cloned().unwrap_or_default();

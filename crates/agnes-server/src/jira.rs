@@ -123,13 +123,20 @@ impl JiraService {
             let taken = |name: &str| tables.iter().any(|t| t.id == agnes_core::registry_id_for_name(name));
             let name = if taken(entity.name) { format!("jira_{}", entity.name) } else { entity.name.to_string() };
             if taken(&name) {
-                tracing::warn!("the Jira table {} is not registered: the names {} and {name} are taken", entity.name, entity.name);
+                tracing::warn!(
+                    "the Jira table {} is not registered: the names {} and {name} are taken",
+                    entity.name,
+                    entity.name
+                );
                 continue;
             }
             let mut spec = TableSpec::new(&name, SourceType::Jira, QueryMode::Local, chrono::Utc::now());
             spec.source_table = Some(entity.name.into());
             spec.sync_strategy = SyncStrategy::Partitioned;
             spec.registered_by = Some("jira".into());
+            // Republished every few seconds while deliveries arrive: a profile after each
+            // would cost more than the change; an admin may turn it on.
+            spec.profile_after_sync = false;
             spec.description = Some(format!("Jira {}, one part per month of the issue's creation", entity.name));
             registry.insert(&spec).await?;
             added.push(spec.id);
@@ -255,9 +262,8 @@ impl JiraService {
         }
         let (source, raw) = (self.inner.source.clone(), self.inner.raw.clone());
         let work: Vec<(String, bool)> = issues.iter().map(|(k, (deleted, _))| (k.clone(), *deleted)).collect();
-        let outcomes = tokio::task::spawn_blocking(move || refresh_all(&source, &raw, &work))
-            .await
-            .map_err(|e| e.to_string())?;
+        let outcomes =
+            tokio::task::spawn_blocking(move || refresh_all(&source, &raw, &work)).await.map_err(|e| e.to_string())?;
         let jira = self.inner.store.jira();
         let (mut reached, mut failed): (Vec<JiraEvent>, Vec<(JiraEvent, String)>) = (Vec::new(), Vec::new());
         for (key, outcome) in outcomes {
@@ -285,7 +291,7 @@ impl JiraService {
         }
         for (ev, error) in failed {
             let wait = self.inner.retry.saturating_mul(1 << ev.attempts.clamp(0, 16) as u32).min(MAX_BACKOFF);
-            let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
             tracing::warn!(issue = %ev.issue_key, attempts = ev.attempts + 1, "a Jira event failed, tried again later: {error}");
             metrics::counter!(crate::metrics::JIRA_EVENTS, "outcome" => "failed").increment(1);
             jira.failed(&[ev.id], &error, at).await.map_err(|e| e.to_string())?;
@@ -310,10 +316,11 @@ impl JiraService {
             return Err("no Jira table is registered".into());
         }
         let report = self.inner.sync.run_when_free(Selection::Tables(ids)).await.map_err(|e| e.to_string())?;
-        match report.failed().next() {
-            Some(t) => Err(format!("syncing {} failed: {}", t.name, t.error.clone().unwrap_or_default())),
-            None => Ok(()),
-        }
+        let failed = report
+            .failed()
+            .next()
+            .map(|t| format!("syncing {} failed: {}", t.name, t.error.clone().unwrap_or_default()));
+        failed.map_or(Ok(()), Err)
     }
 
     /// Backfill pages while one runs; the reconcile when it is due.
@@ -332,9 +339,10 @@ impl JiraService {
             if let Err(e) = self.reconcile_if_due().await {
                 tracing::warn!("the Jira reconcile failed, tried again later: {e}");
             }
+            let nap = self.inner.source.reconcile_interval().unwrap_or(Duration::MAX).min(Duration::from_secs(30));
             tokio::select! {
                 _ = self.inner.jobs.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                _ = tokio::time::sleep(nap) => {}
             }
         }
     }
@@ -347,7 +355,8 @@ impl JiraService {
         else {
             return Ok(false);
         };
-        let (source, jql, token) = (self.inner.source.clone(), job.jql.clone().unwrap_or_default(), job.next_page_token.clone());
+        let (source, jql, token) =
+            (self.inner.source.clone(), job.jql.clone().unwrap_or_default(), job.next_page_token.clone());
         let page = tokio::task::spawn_blocking(move || JiraClient::connect(&source)?.search(&jql, token.as_deref()))
             .await
             .map_err(|e| e.to_string())?;
@@ -390,8 +399,16 @@ impl JiraService {
         let jira = self.inner.store.jira();
         let now = chrono::Utc::now();
         let last = jira.job("reconcile").await.map_err(|e| e.to_string())?;
-        let since = last.as_ref().and_then(|j| j.started_at.as_deref()).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-        let mut job = JiraJob { name: "reconcile".into(), state: "done".into(), started_at: Some(now.to_rfc3339()), ..Default::default() };
+        let since = last
+            .as_ref()
+            .and_then(|j| j.started_at.as_deref())
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+        let mut job = JiraJob {
+            name: "reconcile".into(),
+            state: "done".into(),
+            started_at: Some(now.to_rfc3339()),
+            ..Default::default()
+        };
         let Some(since) = since else {
             return jira.save_job(&job).await.map_err(|e| e.to_string());
         };

@@ -6,8 +6,8 @@
 mod audit_queue;
 pub mod auth;
 pub mod config;
-mod jira;
 mod error;
+mod jira;
 pub mod mcp;
 pub mod metric_import;
 pub mod metrics;

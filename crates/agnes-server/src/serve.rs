@@ -108,7 +108,8 @@ pub async fn prepare(config: ServerConfig) -> Result<AppState, ServerError> {
     if let Some(source) = &config.bigquery {
         connectors.push(Arc::new(agnes_connectors::bigquery::BigQueryConnector::new(source.clone())));
     }
-    let jira_raw = config.jira.as_ref().map(|s| agnes_connectors::jira::RawStore::new(s.data_dir(&layout.extracts_dir())));
+    let jira_raw =
+        config.jira.as_ref().map(|s| agnes_connectors::jira::RawStore::new(s.data_dir(&layout.extracts_dir())));
     if let (Some(source), Some(raw)) = (&config.jira, &jira_raw) {
         connectors.push(Arc::new(agnes_connectors::jira::JiraConnector::new(source.clone(), raw.clone())));
     }

@@ -110,11 +110,10 @@ impl<'a> JiraRepo<'a> {
     }
 
     pub async fn queue_state(&self) -> Result<QueueState> {
-        let (pending, failing, oldest): (i64, i64, Option<String>) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(attempts > 0), 0), MIN(received_at) FROM jira_events",
-        )
-        .fetch_one(self.pool)
-        .await?;
+        let (pending, failing, oldest): (i64, i64, Option<String>) =
+            sqlx::query_as("SELECT COUNT(*), COALESCE(SUM(attempts > 0), 0), MIN(received_at) FROM jira_events")
+                .fetch_one(self.pool)
+                .await?;
         let last_error: Option<(Option<String>,)> =
             sqlx::query_as("SELECT last_error FROM jira_events WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 1")
                 .fetch_optional(self.pool)
@@ -168,7 +167,10 @@ mod tests {
         let now = chrono::Utc::now();
         let due = jira.due(now, 10).await.unwrap();
         let keys: Vec<(&str, &str)> = due.iter().map(|e| (e.issue_key.as_str(), e.event.as_str())).collect();
-        assert_eq!(keys, [("SUP-1", "jira:issue_updated"), ("SUP-2", "jira:issue_updated"), ("SUP-1", "jira:issue_deleted")]);
+        assert_eq!(
+            keys,
+            [("SUP-1", "jira:issue_updated"), ("SUP-2", "jira:issue_updated"), ("SUP-1", "jira:issue_deleted")]
+        );
 
         let later = now + chrono::Duration::seconds(30);
         jira.failed(&[due[1].id], "Jira answered 503", later).await.unwrap();

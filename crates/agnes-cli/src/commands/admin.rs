@@ -210,7 +210,10 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
 }
 
 fn backfill_line(b: &JiraBackfill) -> String {
-    format!("{}: {} search pages, {} issues found, {} waiting to reach the tables", b.state, b.pages, b.issues, b.pending)
+    format!(
+        "{}: {} search pages, {} issues found, {} waiting to reach the tables",
+        b.state, b.pages, b.issues, b.pending
+    )
 }
 
 async fn jira(api: &Api, cmd: JiraCommand) -> anyhow::Result<()> {

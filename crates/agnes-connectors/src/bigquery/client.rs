@@ -3,8 +3,8 @@
 //! plan a query and say how many bytes it would scan, and run nothing) billed to the
 //! billing project.
 
-use crate::google::{self, auth::TokenSource, ApiFailure};
 use super::config::BigQuerySource;
+use crate::google::{self, auth::TokenSource, ApiFailure};
 use crate::ConnectorError;
 use serde_json::{json, Value};
 

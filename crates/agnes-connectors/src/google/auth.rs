@@ -92,7 +92,12 @@ impl TokenSource {
 
     /// Act as the Workspace user `subject` (domain-wide delegation): only a service
     /// account can, by its key or keylessly through `iam_endpoint`'s `signJwt`.
-    pub fn acting_as(mut self, subject: &str, iam_endpoint: &str, token_uri: &str) -> Result<TokenSource, ConnectorError> {
+    pub fn acting_as(
+        mut self,
+        subject: &str,
+        iam_endpoint: &str,
+        token_uri: &str,
+    ) -> Result<TokenSource, ConnectorError> {
         if let Credentials::User { .. } = self.credentials {
             return Err(ConnectorError::Config(
                 "domain-wide delegation needs a service account: point the credentials variable at its key \

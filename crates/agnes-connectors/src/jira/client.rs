@@ -67,7 +67,10 @@ impl JiraClient {
 
     /// Send a request built by `build`, retrying what Jira says is transient. Answers the
     /// response of any other status.
-    fn send(&self, build: impl Fn() -> reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response, ConnectorError> {
+    fn send(
+        &self,
+        build: impl Fn() -> reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, ConnectorError> {
         let mut wait = self.backoff;
         for attempt in 1..=ATTEMPTS {
             let response = build().basic_auth(&self.email, Some(&self.token)).send();
@@ -112,7 +115,9 @@ impl JiraClient {
     /// The issue with rendered fields, every comment and every change, or `Gone`.
     pub fn issue(&self, key: &str) -> Result<Fetched, ConnectorError> {
         let response = self.send(|| {
-            self.http.get(self.url(&format!("issue/{key}"))).query(&[("expand", "renderedFields,changelog"), ("fields", "*all")])
+            self.http
+                .get(self.url(&format!("issue/{key}")))
+                .query(&[("expand", "renderedFields,changelog"), ("fields", "*all")])
         })?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
@@ -135,7 +140,9 @@ impl JiraClient {
         while comments.len() < total {
             let start = comments.len().to_string();
             let next = self.json("comments", || {
-                self.http.get(self.url(&format!("issue/{key}/comment"))).query(&[("startAt", start.as_str()), ("maxResults", "100")])
+                self.http
+                    .get(self.url(&format!("issue/{key}/comment")))
+                    .query(&[("startAt", start.as_str()), ("maxResults", "100")])
             })?;
             let got = next.get("comments").and_then(Value::as_array).cloned().unwrap_or_default();
             if got.is_empty() {
@@ -159,7 +166,9 @@ impl JiraClient {
         loop {
             let start = histories.len().to_string();
             let page = self.json("changelog", || {
-                self.http.get(self.url(&format!("issue/{key}/changelog"))).query(&[("startAt", start.as_str()), ("maxResults", "100")])
+                self.http
+                    .get(self.url(&format!("issue/{key}/changelog")))
+                    .query(&[("startAt", start.as_str()), ("maxResults", "100")])
             })?;
             let values = page.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
             let last = page.get("isLast").and_then(Value::as_bool).unwrap_or(true) || values.is_empty();
@@ -221,7 +230,9 @@ impl JiraClient {
         let keys = answer
             .get("issues")
             .and_then(Value::as_array)
-            .map(|issues| issues.iter().filter_map(|i| i.get("key").and_then(Value::as_str).map(String::from)).collect())
+            .map(|issues| {
+                issues.iter().filter_map(|i| i.get("key").and_then(Value::as_str).map(String::from)).collect()
+            })
             .unwrap_or_default();
         let next = answer.get("nextPageToken").and_then(Value::as_str).filter(|t| !t.is_empty()).map(String::from);
         let last = answer.get("isLast").and_then(Value::as_bool).unwrap_or(next.is_none());

@@ -68,9 +68,8 @@ impl JiraSource {
     /// `data_source.jira`, if configured (or `JIRA_DOMAIN` is set).
     pub fn from_section(section: Option<&serde_json::Value>) -> Result<Option<JiraSource>, ConnectorError> {
         let config: JiraConfig = match section.filter(|v| !v.is_null()) {
-            Some(v) => {
-                serde_json::from_value(v.clone()).map_err(|e| ConnectorError::Config(format!("data_source.jira: {e}")))?
-            }
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| ConnectorError::Config(format!("data_source.jira: {e}")))?,
             None if env("JIRA_DOMAIN").is_some() => JiraConfig::default(),
             None => return Ok(None),
         };

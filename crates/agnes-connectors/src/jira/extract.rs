@@ -8,8 +8,7 @@ use super::config::JiraSource;
 use super::raw::RawStore;
 use crate::ConnectorError;
 use arrow_array::builder::{
-    ArrayBuilder, BooleanBuilder, Date32Builder, Int64Builder, ListBuilder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayBuilder, BooleanBuilder, Date32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
@@ -197,7 +196,9 @@ pub fn timestamp(v: Option<&Value>) -> Option<DateTime<Utc>> {
 
 /// The month part an issue's rows live in: its creation month in UTC.
 pub fn month_of(issue: &Value) -> String {
-    timestamp(issue.pointer("/fields/created")).map(|t| t.format("%Y-%m").to_string()).unwrap_or_else(|| "unknown".into())
+    timestamp(issue.pointer("/fields/created"))
+        .map(|t| t.format("%Y-%m").to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn text_at(v: &Value, pointer: &str) -> Option<String> {
@@ -394,9 +395,10 @@ fn issue_row(issue: &Value, key: &str, source: &JiraSource, synced_at: DateTime<
     let custom = |column: &str| source.custom_field(column).and_then(|id| f.get(id)).filter(|v| !v.is_null());
     let text = |column: &str| Cell::Text(custom(column).and_then(custom_text));
     let count = |p: &str| Cell::Int(f.pointer(p).and_then(Value::as_array).map(|a| a.len() as i64));
-    let comments = f.pointer("/comment/total").and_then(Value::as_i64).or_else(|| {
-        f.pointer("/comment/comments").and_then(Value::as_array).map(|a| a.len() as i64)
-    });
+    let comments = f
+        .pointer("/comment/total")
+        .and_then(Value::as_i64)
+        .or_else(|| f.pointer("/comment/comments").and_then(Value::as_array).map(|a| a.len() as i64));
     let request = custom("request_type");
     let satisfaction = custom("satisfaction").and_then(|v| {
         v.get("rating").and_then(Value::as_i64).or_else(|| v.as_i64()).or_else(|| v.as_str()?.parse().ok())
@@ -425,7 +427,9 @@ fn issue_row(issue: &Value, key: &str, source: &JiraSource, synced_at: DateTime<
         ts(&f, "/created"),
         ts(&f, "/updated"),
         ts(&f, "/resolutiondate"),
-        Cell::Date(f.get("duedate").and_then(Value::as_str).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())),
+        Cell::Date(
+            f.get("duedate").and_then(Value::as_str).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+        ),
         Cell::List(f.get("labels").and_then(Value::as_array).map(|a| a.iter().filter_map(custom_text).collect())),
         count("/attachment"),
         Cell::Int(comments),

@@ -21,11 +21,11 @@ pub use config::{JiraConfig, JiraSource, CUSTOM_COLUMNS};
 pub use raw::{is_issue_key, RawStore};
 
 use crate::{Connector, ConnectorError, InvalidField, Publication, SyncContext, SyncedTable};
+use agnes_core::ident::quote_literal;
 use agnes_core::{QueryMode, SourceType, SyncStrategy, TableSpec};
 use agnes_engine::confined::open_confined;
 use agnes_engine::fsutil::temp_path_for;
 use agnes_engine::publish::{describe, publish_in_parts, replace_in_parts, PublishedPart};
-use agnes_core::ident::quote_literal;
 use extract::{Entity, ENTITIES};
 use serde_json::Value;
 
@@ -88,7 +88,8 @@ pub fn refresh(
     }
     let attachments = issue.pointer("/fields/attachment").and_then(Value::as_array).cloned().unwrap_or_default();
     for a in attachments {
-        let text = |k: &str| a.get(k).and_then(|v| v.as_str().map(String::from).or_else(|| v.as_i64().map(|n| n.to_string())));
+        let text =
+            |k: &str| a.get(k).and_then(|v| v.as_str().map(String::from).or_else(|| v.as_i64().map(|n| n.to_string())));
         let (Some(id), Some(name), Some(url)) = (text("id"), text("filename"), text("content")) else { continue };
         let size = a.get("size").and_then(Value::as_u64).unwrap_or(0);
         let (_, path) = raw.attachment_path(&current, &id, &name);
@@ -120,7 +121,12 @@ impl JiraConnector {
 
     /// The rows of `entity` for `keys` (a key without raw JSON has none), written to a
     /// hidden parquet in `tmp` with each row's month part.
-    fn stage(&self, entity: &Entity, keys: &[String], tmp: &std::path::Path) -> Result<std::path::PathBuf, ConnectorError> {
+    fn stage(
+        &self,
+        entity: &Entity,
+        keys: &[String],
+        tmp: &std::path::Path,
+    ) -> Result<std::path::PathBuf, ConnectorError> {
         let now = chrono::Utc::now();
         let mut rows = Vec::new();
         for key in keys {
@@ -194,7 +200,10 @@ impl Connector for JiraConnector {
 
     fn check_options(&self, table: &TableSpec) -> Result<(), InvalidField> {
         if table.source_options.as_ref().is_some_and(|o| !o.is_null()) {
-            return Err(InvalidField { field: "source_options", message: "the Jira tables take no source_options".into() });
+            return Err(InvalidField {
+                field: "source_options",
+                message: "the Jira tables take no source_options".into(),
+            });
         }
         Ok(())
     }
@@ -213,7 +222,8 @@ impl Connector for JiraConnector {
         let tmp = ctx.layout.tmp_dir();
         let data = ctx.layout.source_data_dir(SOURCE);
         for d in [&data, &tmp] {
-            std::fs::create_dir_all(d).map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", d.display())))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", d.display())))?;
         }
         let duck = open_confined(&[&data, &tmp], ctx.limits)?;
         // Applied up to this journal entry before; none (or no data): build from all.
@@ -222,7 +232,11 @@ impl Connector for JiraConnector {
         let publish = |keys: &[String], all: bool| -> Result<Vec<PublishedPart>, ConnectorError> {
             let staged = self.stage(entity, keys, &tmp)?;
             let rows = format!("SELECT * FROM read_parquet({})", quote_literal(&staged.to_string_lossy()));
-            let parts = if all { publish_in_parts(&duck, &rows, &dir) } else { replace_in_parts(&duck, &rows, "issue_key", keys, &dir) };
+            let parts = if all {
+                publish_in_parts(&duck, &rows, &dir)
+            } else {
+                replace_in_parts(&duck, &rows, "issue_key", keys, &dir)
+            };
             let _ = std::fs::remove_file(&staged);
             Ok(parts?)
         };
@@ -275,7 +289,10 @@ fn columns(entity: &Entity) -> Vec<agnes_core::api::SourceColumn> {
         .collect()
 }
 
-fn current_parts(duck: &agnes_engine::duckdb::Connection, dir: &std::path::Path) -> Result<Vec<PublishedPart>, ConnectorError> {
+fn current_parts(
+    duck: &agnes_engine::duckdb::Connection,
+    dir: &std::path::Path,
+) -> Result<Vec<PublishedPart>, ConnectorError> {
     agnes_engine::table_data::TableData::Parts(dir.to_path_buf())
         .files()
         .iter()
@@ -304,7 +321,8 @@ fn keep_columns_when_empty(
         return Ok(filled);
     }
     if placeholder.is_empty() {
-        std::fs::create_dir_all(dir).map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ConnectorError::Source(format!("cannot create {}: {e}", dir.display())))?;
         let staged = temp_path_for(&tmp.join(format!("jira-{}-empty.parquet", entity.name)));
         extract::write(entity, &[], false, &staged)?;
         agnes_engine::publish::publish_written(duck, &staged, &empty)?;

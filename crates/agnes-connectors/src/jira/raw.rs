@@ -168,11 +168,8 @@ impl RawStore {
         }
         let path = self.journal();
         std::fs::create_dir_all(&self.dir).map_err(|e| io("create", &self.dir, e))?;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io("open", &path, e))?;
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io("open", &path, e))?;
         // A torn line left by a crash goes before anything follows it.
         if file.metadata().map_err(|e| io("stat", &path, e))?.len() > complete as u64 {
             file.set_len(complete as u64).map_err(|e| io("truncate", &path, e))?;
@@ -218,7 +215,17 @@ mod tests {
         for ok in ["SUP-1", "A-123456789012", "AB12-7", "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF-1"] {
             assert!(is_issue_key(ok), "{ok}");
         }
-        for bad in ["sup-1", "1A-2", "SUP-", "SUP-1234567890123", "SUP_1", "SUP-1/../x", "-1", "SUP", "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG-1"] {
+        for bad in [
+            "sup-1",
+            "1A-2",
+            "SUP-",
+            "SUP-1234567890123",
+            "SUP_1",
+            "SUP-1/../x",
+            "-1",
+            "SUP",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG-1",
+        ] {
             assert!(!is_issue_key(bad), "{bad}");
         }
     }
@@ -233,7 +240,12 @@ mod tests {
         assert_eq!(raw.changed_since(0).unwrap(), (vec!["SUP-1".into(), "SUP-2".into()], 3));
         assert_eq!(raw.changed_since(2).unwrap(), (vec!["SUP-2".into()], 3));
         // A torn append (no newline) is not an entry.
-        std::fs::OpenOptions::new().append(true).open(dir.path().join("journal")).unwrap().write_all(b"4 SUP-9").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("journal"))
+            .unwrap()
+            .write_all(b"4 SUP-9")
+            .unwrap();
         assert_eq!(raw.changed_since(3).unwrap(), (vec![], 3));
         assert_eq!(raw.record_changes(&["SUP-3".into()]).unwrap(), 4, "the torn line is cut first");
         assert_eq!(raw.changed_since(3).unwrap(), (vec!["SUP-3".into()], 4));
@@ -244,6 +256,6 @@ mod tests {
         raw.remove("SUP-1").unwrap();
         assert_eq!(raw.load("SUP-1").unwrap(), None);
         let (relative, _) = raw.attachment_path("SUP-1", "100", "../../etc/passwd");
-        assert_eq!(relative, "attachments/SUP/SUP-1/100_.._.._etc_passwd");
+        assert_eq!(relative, "attachments/SUP/SUP-1/100__.._etc_passwd", "no separator, no leading dot");
     }
 }

@@ -55,7 +55,8 @@ impl Site {
 
     fn sync(&self, entity: &str, version: Option<&str>) -> SyncedTable {
         let connector = JiraConnector::new(self.source.clone(), self.raw.clone());
-        let ctx = SyncContext { layout: &self.layout, limits: &Limits::default(), last_sync: None, source_version: version };
+        let ctx =
+            SyncContext { layout: &self.layout, limits: &Limits::default(), last_sync: None, source_version: version };
         connector.sync_table(&table(entity), &ctx).unwrap()
     }
 
@@ -68,7 +69,9 @@ impl Site {
             let part = file.file_stem().unwrap().to_string_lossy().into_owned();
             let sql = format!("SELECT concat_ws(' | ', {columns}) FROM read_parquet('{}')", file.display());
             let mut stmt = duck.prepare(&sql).unwrap();
-            rows.extend(stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().map(|r| format!("{part} {}", r.unwrap())));
+            rows.extend(
+                stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().map(|r| format!("{part} {}", r.unwrap())),
+            );
         }
         rows.sort();
         rows
@@ -83,10 +86,25 @@ fn issues_become_six_tables_by_month_and_follow_every_change() {
     sup1.assignee = Some(("ana@corp.example", "Ana"));
     sup1.labels = vec!["vip".into(), "login".into()];
     sup1.comments = (1..=5)
-        .map(|i| (format!("100{i}"), "bob@corp.example".to_string(), format!("comment {i}"), "2024-02-01T09:00:00.000+0000".to_string()))
+        .map(|i| {
+            (
+                format!("100{i}"),
+                "bob@corp.example".to_string(),
+                format!("comment {i}"),
+                "2024-02-01T09:00:00.000+0000".to_string(),
+            )
+        })
         .collect();
     sup1.changes = (1..=5)
-        .map(|i| (format!("200{i}"), "status".to_string(), format!("s{i}"), format!("s{}", i + 1), format!("2024-02-0{i}T10:00:00.000+0000")))
+        .map(|i| {
+            (
+                format!("200{i}"),
+                "status".to_string(),
+                format!("s{i}"),
+                format!("s{}", i + 1),
+                format!("2024-02-0{i}T10:00:00.000+0000"),
+            )
+        })
         .collect();
     sup1.attachments = vec![("300".into(), "screen shot.png".into(), b"PNG bytes".to_vec())];
     sup1.links = vec![("400".into(), "Blocks".into(), true, "SUP-2".into(), "the other".into())];
@@ -98,7 +116,10 @@ fn issues_become_six_tables_by_month_and_follow_every_change() {
     sup1.custom.insert("customfield_10040".into(), json!([{"id": "1", "name": "Acme"}, {"id": "2", "name": "Globex"}]));
     sup1.custom.insert("customfield_10050".into(), json!({"value": "Sev 2", "id": "10100"}));
     site.fake.put(sup1);
-    site.fake.set_remote_links("SUP-1", &[(10000, "https://wiki.example/p/1", "Runbook", "Confluence", "com.atlassian.confluence")]);
+    site.fake.set_remote_links(
+        "SUP-1",
+        &[(10000, "https://wiki.example/p/1", "Runbook", "Confluence", "com.atlassian.confluence")],
+    );
     site.fake.put(spec("SUP-2", "2024-03-10T08:00:00.000+0000"));
     // Rate limited first: the client waits and carries on.
     site.fake.fail_next(2, 429, 0);
@@ -219,7 +240,8 @@ fn search_pages_through_keys() {
     let site = site();
     for n in 1..=230 {
         let mut s = spec(&format!("SUP-{n}"), "2024-05-01T00:00:00.000+0000");
-        s.updated = if n % 2 == 0 { "2024-06-02T00:00:00.000+0000".into() } else { "2024-05-01T00:00:00.000+0000".into() };
+        s.updated =
+            if n % 2 == 0 { "2024-06-02T00:00:00.000+0000".into() } else { "2024-05-01T00:00:00.000+0000".into() };
         site.fake.put(s);
     }
     let c = client(&site);

@@ -2,6 +2,23 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `POST /webhooks/jira`: what agnes reads of a Jira Cloud delivery (the rest, the whole
+/// issue as Jira sent it, is kept as received). Signed: `X-Hub-Signature: sha256=<hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JiraWebhookDelivery {
+    /// `jira:issue_created`, `jira:issue_updated`, `jira:issue_deleted`, `comment_created`…
+    #[serde(rename = "webhookEvent")]
+    pub webhook_event: String,
+    /// The issue; its `key` names it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub issue: Option<serde_json::Value>,
+    /// The key, where a delivery carries it at the top level instead.
+    #[serde(default)]
+    pub issue_key: Option<String>,
+}
+
 /// `POST /webhooks/jira`: the delivery is accepted (and will reach the tables).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

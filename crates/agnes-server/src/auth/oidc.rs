@@ -8,12 +8,12 @@
 //! short-lived cookie, used once), who may enter (verified e-mail, `auth.allowed_domain`,
 //! required groups), and how the provider's groups map onto agnes groups.
 
+use agnes_connectors::google::directory::{Directory, DirectoryConfig};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
     RedirectUrl, Scope, TokenResponse,
 };
-use agnes_connectors::google::directory::{Directory, DirectoryConfig};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

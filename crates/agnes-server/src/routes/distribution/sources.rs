@@ -60,6 +60,19 @@ fn bigquery_settings(s: &BigQuerySource) -> BTreeMap<String, String> {
     m
 }
 
+fn jira_settings(s: &agnes_connectors::jira::JiraSource) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::from([
+        ("base_url".to_string(), s.base_url().unwrap_or_default()),
+        ("email_env".to_string(), s.email_env().to_string()),
+        ("api_token_env".to_string(), s.api_token_env().to_string()),
+        ("webhook_secret_env".to_string(), s.webhook_secret_env().to_string()),
+    ]);
+    for (column, field) in &s.config.custom_fields {
+        m.insert(format!("custom_fields.{column}"), field.clone());
+    }
+    m
+}
+
 fn pg_settings(s: &PgSource) -> BTreeMap<String, String> {
     let c = &s.config;
     let mut m = BTreeMap::new();
@@ -119,6 +132,14 @@ async fn list_sources(State(state): State<AppState>, _admin: Admin) -> Result<Js
             source_type: SourceType::Bigquery,
             settings: bigquery_settings(s),
             tables: reading(agnes_connectors::bigquery::SOURCE_NAME),
+        });
+    }
+    if let Some(s) = &state.config.jira {
+        out.push(SourceInfo {
+            name: agnes_connectors::jira::SOURCE.into(),
+            source_type: SourceType::Jira,
+            settings: jira_settings(s),
+            tables: reading(agnes_connectors::jira::SOURCE),
         });
     }
     Ok(Json(out))

@@ -10,7 +10,7 @@
 use crate::auth::authenticate::Admin;
 use crate::error::ApiError;
 use crate::state::AppState;
-use agnes_core::api::{JiraBackfill, JiraBackfillRequest, JiraHealth, JiraWebhookAccepted};
+use agnes_core::api::{JiraBackfill, JiraBackfillRequest, JiraHealth, JiraWebhookAccepted, JiraWebhookDelivery};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -23,12 +23,19 @@ use utoipa_axum::routes;
 const MAX_BODY: usize = 10 * 1024 * 1024;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(webhook)).routes(routes!(health)).routes(routes!(backfill_status, start_backfill))
+    OpenApiRouter::new()
+        .routes(routes!(webhook))
+        .routes(routes!(health))
+        .routes(routes!(backfill_status, start_backfill))
 }
 
 fn jira(state: &AppState) -> Result<&crate::jira::JiraService, ApiError> {
     state.jira.as_ref().ok_or_else(|| {
-        ApiError::coded(StatusCode::SERVICE_UNAVAILABLE, "jira_not_configured", "Jira is not configured on this server (data_source.jira or JIRA_DOMAIN)")
+        ApiError::coded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "jira_not_configured",
+            "Jira is not configured on this server (data_source.jira or JIRA_DOMAIN)",
+        )
     })
 }
 
@@ -42,7 +49,7 @@ fn signed(secret: &str, body: &[u8], header: Option<&str>) -> bool {
     mac.verify_slice(&digest).is_ok()
 }
 
-#[utoipa::path(post, path = "/webhooks/jira", tag = "jira", security(()), request_body(content = Object, description = "A Jira Cloud webhook delivery"),
+#[utoipa::path(post, path = "/webhooks/jira", tag = "jira", security(()), request_body = JiraWebhookDelivery,
     responses((status = 200, body = JiraWebhookAccepted), (status = 400), (status = 401), (status = 413), (status = 500), (status = 503)))]
 async fn webhook(
     State(state): State<AppState>,
@@ -53,33 +60,45 @@ async fn webhook(
     let service = jira(&state)?;
     let source = service.source();
     let Some(secret) = source.webhook_secret() else {
-        return Err(unavailable("webhook_secret_not_set", &format!("{} is not set: deliveries cannot be verified", source.webhook_secret_env())));
+        return Err(unavailable(
+            "webhook_secret_not_set",
+            &format!("{} is not set: deliveries cannot be verified", source.webhook_secret_env()),
+        ));
     };
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::coded(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("a delivery is at most {MAX_BODY} bytes"))
     })?;
-    let header = headers
-        .get("x-hub-signature-256")
-        .or_else(|| headers.get("x-hub-signature"))
-        .and_then(|v| v.to_str().ok());
+    let header =
+        headers.get("x-hub-signature-256").or_else(|| headers.get("x-hub-signature")).and_then(|v| v.to_str().ok());
     if !signed(&secret, &body, header) {
-        return Err(ApiError::coded(StatusCode::UNAUTHORIZED, "invalid_signature", "missing or invalid X-Hub-Signature"));
+        return Err(ApiError::coded(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "missing or invalid X-Hub-Signature",
+        ));
     }
     let bad = |code, m: &str| ApiError::coded(StatusCode::BAD_REQUEST, code, m.to_string());
     if body.is_empty() {
         return Err(bad("invalid_payload", "the delivery is empty"));
     }
-    let payload: Value = serde_json::from_slice(&body).map_err(|e| bad("invalid_payload", &format!("the delivery is not JSON: {e}")))?;
+    let payload: Value =
+        serde_json::from_slice(&body).map_err(|e| bad("invalid_payload", &format!("the delivery is not JSON: {e}")))?;
     let key = payload
         .pointer("/issue/key")
         .or_else(|| payload.get("issue_key"))
         .and_then(Value::as_str)
         .ok_or_else(|| bad("invalid_issue_key", "the delivery names no issue (issue.key or issue_key)"))?;
     if !agnes_connectors::jira::is_issue_key(key) {
-        return Err(bad("invalid_issue_key", &format!("'{}' is not an issue key", key.chars().take(40).collect::<String>())));
+        return Err(bad(
+            "invalid_issue_key",
+            &format!("'{}' is not an issue key", key.chars().take(40).collect::<String>()),
+        ));
     }
     if source.credentials().is_none() {
-        return Err(unavailable("jira_not_configured", &format!("set {} and {} so agnes can read the issue", source.email_env(), source.api_token_env())));
+        return Err(unavailable(
+            "jira_not_configured",
+            &format!("set {} and {} so agnes can read the issue", source.email_env(), source.api_token_env()),
+        ));
     }
     let event = payload.get("webhookEvent").and_then(Value::as_str).unwrap_or("unknown").to_string();
     service.accept(key, &event, body.to_vec()).await.map_err(ApiError::internal)?;
@@ -105,7 +124,16 @@ async fn health(State(state): State<AppState>, _admin: Admin) -> Result<Json<Jir
 async fn progress(service: &crate::jira::JiraService) -> Result<JiraBackfill, ApiError> {
     let pending = service.pending().await?;
     Ok(match service.backfill().await? {
-        None => JiraBackfill { state: "none".into(), jql: None, pages: 0, issues: 0, pending, started_at: None, finished_at: None, error: None },
+        None => JiraBackfill {
+            state: "none".into(),
+            jql: None,
+            pages: 0,
+            issues: 0,
+            pending,
+            started_at: None,
+            finished_at: None,
+            error: None,
+        },
         Some(j) => JiraBackfill {
             state: j.state,
             jql: j.jql,
@@ -134,11 +162,17 @@ async fn start_backfill(
 ) -> Result<(StatusCode, Json<JiraBackfill>), ApiError> {
     let service = jira(&state)?;
     if service.source().credentials().is_none() {
-        return Err(ApiError::coded(StatusCode::SERVICE_UNAVAILABLE, "jira_not_configured", "Jira's account is not configured"));
+        return Err(ApiError::coded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "jira_not_configured",
+            "Jira's account is not configured",
+        ));
     }
     service.start_backfill(body.jql.as_deref(), body.since.as_deref()).await.map_err(|e| match e {
         crate::jira::BackfillRefusal::Invalid(m) => ApiError::coded(StatusCode::BAD_REQUEST, "invalid_request", m),
-        crate::jira::BackfillRefusal::Running => ApiError::coded(StatusCode::CONFLICT, "backfill_running", e.to_string()),
+        crate::jira::BackfillRefusal::Running => {
+            ApiError::coded(StatusCode::CONFLICT, "backfill_running", e.to_string())
+        }
         crate::jira::BackfillRefusal::Store(s) => ApiError::from(s),
     })?;
     crate::routes::audit::Audit::of(&state, &caller, &client)
