@@ -174,7 +174,7 @@ fn refused(inner: &Inner, headers: &HeaderMap) -> Option<Response> {
             "insufficientPermissions",
             "Request had insufficient authentication scopes.",
         )),
-        Err(r) => Some(r),
+        Err(r) => Some(*r),
     }
 }
 

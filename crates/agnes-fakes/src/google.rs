@@ -189,21 +189,14 @@ impl Accounts {
     }
 
     /// What the request's bearer token speaks for, or Google's 401.
-    pub fn bearer(&self, headers: &HeaderMap) -> Result<Grant, Response> {
+    pub fn bearer(&self, headers: &HeaderMap) -> Result<Grant, Box<Response>> {
         let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let refusal = |reason: &str, message: &str| Box::new(google_error(StatusCode::UNAUTHORIZED, reason, message));
         match token {
-            Some(t) => self
-                .inner
-                .lock()
-                .issued
-                .get(t)
-                .cloned()
-                .ok_or_else(|| google_error(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials")),
-            None => Err(google_error(
-                StatusCode::UNAUTHORIZED,
-                "required",
-                "Request is missing required authentication credential.",
-            )),
+            Some(t) => {
+                self.inner.lock().issued.get(t).cloned().ok_or_else(|| refusal("authError", "Invalid Credentials"))
+            }
+            None => Err(refusal("required", "Request is missing required authentication credential.")),
         }
     }
 }
@@ -300,7 +293,7 @@ async fn sign_jwt(
 ) -> Response {
     let grant = match accounts.bearer(&headers) {
         Ok(g) => g,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !grant.allows(&["https://www.googleapis.com/auth/iam"]) {
         return google_error(

@@ -120,7 +120,7 @@ async fn groups(State(state): State<Shared>, headers: HeaderMap, Query(q): Query
     let mut inner = state.lock();
     let grant = match inner.accounts.bearer(&headers) {
         Ok(g) => g,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !grant.allows(&[GROUP_READONLY, GROUP]) {
         return google_error(

@@ -281,7 +281,7 @@ impl JiraService {
         if !reached.is_empty() {
             let now = chrono::Utc::now();
             for ev in &reached {
-                if let Some(received) = chrono::DateTime::parse_from_rfc3339(&ev.received_at).ok() {
+                if let Ok(received) = chrono::DateTime::parse_from_rfc3339(&ev.received_at) {
                     let seconds = (now - received.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
                     metrics::histogram!(crate::metrics::JIRA_EVENT_SECONDS).record(seconds.max(0.0));
                 }

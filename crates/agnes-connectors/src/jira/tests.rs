@@ -22,7 +22,8 @@ fn site() -> Site {
     let section = json!({"base_url": fake.url, "email_env": "AGNES_TEST_JIRA_EMAIL", "api_token_env": "AGNES_TEST_JIRA_TOKEN",
                          "custom_fields": {"request_type": "customfield_10010", "first_response": "customfield_10020",
                                            "satisfaction": "customfield_10030", "organizations": "customfield_10040",
-                                           "severity": "customfield_10050"}});
+                                           "severity": "customfield_10050"},
+                         "max_attachment_bytes": 100});
     let source = JiraSource::from_section(Some(&section)).unwrap().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let layout = DataLayout::new(dir.path().join("data"));
@@ -106,7 +107,10 @@ fn issues_become_six_tables_by_month_and_follow_every_change() {
             )
         })
         .collect();
-    sup1.attachments = vec![("300".into(), "screen shot.png".into(), b"PNG bytes".to_vec())];
+    sup1.attachments = vec![
+        ("300".into(), "screen shot.png".into(), b"PNG bytes".to_vec()),
+        ("301".into(), "dump.bin".into(), vec![0u8; 101]),
+    ];
     sup1.links = vec![("400".into(), "Blocks".into(), true, "SUP-2".into(), "the other".into())];
     sup1.custom.insert("customfield_10010".into(), json!({"requestType": {"id": "88", "name": "Get IT help"},
                                                          "currentStatus": {"status": "Waiting for support", "statusCategory": "NEW"}}));
@@ -144,7 +148,7 @@ fn issues_become_six_tables_by_month_and_follow_every_change() {
                    first_response_elapsed_millis, _raw_file, description"),
         [
             "2024-02 SUP-1 | SUP-1 summary | Waiting for support | To Do | ana@corp.example | 2024-02-01 01:30:00+00 | [vip, login] | \
-             1 | 5 | 1 | Get IT help | Waiting for support | Sev 2 | [Acme, Globex] | 4 | true | 3600000 | 7200000 | \
+             2 | 5 | 1 | Get IT help | Waiting for support | Sev 2 | [Acme, Globex] | 4 | true | 3600000 | 7200000 | \
              issues/SUP-1.json | Login fails\nsince Monday",
             "2024-03 SUP-2 | SUP-2 summary | Waiting for support | To Do | 2024-03-10 08:00:00+00 | [] | 0 | 0 | 0 | \
              issues/SUP-2.json",
@@ -156,8 +160,17 @@ fn issues_become_six_tables_by_month_and_follow_every_change() {
     let changes = site.rows("changelog", "issue_key, change_id, field_name, from_value, to_value, changed_at::VARCHAR");
     assert_eq!(changes.len(), 5, "{changes:?}");
     assert_eq!(changes[0], "2024-02 SUP-1 | 2001 | status | s1 | s2 | 2024-02-01 10:00:00+00");
-    let attachment = site.rows("attachments", "issue_key, attachment_id, filename, hierarchical_path, size_bytes");
-    assert_eq!(attachment, ["2024-02 SUP-1 | 300 | screen shot.png | attachments/SUP/SUP-1/300_screen shot.png | 9"]);
+    let attachment = site
+        .rows("attachments", "issue_key, attachment_id, filename, hierarchical_path, size_bytes, local_path IS NULL");
+    assert_eq!(
+        attachment,
+        [
+            "2024-02 SUP-1 | 300 | screen shot.png | attachments/SUP/SUP-1/300_screen shot.png | 9 | false",
+            "2024-02 SUP-1 | 301 | dump.bin | attachments/SUP/SUP-1/301_dump.bin | 101 | true",
+        ],
+        "over the size limit: listed, not downloaded"
+    );
+    assert!(!site.fake.requests().iter().any(|r| r.ends_with("/attachment/content/301")));
     let (_, path) = site.raw.attachment_path("SUP-1", "300", "screen shot.png");
     assert_eq!(std::fs::read(path).unwrap(), b"PNG bytes");
     assert_eq!(
