@@ -266,6 +266,8 @@ async fn signed_webhooks_keep_the_six_tables_fresh() {
     }
     assert_eq!(pulled(&cli, "SELECT issue_key FROM issues"), [json!({"issue_key": "SUP-2"}).to_string()]);
     assert!(!server.data_dir.join("extracts/jira/raw/attachments/SUP/SUP-1").exists(), "its attachments go too");
+    let journal = std::fs::read_to_string(server.data_dir.join("extracts/jira/raw/journal")).unwrap();
+    assert_eq!(journal.lines().count(), 1, "what every table applied is compacted away: {journal}");
 
     // The health answer is an admin's; an analyst is refused it.
     let (_, analyst) = http.user(&admin, "ana@corp.example").await;

@@ -315,12 +315,35 @@ impl JiraService {
         if ids.is_empty() {
             return Err("no Jira table is registered".into());
         }
-        let report = self.inner.sync.run_when_free(Selection::Tables(ids)).await.map_err(|e| e.to_string())?;
+        let report = self.inner.sync.run_when_free(Selection::Tables(ids.clone())).await.map_err(|e| e.to_string())?;
         let failed = report
             .failed()
             .next()
             .map(|t| format!("syncing {} failed: {}", t.name, t.error.clone().unwrap_or_default()));
-        failed.map_or(Ok(()), Err)
+        failed.map_or(Ok(()), Err)?;
+        self.compact_journal(&ids).await;
+        Ok(())
+    }
+
+    /// Drop the journal entries every Jira table has applied, so each sync reads only what
+    /// some table still lacks (the journal would otherwise grow by every delivery).
+    async fn compact_journal(&self, tables: &[String]) {
+        let states = self.inner.store.sync_state();
+        let mut applied = u64::MAX;
+        for id in tables {
+            match states.get(id).await.ok().flatten().and_then(|s| s.source_version?.parse::<u64>().ok()) {
+                Some(v) => applied = applied.min(v),
+                // A table never synced builds from the raw store, not the journal; but a
+                // version unknown here is a reason to keep everything.
+                None => return,
+            }
+        }
+        let raw = self.inner.raw.clone();
+        match tokio::task::spawn_blocking(move || raw.compact(applied)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("the Jira journal was not compacted: {e}"),
+            Err(e) => tracing::warn!("the Jira journal compaction failed: {e}"),
+        }
     }
 
     /// Backfill pages while one runs; the reconcile when it is due.

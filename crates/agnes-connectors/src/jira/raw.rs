@@ -178,6 +178,18 @@ impl RawStore {
         Ok(seq)
     }
 
+    /// Drop the entries every table has applied (`seq <= applied`), keeping the last one
+    /// so sequence numbers go on from it. Only the journal's one writer may call this.
+    pub fn compact(&self, applied: u64) -> Result<(), ConnectorError> {
+        let (entries, _) = self.read_journal()?;
+        let first_kept = entries.iter().position(|(s, _)| *s > applied).unwrap_or(entries.len().saturating_sub(1));
+        if first_kept == 0 {
+            return Ok(());
+        }
+        let lines: String = entries[first_kept..].iter().map(|(s, k)| format!("{s} {k}\n")).collect();
+        write_atomically(&self.journal(), lines.as_bytes())
+    }
+
     /// The last `seq` in the journal (0: none yet).
     pub fn last_seq(&self) -> Result<u64, ConnectorError> {
         Ok(self.entries()?.last().map(|(s, _)| *s).unwrap_or(0))
@@ -255,6 +267,14 @@ mod tests {
         assert_eq!(raw.load("SUP-1").unwrap().unwrap()["key"], "SUP-1");
         raw.remove("SUP-1").unwrap();
         assert_eq!(raw.load("SUP-1").unwrap(), None);
+        // Compacted below what every table applied: the rest, and the numbering, remain.
+        raw.compact(3).unwrap();
+        assert_eq!(raw.changed_since(3).unwrap(), (vec!["SUP-3".into()], 4));
+        raw.compact(4).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("journal")).unwrap(), "4 SUP-3\n");
+        assert_eq!(raw.record_changes(&["SUP-4".into()]).unwrap(), 5);
+        assert_eq!(raw.changed_since(4).unwrap(), (vec!["SUP-4".into()], 5));
+
         let (relative, _) = raw.attachment_path("SUP-1", "100", "../../etc/passwd");
         assert_eq!(relative, "attachments/SUP/SUP-1/100__.._etc_passwd", "no separator, no leading dot");
     }
