@@ -42,7 +42,12 @@ impl Site {
         if let Some(c) = cookie {
             r = r.header(header::COOKIE, format!("access_token={c}"));
         }
-        self.send(r.body(Body::empty()).unwrap()).await
+        let answer = self.send(r.body(Body::empty()).unwrap()).await;
+        // A page's title is text: markup there shows up as text in the tab.
+        if let Some(title) = answer.body.split("<title>").nth(1).and_then(|t| t.split("</title>").next()) {
+            assert!(!title.contains('<') && title.len() < 120, "{path}: the title is {title:?}");
+        }
+        answer
     }
 
     async fn form(&self, path: &str, cookie: Option<&str>, origin: &str, fields: &[(&str, &str)]) -> Answer {
