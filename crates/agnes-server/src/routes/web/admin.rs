@@ -1,10 +1,10 @@
-//! The admin pages: the dashboard (sync health, scheduler, failures, disk, recent audit
-//! events), the audit log, access (groups, members, the grants matrix, simulate a user)
+//! The admin pages: the dashboard (sync health, scheduler, failures, disk, the Jira
+//! queue, recent audit events), the audit log, access (groups, members, the grants matrix, simulate a user)
 //! and the prompts agnes gives agents. Each action is one REST call as the admin.
 
 use super::{done, field, problem, render, segment, Viewer};
 use crate::state::AppState;
-use agnes_core::api::{AuditPage, Freshness, SchedulerStatus, StorageUse};
+use agnes_core::api::{AuditPage, Freshness, JiraHealth, SchedulerStatus, StorageUse};
 use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -30,10 +30,12 @@ pub async fn home(viewer: Viewer, headers: HeaderMap, query: Query<HashMap<Strin
         return super::analyst::catalog(viewer, headers, query).await;
     }
     // Asked at once; a failure of a side panel (audit, disk) leaves the page standing.
-    let (scheduler, audit, storage) = tokio::join!(
+    let (scheduler, audit, storage, jira) = tokio::join!(
         viewer.get_as::<SchedulerStatus>("/api/admin/scheduler"),
         viewer.get_as::<AuditPage>("/api/admin/audit?limit=15"),
-        viewer.get_as::<StorageUse>("/api/admin/storage")
+        viewer.get_as::<StorageUse>("/api/admin/storage"),
+        // 503 where Jira is not configured: no card.
+        viewer.get_as::<JiraHealth>("/webhooks/jira/health")
     );
     let mut scheduler = match scheduler {
         Ok(s) => s,
@@ -47,7 +49,7 @@ pub async fn home(viewer: Viewer, headers: HeaderMap, query: Query<HashMap<Strin
     let context = json!({
         "viewer": viewer.context(), "nav": "home", "scheduler": scheduler,
         "failing": failing, "overdue": overdue, "tables": shown, "table_count": tables.len(),
-        "events": audit.map(|a| a.events).unwrap_or_default(), "storage": storage.ok(),
+        "events": audit.map(|a| a.events).unwrap_or_default(), "storage": storage.ok(), "jira": jira.ok(),
     });
     render("dashboard.html", context)
 }

@@ -544,3 +544,28 @@ async fn admin_discovers_edits_syncs_manages_users_metrics_and_reads_the_audit_l
     assert!(home.body.contains("Recent audit events") && home.body.contains(" free</div>"), "{}", home.body);
     assert!(home.body.contains("metric.delete"));
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_the_jira_queue_where_jira_is_configured() {
+    let site = Site::new().await;
+    let boot = [("email", "root@example.com"), ("password", "admin-pass-1"), ("password2", "admin-pass-1")];
+    let admin = session(&site.form("/bootstrap", None, ORIGIN, &boot).await);
+    let home = site.page("/", Some(&admin)).await;
+    assert!(home.body.contains("Dashboard") && !home.body.contains("Jira deliveries"), "no Jira, no card");
+
+    // Configured by its domain alone: no account, no secret, and the card says so.
+    std::env::set_var("JIRA_DOMAIN", "acme.atlassian.net");
+    let site = Site::new().await;
+    let admin = session(&site.form("/bootstrap", None, ORIGIN, &boot).await);
+    let home = site.page("/", Some(&admin)).await;
+    assert_eq!(home.status, StatusCode::OK);
+    for said in ["Jira deliveries", "0 waiting", "none failing", "webhook secret not set", "Jira account not set"] {
+        assert!(home.body.contains(said), "{said}: {}", home.body);
+    }
+    let health = site.api("GET", "/webhooks/jira/health", &admin, Value::Null).await;
+    assert_eq!(
+        (health["status"].as_str(), health["configured"].as_bool()),
+        (Some("degraded"), Some(false)),
+        "{health}"
+    );
+}
