@@ -263,7 +263,8 @@ async fn an_admin_and_an_analyst_work_in_the_browser() {
     b.shot("catalog-phone").await;
     b.goto(&url("/setup")).await;
     b.click("form[action='/setup'] button").await;
-    let setup = b.wait_for("agnes init --server-url").await;
+    // The page names the command before the click too: wait for the minted token.
+    let setup = b.wait_for("agnes_pat_").await;
     assert!(setup.contains(&server.url) && setup.contains("agnes_pat_"), "the commands carry a fresh token");
     b.usable("setup on a phone").await;
     b.shot("setup-phone").await;

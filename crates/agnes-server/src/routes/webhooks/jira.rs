@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use agnes_core::api::{JiraBackfill, JiraBackfillRequest, JiraHealth, JiraWebhookAccepted, JiraWebhookDelivery};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use hmac::Mac;
 use serde_json::Value;
@@ -65,9 +65,16 @@ async fn webhook(
             &format!("{} is not set: deliveries cannot be verified", source.webhook_secret_env()),
         ));
     };
-    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+    let too_large = || {
         ApiError::coded(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("a delivery is at most {MAX_BODY} bytes"))
-    })?;
+    };
+    // Refused on its announced length before a byte is read; a chunked one when it passes.
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY) {
+        return Err(too_large());
+    }
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large())?;
     let header =
         headers.get("x-hub-signature-256").or_else(|| headers.get("x-hub-signature")).and_then(|v| v.to_str().ok());
     if !signed(&secret, &body, header) {
